@@ -1,0 +1,66 @@
+"""Every error leaves as JSON: ``{"detail": sentence, "errors": [{"field", "message"}]}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reminders.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+_LOCATIONS = {"body", "query", "path", "header", "cookie"}
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str | None]:
+    parts = list(loc)
+    where = parts.pop(0) if parts and parts[0] in _LOCATIONS else None
+    # pydantic adds the validator's name for Annotated/union members; it means nothing to users.
+    parts = [p for p in parts if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    return ".".join(str(p) for p in parts) or (where or "request"), where
+
+
+def _error_body(detail: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"detail": detail, "errors": errors}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        errors = [{"field": exc.field, "message": exc.message}] if exc.field else []
+        detail = f"{exc.field}: {exc.message}" if exc.field else exc.message
+        return JSONResponse(_error_body(detail, errors), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for error in exc.errors():
+            field, where = _field_name(error.get("loc", ()))
+            message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+            if error.get("type") == "extra_forbidden":
+                message = "is not a known field"
+            elif error.get("type") == "missing":
+                message = "is required"
+            elif error.get("type") == "json_invalid":
+                message = "the body is not valid JSON"
+            errors.append({"field": field, "in": where, "message": message})
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return JSONResponse(_error_body(detail, errors), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            _error_body(str(exc.detail), []),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(_error_body("internal error; see the service log", []), status_code=500)

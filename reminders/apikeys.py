@@ -1,0 +1,76 @@
+"""API keys: random bearer tokens, stored as SHA-256 digests, each with a scope."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import Session, col, func, select
+
+from reminders.db import utcnow
+from reminders.errors import InvalidField, NotFound
+from reminders.models import ApiKey, Scope
+
+KEY_PREFIX = "rmd_"
+# Writing last_used_at on every request would turn each read into a write; a minute is plenty.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, *, name: str, scope: str) -> NewKey:
+    name = name.strip()
+    if not name:
+        raise InvalidField("a key needs a name", field="name")
+    try:
+        parsed = Scope(scope)
+    except ValueError:
+        raise InvalidField(f"{scope!r} is not one of read, write, admin", field="scope") from None
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(name=name, scope=parsed, key_hash=hash_key(secret), prefix=secret[:10])
+    session.add(key)
+    session.flush()
+    return NewKey(key=key, secret=secret)
+
+
+def authenticate(session: Session, secret: str) -> ApiKey | None:
+    """Return the live key matching ``secret``, or None."""
+    key = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).first()
+    if key is None or key.revoked_at is not None:
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
+        key.last_used_at = now
+        session.add(key)
+        session.commit()
+    return key
+
+
+def count_live_keys(session: Session) -> int:
+    return session.exec(
+        select(func.count()).select_from(ApiKey).where(col(ApiKey.revoked_at).is_(None))
+    ).one()
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.exec(select(ApiKey).order_by(col(ApiKey.id))))
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key with id {key_id}", field="id")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.add(key)
+    return key

@@ -1,0 +1,163 @@
+"""The ``reminders`` command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlmodel import Session
+
+from reminders import apikeys
+from reminders.errors import DomainError
+from reminders.migrate import SchemaError, current_revision, head_revision, upgrade
+from reminders.models import Scope
+from reminders.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Self-hosted SMS reminders.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(key_app, name="apikey")
+app.add_typer(contacts_app, name="contacts")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def one_line_errors(func: F) -> F:
+    """A user's mistake ends the command with one line on stderr and a non-zero exit."""
+    from reminders.service import StartupError
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (SettingsError, StartupError, SchemaError) as exc:
+            fail(str(exc))
+        except DomainError as exc:
+            fail(f"{exc.field}: {exc.message}" if exc.field else exc.message)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@app.command()
+@one_line_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+) -> None:
+    """Run the API, the scheduler and the sender in one process."""
+    import uvicorn
+
+    from reminders.service import build, configure_logging, ensure_first_key, open_database
+
+    settings = _settings()
+    configure_logging(settings)
+    engine = open_database(settings)
+    secret = ensure_first_key(engine)
+    process = build(settings, engine)
+    if secret:
+        bar = "=" * 72
+        typer.echo(
+            f"{bar}\nNo API key existed, so an admin key was created. It is shown only now:\n\n"
+            f"    {secret}\n\nUse it as: Authorization: Bearer <key>\n{bar}",
+        )
+        sys.stdout.flush()
+    uvicorn.run(process.app, host=host, port=port, log_level=settings.log_level.lower())
+
+
+@db_app.command("upgrade")
+@one_line_errors
+def db_upgrade() -> None:
+    """Apply the migrations up to the newest schema."""
+    from reminders.service import connect
+
+    engine = connect(_settings())
+    upgrade(engine)
+    typer.echo(f"database at revision {current_revision(engine)} (newest: {head_revision()})")
+
+
+def _engine() -> Any:
+    from reminders.service import open_database
+
+    return open_database(_settings())
+
+
+@key_app.command("create")
+@one_line_errors
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="What the key is for.")],
+    scope: Annotated[Scope, typer.Option(help="read, write or admin.")] = Scope.read,
+) -> None:
+    """Create a key and print it (only the key) on stdout."""
+    with Session(_engine()) as session:
+        new = apikeys.create_key(session, name=name, scope=scope)
+        session.commit()
+    typer.echo(new.secret)
+
+
+@key_app.command("list")
+@one_line_errors
+def apikey_list() -> None:
+    """List keys (never their secrets)."""
+    with Session(_engine()) as session:
+        for key in apikeys.list_keys(session):
+            state = "revoked" if key.revoked_at else "live"
+            typer.echo(f"{key.id}\t{key.prefix}…\t{key.scope}\t{state}\t{key.name}")
+
+
+@key_app.command("revoke")
+@one_line_errors
+def apikey_revoke(key_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Revoke a key by id."""
+    with Session(_engine()) as session:
+        apikeys.revoke_key(session, key_id)
+        session.commit()
+    typer.echo(f"revoked key {key_id}")
+
+
+@contacts_app.command("import")
+@one_line_errors
+def contacts_import(
+    file: Annotated[Path, typer.Argument(help="CSV with a header row: name, phone, ...")],
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="Add every imported contact to it.")
+    ] = None,
+    refused: Annotated[
+        Path | None, typer.Option(help="Write the refused rows, with a reason column, here.")
+    ] = None,
+) -> None:
+    """Import contacts in bulk; bad rows are reported and skipped, good ones kept."""
+    from reminders.importer import import_csv
+
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    settings = _settings()
+    report = import_csv(_engine(), file, region=settings.default_region, groups=group or [], refused_path=refused)
+    for row in report.refused:
+        typer.echo(f"line {row.line}: {row.reason}", err=True)
+    typer.echo(
+        f"{report.created} created, {report.updated} updated, {len(report.refused)} refused",
+        err=False,
+    )
+    if report.refused:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,107 @@
+"""Contacts: the people reminders go to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from reminders.db import utcnow
+from reminders.errors import Conflict, InvalidField, NotFound
+from reminders.models import Contact
+from reminders.paging import page
+from reminders.phones import normalize_mobile
+from reminders.schemas import ContactCreate, ContactUpdate
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def create_contact(session: Session, data: ContactCreate, *, region: str) -> Contact:
+    values = data.model_dump()
+    values["phone"] = normalize_mobile(data.phone, region)
+    values["name_folded"] = data.name.casefold()
+    contact = Contact(**values)
+    _check_external_id_free(session, contact.external_id, None)
+    session.add(contact)
+    _flush(session)
+    return contact
+
+
+def get_contact(session: Session, contact_id: int) -> Contact:
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"no contact with id {contact_id}", field="id")
+    return contact
+
+
+def update_contact(
+    session: Session, contact_id: int, data: ContactUpdate, *, region: str
+) -> Contact:
+    contact = get_contact(session, contact_id)
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True)
+    for required in ("name", "phone", "language", "opted_out", "attributes"):
+        if required in changes and changes[required] is None:
+            raise InvalidField("may not be null", field=required)
+    if "phone" in changes:
+        changes["phone"] = normalize_mobile(changes["phone"], region)
+    if "name" in changes:
+        changes["name_folded"] = changes["name"].casefold()
+    if "external_id" in changes:
+        _check_external_id_free(session, changes["external_id"], contact_id)
+    for name, value in changes.items():
+        setattr(contact, name, value)
+    contact.updated_at = utcnow()
+    session.add(contact)
+    _flush(session)
+    return contact
+
+
+def delete_contact(session: Session, contact_id: int) -> None:
+    session.delete(get_contact(session, contact_id))
+    session.flush()
+
+
+def list_contacts(
+    session: Session, *, q: str | None, limit: int, cursor: str | None
+) -> tuple[Sequence[Contact], str | None]:
+    query = select(Contact)
+    if q and q.strip():
+        needle = q.strip()
+        conditions = [col(Contact.name_folded).like(f"%{_escape_like(needle.casefold())}%", "\\")]
+        digits = "".join(c for c in needle if c.isdigit())
+        if digits and len(digits) >= 3:
+            # "0888 123" and "+359888123" should both find +359888123456: match the national
+            # significant part, which is what people type.
+            significant = digits.lstrip("0")
+            conditions.append(col(Contact.phone).like(f"%{significant}%"))
+        query = query.where(or_(*conditions))
+    return page(session, query, Contact.id, limit=limit, cursor=cursor)
+
+
+def find_by_external_id(session: Session, external_id: str) -> Contact | None:
+    return session.exec(select(Contact).where(Contact.external_id == external_id)).first()
+
+
+def _check_external_id_free(session: Session, external_id: str | None, own_id: int | None) -> None:
+    if external_id is None:
+        return
+    other = find_by_external_id(session, external_id)
+    if other is not None and other.id != own_id:
+        raise Conflict(
+            f"external_id {external_id!r} already belongs to contact {other.id}",
+            field="external_id",
+        )
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        # Two requests racing for the same external_id: the unique index decides.
+        session.rollback()
+        raise Conflict("external_id is already in use", field="external_id") from None

@@ -1,0 +1,139 @@
+"""Messages pushed through the API: resolve the recipients, create one notice each, schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from reminders.db import utcnow
+from reminders.errors import InvalidField, NotFound
+from reminders.groups import group_contact_ids
+from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus
+from reminders.notices import JobScheduler
+from reminders.phones import normalize_mobile
+from reminders.schemas import MessageCreate, Recipients
+
+# A send_at a little in the past is a clock skew or a slow client, and means "now"; further back
+# it is a mistake the caller should hear about rather than a message sent at the wrong time.
+PAST_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    phone: str
+    contact_id: int | None
+    opted_out: bool
+
+
+def resolve_recipients(session: Session, to: Recipients, *, region: str) -> list[Recipient]:
+    """Contacts, then group members, then raw phones; one recipient per phone number."""
+    contact_ids: list[int] = list(dict.fromkeys(to.contacts))
+    if contact_ids:
+        found = set(session.exec(select(Contact.id).where(col(Contact.id).in_(contact_ids))).all())
+        missing = [c for c in contact_ids if c not in found]
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:20])
+            raise InvalidField(f"no contact with id {shown}", field="to.contacts")
+    for members in group_contact_ids(session, to.groups).values():
+        contact_ids.extend(members)
+    contact_ids = list(dict.fromkeys(contact_ids))
+
+    phones = [
+        normalize_mobile(raw, region, field=f"to.phones.{index}")
+        for index, raw in enumerate(to.phones)
+    ]
+
+    by_phone: dict[str, Recipient] = {}
+    contacts: dict[int, Contact] = {}
+    for chunk_start in range(0, len(contact_ids), 500):
+        chunk = contact_ids[chunk_start : chunk_start + 500]
+        for contact in session.exec(select(Contact).where(col(Contact.id).in_(chunk))):
+            assert contact.id is not None
+            contacts[contact.id] = contact
+    for contact_id in contact_ids:
+        contact = contacts[contact_id]
+        by_phone.setdefault(contact.phone, Recipient(contact.phone, contact_id, contact.opted_out))
+
+    raw_phones = [p for p in dict.fromkeys(phones) if p not in by_phone]
+    if raw_phones:
+        # A raw number that belongs to a contact is sent as that contact, opt-out included.
+        known: dict[str, Contact] = {}
+        for contact in session.exec(select(Contact).where(col(Contact.phone).in_(raw_phones))):
+            known.setdefault(contact.phone, contact)
+        for phone in raw_phones:
+            match = known.get(phone)
+            if match is not None:
+                by_phone[phone] = Recipient(phone, match.id, match.opted_out)
+            else:
+                by_phone[phone] = Recipient(phone, None, False)
+    return list(by_phone.values())
+
+
+def create_message(
+    session: Session,
+    scheduler: JobScheduler | None,
+    data: MessageCreate,
+    *,
+    region: str,
+    now: datetime | None = None,
+) -> tuple[Message, list[Notice]]:
+    """Store the message and its notices, commit, then give the scheduled ones their jobs.
+
+    Notices are committed before their jobs exist: if the process dies in between, the start-up
+    reconciliation gives them jobs, whereas a job without its notice would fire into nothing.
+    """
+    now = now or utcnow()
+    send_at = data.send_at or now
+    if send_at < now - PAST_TOLERANCE:
+        raise InvalidField("is in the past; leave it out to send now", field="send_at")
+    recipients = resolve_recipients(session, data.to, region=region)
+    if not recipients:
+        raise InvalidField("the groups named have no members", field="to")
+
+    message = Message(text=data.text, sender_id=data.sender_id, send_at=send_at, created_at=now)
+    session.add(message)
+    session.flush()
+    rows = []
+    for recipient in recipients:
+        opted_out = recipient.opted_out
+        rows.append(
+            {
+                "key": f"message:{message.id}:{recipient.phone}",
+                "kind": NoticeKind.message,
+                "status": NoticeStatus.suppressed if opted_out else NoticeStatus.scheduled,
+                "status_reason": "the contact opted out" if opted_out else None,
+                "message_id": message.id,
+                "contact_id": recipient.contact_id,
+                "phone": recipient.phone,
+                "text": data.text,
+                "sender_id": data.sender_id,
+                "send_at": send_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    session.exec(insert(Notice), params=rows)  # type: ignore[call-overload]
+    session.commit()
+    notices = list(
+        session.exec(
+            select(Notice).where(Notice.message_id == message.id).order_by(col(Notice.id))
+        )
+    )
+    if scheduler is not None:
+        scheduler.schedule(
+            [(n.id, n.send_at) for n in notices if n.status == NoticeStatus.scheduled and n.id]
+        )
+    return message, notices
+
+
+def get_message(session: Session, message_id: int) -> tuple[Message, list[Notice]]:
+    message = session.get(Message, message_id)
+    if message is None:
+        raise NotFound(f"no message with id {message_id}", field="id")
+    notices = list(
+        session.exec(select(Notice).where(Notice.message_id == message_id).order_by(col(Notice.id)))
+    )
+    return message, notices

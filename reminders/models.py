@@ -1,0 +1,209 @@
+"""Database tables. Every datetime is stored in UTC (see ``db.UTCDateTime``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Table,
+    Unicode,
+)
+from sqlmodel import Field, SQLModel
+
+from reminders.db import UTCDateTime, utcnow
+
+
+class Scope(StrEnum):
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+    def allows(self, needed: Scope) -> bool:
+        order = [Scope.read, Scope.write, Scope.admin]
+        return order.index(self) >= order.index(needed)
+
+
+class NoticeStatus(StrEnum):
+    scheduled = "scheduled"
+    sending = "sending"
+    sent = "sent"
+    delivered = "delivered"
+    undelivered = "undelivered"
+    failed = "failed"
+    cancelled = "cancelled"
+    expired = "expired"
+    suppressed = "suppressed"
+    unknown = "unknown"
+
+
+class NoticeKind(StrEnum):
+    message = "message"
+    event_reminder = "event_reminder"
+    bill_due = "bill_due"
+    bill_overdue = "bill_overdue"
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    scope: str = Field(max_length=10)
+    # Only a SHA-256 digest is kept: keys are 256-bit random strings, so a slow hash adds nothing.
+    key_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = _created()
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_phone", "phone"),
+        Index("ix_contacts_name_folded", "name_folded"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    # SQLite folds case for ASCII only, so "иван" would miss "Иван": search a casefolded copy.
+    name_folded: str = Field(max_length=200)
+    phone: str = Field(max_length=20)
+    email: str | None = Field(default=None, max_length=320)
+    timezone: str | None = Field(default=None, max_length=64)
+    language: str = Field(default="bg", max_length=2)
+    external_id: str | None = Field(default=None, max_length=200, unique=True)
+    opted_out: bool = Field(default=False)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Group(SQLModel, table=True):
+    __tablename__ = "groups"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    description: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class GroupMember(SQLModel, table=True):
+    __tablename__ = "group_members"
+    __table_args__ = (Index("ix_group_members_contact_id", "contact_id"),)
+
+    group_id: int = Field(
+        sa_column=Column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    )
+    contact_id: int = Field(
+        sa_column=Column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    )
+    added_at: datetime = _created()
+
+
+class Message(SQLModel, table=True):
+    """A message pushed through the API; it fans out into one notice per recipient."""
+
+    __tablename__ = "messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+    sender_id: str | None = Field(default=None, max_length=16)
+    send_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = _created()
+
+
+class Notice(SQLModel, table=True):
+    """One SMS to one recipient at one time: the unit the scheduler fires and the sender sends."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        Index("ix_notices_status_send_at", "status", "send_at"),
+        Index("ix_notices_send_at", "send_at"),
+        Index("ix_notices_message_id", "message_id"),
+        Index("ix_notices_contact_id", "contact_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The natural key (what it is about, which step, which recipient): the database refuses a
+    # second notice for the same thing, so planning twice can never send twice.
+    key: str = Field(max_length=255, unique=True)
+    kind: str = Field(max_length=20)
+    status: str = Field(max_length=12, default=NoticeStatus.scheduled)
+    status_reason: str | None = Field(default=None, max_length=500)
+    message_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("messages.id", ondelete="SET NULL"), nullable=True),
+    )
+    contact_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True),
+    )
+    phone: str = Field(max_length=20)
+    text: str
+    sender_id: str | None = Field(default=None, max_length=16)
+    send_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Attempt(SQLModel, table=True):
+    """One hand-over of a notice to a sender, with the gateway's own words about it."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        Index("ix_attempts_notice_id", "notice_id"),
+        Index("ix_attempts_provider_message_id", "provider", "provider_message_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    notice_id: int = Field(
+        sa_column=Column(ForeignKey("notices.id", ondelete="CASCADE"), nullable=False)
+    )
+    provider: str = Field(max_length=40)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    status: str = Field(max_length=12)
+    error_code: str | None = Field(default=None, max_length=100)
+    error: str | None = Field(default=None, max_length=2000)
+    submitted_at: datetime = _created()
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """What the ``outbox`` sender "sent": kept in the database for people and tests to read."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notice_id: int | None = Field(default=None, index=True)
+    to: str = Field(max_length=20)
+    text: str
+    sender_id: str | None = Field(default=None, max_length=16)
+    created_at: datetime = _created()
+
+
+# APScheduler's SQLAlchemyJobStore creates this table itself; it is mirrored here so that the
+# migrations create it too and the schema test can prove both agree.
+JOBS_TABLE = "apscheduler_jobs"
+apscheduler_jobs = Table(
+    JOBS_TABLE,
+    SQLModel.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
+

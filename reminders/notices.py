@@ -1,0 +1,87 @@
+"""Reading and cancelling notices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from reminders.db import utcnow
+from reminders.errors import Conflict, NotFound
+from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.paging import page
+
+
+class JobScheduler(Protocol):
+    """What the data layer needs from the scheduler: put jobs in and take them out."""
+
+    def schedule(self, items: Sequence[tuple[int, datetime]]) -> None: ...
+
+    def unschedule(self, notice_ids: Sequence[int]) -> None: ...
+
+
+def list_notices(
+    session: Session,
+    *,
+    status: Sequence[str] = (),
+    kind: Sequence[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    message_id: int | None = None,
+    contact_id: int | None = None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[Sequence[Notice], str | None]:
+    query = select(Notice)
+    if status:
+        query = query.where(col(Notice.status).in_(status))
+    if kind:
+        query = query.where(col(Notice.kind).in_(kind))
+    if since is not None:
+        query = query.where(col(Notice.send_at) >= since)
+    if until is not None:
+        query = query.where(col(Notice.send_at) < until)
+    if message_id is not None:
+        query = query.where(Notice.message_id == message_id)
+    if contact_id is not None:
+        query = query.where(Notice.contact_id == contact_id)
+    return page(session, query, Notice.id, limit=limit, cursor=cursor)
+
+
+def get_notice(session: Session, notice_id: int) -> Notice:
+    notice = session.get(Notice, notice_id)
+    if notice is None:
+        raise NotFound(f"no notice with id {notice_id}", field="id")
+    return notice
+
+
+def attempts_of(session: Session, notice_id: int) -> list[Attempt]:
+    return list(
+        session.exec(
+            select(Attempt).where(Attempt.notice_id == notice_id).order_by(col(Attempt.id))
+        )
+    )
+
+
+def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: int) -> Notice:
+    """Cancel a notice that has not gone out yet; a conditional update, so it races safely."""
+    now = utcnow()
+    result = session.exec(  # type: ignore[call-overload]
+        update(Notice)
+        .where(col(Notice.id) == notice_id, col(Notice.status) == NoticeStatus.scheduled)
+        .values(status=NoticeStatus.cancelled, status_reason="cancelled through the API", updated_at=now)
+    )
+    session.commit()
+    notice = get_notice(session, notice_id)
+    session.refresh(notice)
+    if not result.rowcount:
+        raise Conflict(
+            f"notice {notice_id} is {notice.status}; only a scheduled notice can be cancelled",
+            field="status",
+        )
+    if scheduler is not None:
+        scheduler.unschedule([notice_id])
+    return notice

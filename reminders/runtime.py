@@ -1,0 +1,35 @@
+"""What a running process shares with the scheduler's job function.
+
+APScheduler persists a job as an import path plus arguments, so the job function cannot be
+handed the engine or the sender; it finds them here, installed once at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from reminders.sender.base import Sender
+from reminders.settings import Settings
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sender: Sender
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no runtime installed; the scheduler fired outside a running service")
+    return _current

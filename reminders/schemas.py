@@ -1,0 +1,224 @@
+"""Shapes of the API's requests and responses. Unknown fields are refused everywhere."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from reminders.models import NoticeKind, NoticeStatus, Scope
+from reminders.sender_ids import validate_sender_id
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_ID = 2**63 - 1
+
+
+def _no_control_chars(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and no name or SMS needs control characters.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Sofia") from None
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+def _sender_id(value: str) -> str:
+    return validate_sender_id(value)
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must include a UTC offset, e.g. 2026-12-01T10:30:00+02:00")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_control_chars)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
+Phone = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_control_chars)]
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_iana_zone)]
+Language = Literal["bg", "en"]
+ExternalId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
+SenderId = Annotated[str, Field(max_length=16), AfterValidator(_sender_id)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ContactCreate(Input):
+    name: Name
+    phone: Phone
+    email: Email | None = None
+    timezone: TimeZoneName | None = None
+    language: Language = "bg"
+    external_id: ExternalId | None = None
+    opted_out: bool = False
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ContactUpdate(Input):
+    name: Name | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+    timezone: TimeZoneName | None = None
+    language: Language | None = None
+    external_id: ExternalId | None = None
+    opted_out: bool | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class ContactOut(BaseModel):
+    id: int
+    name: str
+    phone: str
+    email: str | None
+    timezone: str | None
+    language: str
+    external_id: str | None
+    opted_out: bool
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class GroupCreate(Input):
+    name: Name
+    description: Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None = (
+        None
+    )
+
+
+class GroupUpdate(Input):
+    name: Name | None = None
+    description: Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None = (
+        None
+    )
+
+
+class GroupOut(BaseModel):
+    id: int
+    name: str
+    description: str | None
+    member_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class MembersAdd(Input):
+    contact_ids: list[Id] = Field(min_length=1, max_length=10_000)
+
+
+class MembersAdded(BaseModel):
+    added: int = Field(description="Contacts that were not members before.")
+    already_members: int
+    member_count: int
+
+
+class Recipients(Input):
+    phones: list[Phone] = Field(default_factory=list, max_length=10_000)
+    contacts: list[Id] = Field(default_factory=list, max_length=10_000)
+    groups: list[Id] = Field(default_factory=list, max_length=1_000)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Recipients:
+        if not (self.phones or self.contacts or self.groups):
+            raise ValueError("name at least one recipient in phones, contacts or groups")
+        return self
+
+
+class MessageCreate(Input):
+    to: Recipients
+    text: Annotated[str, Field(min_length=1, max_length=1600), AfterValidator(_no_control_chars)]
+    send_at: AwareDatetime | None = Field(
+        default=None, description="ISO 8601 with an offset; absent means now."
+    )
+    sender_id: SenderId | None = None
+
+
+class AttemptOut(BaseModel):
+    id: int
+    provider: str
+    provider_message_id: str | None
+    status: str
+    error_code: str | None
+    error: str | None
+    submitted_at: datetime
+    delivered_at: datetime | None
+
+
+class NoticeOut(BaseModel):
+    id: int
+    kind: NoticeKind
+    status: NoticeStatus
+    status_reason: str | None
+    message_id: int | None
+    contact_id: int | None
+    phone: str
+    text: str
+    sender_id: str | None
+    send_at: datetime
+    sent_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class NoticeDetail(NoticeOut):
+    attempts: list[AttemptOut]
+
+
+class MessageOut(BaseModel):
+    id: int
+    text: str
+    sender_id: str | None
+    send_at: datetime
+    created_at: datetime
+    recipients: int = Field(description="Distinct phone numbers the message goes to.")
+    notices: list[NoticeOut]
+
+
+class KeyCreate(Input):
+    name: Name
+    scope: Scope = Scope.read
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    scope: Scope
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The bearer token; shown only this once.")

@@ -1,0 +1,63 @@
+"""The sender contract: one method, ``send``, that accepts an SMS or raises ``SendError``.
+
+Like Django's mail backends, a sender is picked by one setting (``REMINDERS_SENDER``) and checks
+its own configuration when it is constructed, so a bad setting stops start-up rather than the
+first send.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from sqlalchemy.engine import Engine
+
+from reminders.settings import Settings
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    notice_id: int
+    to: str  # E.164
+    text: str
+    sender_id: str | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The gateway took the message. ``delivered`` only when it also confirmed delivery."""
+
+    provider_message_id: str | None
+    status: Literal["sent", "delivered"] = "sent"
+
+
+class SendError(Exception):
+    """The gateway did not take the message.
+
+    ``permanent`` separates what retrying cannot fix (an invalid number, a rejected sender ID)
+    from what it may (a timeout, a 5xx).
+    """
+
+    def __init__(self, message: str, *, permanent: bool, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code
+
+
+class Sender(ABC):
+    """Base class of every sender; subclasses set ``name`` and implement ``send``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    @abstractmethod
+    def send(self, sms: OutgoingSms) -> Accepted:
+        """Hand ``sms`` to the gateway; return what it said or raise ``SendError``."""
+
+    def close(self) -> None:
+        """Release connections; called once when the service stops."""

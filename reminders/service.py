@@ -1,0 +1,91 @@
+"""Putting a process together: settings, engine, schema, sender, scheduler, app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from reminders import apikeys, runtime
+from reminders.api import create_app
+from reminders.db import make_engine
+from reminders.migrate import ensure_schema
+from reminders.models import Scope
+from reminders.runtime import Runtime
+from reminders.scheduler.service import NoticeScheduler
+from reminders.sender import registry
+from reminders.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The process cannot start; the message is one sentence for the operator."""
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # APScheduler logs every job it adds and runs at INFO: one line per notice is noise.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def redacted(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def connect(settings: Settings) -> Engine:
+    """An engine whose database answers, or ``StartupError`` saying why not."""
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StartupError(
+            f"Cannot open the database {redacted(settings.database_url)}: {reason}"
+        ) from None
+    return engine
+
+
+def open_database(settings: Settings) -> Engine:
+    """Connect and bring the schema up to date, or raise saying why not."""
+    engine = connect(settings)
+    ensure_schema(engine)
+    return engine
+
+
+def ensure_first_key(engine: Engine) -> str | None:
+    """Create an admin key if the database has none; return its secret to show once."""
+    with Session(engine) as session:
+        if apikeys.count_live_keys(session):
+            return None
+        new = apikeys.create_key(session, name="first admin key", scope=Scope.admin)
+        session.commit()
+        return new.secret
+
+
+@dataclass
+class Process:
+    runtime: Runtime
+    scheduler: NoticeScheduler | None
+    app: FastAPI
+
+
+def build(settings: Settings, engine: Engine, *, with_scheduler: bool = True) -> Process:
+    try:
+        sender = registry.load(settings.sender)(settings, engine)
+    except SettingsError:
+        raise
+    except Exception as exc:
+        raise StartupError(f"The sender {settings.sender!r} cannot start: {exc}") from None
+    rt = Runtime(settings=settings, engine=engine, sender=sender)
+    runtime.install(rt)
+    scheduler = NoticeScheduler(engine) if with_scheduler else None
+    return Process(runtime=rt, scheduler=scheduler, app=create_app(rt, scheduler))

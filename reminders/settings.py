@@ -1,0 +1,124 @@
+"""The one settings class, read from ``REMINDERS_*`` environment variables and ``.env``.
+
+A bad value stops start-up with one sentence naming the variable (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from reminders.sender_ids import validate_sender_id
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or contradictory; the message is one sentence."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REMINDERS_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        default="sqlite:///./reminders.db",
+        description="SQLAlchemy URL; a SQLite file by default, postgresql+psycopg://... for several instances.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset means single-instance mode."
+    )
+    sender: str = Field(default="outbox", description="Which sender delivers messages.")
+    default_region: str = Field(
+        default="BG", description="Region for phone numbers written without a country code."
+    )
+    timezone: str = Field(
+        default="Europe/Sofia", description="IANA zone used when a contact has none."
+    )
+    sender_id: str | None = Field(default=None, description="Default sender ID (alphanumeric or number).")
+    log_level: str = Field(default="INFO", description="Logging level.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL such as sqlite:///./reminders.db") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("must point to SQLite or PostgreSQL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a two-letter region code such as BG or GB")
+        return region
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Sofia") from None
+        return value
+
+    @field_validator("sender_id")
+    @classmethod
+    def _check_sender_id(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        return validate_sender_id(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning pydantic's report into one sentence per bad variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "REMINDERS_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"Invalid setting {name}: {reason}.") from None
+    from reminders.sender import registry
+
+    if settings.sender not in registry.available():
+        known = ", ".join(sorted(registry.available()))
+        raise SettingsError(
+            f"Invalid setting REMINDERS_SENDER: {settings.sender!r} is not a known sender ({known})."
+        )
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
