@@ -55,7 +55,7 @@ Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_iana_zone)]
 Language = Literal["bg", "en"]
 ExternalId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
-SenderId = Annotated[str, Field(max_length=16), AfterValidator(_sender_id)]
+SenderId = Annotated[str, AfterValidator(_sender_id)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 

@@ -1,0 +1,124 @@
+"""Shared fixtures: every database-backed test runs on SQLite and on a throw-away PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from reminders import runtime
+from reminders.db import make_engine
+from reminders.migrate import upgrade
+from reminders.service import Process, build
+from reminders.settings import Settings, load_settings
+
+PG_ADMIN_DSN = os.environ.get("REMINDERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's own REMINDERS_* variables or .env file."""
+    for name in list(os.environ):
+        if name.startswith("REMINDERS_") and name != "REMINDERS_TEST_PG":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def create_pg_database() -> tuple[str, Callable[[], None]]:
+    name = f"reminders_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}", drop
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'reminders.db'}"
+        return
+    url, drop = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return load_settings(database_url=database_url)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def process(settings: Settings, engine: Engine) -> Iterator[Process]:
+    proc = build(settings, engine)
+    yield proc
+    if proc.scheduler is not None:
+        proc.scheduler.shutdown(wait=True)
+    runtime.install(None)
+
+
+@pytest.fixture
+def client(process: Process) -> Iterator[TestClient]:
+    with TestClient(process.app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def make_key(engine: Engine, scope: str) -> dict[str, str]:
+    from sqlmodel import Session
+
+    from reminders import apikeys
+
+    with Session(engine) as session:
+        new = apikeys.create_key(session, name=f"test {scope}", scope=scope)
+        session.commit()
+    return {"Authorization": f"Bearer {new.secret}"}
+
+
+@pytest.fixture
+def admin(engine: Engine) -> dict[str, str]:
+    return make_key(engine, "admin")
+
+
+@pytest.fixture
+def writer(engine: Engine) -> dict[str, str]:
+    return make_key(engine, "write")
+
+
+@pytest.fixture
+def reader(engine: Engine) -> dict[str, str]:
+    return make_key(engine, "read")
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

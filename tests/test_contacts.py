@@ -1,0 +1,163 @@
+"""Contacts over the API: E.164 phones, validation that names the field, paging and search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+Headers = dict[str, str]
+
+
+def add(client: TestClient, headers: Headers, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Иван Петров", "phone": "0888 123 456", **fields}
+    response = client.post("/api/v1/contacts", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("raw", ["0888 123 456", "+359 88 812 3456", "00359888123456", "0888-123-456"])
+def test_phone_is_stored_in_e164(client: TestClient, writer: Headers, raw: str) -> None:
+    assert add(client, writer, phone=raw)["phone"] == "+359888123456"
+
+
+def test_foreign_number_keeps_its_country(client: TestClient, writer: Headers) -> None:
+    assert add(client, writer, phone="+44 7911 123456")["phone"] == "+447911123456"
+
+
+@pytest.mark.parametrize(
+    ("phone", "reason"),
+    [("123", "not a valid phone number"), ("02 987 6543", "not a mobile"), ("call me", "not a phone")],
+)
+def test_invalid_phone_is_refused_naming_the_field(
+    client: TestClient, writer: Headers, phone: str, reason: str
+) -> None:
+    response = client.post("/api/v1/contacts", json={"name": "A", "phone": phone}, headers=writer)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["errors"][0]["field"] == "phone"
+    assert reason in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"name": "A", "phone": "0888123456", "nickname": "x"}, "nickname", "not a known field"),
+        ({"name": 5, "phone": "0888123456"}, "name", "string"),
+        ({"phone": "0888123456"}, "name", "required"),
+        ({"name": "A", "phone": "0888123456", "timezone": "Europe/Sofiya"}, "timezone", "IANA"),
+        ({"name": "A", "phone": "0888123456", "language": "de"}, "language", "'bg' or 'en'"),
+        ({"name": "A", "phone": "0888123456", "email": "nope"}, "email", "email"),
+        ({"name": "A", "phone": "0888123456", "opted_out": "maybe"}, "opted_out", "boolean"),
+        ({"name": "A\u0000", "phone": "0888123456"}, "name", "control"),
+    ],
+)
+def test_bad_input_names_the_field(
+    client: TestClient, writer: Headers, body: dict[str, Any], field: str, message: str
+) -> None:
+    response = client.post("/api/v1/contacts", json=body, headers=writer)
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert any(e["field"] == field and message in e["message"] for e in errors), errors
+
+
+def test_malformed_json_is_a_422(client: TestClient, writer: Headers) -> None:
+    response = client.post(
+        "/api/v1/contacts",
+        content=b"{not json",
+        headers={**writer, "content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert "JSON" in response.json()["detail"]
+
+
+def test_crud(client: TestClient, writer: Headers, reader: Headers) -> None:
+    created = add(
+        client,
+        writer,
+        email="ivan@example.bg",
+        timezone="Europe/London",
+        language="en",
+        external_id="crm-1",
+        attributes={"doctor": "Петрова"},
+    )
+    contact_id = created["id"]
+    fetched = client.get(f"/api/v1/contacts/{contact_id}", headers=reader).json()
+    assert fetched == created
+
+    patched = client.patch(
+        f"/api/v1/contacts/{contact_id}",
+        json={"phone": "+359 88 999 0000", "opted_out": True},
+        headers=writer,
+    )
+    assert patched.status_code == 200
+    assert patched.json()["phone"] == "+359889990000"
+    assert patched.json()["opted_out"] is True
+    assert patched.json()["email"] == "ivan@example.bg"  # untouched fields stay
+
+    assert client.patch(
+        f"/api/v1/contacts/{contact_id}", json={"name": None}, headers=writer
+    ).status_code == 422
+
+    assert client.delete(f"/api/v1/contacts/{contact_id}", headers=writer).status_code == 204
+    missing = client.get(f"/api/v1/contacts/{contact_id}", headers=reader)
+    assert missing.status_code == 404
+    assert "no contact" in missing.json()["detail"]
+
+
+def test_external_id_is_unique(client: TestClient, writer: Headers) -> None:
+    first = add(client, writer, external_id="crm-7")
+    clash = client.post(
+        "/api/v1/contacts",
+        json={"name": "B", "phone": "0888111222", "external_id": "crm-7"},
+        headers=writer,
+    )
+    assert clash.status_code == 409
+    assert clash.json()["errors"][0]["field"] == "external_id"
+    assert str(first["id"]) in clash.json()["detail"]
+
+
+def test_paging_walks_every_contact_once(client: TestClient, writer: Headers) -> None:
+    ids = [add(client, writer, name=f"Contact {i}", phone=f"0888 100 {i:03d}")["id"] for i in range(7)]
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/api/v1/contacts", params=params, headers=writer).json()
+        seen += [c["id"] for c in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids
+    assert pages == 3
+
+
+def test_bad_cursor_and_limit(client: TestClient, writer: Headers) -> None:
+    bad_cursor = client.get("/api/v1/contacts", params={"cursor": "!!"}, headers=writer)
+    assert bad_cursor.status_code == 422
+    assert bad_cursor.json()["errors"][0]["field"] == "cursor"
+    bad_limit = client.get("/api/v1/contacts", params={"limit": 0}, headers=writer)
+    assert bad_limit.status_code == 422
+    assert bad_limit.json()["errors"][0]["field"] == "limit"
+
+
+def test_search_by_name_any_case_and_by_phone(client: TestClient, writer: Headers) -> None:
+    ivan = add(client, writer, name="Иван Петров", phone="0888 123 456")
+    add(client, writer, name="Мария Иванова", phone="0899 555 666")
+    add(client, writer, name="John Smith", phone="0877 000 111")
+
+    def search(q: str) -> list[str]:
+        page = client.get("/api/v1/contacts", params={"q": q}, headers=writer).json()
+        return sorted(c["name"] for c in page["items"])
+
+    assert search("иван") == ["Иван Петров", "Мария Иванова"]
+    assert search("ПЕТРОВ") == ["Иван Петров"]
+    assert search("smith") == ["John Smith"]
+    assert search("0888 123") == [ivan["name"]]
+    assert search("+359888123456") == [ivan["name"]]
+    assert search("50%") == []

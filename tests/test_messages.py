@@ -1,0 +1,186 @@
+"""A message fans out into notices that the scheduler fires once each through the outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from tests.conftest import wait_for
+
+Headers = dict[str, str]
+
+
+def contact(client: TestClient, headers: Headers, phone: str, **extra: Any) -> int:
+    body = {"name": f"Contact {phone}", "phone": phone, **extra}
+    response = client.post("/api/v1/contacts", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def send(client: TestClient, headers: Headers, **body: Any) -> Any:
+    return client.post("/api/v1/messages", json=body, headers=headers)
+
+
+def notices_of(client: TestClient, headers: Headers, message_id: int) -> list[dict[str, Any]]:
+    page = client.get("/api/v1/notices", params={"message_id": message_id}, headers=headers)
+    return list(page.json()["items"])
+
+
+def outbox(engine: Engine) -> list[tuple[int, str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT notice_id, \"to\", text FROM outbox ORDER BY id")).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_send_now_reaches_the_outbox_once_per_phone(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    a = contact(client, writer, "0888 300 001")
+    b = contact(client, writer, "0888 300 002")
+    g = client.post("/api/v1/groups", json={"name": "G"}, headers=writer).json()["id"]
+    client.post(f"/api/v1/groups/{g}/members", json={"contact_ids": [a, b]}, headers=writer)
+
+    response = send(
+        client,
+        writer,
+        to={"groups": [g], "contacts": [a], "phones": ["+359888300002", "0888 300 003"]},
+        text="Часът ви е утре в 10:30",
+        sender_id="Clinic",
+    )
+    assert response.status_code == 201, response.text
+    message = response.json()
+    assert message["recipients"] == 3
+    assert sorted(n["phone"] for n in message["notices"]) == [
+        "+359888300001",
+        "+359888300002",
+        "+359888300003",
+    ]
+    # The raw phone of a known contact is sent as that contact.
+    by_phone = {n["phone"]: n for n in message["notices"]}
+    assert by_phone["+359888300002"]["contact_id"] == b
+    assert by_phone["+359888300003"]["contact_id"] is None
+
+    wait_for(
+        lambda: all(n["status"] == "sent" for n in notices_of(client, writer, message["id"])),
+        what="every notice sent",
+    )
+    rows = outbox(engine)
+    assert sorted(r[1] for r in rows) == sorted(by_phone)
+    assert {r[2] for r in rows} == {"Часът ви е утре в 10:30"}
+
+    detail = client.get(f"/api/v1/notices/{message['notices'][0]['id']}", headers=writer).json()
+    assert detail["sender_id"] == "Clinic"
+    assert len(detail["attempts"]) == 1
+    attempt = detail["attempts"][0]
+    assert attempt["provider"] == "outbox"
+    assert attempt["provider_message_id"].startswith("outbox-")
+    assert attempt["status"] == "sent" and attempt["error"] is None
+
+
+def test_opted_out_contact_is_suppressed_not_sent(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    out = contact(client, writer, "0888 300 010", opted_out=True)
+    message = send(client, writer, to={"contacts": [out], "phones": ["0888300010"]}, text="Hi").json()
+    assert [n["status"] for n in message["notices"]] == ["suppressed"]
+    assert message["notices"][0]["status_reason"] == "the contact opted out"
+    assert outbox(engine) == []
+
+
+def test_contact_opting_out_after_scheduling_is_suppressed_when_it_fires(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    who = contact(client, writer, "0888 300 011")
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    message = send(client, writer, to={"contacts": [who]}, text="Hi", send_at=soon).json()
+    client.patch(f"/api/v1/contacts/{who}", json={"opted_out": True}, headers=writer)
+    notice_id = message["notices"][0]["id"]
+    wait_for(
+        lambda: client.get(f"/api/v1/notices/{notice_id}", headers=writer).json()["status"]
+        == "suppressed",
+        what="the notice to be suppressed",
+    )
+    assert outbox(engine) == []
+
+
+def test_future_message_waits_and_can_be_cancelled(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=2)).astimezone().isoformat()
+    message = send(client, writer, to={"phones": ["0888 300 020", "0888 300 021"]}, text="Later", send_at=later).json()
+    first, second = (n["id"] for n in message["notices"])
+    assert all(n["status"] == "scheduled" for n in message["notices"])
+
+    cancelled = client.post(f"/api/v1/notices/{first}/cancel", headers=writer)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    again = client.post(f"/api/v1/notices/{first}/cancel", headers=writer)
+    assert again.status_code == 409
+    assert "cancelled" in again.json()["detail"]
+
+    with engine.connect() as conn:
+        jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+    assert jobs == {f"notice:{second}"}
+
+
+def test_filters(client: TestClient, writer: Headers) -> None:
+    later = datetime.now(UTC) + timedelta(days=1)
+    m1 = send(client, writer, to={"phones": ["0888 300 030"]}, text="A", send_at=later.isoformat()).json()
+    m2 = send(client, writer, to={"phones": ["0888 300 031"]}, text="B", send_at=(later + timedelta(days=2)).isoformat()).json()
+    client.post(f"/api/v1/notices/{m2['notices'][0]['id']}/cancel", headers=writer)
+
+    def ids(**params: Any) -> list[int]:
+        response = client.get("/api/v1/notices", params=params, headers=writer)
+        assert response.status_code == 200, response.text
+        return [n["id"] for n in response.json()["items"]]
+
+    n1, n2 = m1["notices"][0]["id"], m2["notices"][0]["id"]
+    assert ids(status="scheduled") == [n1]
+    assert ids(status=["scheduled", "cancelled"]) == [n1, n2]
+    assert ids(kind="message") == [n1, n2]
+    assert ids(kind="bill_due") == []
+    assert ids(since=(later + timedelta(days=1)).isoformat()) == [n2]
+    assert ids(until=(later + timedelta(days=1)).isoformat()) == [n1]
+    assert client.get("/api/v1/notices", params={"status": "lost"}, headers=writer).status_code == 422
+    naive = client.get("/api/v1/notices", params={"since": "2026-12-01T10:00:00"}, headers=writer)
+    assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "since"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"to": {}, "text": "x"}, "to", "at least one recipient"),
+        ({"to": {"phones": ["0888300040", "12"]}, "text": "x"}, "to.phones.1", "not a valid"),
+        ({"to": {"groups": [424242]}, "text": "x"}, "to.groups", "no group with id 424242"),
+        ({"to": {"contacts": [424242]}, "text": "x"}, "to.contacts", "no contact with id 424242"),
+        ({"to": {"phones": ["0888300040"]}, "text": ""}, "text", "at least 1"),
+        ({"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2026-12-01T10:00:00"}, "send_at", "UTC offset"),
+        ({"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "tomorrow-ish"}, "send_at", "datetime"),
+        ({"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2020-01-01T10:00:00Z"}, "send_at", "in the past"),
+        ({"to": {"phones": ["0888300040"]}, "text": "x", "sender_id": "Far too long name"}, "sender_id", "1 to 11"),
+        ({"to": {"phones": ["0888300040"]}, "text": "x", "sender_id": "Клиника"}, "sender_id", "Latin"),
+        ({"to": {"phones": "0888300040"}, "text": "x"}, "to.phones", "list"),
+        ({"to": {"phones": ["0888300040"]}, "text": "x", "priority": "high"}, "priority", "not a known field"),
+    ],
+)
+def test_bad_messages_are_refused_naming_the_field(
+    client: TestClient, writer: Headers, engine: Engine, body: dict[str, Any], field: str, message: str
+) -> None:
+    response = send(client, writer, **body)
+    assert 400 <= response.status_code < 500
+    errors = response.json()["errors"]
+    assert any(e["field"] == field and message in e["message"] for e in errors), errors
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM notices")).scalar() == 0
+
+
+def test_empty_group_is_refused(client: TestClient, writer: Headers) -> None:
+    g = client.post("/api/v1/groups", json={"name": "Empty"}, headers=writer).json()["id"]
+    response = send(client, writer, to={"groups": [g]}, text="x")
+    assert response.status_code == 422
+    assert "no members" in response.json()["detail"]

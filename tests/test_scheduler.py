@@ -1,0 +1,172 @@
+"""Firing is at most once; the job store is repaired from the notices table at start."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from reminders.messages import create_message
+from reminders.models import Notice, NoticeStatus
+from reminders.scheduler.firing import fire
+from reminders.scheduler.service import NoticeScheduler, job_id
+from reminders.schemas import MessageCreate
+from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.outbox import OutboxSender
+from reminders.settings import Settings
+from tests.conftest import wait_for
+
+
+def make_notices(engine: Engine, phones: list[str], *, send_at: datetime | None = None) -> list[int]:
+    data = MessageCreate.model_validate(
+        {"to": {"phones": phones}, "text": "Test", "send_at": send_at.isoformat() if send_at else None}
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        _, notices = create_message(session, None, data, region="BG")
+    return [n.id for n in notices if n.id is not None]
+
+
+def status_of(engine: Engine, notice_id: int) -> str:
+    with Session(engine) as session:
+        notice = session.get(Notice, notice_id)
+        assert notice is not None
+        return notice.status
+
+
+def outbox_count(engine: Engine, notice_id: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM outbox WHERE notice_id = :n"), {"n": notice_id}).scalar()
+            or 0
+        )
+
+
+def test_firing_twice_sends_once(engine: Engine, settings: Settings) -> None:
+    [notice_id] = make_notices(engine, ["0888 400 001"])
+    sender = OutboxSender(settings, engine)
+    assert fire(engine, sender, notice_id, default_sender_id=None) == "sent"
+    assert fire(engine, sender, notice_id, default_sender_id=None) is None
+    assert outbox_count(engine, notice_id) == 1
+
+
+def test_concurrent_firings_send_once(engine: Engine, settings: Settings) -> None:
+    ids = make_notices(engine, [f"0888 400 {n:03d}" for n in range(20)])
+    sender = OutboxSender(settings, engine)
+    barrier = threading.Barrier(4)
+    results: list[str | None] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        barrier.wait()
+        for notice_id in ids:
+            outcome = fire(engine, sender, notice_id, default_sender_id=None)
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("sent") == len(ids)
+    assert results.count(None) == 3 * len(ids)
+    assert all(outbox_count(engine, n) == 1 for n in ids)
+
+
+class BrokenSender(Sender):
+    name = "broken"
+
+    def send(self, sms: OutgoingSms) -> Accepted:
+        raise SendError("the number is not in service", permanent=True, code="invalid_number")
+
+
+class CrashingSender(Sender):
+    name = "crashing"
+
+    def send(self, sms: OutgoingSms) -> Accepted:
+        raise RuntimeError("bug in a plug-in")
+
+
+def test_failures_are_recorded_with_the_gateways_words(engine: Engine, settings: Settings) -> None:
+    first, second = make_notices(engine, ["0888 400 101", "0888 400 102"])
+    assert fire(engine, BrokenSender(settings, engine), first, default_sender_id=None) == "failed"
+    assert fire(engine, CrashingSender(settings, engine), second, default_sender_id=None) == "failed"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT notice_id, provider, status, error_code, error FROM attempts ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (first, "broken", "failed", "invalid_number", "the number is not in service"),
+        (second, "crashing", "failed", None, "RuntimeError: bug in a plug-in"),
+    ]
+
+
+def test_start_repairs_the_job_store(engine: Engine, settings: Settings) -> None:
+    """A crash can leave notices without jobs, jobs without notices, and sends half done."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    due, future, interrupted, cancelled = make_notices(
+        engine, ["0888 400 201", "0888 400 202", "0888 400 203", "0888 400 204"], send_at=later
+    )
+    with Session(engine) as session:
+        for notice_id, status, when in [
+            (due, NoticeStatus.scheduled, datetime.now(UTC) - timedelta(minutes=1)),
+            (interrupted, NoticeStatus.sending, later),
+            (cancelled, NoticeStatus.cancelled, later),
+        ]:
+            notice = session.get(Notice, notice_id)
+            assert notice is not None
+            notice.status, notice.send_at = status, when
+            session.add(notice)
+        session.commit()
+    # Only the cancelled notice has a job (an orphan); the others have none.
+    scheduler = NoticeScheduler(engine)
+    scheduler.schedule([(cancelled, later)])
+
+    from reminders import runtime
+    from reminders.runtime import Runtime
+
+    runtime.install(Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)))
+    try:
+        scheduler.start()
+        wait_for(lambda: status_of(engine, due) == "sent", what="the overdue notice to fire")
+        with engine.connect() as conn:
+            jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+        assert jobs == {job_id(future)}
+        assert status_of(engine, interrupted) == "unknown"
+        assert outbox_count(engine, interrupted) == 0
+        assert status_of(engine, cancelled) == "cancelled"
+    finally:
+        scheduler.shutdown()
+        runtime.install(None)
+
+
+def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) -> None:
+    from reminders import runtime
+    from reminders.runtime import Runtime
+
+    runtime.install(Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)))
+    try:
+        first = NoticeScheduler(engine)
+        first.start()
+        soon = datetime.now(UTC) + timedelta(seconds=2)
+        data = MessageCreate.model_validate(
+            {"to": {"phones": ["0888 400 301"]}, "text": "x", "send_at": soon.isoformat()}
+        )
+        with Session(engine, expire_on_commit=False) as session:
+            _, [notice] = create_message(session, first, data, region="BG")
+        first.shutdown()
+        assert notice.id is not None
+        assert status_of(engine, notice.id) == "scheduled"
+
+        second = NoticeScheduler(engine)
+        second.start()
+        try:
+            wait_for(lambda: status_of(engine, notice.id or 0) == "sent", what="the notice to fire")
+            assert outbox_count(engine, notice.id) == 1
+        finally:
+            second.shutdown()
+    finally:
+        runtime.install(None)
