@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
-from reminders.models import Contact
+from reminders.models import Contact, Notice, NoticeStatus
 from reminders.paging import page
 from reminders.phones import normalize_mobile
 from reminders.schemas import ContactCreate, ContactUpdate
@@ -62,7 +62,21 @@ def update_contact(
 
 
 def delete_contact(session: Session, contact_id: int) -> None:
-    session.delete(get_contact(session, contact_id))
+    """Delete the contact and cancel what was still to be sent to them.
+
+    Their jobs stay in the store and fire into nothing: the claim finds the notices cancelled.
+    """
+    contact = get_contact(session, contact_id)
+    session.exec(  # type: ignore[call-overload]
+        update(Notice)
+        .where(col(Notice.contact_id) == contact_id, col(Notice.status) == NoticeStatus.scheduled)
+        .values(
+            status=NoticeStatus.cancelled,
+            status_reason="the contact was deleted",
+            updated_at=utcnow(),
+        )
+    )
+    session.delete(contact)
     session.flush()
 
 

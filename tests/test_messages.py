@@ -184,3 +184,22 @@ def test_empty_group_is_refused(client: TestClient, writer: Headers) -> None:
     response = send(client, writer, to={"groups": [g]}, text="x")
     assert response.status_code == 422
     assert "no members" in response.json()["detail"]
+
+
+def test_deleting_a_contact_cancels_what_was_still_to_be_sent(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    who = contact(client, writer, "0888 300 050")
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    message = send(client, writer, to={"contacts": [who]}, text="x", send_at=later).json()
+    assert client.delete(f"/api/v1/contacts/{who}", headers=writer).status_code == 204
+    notice = client.get(f"/api/v1/notices/{message['notices'][0]['id']}", headers=writer).json()
+    assert notice["status"] == "cancelled"
+    assert notice["status_reason"] == "the contact was deleted"
+    assert notice["contact_id"] is None
+    with engine.connect() as conn:
+        wait_for(
+            lambda: conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == 0,
+            what="the job to fire into nothing",
+        )
+        assert conn.execute(text("SELECT count(*) FROM outbox")).scalar() == 0

@@ -170,3 +170,73 @@ def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) ->
             second.shutdown()
     finally:
         runtime.install(None)
+
+
+def test_job_state_is_what_apscheduler_would_store(engine: Engine) -> None:
+    """The batch path skips ``Job``; it must still write exactly the state ``Job`` would."""
+    from apscheduler.job import Job
+    from apscheduler.triggers.date import DateTrigger
+
+    from reminders.scheduler.jobs import fire_notice
+    from reminders.scheduler.service import job_state
+
+    when = datetime(2027, 3, 28, 3, 30, tzinfo=UTC)
+    scheduler = NoticeScheduler(engine)
+    job = Job(
+        scheduler._scheduler,
+        id=job_id(42),
+        func=fire_notice,
+        trigger=DateTrigger(run_date=when, timezone=UTC),
+        executor="default",
+        args=(42,),
+        kwargs={},
+        name="fire_notice",
+        misfire_grace_time=None,
+        coalesce=True,
+        max_instances=1,
+        next_run_time=when,
+    )
+    expected = job.__getstate__()
+    ours = job_state(42, when)
+    assert {k: v for k, v in ours.items() if k != "trigger"} == {
+        k: v for k, v in expected.items() if k != "trigger"
+    }
+    assert ours["trigger"].__getstate__() == expected["trigger"].__getstate__()
+
+
+def test_batches_fire_every_due_notice_once(engine: Engine, settings: Settings) -> None:
+    """More due notices than one batch: every one is fired, and the store ends empty."""
+    from reminders import runtime
+    from reminders.runtime import Runtime
+
+    ids = make_notices(
+        engine, [f"0888 5{n // 1000:02d} {n % 1000:03d}" for n in range(250)],
+        send_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    runtime.install(Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)))
+    scheduler = NoticeScheduler(engine, batch_size=40)
+    scheduler.schedule([(n, datetime.now(UTC) - timedelta(seconds=1)) for n in ids])
+    try:
+        scheduler.start()
+
+        def all_sent() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(
+                    text("SELECT count(*) FROM notices WHERE status = 'sent'")
+                ).scalar() == len(ids)
+
+        wait_for(all_sent, what="every notice sent")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM outbox")).scalar() == len(ids)
+            assert conn.execute(
+                text("SELECT count(DISTINCT notice_id) FROM outbox")
+            ).scalar() == len(ids)
+
+        def store_empty() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == 0
+
+        wait_for(store_empty, what="the fired jobs to be deleted")
+    finally:
+        scheduler.shutdown()
+        runtime.install(None)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -27,20 +28,60 @@ from sqlmodel import Session, col
 from reminders.db import utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, apscheduler_jobs
 from reminders.scheduler.jobs import fire_notice
+from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
 JOB_PREFIX = "notice:"
+
+
+FIRE_NOTICE_REF = "reminders.scheduler.jobs:fire_notice"
 
 
 def job_id(notice_id: int) -> str:
     return f"{JOB_PREFIX}{notice_id}"
 
 
+def job_state(notice_id: int, send_at: datetime) -> dict[str, Any]:
+    """What ``Job.__getstate__()`` returns for a notice's one-off job, built without a ``Job``."""
+    run_at = send_at.astimezone(UTC)
+    trigger = DateTrigger.__new__(DateTrigger)
+    trigger.run_date = run_at
+    return {
+        "version": 1,
+        "id": job_id(notice_id),
+        "func": FIRE_NOTICE_REF,
+        "trigger": trigger,
+        "executor": "default",
+        "args": (notice_id,),
+        "kwargs": {},
+        "name": "fire_notice",
+        "misfire_grace_time": None,
+        "coalesce": True,
+        "max_instances": 1,
+        "next_run_time": run_at,
+    }
+
+
+class _PollingScheduler(BackgroundScheduler):
+    """Wakes at least every ``max_sleep`` seconds.
+
+    ``wakeup()`` is an in-process event, so jobs that another process (``reminders web``) adds to
+    the shared store would otherwise wait until the next job this process knows about.
+    """
+
+    max_sleep = 1.0
+
+    def _process_jobs(self) -> float:
+        wait: float | None = super()._process_jobs()
+        return self.max_sleep if wait is None else min(wait, self.max_sleep)
+
+
 class NoticeScheduler:
-    def __init__(self, engine: Engine, *, threads: int = 10) -> None:
+    def __init__(self, engine: Engine, *, threads: int = 10, batch_size: int = 1000) -> None:
         self.engine = engine
-        self._scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
+        self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
+        self._scheduler = _PollingScheduler(
+            jobstores={"default": self._store},
             executors={"default": ThreadPoolExecutor(threads)},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
@@ -62,16 +103,15 @@ class NoticeScheduler:
             self._scheduler.shutdown(wait=wait)
 
     def schedule(self, items: Iterable[tuple[int, datetime]]) -> None:
-        """Create or replace the job of each (notice id, send time)."""
-        for notice_id, send_at in items:
-            self._scheduler.add_job(
-                fire_notice,
-                "date",
-                run_date=send_at,
-                args=[notice_id],
-                id=job_id(notice_id),
-                replace_existing=True,
-            )
+        """Create or replace the job of each (notice id, send time), all in one transaction."""
+        states = [job_state(notice_id, send_at) for notice_id, send_at in items]
+        if not states:
+            return
+        # The store is otherwise only called by APScheduler itself, under this lock.
+        with self._scheduler._jobstores_lock:
+            self._store.add_job_states(states)
+        if self.running:
+            self._scheduler.wakeup()
 
     def unschedule(self, notice_ids: Iterable[int]) -> None:
         for notice_id in notice_ids:
@@ -95,7 +135,7 @@ class NoticeScheduler:
                     status_reason="the service stopped while sending it; it was not resent",
                     updated_at=utcnow(),
                 )
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
             session.commit()
         if count:
             log.warning("%d notice(s) were being sent when the service stopped: now unknown", count)
@@ -114,7 +154,9 @@ class NoticeScheduler:
             job_ids = set(session.execute(select(apscheduler_jobs.c.id)).scalars())
         with Session(self.engine) as session:
             scheduled = session.execute(
-                select(Notice.id, Notice.send_at).where(Notice.status == NoticeStatus.scheduled)
+                select(col(Notice.id), col(Notice.send_at)).where(
+                    col(Notice.status) == NoticeStatus.scheduled
+                )
             ).all()
         live = {job_id(notice_id) for notice_id, _ in scheduled}
         missing = [(nid, at) for nid, at in scheduled if job_id(nid) not in job_ids]

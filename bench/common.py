@@ -1,0 +1,57 @@
+"""Helpers shared by the benchmarks: throw-away databases and the one-line JSON report."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import Engine
+
+from reminders.db import make_engine
+from reminders.migrate import upgrade
+
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def database(kind: str) -> Iterator[Engine]:
+    """A migrated, empty database of ``kind`` (sqlite or postgresql), dropped afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+            upgrade(engine)
+            try:
+                yield engine
+            finally:
+                engine.dispose()
+        return
+    name = f"reminders_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def report(bench: str, value: float, unit: str, baseline: float, ratio: float) -> None:
+    print(
+        json.dumps(
+            {
+                "bench": bench,
+                "value": round(value, 3),
+                "unit": unit,
+                "baseline": round(baseline, 3),
+                "ratio": round(ratio, 2),
+            }
+        )
+    )
