@@ -126,6 +126,62 @@ class Message(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class Policy(SQLModel, table=True):
+    """A named list of reminder steps; ``steps`` holds ``{offset, at, template, kind}`` dicts."""
+
+    __tablename__ = "policies"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    description: str | None = Field(default=None, max_length=2000)
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class AnchorKind(StrEnum):
+    event = "event"
+    bill = "bill"
+
+
+class Anchor(SQLModel, table=True):
+    """What reminders are about: an event's start or a bill's due date, with its recipients.
+
+    Sources (iCal feeds, the events and bills API) own anchors and call ``plan_for`` and
+    ``cancel_for`` when they change; ``key`` is the source's own identity for it.
+    """
+
+    __tablename__ = "anchors"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    kind: str = Field(max_length=10)
+    title: str = Field(max_length=500)
+    at: datetime = Field(sa_type=UTCDateTime)
+    # All-day events and bills are due on a date, not at an instant: ``at`` is then local
+    # midnight in ``timezone`` and steps land on wall-clock days in that zone.
+    all_day: bool = Field(default=False)
+    timezone: str | None = Field(default=None, max_length=64)
+    policy: str = Field(max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cancelled: bool = Field(default=False)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class AnchorRecipient(SQLModel, table=True):
+    __tablename__ = "anchor_recipients"
+
+    anchor_id: int = Field(
+        sa_column=Column(ForeignKey("anchors.id", ondelete="CASCADE"), primary_key=True)
+    )
+    phone: str = Field(max_length=20, primary_key=True)
+    contact_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True),
+    )
+
+
 class Notice(SQLModel, table=True):
     """One SMS to one recipient at one time: the unit the scheduler fires and the sender sends."""
 
@@ -135,6 +191,7 @@ class Notice(SQLModel, table=True):
         Index("ix_notices_send_at", "send_at"),
         Index("ix_notices_message_id", "message_id"),
         Index("ix_notices_contact_id", "contact_id"),
+        Index("ix_notices_anchor_id", "anchor_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -152,8 +209,16 @@ class Notice(SQLModel, table=True):
         default=None,
         sa_column=Column(ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True),
     )
+    anchor_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("anchors.id", ondelete="SET NULL"), nullable=True),
+    )
+    step: int | None = Field(default=None)
     phone: str = Field(max_length=20)
+    # ``text`` is final for messages; for policy steps it is the Jinja2 template, rendered when
+    # the notice fires so that a contact's new name or an event's new room is used.
     text: str
+    is_template: bool = Field(default=False)
     sender_id: str | None = Field(default=None, max_length=16)
     send_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

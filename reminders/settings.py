@@ -5,6 +5,7 @@ A bad value stops start-up with one sentence naming the variable (see ``load_set
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from reminders.scheduler.planning import Offset, QuietHours
 from reminders.sender_ids import validate_sender_id
 
 
@@ -42,6 +44,36 @@ class Settings(BaseSettings):
     )
     sender_id: str | None = Field(default=None, description="Default sender ID (alphanumeric or number).")
     log_level: str = Field(default="INFO", description="Logging level.")
+    quiet_hours: str = Field(
+        default="21:00-08:00", description="Local hours when no reminder is sent; 'off' for none."
+    )
+    late_grace: str = Field(
+        default="PT2H",
+        description="How late a notice may still go out after a stop (ISO 8601 duration).",
+    )
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        QuietHours.parse(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("late_grace")
+    @classmethod
+    def _check_late_grace(cls, value: str) -> str:
+        offset = Offset.parse(value)
+        if offset.days < 0 or offset.exact.total_seconds() < 0 or not (offset.days or offset.exact):
+            raise ValueError("must be a positive ISO 8601 duration such as PT2H")
+        return value
+
+    @property
+    def quiet(self) -> QuietHours | None:
+        return QuietHours.parse(self.quiet_hours)
+
+    @property
+    def late_grace_delta(self) -> timedelta:
+        offset = Offset.parse(self.late_grace)
+        return timedelta(days=offset.days) + offset.exact
 
     @field_validator("database_url")
     @classmethod
@@ -107,7 +139,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "REMINDERS_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
-        reason = str(first["msg"]).removeprefix("Value error, ")
+        reason = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
         raise SettingsError(f"Invalid setting {name}: {reason}.") from None
     from reminders.sender import registry
 

@@ -47,8 +47,8 @@ def outbox_count(engine: Engine, notice_id: int) -> int:
 def test_firing_twice_sends_once(engine: Engine, settings: Settings) -> None:
     [notice_id] = make_notices(engine, ["0888 400 001"])
     sender = OutboxSender(settings, engine)
-    assert fire(engine, sender, notice_id, default_sender_id=None) == "sent"
-    assert fire(engine, sender, notice_id, default_sender_id=None) is None
+    assert fire(engine, sender, notice_id, settings=settings) == "sent"
+    assert fire(engine, sender, notice_id, settings=settings) is None
     assert outbox_count(engine, notice_id) == 1
 
 
@@ -62,7 +62,7 @@ def test_concurrent_firings_send_once(engine: Engine, settings: Settings) -> Non
     def worker() -> None:
         barrier.wait()
         for notice_id in ids:
-            outcome = fire(engine, sender, notice_id, default_sender_id=None)
+            outcome = fire(engine, sender, notice_id, settings=settings)
             with lock:
                 results.append(outcome)
 
@@ -92,8 +92,8 @@ class CrashingSender(Sender):
 
 def test_failures_are_recorded_with_the_gateways_words(engine: Engine, settings: Settings) -> None:
     first, second = make_notices(engine, ["0888 400 101", "0888 400 102"])
-    assert fire(engine, BrokenSender(settings, engine), first, default_sender_id=None) == "failed"
-    assert fire(engine, CrashingSender(settings, engine), second, default_sender_id=None) == "failed"
+    assert fire(engine, BrokenSender(settings, engine), first, settings=settings) == "failed"
+    assert fire(engine, CrashingSender(settings, engine), second, settings=settings) == "failed"
     with engine.connect() as conn:
         rows = conn.execute(
             text("SELECT notice_id, provider, status, error_code, error FROM attempts ORDER BY id")

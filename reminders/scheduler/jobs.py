@@ -8,4 +8,4 @@ from reminders.scheduler.firing import fire
 
 def fire_notice(notice_id: int) -> None:
     rt = runtime.current()
-    fire(rt.engine, rt.sender, notice_id, default_sender_id=rt.settings.sender_id)
+    fire(rt.engine, rt.sender, notice_id, settings=rt.settings)

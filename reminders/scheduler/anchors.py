@@ -1,0 +1,257 @@
+"""Keeping an anchor's notices in step with the anchor: the functions sources call.
+
+``plan_for`` is idempotent: it diffs what the policy wants now against the notices that exist
+(matched by their natural key) and only touches what changed. A notice that went out is never
+planned again; one that has not gone out follows the anchor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, update
+from sqlmodel import Session, col, select
+
+from reminders.db import utcnow
+from reminders.errors import NotFound
+from reminders.models import Anchor, AnchorRecipient, Contact, Notice, NoticeKind, NoticeStatus
+from reminders.notices import JobScheduler
+from reminders.policies import get_policy, planning_steps
+from reminders.scheduler.planning import Planned, plan
+from reminders.settings import Settings
+
+DEFAULT_KIND = {"event": NoticeKind.event_reminder, "bill": NoticeKind.bill_due}
+# Notices that have not gone out and may still follow their anchor.
+_OPEN = {NoticeStatus.scheduled, NoticeStatus.expired, NoticeStatus.cancelled}
+
+
+@dataclass
+class PlanReport:
+    created: list[int] = field(default_factory=list)
+    moved: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "created": len(self.created),
+            "moved": len(self.moved),
+            "expired": len(self.expired),
+            "cancelled": len(self.cancelled),
+            "unchanged": self.unchanged,
+        }
+
+
+def notice_key(anchor_id: int, step: int, phone: str) -> str:
+    return f"anchor:{anchor_id}:{step}:{phone}"
+
+
+def _get_anchor(session: Session, anchor_id: int) -> Anchor:
+    anchor = session.get(Anchor, anchor_id)
+    if anchor is None:
+        raise NotFound(f"no anchor with id {anchor_id}", field="anchor_id")
+    return anchor
+
+
+def desired_notices(
+    session: Session, anchor: Anchor, *, settings: Settings, now: datetime
+) -> dict[str, tuple[Planned, AnchorRecipient, str]]:
+    """What the policy wants for this anchor now: natural key -> (plan, recipient, template)."""
+    assert anchor.id is not None
+    policy = get_policy(session, anchor.policy)
+    steps = planning_steps(policy)
+    recipients = list(
+        session.exec(select(AnchorRecipient).where(AnchorRecipient.anchor_id == anchor.id))
+    )
+    contact_ids = [r.contact_id for r in recipients if r.contact_id is not None]
+    zones: dict[int, str | None] = {}
+    if contact_ids:
+        for contact_id, zone in session.exec(
+            select(Contact.id, Contact.timezone).where(col(Contact.id).in_(contact_ids))
+        ):
+            zones[contact_id or 0] = zone
+    # An all-day event or a bill is due on a date in the anchor's zone; a timed event happens
+    # at an instant and each recipient is reminded on their own clock.
+    fixed_zone = anchor.timezone if anchor.all_day and anchor.timezone else None
+    wanted: dict[str, tuple[Planned, AnchorRecipient, str]] = {}
+    plans: dict[str, list[Planned]] = {}
+    for recipient in recipients:
+        zone_name = fixed_zone or zones.get(recipient.contact_id or 0) or settings.timezone
+        if zone_name not in plans:
+            plans[zone_name] = plan(
+                anchor.at,
+                steps,
+                zone=ZoneInfo(zone_name),
+                now=now,
+                default_kind=DEFAULT_KIND.get(anchor.kind, NoticeKind.event_reminder),
+                quiet=settings.quiet,
+            )
+        for planned in plans[zone_name]:
+            template = policy.steps[planned.step]["template"]
+            wanted[notice_key(anchor.id, planned.step, recipient.phone)] = (
+                planned,
+                recipient,
+                template,
+            )
+    return wanted
+
+
+def plan_for(
+    session: Session,
+    scheduler: JobScheduler | None,
+    anchor_id: int,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+) -> PlanReport:
+    """Create, move, expire or cancel the anchor's notices so they match its policy now."""
+    now = now or utcnow()
+    anchor = _get_anchor(session, anchor_id)
+    if anchor.cancelled:
+        return cancel_for(session, scheduler, anchor_id, reason="the anchor was cancelled")
+    wanted = desired_notices(session, anchor, settings=settings, now=now)
+    existing = {
+        n.key: n for n in session.exec(select(Notice).where(Notice.anchor_id == anchor_id))
+    }
+    report = PlanReport()
+    new_rows: list[dict[str, Any]] = []
+    for key, (planned, recipient, template) in wanted.items():
+        status = NoticeStatus(planned.status)
+        send_at = planned.send_at or anchor.at
+        notice = existing.get(key)
+        if notice is None:
+            new_rows.append(
+                {
+                    "key": key,
+                    "kind": planned.kind,
+                    "status": status,
+                    "status_reason": planned.reason,
+                    "anchor_id": anchor_id,
+                    "step": planned.step,
+                    "contact_id": recipient.contact_id,
+                    "phone": recipient.phone,
+                    "text": template,
+                    "is_template": True,
+                    "send_at": send_at,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            continue
+        if notice.status not in _OPEN:
+            report.unchanged += 1  # it went out (or is going): never twice
+            continue
+        if (
+            notice.status == status
+            and notice.send_at == send_at
+            and notice.text == template
+            and notice.status_reason == planned.reason
+        ):
+            report.unchanged += 1
+            continue
+        assert notice.id is not None
+        changed = _update_if_still(
+            session,
+            notice,
+            status=status,
+            send_at=send_at,
+            status_reason=planned.reason,
+            text=template,
+            kind=planned.kind,
+            contact_id=recipient.contact_id,
+            updated_at=now,
+        )
+        if not changed:
+            report.unchanged += 1
+        elif status == NoticeStatus.scheduled:
+            report.moved.append(notice.id)
+        elif notice.status == NoticeStatus.scheduled:
+            report.expired.append(notice.id)
+    for key, notice in existing.items():
+        if key not in wanted and notice.status == NoticeStatus.scheduled:
+            assert notice.id is not None
+            if _update_if_still(
+                session,
+                notice,
+                status=NoticeStatus.cancelled,
+                status_reason="no longer planned: its step or recipient was removed",
+                updated_at=now,
+            ):
+                report.cancelled.append(notice.id)
+    if new_rows:
+        session.exec(insert(Notice), params=new_rows)  # type: ignore[call-overload]
+    session.commit()
+    if new_rows:
+        keys = [row["key"] for row in new_rows]
+        for chunk in range(0, len(keys), 500):
+            for notice_id, status_value in session.exec(
+                select(Notice.id, Notice.status).where(
+                    col(Notice.key).in_(keys[chunk : chunk + 500])
+                )
+            ):
+                assert notice_id is not None
+                (report.created if status_value == NoticeStatus.scheduled else report.expired).append(
+                    notice_id
+                )
+    if scheduler is not None:
+        to_schedule = report.moved + [
+            i for i in report.created if i not in set(report.expired)
+        ]
+        if to_schedule:
+            times = dict(
+                session.exec(
+                    select(Notice.id, Notice.send_at).where(col(Notice.id).in_(to_schedule))
+                ).all()
+            )
+            scheduler.schedule([(i, times[i]) for i in to_schedule])
+        gone = report.cancelled + [i for i in report.expired if i not in set(report.created)]
+        if gone:
+            scheduler.unschedule(gone)
+    return report
+
+
+def _update_if_still(session: Session, notice: Notice, **values: Any) -> bool:
+    """Update the notice only if its status is still the one we read.
+
+    A job may fire between our read and our write; an unconditional update could put a notice
+    that is being sent back to "scheduled" and send it twice.
+    """
+    result = session.exec(  # type: ignore[call-overload]
+        update(Notice)
+        .where(col(Notice.id) == notice.id, col(Notice.status) == notice.status)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def cancel_for(
+    session: Session, scheduler: JobScheduler | None, anchor_id: int, *, reason: str
+) -> PlanReport:
+    """Cancel every notice of the anchor that has not gone out, and mark the anchor cancelled."""
+    anchor = _get_anchor(session, anchor_id)
+    now = utcnow()
+    ids = list(
+        session.exec(
+            select(Notice.id).where(
+                Notice.anchor_id == anchor_id, Notice.status == NoticeStatus.scheduled
+            )
+        )
+    )
+    if ids:
+        session.exec(  # type: ignore[call-overload]
+            update(Notice)
+            .where(col(Notice.id).in_(ids), col(Notice.status) == NoticeStatus.scheduled)
+            .values(status=NoticeStatus.cancelled, status_reason=reason, updated_at=now)
+        )
+    if not anchor.cancelled:
+        anchor.cancelled = True
+        anchor.updated_at = now
+        session.add(anchor)
+    session.commit()
+    if scheduler is not None and ids:
+        scheduler.unschedule([i for i in ids if i is not None])
+    return PlanReport(cancelled=[i for i in ids if i is not None])
