@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -78,6 +79,9 @@ def serve(
             f"    {secret}\n\nUse it as: Authorization: Bearer <key>\n{bar}",
         )
         sys.stdout.flush()
+    # uvicorn shuts down cleanly on SIGTERM, then raises the signal again so the process dies
+    # of it (status 143); the stop was orderly, so end with status 0 instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(process.app, host=host, port=port, log_level=settings.log_level.lower())
 
 
@@ -102,7 +106,9 @@ def _engine() -> Any:
 @one_line_errors
 def apikey_create(
     name: Annotated[str, typer.Argument(help="What the key is for.")],
-    scope: Annotated[Scope, typer.Option(help="read, write or admin.")] = Scope.read,
+    # A plain string checked by create_key: an Enum option would make click print a
+    # multi-line usage box instead of the one-line error every other mistake gets.
+    scope: Annotated[str, typer.Option(help="read, write or admin.")] = Scope.read.value,
 ) -> None:
     """Create a key and print it (only the key) on stdout."""
     with Session(_engine()) as session:
@@ -148,7 +154,15 @@ def contacts_import(
     if not file.is_file():
         fail(f"{file}: no such file")
     settings = _settings()
-    report = import_csv(_engine(), file, region=settings.default_region, groups=group or [], refused_path=refused)
+    report = import_csv(
+        _engine(),
+        file,
+        region=settings.default_region,
+        groups=group or [],
+        refused_path=refused,
+        # Off a terminal, rich's transient progress bar still leaves a blank line on stdout.
+        show_progress=sys.stdout.isatty(),
+    )
     for row in report.refused:
         typer.echo(f"line {row.line}: {row.reason}", err=True)
     typer.echo(

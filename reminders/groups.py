@@ -113,7 +113,9 @@ def add_members(session: Session, group_id: int, contact_ids: Sequence[int]) -> 
         )
     session.flush()
     return MembershipChange(
-        added=len(new), already_members=len(already), member_count=member_counts(session, [group_id])[group_id]
+        added=len(new),
+        already_members=len(already),
+        member_count=member_counts(session, [group_id])[group_id],
     )
 
 
@@ -121,7 +123,9 @@ def remove_member(session: Session, group_id: int, contact_id: int) -> None:
     get_group(session, group_id)
     member = session.get(GroupMember, (group_id, contact_id))
     if member is None:
-        raise NotFound(f"contact {contact_id} is not a member of group {group_id}", field="contact_id")
+        raise NotFound(
+            f"contact {contact_id} is not a member of group {group_id}", field="contact_id"
+        )
     session.delete(member)
     session.flush()
 

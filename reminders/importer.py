@@ -83,25 +83,17 @@ def import_csv(
 ) -> ImportReport:
     """Create or update (by ``external_id``) one contact per row, each row in its own transaction."""
     report = ImportReport()
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        sample = handle.read(4096)
-        handle.seek(0)
-        try:
-            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        reader = csv.DictReader(handle, dialect=dialect)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        reader.fieldnames = header
-        missing = [c for c in ("name", "phone") if c not in header]
-        if missing:
-            raise DomainError(f"the header row has no {' or '.join(missing)} column", field=str(path))
-        rows = list(reader)
+    try:
+        header, rows = _read_rows(path)
+    except UnicodeDecodeError:
+        raise DomainError("is not UTF-8 text; save it as \"CSV UTF-8\"", field=str(path)) from None
+    except csv.Error as exc:
+        raise DomainError(f"is not a readable CSV file: {exc}", field=str(path)) from None
 
     with Session(engine, expire_on_commit=False) as session:
         # Groups are made before the rows, so that a refused row never takes a new group with it.
         group_cache: dict[str, int] = {}
-        for row in rows:
+        for _, row in rows:
             for name in _group_names(row):
                 try:
                     _group_id(session, name, group_cache)
@@ -111,8 +103,7 @@ def import_csv(
         session.commit()
         with Progress(transient=True, disable=not show_progress) as progress:
             task = progress.add_task("importing", total=len(rows))
-            for index, row in enumerate(rows):
-                line = index + 2  # the header is line 1
+            for line, row in rows:
                 try:
                     outcome = _import_row(session, row, region, fixed_groups, group_cache)
                     session.commit()
@@ -134,6 +125,29 @@ def import_csv(
     if refused_path is not None and report.refused:
         _write_refused(refused_path, header, report.refused)
     return report
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The lower-cased header and each row with the file line it starts on."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        sample = handle.read(4096)
+        handle.seek(0)
+        try:
+            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.DictReader(handle, dialect=dialect)
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        reader.fieldnames = header
+        missing = [c for c in ("name", "phone") if c not in header]
+        if missing:
+            raise DomainError(f"the header row has no {' or '.join(missing)} column", field=str(path))
+        rows = []
+        for row in reader:
+            # line_num is the record's last line: blank lines and quoted line breaks count too.
+            cells = [c for v in row.values() for c in (v if isinstance(v, list) else [v or ""])]
+            rows.append((reader.line_num - sum(c.count("\n") for c in cells), row))
+    return header, rows
 
 
 def _import_row(

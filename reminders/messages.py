@@ -118,9 +118,7 @@ def create_message(
     session.exec(insert(Notice), params=rows)  # type: ignore[call-overload]
     session.commit()
     notices = list(
-        session.exec(
-            select(Notice).where(Notice.message_id == message.id).order_by(col(Notice.id))
-        )
+        session.exec(select(Notice).where(Notice.message_id == message.id).order_by(col(Notice.id)))
     )
     if scheduler is not None:
         scheduler.schedule(

@@ -72,7 +72,9 @@ def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: i
     result = session.exec(  # type: ignore[call-overload]
         update(Notice)
         .where(col(Notice.id) == notice_id, col(Notice.status) == NoticeStatus.scheduled)
-        .values(status=NoticeStatus.cancelled, status_reason="cancelled through the API", updated_at=now)
+        .values(
+            status=NoticeStatus.cancelled, status_reason="cancelled through the API", updated_at=now
+        )
     )
     session.commit()
     notice = get_notice(session, notice_id)

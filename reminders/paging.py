@@ -11,6 +11,7 @@ from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
 from reminders.errors import InvalidField
+from reminders.schemas import MAX_ID
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
@@ -27,7 +28,7 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(padded.encode()).decode()
         kind, _, value = text.partition(":")
         last_id = int(value)
-        if kind != "id" or last_id < 0:
+        if kind != "id" or not 0 <= last_id <= MAX_ID:
             raise ValueError
         return last_id
     except (ValueError, binascii.Error, UnicodeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -13,8 +14,8 @@ from sqlmodel import Session, col, select
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import Anchor, NoticeKind, Policy
-from reminders.schemas import Input, _no_control_chars
 from reminders.scheduler.planning import Offset, Step, parse_time
+from reminders.schemas import Input, _no_control_chars
 from reminders.templates import check_template
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -23,7 +24,9 @@ STEP_KINDS = (NoticeKind.event_reminder, NoticeKind.bill_due, NoticeKind.bill_ov
 
 def _policy_name(value: str) -> str:
     if not _NAME.fullmatch(value):
-        raise ValueError("use 1 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit")
+        raise ValueError(
+            "use 1 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+        )
     return value
 
 
@@ -54,22 +57,33 @@ class StepIn(Input):
 
 class PolicyCreate(Input):
     name: PolicyName
-    description: Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None = None
+    description: (
+        Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None
+    ) = None
     steps: list[StepIn] = Field(min_length=1, max_length=20)
 
 
 class PolicyUpdate(Input):
-    description: Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None = None
+    description: (
+        Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None
+    ) = None
     steps: list[StepIn] | None = Field(default=None, min_length=1, max_length=20)
+
+
+class StepOut(BaseModel):
+    offset: str
+    at: str | None
+    template: str
+    kind: NoticeKind | None
 
 
 class PolicyOut(BaseModel):
     id: int
     name: str
     description: str | None
-    steps: list[dict[str, Any]]
-    created_at: Any
-    updated_at: Any
+    steps: list[StepOut]
+    created_at: datetime
+    updated_at: datetime
 
 
 def _checked_steps(steps: Sequence[StepIn]) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ from reminders.sender_ids import validate_sender_id
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-MAX_ID = 2**63 - 1
+# Ids are INTEGER columns: PostgreSQL refuses a larger value in a query with an error, not a miss.
+MAX_ID = 2**31 - 1
 
 
 def _no_control_chars(value: str) -> str:
@@ -182,8 +183,10 @@ class NoticeOut(BaseModel):
     status_reason: str | None
     message_id: int | None
     contact_id: int | None
+    anchor_id: int | None
+    step: int | None
     phone: str
-    text: str
+    text: str = Field(description="The message, or for policy steps the template it renders.")
     sender_id: str | None
     send_at: datetime
     sent_at: datetime | None
@@ -206,7 +209,8 @@ class MessageOut(BaseModel):
 
 
 class KeyCreate(Input):
-    name: Name
+    # api_keys.name is VARCHAR(100); PostgreSQL refuses a longer name with an error.
+    name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_control_chars)]
     scope: Scope = Scope.read
 
 

@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     timezone: str = Field(
         default="Europe/Sofia", description="IANA zone used when a contact has none."
     )
-    sender_id: str | None = Field(default=None, description="Default sender ID (alphanumeric or number).")
+    sender_id: str | None = Field(
+        default=None, description="Default sender ID (alphanumeric or number)."
+    )
     log_level: str = Field(default="INFO", description="Logging level.")
     quiet_hours: str = Field(
         default="21:00-08:00", description="Local hours when no reminder is sent; 'off' for none."

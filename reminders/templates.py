@@ -68,5 +68,3 @@ def render(source: str, context: dict[str, Any]) -> str:
     if len(text) > MAX_RENDERED:
         raise RenderError(f"the template rendered {len(text)} characters (at most {MAX_RENDERED})")
     return text
-
-

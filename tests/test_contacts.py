@@ -17,7 +17,9 @@ def add(client: TestClient, headers: Headers, **fields: Any) -> dict[str, Any]:
     return response.json()
 
 
-@pytest.mark.parametrize("raw", ["0888 123 456", "+359 88 812 3456", "00359888123456", "0888-123-456"])
+@pytest.mark.parametrize(
+    "raw", ["0888 123 456", "+359 88 812 3456", "00359888123456", "0888-123-456"]
+)
 def test_phone_is_stored_in_e164(client: TestClient, writer: Headers, raw: str) -> None:
     assert add(client, writer, phone=raw)["phone"] == "+359888123456"
 
@@ -28,7 +30,11 @@ def test_foreign_number_keeps_its_country(client: TestClient, writer: Headers) -
 
 @pytest.mark.parametrize(
     ("phone", "reason"),
-    [("123", "not a valid phone number"), ("02 987 6543", "not a mobile"), ("call me", "not a phone")],
+    [
+        ("123", "not a valid phone number"),
+        ("02 987 6543", "not a mobile"),
+        ("call me", "not a phone"),
+    ],
 )
 def test_invalid_phone_is_refused_naming_the_field(
     client: TestClient, writer: Headers, phone: str, reason: str
@@ -96,9 +102,12 @@ def test_crud(client: TestClient, writer: Headers, reader: Headers) -> None:
     assert patched.json()["opted_out"] is True
     assert patched.json()["email"] == "ivan@example.bg"  # untouched fields stay
 
-    assert client.patch(
-        f"/api/v1/contacts/{contact_id}", json={"name": None}, headers=writer
-    ).status_code == 422
+    assert (
+        client.patch(
+            f"/api/v1/contacts/{contact_id}", json={"name": None}, headers=writer
+        ).status_code
+        == 422
+    )
 
     assert client.delete(f"/api/v1/contacts/{contact_id}", headers=writer).status_code == 204
     missing = client.get(f"/api/v1/contacts/{contact_id}", headers=reader)
@@ -119,7 +128,9 @@ def test_external_id_is_unique(client: TestClient, writer: Headers) -> None:
 
 
 def test_paging_walks_every_contact_once(client: TestClient, writer: Headers) -> None:
-    ids = [add(client, writer, name=f"Contact {i}", phone=f"0888 100 {i:03d}")["id"] for i in range(7)]
+    ids = [
+        add(client, writer, name=f"Contact {i}", phone=f"0888 100 {i:03d}")["id"] for i in range(7)
+    ]
     seen: list[int] = []
     cursor = None
     pages = 0

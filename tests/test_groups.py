@@ -63,7 +63,9 @@ def test_contact_in_many_groups(client: TestClient, writer: Headers) -> None:
     names = [f"Group {i}" for i in range(30)]
     for name in names:
         g = group(client, writer, name)
-        client.post(f"/api/v1/groups/{g['id']}/members", json={"contact_ids": [shared]}, headers=writer)
+        client.post(
+            f"/api/v1/groups/{g['id']}/members", json={"contact_ids": [shared]}, headers=writer
+        )
     listed: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -92,7 +94,9 @@ def test_unknown_ids_and_duplicate_names(client: TestClient, writer: Headers) ->
     assert unknown.json()["errors"][0]["field"] == "contact_ids"
     assert "987654" in unknown.json()["detail"]
 
-    empty = client.post(f"/api/v1/groups/{g['id']}/members", json={"contact_ids": []}, headers=writer)
+    empty = client.post(
+        f"/api/v1/groups/{g['id']}/members", json={"contact_ids": []}, headers=writer
+    )
     assert empty.status_code == 422
 
     assert client.get("/api/v1/groups/987654/members", headers=writer).status_code == 404

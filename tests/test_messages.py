@@ -33,7 +33,7 @@ def notices_of(client: TestClient, headers: Headers, message_id: int) -> list[di
 
 def outbox(engine: Engine) -> list[tuple[int, str, str]]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT notice_id, \"to\", text FROM outbox ORDER BY id")).all()
+        rows = conn.execute(text('SELECT notice_id, "to", text FROM outbox ORDER BY id')).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
@@ -86,7 +86,9 @@ def test_opted_out_contact_is_suppressed_not_sent(
     client: TestClient, writer: Headers, engine: Engine
 ) -> None:
     out = contact(client, writer, "0888 300 010", opted_out=True)
-    message = send(client, writer, to={"contacts": [out], "phones": ["0888300010"]}, text="Hi").json()
+    message = send(
+        client, writer, to={"contacts": [out], "phones": ["0888300010"]}, text="Hi"
+    ).json()
     assert [n["status"] for n in message["notices"]] == ["suppressed"]
     assert message["notices"][0]["status_reason"] == "the contact opted out"
     assert outbox(engine) == []
@@ -101,8 +103,10 @@ def test_contact_opting_out_after_scheduling_is_suppressed_when_it_fires(
     client.patch(f"/api/v1/contacts/{who}", json={"opted_out": True}, headers=writer)
     notice_id = message["notices"][0]["id"]
     wait_for(
-        lambda: client.get(f"/api/v1/notices/{notice_id}", headers=writer).json()["status"]
-        == "suppressed",
+        lambda: (
+            client.get(f"/api/v1/notices/{notice_id}", headers=writer).json()["status"]
+            == "suppressed"
+        ),
         what="the notice to be suppressed",
     )
     assert outbox(engine) == []
@@ -112,7 +116,9 @@ def test_future_message_waits_and_can_be_cancelled(
     client: TestClient, writer: Headers, engine: Engine
 ) -> None:
     later = (datetime.now(UTC) + timedelta(hours=2)).astimezone().isoformat()
-    message = send(client, writer, to={"phones": ["0888 300 020", "0888 300 021"]}, text="Later", send_at=later).json()
+    message = send(
+        client, writer, to={"phones": ["0888 300 020", "0888 300 021"]}, text="Later", send_at=later
+    ).json()
     first, second = (n["id"] for n in message["notices"])
     assert all(n["status"] == "scheduled" for n in message["notices"])
 
@@ -130,8 +136,16 @@ def test_future_message_waits_and_can_be_cancelled(
 
 def test_filters(client: TestClient, writer: Headers) -> None:
     later = datetime.now(UTC) + timedelta(days=1)
-    m1 = send(client, writer, to={"phones": ["0888 300 030"]}, text="A", send_at=later.isoformat()).json()
-    m2 = send(client, writer, to={"phones": ["0888 300 031"]}, text="B", send_at=(later + timedelta(days=2)).isoformat()).json()
+    m1 = send(
+        client, writer, to={"phones": ["0888 300 030"]}, text="A", send_at=later.isoformat()
+    ).json()
+    m2 = send(
+        client,
+        writer,
+        to={"phones": ["0888 300 031"]},
+        text="B",
+        send_at=(later + timedelta(days=2)).isoformat(),
+    ).json()
     client.post(f"/api/v1/notices/{m2['notices'][0]['id']}/cancel", headers=writer)
 
     def ids(**params: Any) -> list[int]:
@@ -146,7 +160,9 @@ def test_filters(client: TestClient, writer: Headers) -> None:
     assert ids(kind="bill_due") == []
     assert ids(since=(later + timedelta(days=1)).isoformat()) == [n2]
     assert ids(until=(later + timedelta(days=1)).isoformat()) == [n1]
-    assert client.get("/api/v1/notices", params={"status": "lost"}, headers=writer).status_code == 422
+    assert (
+        client.get("/api/v1/notices", params={"status": "lost"}, headers=writer).status_code == 422
+    )
     naive = client.get("/api/v1/notices", params={"since": "2026-12-01T10:00:00"}, headers=writer)
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "since"
 
@@ -159,17 +175,46 @@ def test_filters(client: TestClient, writer: Headers) -> None:
         ({"to": {"groups": [424242]}, "text": "x"}, "to.groups", "no group with id 424242"),
         ({"to": {"contacts": [424242]}, "text": "x"}, "to.contacts", "no contact with id 424242"),
         ({"to": {"phones": ["0888300040"]}, "text": ""}, "text", "at least 1"),
-        ({"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2026-12-01T10:00:00"}, "send_at", "UTC offset"),
-        ({"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "tomorrow-ish"}, "send_at", "datetime"),
-        ({"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2020-01-01T10:00:00Z"}, "send_at", "in the past"),
-        ({"to": {"phones": ["0888300040"]}, "text": "x", "sender_id": "Far too long name"}, "sender_id", "1 to 11"),
-        ({"to": {"phones": ["0888300040"]}, "text": "x", "sender_id": "Клиника"}, "sender_id", "Latin"),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2026-12-01T10:00:00"},
+            "send_at",
+            "UTC offset",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "tomorrow-ish"},
+            "send_at",
+            "datetime",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2020-01-01T10:00:00Z"},
+            "send_at",
+            "in the past",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "sender_id": "Far too long name"},
+            "sender_id",
+            "1 to 11",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "sender_id": "Клиника"},
+            "sender_id",
+            "Latin",
+        ),
         ({"to": {"phones": "0888300040"}, "text": "x"}, "to.phones", "list"),
-        ({"to": {"phones": ["0888300040"]}, "text": "x", "priority": "high"}, "priority", "not a known field"),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "priority": "high"},
+            "priority",
+            "not a known field",
+        ),
     ],
 )
 def test_bad_messages_are_refused_naming_the_field(
-    client: TestClient, writer: Headers, engine: Engine, body: dict[str, Any], field: str, message: str
+    client: TestClient,
+    writer: Headers,
+    engine: Engine,
+    body: dict[str, Any],
+    field: str,
+    message: str,
 ) -> None:
     response = send(client, writer, **body)
     assert 400 <= response.status_code < 500

@@ -20,9 +20,15 @@ from reminders.settings import Settings
 from tests.conftest import wait_for
 
 
-def make_notices(engine: Engine, phones: list[str], *, send_at: datetime | None = None) -> list[int]:
+def make_notices(
+    engine: Engine, phones: list[str], *, send_at: datetime | None = None
+) -> list[int]:
     data = MessageCreate.model_validate(
-        {"to": {"phones": phones}, "text": "Test", "send_at": send_at.isoformat() if send_at else None}
+        {
+            "to": {"phones": phones},
+            "text": "Test",
+            "send_at": send_at.isoformat() if send_at else None,
+        }
     )
     with Session(engine, expire_on_commit=False) as session:
         _, notices = create_message(session, None, data, region="BG")
@@ -39,7 +45,9 @@ def status_of(engine: Engine, notice_id: int) -> str:
 def outbox_count(engine: Engine, notice_id: int) -> int:
     with engine.connect() as conn:
         return int(
-            conn.execute(text("SELECT count(*) FROM outbox WHERE notice_id = :n"), {"n": notice_id}).scalar()
+            conn.execute(
+                text("SELECT count(*) FROM outbox WHERE notice_id = :n"), {"n": notice_id}
+            ).scalar()
             or 0
         )
 
@@ -128,7 +136,9 @@ def test_start_repairs_the_job_store(engine: Engine, settings: Settings) -> None
     from reminders import runtime
     from reminders.runtime import Runtime
 
-    runtime.install(Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)))
+    runtime.install(
+        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    )
     try:
         scheduler.start()
         wait_for(lambda: status_of(engine, due) == "sent", what="the overdue notice to fire")
@@ -147,7 +157,9 @@ def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) ->
     from reminders import runtime
     from reminders.runtime import Runtime
 
-    runtime.install(Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)))
+    runtime.install(
+        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    )
     try:
         first = NoticeScheduler(engine)
         first.start()
@@ -210,10 +222,13 @@ def test_batches_fire_every_due_notice_once(engine: Engine, settings: Settings) 
     from reminders.runtime import Runtime
 
     ids = make_notices(
-        engine, [f"0888 5{n // 1000:02d} {n % 1000:03d}" for n in range(250)],
+        engine,
+        [f"0888 5{n // 1000:02d} {n % 1000:03d}" for n in range(250)],
         send_at=datetime.now(UTC) + timedelta(hours=1),
     )
-    runtime.install(Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)))
+    runtime.install(
+        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    )
     scheduler = NoticeScheduler(engine, batch_size=40)
     scheduler.schedule([(n, datetime.now(UTC) - timedelta(seconds=1)) for n in ids])
     try:

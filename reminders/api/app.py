@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from reminders import __version__
 from reminders.api.errors import install_error_handlers
-from reminders.api.routes import contacts, groups, health, keys, messages, notices
+from reminders.api.routes import contacts, groups, health, keys, messages, notices, policies
 from reminders.runtime import Runtime
 from reminders.scheduler.service import NoticeScheduler
 
@@ -41,7 +41,7 @@ def create_app(runtime: Runtime, scheduler: NoticeScheduler | None) -> FastAPI:
     app.state.scheduler = scheduler
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (contacts, groups, messages, notices, keys):
+    for module in (contacts, groups, messages, notices, policies, keys):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

@@ -51,7 +51,9 @@ def require(scope: Scope) -> Callable[..., ApiKey]:
     ) -> ApiKey:
         challenge = {"WWW-Authenticate": "Bearer"}
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(401, "an API key is required: Authorization: Bearer <key>", challenge)
+            raise HTTPException(
+                401, "an API key is required: Authorization: Bearer <key>", challenge
+            )
         key = apikeys.authenticate(session, credentials.credentials)
         if key is None:
             raise HTTPException(401, "the API key is not valid or was revoked", challenge)

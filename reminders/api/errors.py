@@ -21,7 +21,9 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str | None]:
     parts = list(loc)
     where = parts.pop(0) if parts and parts[0] in _LOCATIONS else None
     # pydantic adds the validator's name for Annotated/union members; it means nothing to users.
-    parts = [p for p in parts if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    parts = [
+        p for p in parts if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+    ]
     return ".".join(str(p) for p in parts) or (where or "request"), where
 
 

@@ -114,9 +114,7 @@ def plan_for(
     if anchor.cancelled:
         return cancel_for(session, scheduler, anchor_id, reason="the anchor was cancelled")
     wanted = desired_notices(session, anchor, settings=settings, now=now)
-    existing = {
-        n.key: n for n in session.exec(select(Notice).where(Notice.anchor_id == anchor_id))
-    }
+    existing = {n.key: n for n in session.exec(select(Notice).where(Notice.anchor_id == anchor_id))}
     report = PlanReport()
     new_rows: list[dict[str, Any]] = []
     for key, (planned, recipient, template) in wanted.items():
@@ -194,13 +192,11 @@ def plan_for(
                 )
             ):
                 assert notice_id is not None
-                (report.created if status_value == NoticeStatus.scheduled else report.expired).append(
-                    notice_id
-                )
+                (
+                    report.created if status_value == NoticeStatus.scheduled else report.expired
+                ).append(notice_id)
     if scheduler is not None:
-        to_schedule = report.moved + [
-            i for i in report.created if i not in set(report.expired)
-        ]
+        to_schedule = report.moved + [i for i in report.created if i not in set(report.expired)]
         if to_schedule:
             times = dict(
                 session.exec(

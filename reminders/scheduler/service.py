@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import select, update
@@ -27,7 +26,6 @@ from sqlmodel import Session, col
 
 from reminders.db import utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, apscheduler_jobs
-from reminders.scheduler.jobs import fire_notice
 from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
@@ -114,11 +112,13 @@ class NoticeScheduler:
             self._scheduler.wakeup()
 
     def unschedule(self, notice_ids: Iterable[int]) -> None:
-        for notice_id in notice_ids:
-            try:
-                self._scheduler.remove_job(job_id(notice_id))
-            except JobLookupError:
-                pass  # already fired or never scheduled: nothing left to remove
+        """Delete the jobs of these notices (already fired or never made: nothing to do)."""
+        ids = [job_id(notice_id) for notice_id in notice_ids]
+        if ids:
+            # Straight to the store, started or not: APScheduler's remove_job only looks at its
+            # in-memory pending list while the scheduler is stopped.
+            with self._scheduler._jobstores_lock:
+                self._store.remove_jobs(ids)
 
     def settle_interrupted(self) -> int:
         """Mark notices a crash left in ``sending`` as ``unknown``; return how many.
@@ -162,11 +162,9 @@ class NoticeScheduler:
         missing = [(nid, at) for nid, at in scheduled if job_id(nid) not in job_ids]
         orphans = [j for j in job_ids if j.startswith(JOB_PREFIX) and j not in live]
         self.schedule(missing)
-        for orphan in orphans:
-            try:
-                self._scheduler.remove_job(orphan)
-            except JobLookupError:
-                pass
+        if orphans:
+            with self._scheduler._jobstores_lock:
+                self._store.remove_jobs(orphans)
         report = {"rescheduled": len(missing), "removed": len(orphans)}
         if any(report.values()):
             log.info("reconciled notices with the job store: %s", report)

@@ -64,6 +64,12 @@ class BatchJobStore(SQLAlchemyJobStore):
             )
         self._fired.difference_update(ids)
 
+    def remove_jobs(self, job_ids: Sequence[str]) -> None:
+        """Delete these jobs, wherever they are, in one transaction; unknown ids are ignored."""
+        self._handed_out.difference_update(job_ids)
+        self._fired.update(job_ids)
+        self._flush_fired()
+
     def get_due_jobs(self, now: datetime) -> list[Job]:
         self._flush_fired()
         timestamp = datetime_to_utc_timestamp(now)

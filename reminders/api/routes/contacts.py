@@ -10,7 +10,7 @@ from reminders import contacts
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.models import Contact
-from reminders.schemas import ContactCreate, ContactOut, ContactUpdate, Page
+from reminders.schemas import ContactCreate, ContactOut, ContactUpdate, Page, Text
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 
@@ -32,7 +32,9 @@ def create_contact(
 def list_contacts(
     session: SessionDep,
     _: ReadKey,
-    q: Annotated[str | None, Query(max_length=200, description="Part of a name or a phone.")] = None,
+    q: Annotated[
+        Text | None, Query(max_length=200, description="Part of a name or a phone.")
+    ] = None,
     limit: Limit = DEFAULT_PAGE,
     cursor: Cursor = None,
 ) -> Page[ContactOut]:

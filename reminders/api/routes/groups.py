@@ -75,7 +75,9 @@ def list_members(
 
 
 @router.post("/{group_id}/members")
-def add_members(group_id: IdPath, data: MembersAdd, session: SessionDep, _: WriteKey) -> MembersAdded:
+def add_members(
+    group_id: IdPath, data: MembersAdd, session: SessionDep, _: WriteKey
+) -> MembersAdded:
     change = groups.add_members(session, group_id, data.contact_ids)
     session.commit()
     return MembersAdded(
@@ -90,5 +92,3 @@ def remove_member(
     groups.remove_member(session, group_id, contact_id)
     session.commit()
     return Response(status_code=204)
-
-

@@ -21,7 +21,9 @@ def list_keys(session: SessionDep, _: AdminKey) -> list[KeyOut]:
 def create_key(data: KeyCreate, session: SessionDep, _: AdminKey) -> KeyCreated:
     new = apikeys.create_key(session, name=data.name, scope=data.scope)
     session.commit()
-    return KeyCreated(**KeyOut.model_validate(new.key, from_attributes=True).model_dump(), key=new.secret)
+    return KeyCreated(
+        **KeyOut.model_validate(new.key, from_attributes=True).model_dump(), key=new.secret
+    )
 
 
 @router.delete("/{key_id}")

@@ -27,7 +27,9 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 def list_notices(
     session: SessionDep,
     _: ReadKey,
-    status: Annotated[list[NoticeStatus] | None, Query(description="Repeat to match several.")] = None,
+    status: Annotated[
+        list[NoticeStatus] | None, Query(description="Repeat to match several.")
+    ] = None,
     kind: Annotated[list[NoticeKind] | None, Query()] = None,
     since: Annotated[datetime | None, Query(description="send_at at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="send_at before (ISO 8601).")] = None,

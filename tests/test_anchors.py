@@ -1,0 +1,275 @@
+"""plan_for / cancel_for on a minimal anchor: changes follow the source, never twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from reminders.models import Anchor, AnchorRecipient, Contact, Notice
+from reminders.scheduler.anchors import cancel_for, plan_for
+from reminders.scheduler.firing import fire
+from reminders.scheduler.service import NoticeScheduler, job_id
+from reminders.sender.outbox import OutboxSender
+from reminders.settings import Settings
+
+SOFIA = ZoneInfo("Europe/Sofia")
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def scheduler(engine: Engine) -> NoticeScheduler:
+    # Never started: plan_for only writes jobs; nothing fires unless a test calls fire().
+    return NoticeScheduler(engine)
+
+
+def add_contact(session: Session, name: str, phone: str, **extra: Any) -> Contact:
+    contact = Contact(name=name, name_folded=name.casefold(), phone=phone, **extra)
+    session.add(contact)
+    session.commit()
+    return contact
+
+
+def add_anchor(
+    session: Session,
+    at: datetime,
+    recipients: list[Contact],
+    *,
+    kind: str = "event",
+    policy: str = "appointment",
+    **extra: Any,
+) -> Anchor:
+    extra.setdefault("data", {"location": "кабинет 5"})
+    anchor = Anchor(
+        key=f"test:{at.isoformat()}:{kind}",
+        kind=kind,
+        title="Dr. Petrova",
+        at=at,
+        policy=policy,
+        **extra,
+    )
+    session.add(anchor)
+    session.commit()
+    for contact in recipients:
+        session.add(
+            AnchorRecipient(anchor_id=anchor.id, phone=contact.phone, contact_id=contact.id)
+        )
+    session.commit()
+    return anchor
+
+
+def notices(session: Session, anchor: Anchor) -> list[Notice]:
+    session.expire_all()
+    return list(
+        session.exec(select(Notice).where(Notice.anchor_id == anchor.id).order_by(Notice.key))
+    )
+
+
+def jobs(engine: Engine) -> dict[str, tuple[float, bytes]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, next_run_time, job_state FROM apscheduler_jobs")).all()
+    return {r[0]: (r[1], bytes(r[2])) for r in rows}
+
+
+def test_plan_move_and_cancel(
+    engine: Engine, settings: Settings, scheduler: NoticeScheduler
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100001")
+        jane = add_contact(
+            session, "Jane", "+447911123456", timezone="Europe/London", language="en"
+        )
+        start = datetime(2026, 12, 10, 10, 30, tzinfo=SOFIA)
+        anchor = add_anchor(session, start, [ivan, jane])
+
+        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        assert report.as_dict() == {
+            "created": 4,
+            "moved": 0,
+            "expired": 0,
+            "cancelled": 0,
+            "unchanged": 0,
+        }
+        planned = {(n.phone, n.step): n.send_at for n in notices(session, anchor)}
+        assert planned == {
+            # The day before at 18:00 on each recipient's own clock; 2 hours before the event.
+            ("+359888100001", 0): datetime(2026, 12, 9, 16, 0, tzinfo=UTC),
+            ("+359888100001", 1): datetime(2026, 12, 10, 6, 30, tzinfo=UTC),
+            ("+447911123456", 0): datetime(2026, 12, 9, 18, 0, tzinfo=UTC),
+            # 06:30 in London is inside Jane's quiet hours: moved to 20:59 the evening before.
+            ("+447911123456", 1): datetime(2026, 12, 9, 20, 59, tzinfo=UTC),
+        }
+        before = jobs(engine)
+        assert set(before) == {job_id(n.id) for n in notices(session, anchor)}
+
+        # Planning the same thing again changes nothing, not even the job rows.
+        again = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        assert again.as_dict()["unchanged"] == 4 and not again.created and not again.moved
+        assert jobs(engine) == before
+        assert len(notices(session, anchor)) == 4
+
+        # The event moves a day later: every notice and its job move with it.
+        anchor.at = start + timedelta(days=1)
+        session.add(anchor)
+        session.commit()
+        moved = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        assert len(moved.moved) == 4
+        after = {n.id: n.send_at for n in notices(session, anchor)}
+        for notice_id, send_at in after.items():
+            assert jobs(engine)[job_id(notice_id)][0] == send_at.timestamp()
+        assert sorted(after.values())[0] == datetime(2026, 12, 10, 16, 0, tzinfo=UTC)
+
+        cancelled = cancel_for(session, scheduler, anchor.id, reason="the event was cancelled")
+        assert len(cancelled.cancelled) == 4
+        assert {n.status for n in notices(session, anchor)} == {"cancelled"}
+        assert {n.status_reason for n in notices(session, anchor)} == {"the event was cancelled"}
+        assert jobs(engine) == {}
+        # A cancelled anchor plans nothing new.
+        assert plan_for(session, scheduler, anchor.id, settings=settings, now=NOW).created == []
+
+
+def test_past_steps_are_recorded_as_expired(
+    engine: Engine, settings: Settings, scheduler: NoticeScheduler
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100002")
+        # Booked at 12:00 UTC for 16:00 Sofia the same day: the day-before step already passed.
+        anchor = add_anchor(session, datetime(2026, 11, 25, 16, 0, tzinfo=SOFIA), [ivan])
+        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        assert len(report.created) == 1 and len(report.expired) == 1
+        day_before, two_hours = notices(session, anchor)
+        assert day_before.status == "expired"
+        assert "2026-11-24 18:00" in (day_before.status_reason or "")
+        assert two_hours.status == "scheduled"
+        assert set(jobs(engine)) == {job_id(two_hours.id)}
+
+
+def test_quiet_hours_move_an_early_reminder_to_the_evening_before(
+    engine: Engine, settings: Settings, scheduler: NoticeScheduler
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100003")
+        anchor = add_anchor(session, datetime(2026, 12, 10, 7, 30, tzinfo=SOFIA), [ivan])
+        plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        _, two_hours = notices(session, anchor)
+        assert two_hours.send_at.astimezone(SOFIA) == datetime(2026, 12, 9, 20, 59, tzinfo=SOFIA)
+        assert "quiet hours" in (two_hours.status_reason or "")
+
+
+def test_removed_recipient_loses_only_their_pending_notices(
+    engine: Engine, settings: Settings, scheduler: NoticeScheduler
+) -> None:
+    with Session(engine) as session:
+        a = add_contact(session, "A", "+359888100004")
+        b = add_contact(session, "B", "+359888100005")
+        anchor = add_anchor(session, datetime(2026, 12, 10, 10, 30, tzinfo=SOFIA), [a, b])
+        plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        recipient = session.get(AnchorRecipient, (anchor.id, b.phone))
+        session.delete(recipient)
+        session.commit()
+        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        assert len(report.cancelled) == 2 and report.unchanged == 2
+        by_phone = {(n.phone, n.status) for n in notices(session, anchor)}
+        assert by_phone == {(a.phone, "scheduled"), (b.phone, "cancelled")}
+
+
+def test_sent_notice_is_never_planned_again(
+    engine: Engine, settings: Settings, scheduler: NoticeScheduler
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван Петров", "+359888100006")
+        now = datetime.now(UTC)
+        anchor = add_anchor(session, now + timedelta(hours=1), [ivan], policy="appointment")
+        plan_for(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=2))
+        day_before, two_hours = notices(session, anchor)
+        # The contact is renamed after planning: the template renders the new name when it fires.
+        ivan.name = "Иван Иванов"
+        session.add(ivan)
+        day_before.text = "Здравейте, {{ name }}: {{ title }} в {{ time }}, {{ location }}."
+        day_before.send_at = now - timedelta(minutes=5)
+        session.add(day_before)
+        session.commit()
+        sender = OutboxSender(settings, engine)
+        assert fire(engine, sender, day_before.id, settings=settings) == "sent"
+        with engine.connect() as conn:
+            sent_text = conn.execute(text("SELECT text FROM outbox")).scalar()
+        local = (now + timedelta(hours=1)).astimezone(SOFIA).strftime("%H:%M")
+        assert sent_text == f"Здравейте, Иван Иванов: Dr. Petrova в {local}, кабинет 5."
+
+        # Planning again (the event moved) moves the open notice and leaves the sent one alone.
+        anchor.at = now + timedelta(days=3)
+        session.add(anchor)
+        session.commit()
+        report = plan_for(session, scheduler, anchor.id, settings=settings, now=now)
+        assert report.moved == [two_hours.id]
+        assert {n.id: n.status for n in notices(session, anchor)}[day_before.id] == "sent"
+
+
+@pytest.mark.parametrize(
+    ("kind", "late_by", "event_in", "outcome", "reason"),
+    [
+        ("event", timedelta(minutes=30), timedelta(hours=1), "sent", None),
+        ("event", timedelta(hours=3), timedelta(hours=1), "expired", "past the 2 h"),
+        ("event", timedelta(minutes=10), -timedelta(minutes=1), "expired", "already started"),
+        ("bill", timedelta(hours=20), timedelta(days=-3), "sent", None),
+        ("bill", timedelta(hours=25), timedelta(days=-3), "expired", "past the 24 h"),
+    ],
+)
+def test_a_late_notice_goes_out_only_while_useful(
+    engine: Engine,
+    settings: Settings,
+    scheduler: NoticeScheduler,
+    kind: str,
+    late_by: timedelta,
+    event_in: timedelta,
+    outcome: str,
+    reason: str | None,
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100007")
+        now = datetime.now(UTC)
+        anchor = add_anchor(
+            session,
+            now + event_in,
+            [ivan],
+            kind=kind,
+            policy="appointment" if kind == "event" else "bill",
+            data={"amount": "84.20", "currency": "BGN"},
+        )
+        plan_for(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=30))
+        notice = notices(session, anchor)[0]
+        notice.status, notice.send_at = "scheduled", now - late_by
+        session.add(notice)
+        session.commit()
+        result = fire(engine, OutboxSender(settings, engine), notice.id, settings=settings)
+        assert result == outcome
+        session.expire_all()
+        fired = session.get(Notice, notice.id)
+        assert fired is not None
+        if reason:
+            assert reason in (fired.status_reason or "")
+
+
+def test_opted_out_contact_is_suppressed_when_the_reminder_fires(
+    engine: Engine, settings: Settings, scheduler: NoticeScheduler
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100008")
+        now = datetime.now(UTC)
+        anchor = add_anchor(session, now + timedelta(hours=1), [ivan])
+        plan_for(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=2))
+        notice = notices(session, anchor)[1]
+        ivan.opted_out = True
+        session.add(ivan)
+        notice.send_at = now
+        session.add(notice)
+        session.commit()
+        assert (
+            fire(engine, OutboxSender(settings, engine), notice.id, settings=settings)
+            == "suppressed"
+        )

@@ -1,0 +1,319 @@
+"""The ``reminders`` command line, run as a subprocess the way an operator runs it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from reminders import apikeys
+from reminders.db import make_engine
+from reminders.migrate import head_revision
+from reminders.models import Contact, Group, GroupMember
+from tests.conftest import create_pg_database
+
+ROOT = Path(__file__).resolve().parents[1]
+REMINDERS = ROOT / ".venv" / "bin" / "reminders"
+KEY = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")
+
+
+def reminders(
+    *args: str, database_url: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
+    if database_url is not None:
+        full_env["REMINDERS_DATABASE_URL"] = database_url
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(REMINDERS), *args],
+        env=full_env,
+        cwd=Path.cwd(),  # the tmp_path the autouse fixture moved into
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """A non-zero exit with exactly one line on stderr, no traceback; return that line."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].strip(), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+
+def test_apikey_create_list_revoke(sqlite_url: str, db: Engine) -> None:
+    created = reminders(
+        "apikey", "create", "billing sync", "--scope", "write", database_url=sqlite_url
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.count("\n") == 1, created.stdout
+    secret = created.stdout.strip()
+    assert KEY.fullmatch(secret), created.stdout
+    assert created.stderr == ""
+
+    listed = reminders("apikey", "list", database_url=sqlite_url)
+    assert listed.returncode == 0, listed.stderr
+    assert secret not in listed.stdout
+    (line,) = listed.stdout.splitlines()
+    key_id, prefix, scope, state, name = line.split("\t")
+    assert secret.startswith(prefix.removesuffix("…"))
+    assert (scope, state, name) == ("write", "live", "billing sync")
+    with Session(db) as session:
+        key = apikeys.authenticate(session, secret)
+        assert key is not None and key.scope == "write" and str(key.id) == key_id
+
+    revoked = reminders("apikey", "revoke", key_id, database_url=sqlite_url)
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout.strip() == f"revoked key {key_id}"
+    listed = reminders("apikey", "list", database_url=sqlite_url)
+    assert listed.stdout.split("\t")[3] == "revoked"
+    with Session(db) as session:
+        assert apikeys.authenticate(session, secret) is None
+
+    missing = reminders("apikey", "revoke", "999", database_url=sqlite_url)
+    assert "999" in assert_one_line_error(missing)
+
+
+def test_apikey_bad_scope_is_one_line(sqlite_url: str, db: Engine) -> None:
+    result = reminders("apikey", "create", "x", "--scope", "bogus", database_url=sqlite_url)
+    line = assert_one_line_error(result)
+    assert "scope" in line and "bogus" in line
+    assert result.stdout == ""
+    with Session(db) as session:
+        assert apikeys.list_keys(session) == []
+
+
+# --- Schema ----------------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_schema_on_an_empty_postgresql() -> None:
+    url, drop = create_pg_database()
+    engine = make_engine(url)
+    try:
+        assert inspect(engine).get_table_names() == []
+        expected = f"database at revision {head_revision()} (newest: {head_revision()})"
+        for _ in range(2):  # a second run finds nothing to do and says the same
+            result = reminders("db", "upgrade", database_url=url)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() == expected
+            assert "Traceback" not in result.stderr
+        tables = set(inspect(engine).get_table_names())
+        assert {"contacts", "groups", "notices", "outbox", "api_keys", "apscheduler_jobs"} <= tables
+        assert "alembic_version" in tables
+    finally:
+        engine.dispose()
+        drop()
+
+
+# --- Start-up errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REMINDERS_TIMEZONE", "Mars/Base"),
+        ("REMINDERS_DEFAULT_REGION", "XX"),
+        ("REMINDERS_SENDER", "nope"),
+        ("REMINDERS_DATABASE_URL", "mysql://x"),
+        ("REMINDERS_SENDER_ID", "this is far too long"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_sentence(
+    variable: str, value: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    result = reminders("serve", "--port", "1", database_url=sqlite_url, env={variable: value})
+    line = assert_one_line_error(result)
+    assert variable in line, line
+    assert result.stdout == ""
+    # Nothing was started, so nothing was created either.
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_an_unreachable_postgresql_is_one_line_without_the_password() -> None:
+    url = "postgresql+psycopg://reminders:s3cret-Pa55@127.0.0.1:1/reminders"
+    for command in (["serve", "--port", "1"], ["db", "upgrade"], ["apikey", "list"]):
+        result = reminders(*command, database_url=url)
+        line = assert_one_line_error(result)
+        assert "Cannot open the database" in line and "127.0.0.1:1" in line, line
+        assert "s3cret-Pa55" not in result.stdout + result.stderr
+
+
+# --- Contacts import -------------------------------------------------------------------------
+
+HEADER = "name,phone,email,timezone,language,external_id,groups,doctor\n"
+GOOD_AND_BAD = (
+    HEADER
+    + "Иван Петров,0888 123 456,ivan@example.com,Europe/Sofia,bg,ext-1,"
+    + "Кардиология;VIP,Д-р Иванова\n"
+    + "Anna Smith,+359 88 812 3457,,Europe/London,en,ext-2,VIP,Dr Brown\n"
+    + "Bad Phone,12345,,,,ext-3,,\n"
+    + "Bad Zone,0888 123 459,,Mars/Base,,ext-4,,\n"
+    + "Too Many,0888 123 460,,,,ext-5,,,surplus\n"
+    + "Plain,00359888123461,,,,ext-6,,\n"
+)
+
+
+def contacts_by_external_id(engine: Engine) -> dict[str, Contact]:
+    with Session(engine) as session:
+        rows = session.exec(select(Contact)).all()
+    assert all(c.external_id for c in rows), rows
+    return {str(c.external_id): c for c in rows}
+
+
+def group_members(engine: Engine) -> dict[str, set[str]]:
+    with Session(engine) as session:
+        groups = {g.id: g.name for g in session.exec(select(Group)).all()}
+        members: dict[str, set[str]] = {name: set() for name in groups.values()}
+        query = select(GroupMember.group_id, Contact.external_id).join(
+            Contact, col(Contact.id) == col(GroupMember.contact_id)
+        )
+        for group_id, external_id in session.exec(query).all():
+            members[groups[group_id]].add(str(external_id))
+    return members
+
+
+def test_import_keeps_good_rows_reports_bad_ones_and_updates_on_reimport(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "patients.csv"
+    source.write_text(GOOD_AND_BAD, encoding="utf-8")
+    refused = tmp_path / "refused.csv"
+
+    result = reminders(
+        "contacts", "import", str(source), "--refused", str(refused), database_url=sqlite_url
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == "3 created, 0 updated, 3 refused\n"
+    errors = result.stderr.splitlines()
+    assert len(errors) == 3, result.stderr
+    assert re.fullmatch(r"line 4: phone: '12345' is not a valid phone number", errors[0])
+    assert re.fullmatch(r"line 5: timezone: 'Mars/Base' is not an IANA time zone.*", errors[1])
+    assert re.fullmatch(r"line 6: row: .*more cells.*", errors[2])
+
+    contacts = contacts_by_external_id(db)
+    assert set(contacts) == {"ext-1", "ext-2", "ext-6"}
+    ivan, anna, plain = contacts["ext-1"], contacts["ext-2"], contacts["ext-6"]
+    assert (ivan.name, ivan.phone, ivan.email) == (
+        "Иван Петров",
+        "+359888123456",
+        "ivan@example.com",
+    )
+    assert (ivan.timezone, ivan.language) == ("Europe/Sofia", "bg")
+    assert ivan.attributes == {"doctor": "Д-р Иванова"}
+    assert (anna.phone, anna.timezone, anna.language) == ("+359888123457", "Europe/London", "en")
+    assert anna.attributes == {"doctor": "Dr Brown"}
+    assert (plain.phone, plain.attributes, plain.timezone) == ("+359888123461", {}, None)
+    assert group_members(db) == {"Кардиология": {"ext-1"}, "VIP": {"ext-1", "ext-2"}}
+
+    with refused.open(newline="", encoding="utf-8") as handle:
+        refused_rows = list(csv.DictReader(handle))
+    assert [r["name"] for r in refused_rows] == ["Bad Phone", "Bad Zone", "Too Many"]
+    assert refused_rows[0]["phone"] == "12345"
+    assert list(refused_rows[0]) == [*HEADER.strip().split(","), "reason"]
+    assert [r["reason"] for r in refused_rows] == [e.split(": ", 1)[1] for e in errors]
+
+    # The same file again, with Anna renamed: her contact is updated, nobody is duplicated.
+    source.write_text(GOOD_AND_BAD.replace("Anna Smith,", "Anna Smith-Jones,"), encoding="utf-8")
+    again = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert again.returncode == 1, again.stderr
+    assert again.stdout == "0 created, 3 updated, 3 refused\n"
+    contacts = contacts_by_external_id(db)
+    assert set(contacts) == {"ext-1", "ext-2", "ext-6"}
+    assert contacts["ext-2"].id == anna.id
+    assert contacts["ext-2"].name == "Anna Smith-Jones"
+    assert contacts["ext-1"].name == "Иван Петров"
+    assert group_members(db) == {"Кардиология": {"ext-1"}, "VIP": {"ext-1", "ext-2"}}
+
+
+def test_import_semicolon_delimited_cyrillic_csv(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "excel.csv"
+    # What Excel writes for "CSV UTF-8" in a Bulgarian locale: a BOM and semicolons.
+    source.write_text(
+        "\ufeffИме;name;phone;groups;external_id\n"
+        'x;Мария Георгиева;0888 123 470;"Група А;Група Б";bg-1\n'
+        "y;Петър Стоянов;+359888123471;Група Б;bg-2\n",
+        encoding="utf-8",
+    )
+    result = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "2 created, 0 updated, 0 refused\n"
+    assert result.stderr == ""
+    contacts = contacts_by_external_id(db)
+    assert contacts["bg-1"].name == "Мария Георгиева"
+    assert contacts["bg-1"].phone == "+359888123470"
+    assert contacts["bg-2"].name == "Петър Стоянов"
+    assert contacts["bg-1"].attributes == {"име": "x"}
+    assert group_members(db) == {"Група А": {"bg-1"}, "Група Б": {"bg-1", "bg-2"}}
+
+
+def test_import_reports_the_file_line_past_blank_lines_and_quoted_line_breaks(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "gaps.csv"
+    source.write_text(
+        "name,phone,note\n"  # line 1
+        'A,0888123480,"two\nlines"\n'  # lines 2-3
+        "\n"  # line 4
+        "B,12,\n",  # line 5
+        encoding="utf-8",
+    )
+    result = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["line 5: phone: '12' is not a valid phone number"]
+    with Session(db) as session:
+        (a,) = session.exec(select(Contact)).all()
+    assert a.attributes == {"note": "two\nlines"}
+
+
+@pytest.mark.parametrize(
+    ("content", "encoding", "expected"),
+    [
+        ("name,email\nA,a@example.com\n", "utf-8", "no phone column"),
+        ("name,phone\nИван,0888123480\n", "cp1251", "UTF-8"),
+    ],
+    ids=["no-phone-column", "not-utf8"],
+)
+def test_an_unusable_file_fails_with_one_line(
+    content: str, encoding: str, expected: str, sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_bytes(content.encode(encoding))
+    result = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    line = assert_one_line_error(result)
+    assert expected in line and "bad.csv" in line, line
+    with Session(db) as session:
+        assert session.exec(select(Contact)).all() == []
+
+
+def test_import_of_a_missing_file_is_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    result = reminders("contacts", "import", str(tmp_path / "nope.csv"), database_url=sqlite_url)
+    assert "nope.csv" in assert_one_line_error(result)

@@ -1,0 +1,291 @@
+"""End to end: the real ``reminders`` command, a real HTTP server, a real database.
+
+The service runs as a subprocess exactly as an operator starts it; the test talks to it over
+HTTP and reads the database only to check what the outbox sender wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import col
+
+from reminders.db import make_engine
+from reminders.models import Attempt, Notice, OutboxMessage
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+REMINDERS = ROOT / ".venv" / "bin" / "reminders"
+KEY = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
+    env["REMINDERS_DATABASE_URL"] = database_url
+    return env
+
+
+class Server:
+    """One ``reminders serve`` subprocess with its output in files."""
+
+    def __init__(self, database_url: str, port: int, workdir: Path, name: str) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.stdout_path = workdir / f"{name}.stdout"
+        self.stderr_path = workdir / f"{name}.stderr"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [str(REMINDERS), "serve", "--port", str(port)],
+                cwd=workdir,
+                env=cli_env(database_url),
+                stdout=out,
+                stderr=err,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8")
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"serve exited with {self.proc.returncode} before it was up:\n{self.stderr}"
+            )
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_healthy(self) -> None:
+        wait_for(self.healthy, timeout=20, what=f"serve on port {self.port} to answer /healthz")
+
+    def terminate(self) -> int:
+        """SIGTERM, as a process manager stops it; the exit code it ended with."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=15)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Every server a test starts, killed at teardown whatever happened."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def start(servers: list[Server], database_url: str, port: int, workdir: Path) -> Server:
+    server = Server(database_url, port, workdir, name=f"serve{len(servers) + 1}")
+    servers.append(server)
+    server.wait_healthy()
+    return server
+
+
+def outbox_rows(engine: Engine, notice_id: int) -> int:
+    with engine.connect() as conn:
+        query = (
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(col(OutboxMessage.notice_id) == notice_id)
+        )
+        return int(conn.execute(query).scalar_one())
+
+
+def attempt_rows(engine: Engine, notice_id: int) -> int:
+    with engine.connect() as conn:
+        query = select(func.count()).select_from(Attempt).where(col(Attempt.notice_id) == notice_id)
+        return int(conn.execute(query).scalar_one())
+
+
+def notice_status(engine: Engine, notice_id: int) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(select(col(Notice.status)).where(col(Notice.id) == notice_id)).scalar_one()
+        )
+
+
+def in_seconds(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).astimezone().isoformat()
+
+
+def check(response: httpx.Response, status: int) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def test_serve_sends_scheduled_messages_and_survives_a_restart(
+    database_url: str, db: Engine, servers: list[Server], tmp_path: Path
+) -> None:
+    port = free_port()
+    created = subprocess.run(
+        [str(REMINDERS), "apikey", "create", "e2e", "--scope", "admin"],
+        cwd=tmp_path,
+        env=cli_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.endswith("\n") and created.stdout.count("\n") == 1, created.stdout
+    key = created.stdout.strip()
+    assert key.startswith("rmd_") and KEY.fullmatch(key)
+
+    first = start(servers, database_url, port, tmp_path)
+    # A key already existed, so no first-admin-key banner.
+    assert "rmd_" not in first.stdout
+
+    api = httpx.Client(
+        base_url=first.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    with api:
+        phones = ["0888 123 456", "+359 88 812 3457", "00359888123458"]
+        contact_ids = [
+            check(api.post("/api/v1/contacts", json={"name": f"E2E {i}", "phone": p}), 201)["id"]
+            for i, p in enumerate(phones)
+        ]
+        group_id = check(api.post("/api/v1/groups", json={"name": "e2e group"}), 201)["id"]
+        added = check(
+            api.post(f"/api/v1/groups/{group_id}/members", json={"contact_ids": contact_ids}), 200
+        )
+        assert added == {"added": 3, "already_members": 0, "member_count": 3}
+
+        message = check(
+            api.post(
+                "/api/v1/messages",
+                json={
+                    "to": {"groups": [group_id]},
+                    "text": "Hello from e2e",
+                    "send_at": in_seconds(3),
+                },
+            ),
+            201,
+        )
+        assert message["recipients"] == 3
+        assert sorted(n["phone"] for n in message["notices"]) == [
+            "+359888123456",
+            "+359888123457",
+            "+359888123458",
+        ]
+        assert {n["status"] for n in message["notices"]} == {"scheduled"}
+
+        def all_sent() -> list[dict[str, Any]] | None:
+            page = check(api.get("/api/v1/notices", params={"message_id": message["id"]}), 200)
+            items: list[dict[str, Any]] = page["items"]
+            done = len(items) == 3 and all(n["status"] in ("sent", "delivered") for n in items)
+            return items if done else None
+
+        notices = wait_for(all_sent, timeout=20, what="the 3 notices to be sent")
+        for notice in notices:
+            detail = check(api.get(f"/api/v1/notices/{notice['id']}"), 200)
+            assert len(detail["attempts"]) == 1, detail
+            attempt = detail["attempts"][0]
+            assert attempt["provider"] == "outbox"
+            assert attempt["provider_message_id"]
+            assert outbox_rows(db, notice["id"]) == 1
+        with db.connect() as conn:
+            outbox = conn.execute(
+                select(col(OutboxMessage.to), col(OutboxMessage.text)).where(
+                    col(OutboxMessage.notice_id).in_([n["id"] for n in notices])
+                )
+            ).all()
+        assert sorted(outbox) == sorted((n["phone"], "Hello from e2e") for n in notices)
+
+        # A message due after the service stops must go out once when it comes back.
+        later = check(
+            api.post(
+                "/api/v1/messages",
+                json={
+                    "to": {"contacts": [contact_ids[0]]},
+                    "text": "After restart",
+                    "send_at": in_seconds(8),
+                },
+            ),
+            201,
+        )
+    (pending,) = later["notices"]
+    assert first.terminate() == 0, first.stderr
+    assert notice_status(db, pending["id"]) == "scheduled"
+    assert outbox_rows(db, pending["id"]) == 0
+
+    second = start(servers, database_url, port, tmp_path)
+    with httpx.Client(
+        base_url=second.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ) as api:
+
+        def pending_sent() -> bool:
+            detail = check(api.get(f"/api/v1/notices/{pending['id']}"), 200)
+            assert detail["status"] in ("scheduled", "sending", "sent"), detail
+            return bool(detail["status"] == "sent")
+
+        wait_for(pending_sent, timeout=25, what="the notice due after the restart to be sent")
+    assert outbox_rows(db, pending["id"]) == 1
+    assert attempt_rows(db, pending["id"]) == 1
+    with db.connect() as conn:
+        send_at, sent_at = conn.execute(
+            select(col(Notice.send_at), col(Notice.sent_at)).where(col(Notice.id) == pending["id"])
+        ).one()
+    assert sent_at is not None and sent_at >= send_at  # fired when due, not early
+    assert second.terminate() == 0, second.stderr
+    # Still once after the second stop: nothing fired it again on the way down.
+    assert outbox_rows(db, pending["id"]) == 1
+    for server in servers:
+        assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_first_start_prints_an_admin_key_once(servers: list[Server], tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    port = free_port()
+    first = start(servers, database_url, port, tmp_path)
+    # The banner is printed and flushed before the server listens, so it is there by now.
+    keys = KEY.findall(first.stdout)
+    assert len(keys) == 1, first.stdout
+    assert "admin key was created" in first.stdout
+    response = httpx.get(
+        f"{first.base_url}/api/v1/contacts",
+        headers={"Authorization": f"Bearer {keys[0]}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"items": [], "next_cursor": None}
+    assert first.terminate() == 0, first.stderr
+
+    second = start(servers, database_url, port, tmp_path)
+    assert second.terminate() == 0, second.stderr
+    assert "rmd_" not in second.stdout
+    assert "admin key was created" not in second.stdout
+    for server in servers:
+        assert "Traceback" not in server.stderr, server.stderr

@@ -1,0 +1,97 @@
+"""Reminder policies over the API: defaults seeded, steps and templates checked when saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+Headers = dict[str, str]
+
+
+def test_defaults_are_seeded(client: TestClient, reader: Headers) -> None:
+    listed = {p["name"]: p for p in client.get("/api/v1/policies", headers=reader).json()}
+    assert set(listed) == {"appointment", "bill"}
+    assert [(s["offset"], s["at"]) for s in listed["appointment"]["steps"]] == [
+        ("-P1D", "18:00"),
+        ("-PT2H", None),
+    ]
+    assert [(s["offset"], s["at"], s["kind"]) for s in listed["bill"]["steps"]] == [
+        ("-P3D", "10:00", "bill_due"),
+        ("P0D", "10:00", "bill_due"),
+        ("P3D", "10:00", "bill_overdue"),
+        ("P10D", "10:00", "bill_overdue"),
+    ]
+
+
+def test_policy_lifecycle(client: TestClient, writer: Headers) -> None:
+    body = {
+        "name": "dentist",
+        "description": "A week and a day before",
+        "steps": [
+            {"offset": "-P7D", "at": "9:30", "template": "Dentist on {{ date }}"},
+            {"offset": "-p1d", "template": "Tomorrow {{ time }}"},
+        ],
+    }
+    created = client.post("/api/v1/policies", json=body, headers=writer)
+    assert created.status_code == 201, created.text
+    assert [(s["offset"], s["at"]) for s in created.json()["steps"]] == [
+        ("-P7D", "09:30"),
+        ("-P1D", None),
+    ]
+    assert client.post("/api/v1/policies", json=body, headers=writer).status_code == 409
+
+    patched = client.patch(
+        "/api/v1/policies/dentist",
+        json={"steps": [{"offset": "-PT3H", "template": "Soon"}]},
+        headers=writer,
+    )
+    assert patched.status_code == 200
+    assert patched.json()["description"] == "A week and a day before"
+    assert [s["offset"] for s in patched.json()["steps"]] == ["-PT3H"]
+
+    assert client.delete("/api/v1/policies/dentist", headers=writer).status_code == 204
+    assert client.get("/api/v1/policies/dentist", headers=writer).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("step", "field", "message"),
+    [
+        ({"offset": "-P1M", "template": "x"}, "steps.0.offset", "months"),
+        ({"offset": "yesterday", "template": "x"}, "steps.0.offset", "ISO 8601"),
+        ({"offset": "-P1D", "at": "25:00", "template": "x"}, "steps.0.at", "time of day"),
+        ({"offset": "-P1D", "template": "Hi {{ name "}, "steps.0.template", "line 1"),
+        (
+            {"offset": "-P1D", "template": "Hi\n{{ name }}\n{{ 1 + }}"},
+            "steps.0.template",
+            "line 3: unexpected",
+        ),
+        ({"offset": "-P1D", "template": "{% if x %}never closed"}, "steps.0.template", "endif"),
+        ({"offset": "-P1D", "template": "x", "kind": "message"}, "steps.0.kind", "event_reminder"),
+        ({"offset": "-P1D", "template": "x", "extra": 1}, "steps.0.extra", "not a known field"),
+    ],
+)
+def test_bad_steps_name_the_field(
+    client: TestClient, writer: Headers, step: dict[str, Any], field: str, message: str
+) -> None:
+    response = client.post(
+        "/api/v1/policies", json={"name": "bad", "steps": [step]}, headers=writer
+    )
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert any(e["field"] == field and message in e["message"] for e in errors), errors
+    assert client.get("/api/v1/policies/bad", headers=writer).status_code == 404
+
+
+def test_bad_names_and_empty_steps(client: TestClient, writer: Headers) -> None:
+    for name in ["Has Space", "", "-dash-first", "x" * 65]:
+        response = client.post(
+            "/api/v1/policies",
+            json={"name": name, "steps": [{"offset": "-P1D", "template": "x"}]},
+            headers=writer,
+        )
+        assert response.status_code == 422, name
+        assert response.json()["errors"][0]["field"] == "name"
+    empty = client.post("/api/v1/policies", json={"name": "empty", "steps": []}, headers=writer)
+    assert empty.status_code == 422
