@@ -56,13 +56,11 @@ def _settings() -> Settings:
     return load_settings()
 
 
-@app.command()
-@one_line_errors
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
-) -> None:
-    """Run the API, the scheduler and the sender in one process."""
+HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)]
+
+
+def _run_api(host: str, port: int, *, run_scheduler: bool) -> None:
     import uvicorn
 
     from reminders.service import build, configure_logging, ensure_first_key, open_database
@@ -71,7 +69,7 @@ def serve(
     configure_logging(settings)
     engine = open_database(settings)
     secret = ensure_first_key(engine)
-    process = build(settings, engine)
+    process = build(settings, engine, run_scheduler=run_scheduler)
     if secret:
         bar = "=" * 72
         typer.echo(
@@ -83,6 +81,52 @@ def serve(
     # of it (status 143); the stop was orderly, so end with status 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(process.app, host=host, port=port, log_level=settings.log_level.lower())
+
+
+@app.command()
+@one_line_errors
+def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Run the API, the scheduler and the sender in one process.
+
+    With REMINDERS_REDIS_URL set, several may run: one holds the scheduler lock and fires
+    notices, the others serve the API and stand by to take over.
+    """
+    _run_api(host, port, run_scheduler=True)
+
+
+@app.command()
+@one_line_errors
+def web(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Run the API alone; a `serve` or `worker` process fires the notices it creates."""
+    _run_api(host, port, run_scheduler=False)
+
+
+@app.command()
+@one_line_errors
+def worker() -> None:
+    """Run the scheduler and the sender without the API, until SIGTERM or Ctrl-C.
+
+    With REMINDERS_REDIS_URL set, it stands by until it holds the scheduler lock.
+    """
+    import threading
+
+    from reminders.service import build, configure_logging, open_database
+
+    settings = _settings()
+    configure_logging(settings)
+    process = build(settings, open_database(settings))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    process.scheduler.start(process.leadership)
+    mode = "standing by for the scheduler lock" if process.leadership else "running the scheduler"
+    typer.echo(f"worker {process.runtime.token}: {mode}", err=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        process.scheduler.shutdown(wait=True)
+        process.runtime.sender.close()
 
 
 @db_app.command("upgrade")

@@ -224,6 +224,9 @@ class Notice(SQLModel, table=True):
     sender_id: str | None = Field(default=None, max_length=16)
     send_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The process that claimed it for sending: a new leader settles as "unknown" only the
+    # notices whose claimant is no longer alive.
+    claimed_by: str | None = Field(default=None, max_length=80)
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

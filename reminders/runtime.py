@@ -19,6 +19,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     sender: Sender
+    token: str = ""  # this process, as recorded on the notices it claims
 
 
 _current: Runtime | None = None

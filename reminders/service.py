@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import redis
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
@@ -17,6 +18,7 @@ from reminders.db import make_engine
 from reminders.migrate import ensure_schema
 from reminders.models import Scope
 from reminders.runtime import Runtime
+from reminders.scheduler.leader import Leadership, process_token
 from reminders.scheduler.service import NoticeScheduler
 from reminders.sender import registry
 from reminders.settings import Settings, SettingsError
@@ -74,18 +76,32 @@ def ensure_first_key(engine: Engine) -> str | None:
 @dataclass
 class Process:
     runtime: Runtime
-    scheduler: NoticeScheduler | None
+    scheduler: NoticeScheduler
+    leadership: Leadership | None
     app: FastAPI
 
 
-def build(settings: Settings, engine: Engine, *, with_scheduler: bool = True) -> Process:
+def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> Process:
+    """Assemble a process. Without ``run_scheduler`` it still writes jobs, for another to fire."""
     try:
         sender = registry.load(settings.sender)(settings, engine)
     except SettingsError:
         raise
     except Exception as exc:
         raise StartupError(f"The sender {settings.sender!r} cannot start: {exc}") from None
-    rt = Runtime(settings=settings, engine=engine, sender=sender)
+    token = process_token()
+    rt = Runtime(settings=settings, engine=engine, sender=sender, token=token)
     runtime.install(rt)
-    scheduler = NoticeScheduler(engine) if with_scheduler else None
-    return Process(runtime=rt, scheduler=scheduler, app=create_app(rt, scheduler))
+    scheduler = NoticeScheduler(engine, token=token)
+    leadership = None
+    if run_scheduler and settings.redis_url:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        leadership = Leadership(
+            client,
+            prefix=settings.redis_prefix,
+            token=token,
+            on_elected=scheduler.activate,
+            on_deposed=scheduler.deactivate,
+        )
+    app = create_app(rt, scheduler, run_scheduler=run_scheduler, leadership=leadership)
+    return Process(runtime=rt, scheduler=scheduler, leadership=leadership, app=app)

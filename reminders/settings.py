@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means single-instance mode."
     )
+    redis_prefix: str = Field(
+        default="reminders:", description="Prefix of this deployment's Redis keys."
+    )
     sender: str = Field(default="outbox", description="Which sender delivers messages.")
     default_region: str = Field(
         default="BG", description="Region for phone numbers written without a country code."

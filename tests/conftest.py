@@ -75,8 +75,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 def process(settings: Settings, engine: Engine) -> Iterator[Process]:
     proc = build(settings, engine)
     yield proc
-    if proc.scheduler is not None:
-        proc.scheduler.shutdown(wait=True)
+    proc.scheduler.shutdown(wait=True)
     runtime.install(None)
 
 

@@ -199,7 +199,7 @@ def test_job_state_is_what_apscheduler_would_store(engine: Engine) -> None:
         id=job_id(42),
         func=fire_notice,
         trigger=DateTrigger(run_date=when, timezone=UTC),
-        executor="default",
+        executor="notices",
         args=(42,),
         kwargs={},
         name="fire_notice",

@@ -12,23 +12,30 @@ from reminders import __version__
 from reminders.api.errors import install_error_handlers
 from reminders.api.routes import contacts, groups, health, keys, messages, notices, policies
 from reminders.runtime import Runtime
+from reminders.scheduler.leader import Leadership
 from reminders.scheduler.service import NoticeScheduler
 
 log = logging.getLogger(__name__)
 
 
-def create_app(runtime: Runtime, scheduler: NoticeScheduler | None) -> FastAPI:
-    """Build the app. With a scheduler, the app starts it on start-up and stops it on shutdown."""
+def create_app(
+    runtime: Runtime,
+    scheduler: NoticeScheduler,
+    *,
+    run_scheduler: bool = True,
+    leadership: Leadership | None = None,
+) -> FastAPI:
+    """Build the app. With ``run_scheduler`` the app runs the scheduler while it runs: at once,
+    or when ``leadership`` elects this process."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if scheduler is not None and not scheduler.running:
-            scheduler.start()
+        if run_scheduler:
+            scheduler.start(leadership)
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=True)
+            scheduler.shutdown(wait=True)
             runtime.sender.close()
 
     app = FastAPI(
@@ -39,6 +46,7 @@ def create_app(runtime: Runtime, scheduler: NoticeScheduler | None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.scheduler = scheduler
+    app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
     for module in (contacts, groups, messages, notices, policies, keys):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus
@@ -18,21 +20,7 @@ from reminders.settings import Settings
 from reminders.templates import RenderError, render
 
 log = logging.getLogger(__name__)
-
-
-def claim(session: Session, notice_id: int, now: datetime) -> bool:
-    """Move the notice from ``scheduled`` to ``sending``; False if someone else got there first.
-
-    The conditional update is what makes a notice go out at most once: a second firing (a retry,
-    a restart, a second scheduler) finds it no longer ``scheduled`` and does nothing.
-    """
-    result = session.exec(  # type: ignore[call-overload]
-        update(Notice)
-        .where(col(Notice.id) == notice_id, col(Notice.status) == NoticeStatus.scheduled)
-        .values(status=NoticeStatus.sending, updated_at=now)
-    )
-    session.commit()
-    return bool(result.rowcount)
+CHUNK = 500  # ids per IN (...) clause
 
 
 BILL_GRACE = timedelta(days=1)
@@ -90,97 +78,196 @@ def template_context(
     return context
 
 
-def fire(engine: Engine, sender: Sender, notice_id: int, *, settings: Settings) -> str | None:
-    """Send one notice if it is still due to go; return its final status, or None if not ours."""
-    with Session(engine, expire_on_commit=False) as session:
-        now = utcnow()
-        if not claim(session, notice_id, now):
-            return None
-        notice = session.get(Notice, notice_id)
-        assert notice is not None  # we just claimed it
-        contact = session.get(Contact, notice.contact_id) if notice.contact_id else None
-        anchor = session.get(Anchor, notice.anchor_id) if notice.anchor_id else None
-        late = lateness(notice, anchor, now, settings.late_grace_delta)
-        if late is not None:
-            _finish(session, notice, NoticeStatus.expired, late)
-            return notice.status
-        if contact is not None and contact.opted_out:
-            _finish(session, notice, NoticeStatus.suppressed, "the contact opted out")
-            return notice.status
-        text = notice.text
-        if notice.is_template:
-            zone = ZoneInfo(
-                (anchor.timezone if anchor and anchor.all_day else None)
-                or (contact.timezone if contact else None)
-                or settings.timezone
-            )
-            try:
-                text = render(notice.text, template_context(notice, contact, anchor, zone))
-            except RenderError as exc:
-                session.add(
-                    Attempt(
-                        notice_id=notice_id,
-                        provider=sender.name,
-                        status="failed",
-                        error_code="template",
-                        error=str(exc)[:2000],
-                        submitted_at=now,
-                    )
-                )
-                _finish(session, notice, NoticeStatus.failed, str(exc)[:500])
-                return notice.status
-        sms = OutgoingSms(
-            notice_id=notice_id,
-            to=notice.phone,
-            text=text,
-            sender_id=notice.sender_id or settings.sender_id,
+@dataclass
+class _Outcome:
+    status: NoticeStatus
+    reason: str | None = None
+    attempt: dict[str, Any] | None = None
+    sent_at: datetime | None = None
+
+
+def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token: str) -> list[int]:
+    """Move notices from ``scheduled`` to ``sending``; return the ids this call got.
+
+    The conditional update is what makes a notice go out at most once: a second firing (a retry,
+    a restart, a second scheduler) finds it no longer ``scheduled`` and does nothing.
+    """
+    claimed: list[int] = []
+    for start in range(0, len(notice_ids), CHUNK):
+        chunk = notice_ids[start : start + CHUNK]
+        result = session.execute(
+            update(Notice)
+            .where(col(Notice.id).in_(chunk), col(Notice.status) == NoticeStatus.scheduled)
+            .values(status=NoticeStatus.sending, updated_at=now, claimed_by=token or None)
+            .returning(col(Notice.id))
         )
-
-    try:
-        accepted: Accepted | None = sender.send(sms)
-        error: SendError | None = None
-    except SendError as exc:
-        accepted, error = None, exc
-    except Exception as exc:  # a sender bug must not leave the notice in "sending" forever
-        log.exception("sender %s raised while sending notice %s", sender.name, notice_id)
-        accepted, error = None, SendError(f"{type(exc).__name__}: {exc}", permanent=False)
-
-    with Session(engine, expire_on_commit=False) as session:
-        notice = session.get(Notice, notice_id)
-        assert notice is not None
-        now = utcnow()
-        if accepted is not None:
-            session.add(
-                Attempt(
-                    notice_id=notice_id,
-                    provider=sender.name,
-                    provider_message_id=accepted.provider_message_id,
-                    status=accepted.status,
-                    submitted_at=now,
-                    delivered_at=now if accepted.status == "delivered" else None,
-                )
-            )
-            notice.sent_at = now
-            _finish(session, notice, NoticeStatus(accepted.status), None)
-        else:
-            assert error is not None
-            session.add(
-                Attempt(
-                    notice_id=notice_id,
-                    provider=sender.name,
-                    status=NoticeStatus.failed,
-                    error_code=error.code,
-                    error=error.message[:2000],
-                    submitted_at=now,
-                )
-            )
-            _finish(session, notice, NoticeStatus.failed, error.message[:500])
-        return notice.status
-
-
-def _finish(session: Session, notice: Notice, status: NoticeStatus, reason: str | None) -> None:
-    notice.status = status
-    notice.status_reason = reason
-    notice.updated_at = utcnow()
-    session.add(notice)
+        claimed.extend(int(row[0]) for row in result)
     session.commit()
+    return claimed
+
+
+def fire(
+    engine: Engine, sender: Sender, notice_id: int, *, settings: Settings, token: str = ""
+) -> str | None:
+    """Send one notice if it is still due to go; return its final status, or None if not ours."""
+    return fire_many(engine, sender, [notice_id], settings=settings, token=token).get(notice_id)
+
+
+def fire_many(
+    engine: Engine,
+    sender: Sender,
+    notice_ids: Sequence[int],
+    *,
+    settings: Settings,
+    token: str = "",
+) -> dict[int, str]:
+    """Fire the notices that are still due to go; return the final status of each one claimed.
+
+    Work goes by ``sender.batch_size`` notices: claim, load, send, record, each one statement per
+    batch. A crash between a claim and its record leaves that batch "sending", recorded as
+    unknown at the next start, so the batch size bounds how many outcomes a crash can lose.
+    """
+    outcomes: dict[int, str] = {}
+    unique = list(dict.fromkeys(notice_ids))
+    for start in range(0, len(unique), sender.batch_size):
+        chunk = unique[start : start + sender.batch_size]
+        outcomes.update(_fire_batch(engine, sender, chunk, settings=settings, token=token))
+    return outcomes
+
+
+def _fire_batch(
+    engine: Engine, sender: Sender, notice_ids: list[int], *, settings: Settings, token: str
+) -> dict[int, str]:
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        claimed = claim_many(session, notice_ids, now, token)
+        if not claimed:
+            return {}
+        notices = _load(session, Notice, claimed)
+        contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
+        anchors = _load(session, Anchor, {n.anchor_id for n in notices.values() if n.anchor_id})
+
+    outcomes: dict[int, _Outcome] = {}
+    outgoing: list[OutgoingSms] = []
+    for notice_id in claimed:
+        notice = notices[notice_id]
+        contact = contacts.get(notice.contact_id or 0)
+        anchor = anchors.get(notice.anchor_id or 0)
+        ready = _prepare(notice, contact, anchor, now, settings, sender.name)
+        if isinstance(ready, _Outcome):
+            outcomes[notice_id] = ready
+        else:
+            outgoing.append(ready)
+    if outgoing:
+        results = sender.send_many(outgoing)
+        sent_at = utcnow()
+        for sms, result in zip(outgoing, results, strict=True):
+            outcomes[sms.notice_id] = _result(result, sender.name, sent_at)
+    _record(engine, outcomes)
+    return {notice_id: outcome.status.value for notice_id, outcome in outcomes.items()}
+
+
+def _prepare(
+    notice: Notice,
+    contact: Contact | None,
+    anchor: Anchor | None,
+    now: datetime,
+    settings: Settings,
+    provider: str,
+) -> OutgoingSms | _Outcome:
+    """The SMS to send for this notice, or the outcome that ends it without sending."""
+    late = lateness(notice, anchor, now, settings.late_grace_delta)
+    if late is not None:
+        return _Outcome(NoticeStatus.expired, late)
+    if contact is not None and contact.opted_out:
+        return _Outcome(NoticeStatus.suppressed, "the contact opted out")
+    text = notice.text
+    if notice.is_template:
+        zone = ZoneInfo(
+            (anchor.timezone if anchor and anchor.all_day else None)
+            or (contact.timezone if contact else None)
+            or settings.timezone
+        )
+        try:
+            text = render(notice.text, template_context(notice, contact, anchor, zone))
+        except RenderError as exc:
+            attempt = {
+                "provider": provider,
+                "status": NoticeStatus.failed,
+                "error_code": "template",
+                "error": str(exc)[:2000],
+                "submitted_at": now,
+            }
+            return _Outcome(NoticeStatus.failed, str(exc)[:500], attempt)
+    assert notice.id is not None
+    return OutgoingSms(
+        notice_id=notice.id,
+        to=notice.phone,
+        text=text,
+        sender_id=notice.sender_id or settings.sender_id,
+    )
+
+
+def _result(result: Accepted | SendError, provider: str, now: datetime) -> _Outcome:
+    if isinstance(result, Accepted):
+        attempt = {
+            "provider": provider,
+            "provider_message_id": result.provider_message_id,
+            "status": result.status,
+            "submitted_at": now,
+            "delivered_at": now if result.status == "delivered" else None,
+        }
+        return _Outcome(NoticeStatus(result.status), None, attempt, sent_at=now)
+    attempt = {
+        "provider": provider,
+        "status": NoticeStatus.failed,
+        "error_code": result.code,
+        "error": result.message[:2000],
+        "submitted_at": now,
+    }
+    return _Outcome(NoticeStatus.failed, result.message[:500], attempt)
+
+
+def _record(engine: Engine, outcomes: dict[int, _Outcome]) -> None:
+    """Write the outcomes and their attempts in one transaction."""
+    now = utcnow()
+    attempts = [
+        {
+            "notice_id": notice_id,
+            "provider_message_id": None,
+            "error_code": None,
+            "error": None,
+            "delivered_at": None,
+            **outcome.attempt,
+        }
+        for notice_id, outcome in outcomes.items()
+        if outcome.attempt is not None
+    ]
+    with Session(engine) as session:
+        session.execute(
+            update(Notice),
+            [
+                {
+                    "id": notice_id,
+                    "status": outcome.status,
+                    "status_reason": outcome.reason,
+                    "sent_at": outcome.sent_at,
+                    "updated_at": now,
+                }
+                for notice_id, outcome in outcomes.items()
+            ],
+        )
+        if attempts:
+            session.execute(insert(Attempt), attempts)
+        session.commit()
+
+
+def _load(session: Session, model: Any, ids: Iterable[int | None]) -> dict[int, Any]:
+    wanted = [i for i in ids if i is not None]
+    found: dict[int, Any] = {}
+    for start in range(0, len(wanted), CHUNK):
+        for row in session.exec(
+            select(model).where(col(model.id).in_(wanted[start : start + CHUNK]))
+        ):
+            found[row.id] = row
+    return found

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from reminders import runtime
-from reminders.scheduler.firing import fire
+from reminders.scheduler.firing import fire_many
 
 
 def fire_notice(notice_id: int) -> None:
+    """The job of one notice, when run by a plain executor (jobs stored before batching)."""
+    fire_notices([notice_id])
+
+
+def fire_notices(notice_ids: list[int]) -> None:
+    """What the batching executor calls with the notice ids of the jobs it collected."""
     rt = runtime.current()
-    fire(rt.engine, rt.sender, notice_id, settings=rt.settings)
+    fire_many(rt.engine, rt.sender, notice_ids, settings=rt.settings, token=rt.token)

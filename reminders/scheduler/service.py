@@ -19,13 +19,17 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from reminders.db import utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, apscheduler_jobs
+from reminders.scheduler.executor import BatchingExecutor
+from reminders.scheduler.jobs import fire_notices
+from reminders.scheduler.leader import Leadership
 from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ JOB_PREFIX = "notice:"
 
 
 FIRE_NOTICE_REF = "reminders.scheduler.jobs:fire_notice"
+NOTICE_EXECUTOR = "notices"
 
 
 def job_id(notice_id: int) -> str:
@@ -49,7 +54,7 @@ def job_state(notice_id: int, send_at: datetime) -> dict[str, Any]:
         "id": job_id(notice_id),
         "func": FIRE_NOTICE_REF,
         "trigger": trigger,
-        "executor": "default",
+        "executor": NOTICE_EXECUTOR,
         "args": (notice_id,),
         "kwargs": {},
         "name": "fire_notice",
@@ -75,12 +80,26 @@ class _PollingScheduler(BackgroundScheduler):
 
 
 class NoticeScheduler:
-    def __init__(self, engine: Engine, *, threads: int = 10, batch_size: int = 1000) -> None:
+    """Writes notices' jobs, and in the one active process also fires them.
+
+    Every process that creates notices has one (``reminders web`` included: it only writes
+    jobs). ``start`` runs the APScheduler loop: at once in single-instance mode, or paused
+    until a ``Leadership`` elects this process.
+    """
+
+    def __init__(
+        self, engine: Engine, *, token: str = "", threads: int = 10, batch_size: int = 1000
+    ) -> None:
         self.engine = engine
+        self.token = token
+        self.leadership: Leadership | None = None
         self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
         self._scheduler = _PollingScheduler(
             jobstores={"default": self._store},
-            executors={"default": ThreadPoolExecutor(threads)},
+            executors={
+                "default": ThreadPoolExecutor(threads),
+                NOTICE_EXECUTOR: BatchingExecutor(fire_notices, threads=2),
+            },
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
@@ -89,15 +108,42 @@ class NoticeScheduler:
     def running(self) -> bool:
         return bool(self._scheduler.running)
 
-    def start(self) -> None:
-        # Interrupted sends are settled before any job can fire, so that a notice this start
-        # claims is never mistaken for one a crash left behind.
-        self.settle_interrupted()
-        self._scheduler.start()
+    @property
+    def state(self) -> str:
+        """``active`` (firing), ``standby`` (waiting for the lock) or ``stopped``."""
+        if self._scheduler.state == STATE_RUNNING:
+            return "active"
+        if self._scheduler.state == STATE_PAUSED:
+            return "standby"
+        return "stopped"
+
+    def start(self, leadership: Leadership | None = None) -> None:
+        if leadership is None:
+            # Alone: whatever a previous run left in "sending" was interrupted. Settled before
+            # any job can fire, so that a notice this start claims is never mistaken for one.
+            self.settle_interrupted(alive=None)
+            self._scheduler.start()
+            self.reconcile()
+            return
+        self.leadership = leadership
+        self._scheduler.start(paused=True)
+        leadership.start()
+
+    def activate(self) -> None:
+        """Called when this process is elected: settle, reconcile, then fire."""
+        alive = self.leadership.live_tokens() if self.leadership else None
+        self.settle_interrupted(alive=alive)
         self.reconcile()
+        self._scheduler.resume()
+
+    def deactivate(self) -> None:
+        if self._scheduler.state == STATE_RUNNING:
+            self._scheduler.pause()
 
     def shutdown(self, *, wait: bool = True) -> None:
-        if self._scheduler.running:
+        if self.leadership is not None:
+            self.leadership.stop()
+        if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)
 
     def schedule(self, items: Iterable[tuple[int, datetime]]) -> None:
@@ -120,17 +166,21 @@ class NoticeScheduler:
             with self._scheduler._jobstores_lock:
                 self._store.remove_jobs(ids)
 
-    def settle_interrupted(self) -> int:
-        """Mark notices a crash left in ``sending`` as ``unknown``; return how many.
+    def settle_interrupted(self, *, alive: set[str] | None) -> int:
+        """Mark notices a dead process left in ``sending`` as ``unknown``; return how many.
 
         Such a notice was handed to the sender, or nearly: resending it blindly could send it
-        twice, so its outcome is recorded as unknown instead.
+        twice, so its outcome is recorded as unknown instead. ``alive`` holds the tokens of the
+        processes still running (None: no other process can be sending).
         """
+        query = update(Notice).where(col(Notice.status) == NoticeStatus.sending)
+        if alive is not None:
+            query = query.where(
+                or_(col(Notice.claimed_by).is_(None), col(Notice.claimed_by).not_in(alive))
+            )
         with Session(self.engine) as session:
             count = session.execute(
-                update(Notice)
-                .where(col(Notice.status) == NoticeStatus.sending)
-                .values(
+                query.values(
                     status=NoticeStatus.unknown,
                     status_reason="the service stopped while sending it; it was not resent",
                     updated_at=utcnow(),
@@ -138,7 +188,7 @@ class NoticeScheduler:
             ).rowcount  # type: ignore[attr-defined]
             session.commit()
         if count:
-            log.warning("%d notice(s) were being sent when the service stopped: now unknown", count)
+            log.warning("%d notice(s) were being sent when a process stopped: now unknown", count)
         return count
 
     def reconcile(self) -> dict[str, int]:

@@ -7,13 +7,17 @@ first send.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from sqlalchemy.engine import Engine
 
 from reminders.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class Sender(ABC):
     """Base class of every sender; subclasses set ``name`` and implement ``send``."""
 
     name: ClassVar[str]
+    # How many messages ``send_many`` takes at once; results are recorded after each batch, so
+    # a crash leaves at most this many notices whose outcome is unknown.
+    batch_size: ClassVar[int] = 20
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
@@ -59,5 +66,18 @@ class Sender(ABC):
     def send(self, sms: OutgoingSms) -> Accepted:
         """Hand ``sms`` to the gateway; return what it said or raise ``SendError``."""
 
-    def close(self) -> None:
+    def send_many(self, messages: Sequence[OutgoingSms]) -> list[Accepted | SendError]:
+        """Send each message; one result per message, in order. Override to batch the I/O."""
+        results: list[Accepted | SendError] = []
+        for sms in messages:
+            try:
+                results.append(self.send(sms))
+            except SendError as exc:
+                results.append(exc)
+            except Exception as exc:  # a sender bug must not leave notices in "sending"
+                log.exception("sender %s raised while sending notice %s", self.name, sms.notice_id)
+                results.append(SendError(f"{type(exc).__name__}: {exc}", permanent=False))
+        return results
+
+    def close(self) -> None:  # noqa: B027  (an optional hook, not an abstract method)
         """Release connections; called once when the service stops."""

@@ -14,5 +14,7 @@ class ConsoleSender(Sender):
     def send(self, sms: OutgoingSms) -> Accepted:
         message_id = f"console-{uuid.uuid4().hex[:12]}"
         sender = sms.sender_id or "-"
-        print(f"SMS {message_id} to {sms.to} from {sender}: {sms.text}", file=sys.stdout, flush=True)
+        print(
+            f"SMS {message_id} to {sms.to} from {sender}: {sms.text}", file=sys.stdout, flush=True
+        )
         return Accepted(provider_message_id=message_id)

@@ -22,6 +22,7 @@ def readyz(request: Request) -> JSONResponse:
     """The database answers, the scheduler runs (where this process runs one), Redis answers."""
     runtime = request.app.state.runtime
     checks: dict[str, Any] = {}
+    body_extra: dict[str, Any] = {}
     try:
         with runtime.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -29,8 +30,14 @@ def readyz(request: Request) -> JSONResponse:
     except Exception as exc:  # readiness reports, it does not raise
         checks["database"] = f"error: {type(exc).__name__}"
     scheduler = request.app.state.scheduler
-    if scheduler is not None:
-        checks["scheduler"] = "ok" if scheduler.running else "stopped"
+    if request.app.state.run_scheduler:
+        # "standby": another process holds the scheduler lock, and this one takes over if it
+        # dies; both are healthy.
+        state = scheduler.state
+        checks["scheduler"] = "ok" if state in ("active", "standby") else state
+        body_extra["scheduler_role"] = state
+    else:
+        body_extra["scheduler_role"] = "off"
     if runtime.settings.redis_url:
         import redis
 
@@ -41,6 +48,6 @@ def readyz(request: Request) -> JSONResponse:
             checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
+        {"status": "ok" if ready else "unavailable", "checks": checks, **body_extra},
         status_code=200 if ready else 503,
     )

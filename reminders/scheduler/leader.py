@@ -1,0 +1,121 @@
+"""One active scheduler among many processes, chosen by a Redis lock.
+
+Every process runs its APScheduler paused and can still add jobs. The holder of the lock (a
+key with a TTL, renewed every few seconds) resumes its scheduler; a process that fails to renew
+pauses at once. If the holder dies, its key expires and another process takes over within
+``ttl + poll`` seconds, then reconciles the notices with the job store.
+
+Each process also keeps a short-lived "alive" key. A new leader uses them to tell a notice left in
+``sending`` by a dead process (its outcome is unknown) from one a live process is still sending.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+
+import redis
+
+log = logging.getLogger(__name__)
+
+# Renew only if the key still holds our token: never extend a lock someone else took over.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def process_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Leadership:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        token: str,
+        on_elected: Callable[[], None],
+        on_deposed: Callable[[], None],
+        ttl: float = 10.0,
+        renew_every: float = 3.0,
+        poll_every: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.key = f"{prefix}scheduler:leader"
+        self.alive_prefix = f"{prefix}alive:"
+        self.token = token
+        self.ttl_ms = int(ttl * 1000)
+        self.renew_every = renew_every
+        self.poll_every = poll_every
+        self._on_elected = on_elected
+        self._on_deposed = on_deposed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
+        self.is_leader = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop campaigning; a leader gives the lock up so another takes over at once."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self.is_leader:
+            self._depose()
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.token)
+            self.client.delete(self.alive_prefix + self.token)
+        except redis.RedisError:
+            pass  # the keys expire on their own
+
+    def live_tokens(self) -> set[str]:
+        """Tokens of the processes whose alive key has not expired."""
+        found: set[str] = set()
+        for key in self.client.scan_iter(match=self.alive_prefix + "*", count=500):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            found.add(name.removeprefix(self.alive_prefix))
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.client.set(self.alive_prefix + self.token, "1", px=self.ttl_ms)
+                if self.is_leader:
+                    if not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
+                        log.warning("lost the scheduler lock; pausing this scheduler")
+                        self._depose()
+                elif self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+                    log.info("took the scheduler lock; this process now runs the scheduler")
+                    self.is_leader = True
+                    self._on_elected()
+            except redis.RedisError as exc:
+                if self.is_leader:
+                    # Without Redis we cannot know that nobody else took over: stop firing.
+                    log.warning("Redis unreachable (%s); pausing this scheduler", exc)
+                    self._depose()
+            except Exception:
+                log.exception("leadership step failed")
+                if self.is_leader:
+                    self._depose()
+            self._stop.wait(self.renew_every if self.is_leader else self.poll_every)
+
+    def _depose(self) -> None:
+        self.is_leader = False
+        try:
+            self._on_deposed()
+        except Exception:
+            log.exception("pausing the scheduler failed")
