@@ -1,4 +1,4 @@
-"""Engine and sessions: one engine per process, shared by the API, the scheduler and its job store."""
+"""Engine and sessions: one engine per process, shared by the API, scheduler and job store."""
 
 from __future__ import annotations
 

@@ -81,12 +81,12 @@ def import_csv(
     refused_path: Path | None = None,
     show_progress: bool = True,
 ) -> ImportReport:
-    """Create or update (by ``external_id``) one contact per row, each row in its own transaction."""
+    """Create or update (by ``external_id``) one contact per row, each in its own transaction."""
     report = ImportReport()
     try:
         header, rows = _read_rows(path)
     except UnicodeDecodeError:
-        raise DomainError("is not UTF-8 text; save it as \"CSV UTF-8\"", field=str(path)) from None
+        raise DomainError('is not UTF-8 text; save it as "CSV UTF-8"', field=str(path)) from None
     except csv.Error as exc:
         raise DomainError(f"is not a readable CSV file: {exc}", field=str(path)) from None
 
@@ -133,7 +133,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
         sample = handle.read(4096)
         handle.seek(0)
         try:
-            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+                sample, delimiters=",;\t"
+            )
         except csv.Error:
             dialect = csv.excel
         reader = csv.DictReader(handle, dialect=dialect)
@@ -141,7 +143,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
         reader.fieldnames = header
         missing = [c for c in ("name", "phone") if c not in header]
         if missing:
-            raise DomainError(f"the header row has no {' or '.join(missing)} column", field=str(path))
+            raise DomainError(
+                f"the header row has no {' or '.join(missing)} column", field=str(path)
+            )
         rows = []
         for row in reader:
             # line_num is the record's last line: blank lines and quoted line breaks count too.
@@ -166,7 +170,9 @@ def _import_row(
         )
         outcome = "updated"
     else:
-        contact = contacts.create_contact(session, ContactCreate.model_validate(values), region=region)
+        contact = contacts.create_contact(
+            session, ContactCreate.model_validate(values), region=region
+        )
         outcome = "created"
     assert contact.id is not None
     group_ids = fixed_groups + [_group_id(session, name, group_cache) for name in group_names]

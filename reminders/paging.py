@@ -38,7 +38,7 @@ def decode_cursor(cursor: str) -> int:
 def page(
     session: Session, query: SelectOfScalar[T], id_column: Any, *, limit: int, cursor: str | None
 ) -> tuple[Sequence[T], str | None]:
-    """Run ``query`` ordered by ``id_column`` from the cursor on; return rows and the next cursor."""
+    """Run ``query`` by ``id_column`` from the cursor on; return the rows and the next cursor."""
     if cursor:
         query = query.where(col(id_column) > decode_cursor(cursor))
     rows = session.exec(query.order_by(col(id_column)).limit(limit + 1)).all()

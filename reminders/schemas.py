@@ -113,16 +113,16 @@ class Page(BaseModel, Generic[T]):
 
 class GroupCreate(Input):
     name: Name
-    description: Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None = (
-        None
-    )
+    description: (
+        Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None
+    ) = None
 
 
 class GroupUpdate(Input):
     name: Name | None = None
-    description: Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None = (
-        None
-    )
+    description: (
+        Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None
+    ) = None
 
 
 class GroupOut(BaseModel):

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="sqlite:///./reminders.db",
-        description="SQLAlchemy URL; a SQLite file by default, postgresql+psycopg://... for several instances.",
+        description="SQLAlchemy URL: SQLite by default, postgresql+psycopg://... for several.",
     )
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means single-instance mode."
@@ -151,7 +151,8 @@ def load_settings(**overrides: object) -> Settings:
     if settings.sender not in registry.available():
         known = ", ".join(sorted(registry.available()))
         raise SettingsError(
-            f"Invalid setting REMINDERS_SENDER: {settings.sender!r} is not a known sender ({known})."
+            f"Invalid setting REMINDERS_SENDER: {settings.sender!r} is not a known sender "
+            f"({known})."
         )
     return settings
 

@@ -69,9 +69,10 @@ def desired_notices(
     )
     contact_ids = [r.contact_id for r in recipients if r.contact_id is not None]
     zones: dict[int, str | None] = {}
-    if contact_ids:
+    for start in range(0, len(contact_ids), 500):
+        chunk = contact_ids[start : start + 500]
         for contact_id, zone in session.exec(
-            select(Contact.id, Contact.timezone).where(col(Contact.id).in_(contact_ids))
+            select(Contact.id, Contact.timezone).where(col(Contact.id).in_(chunk))
         ):
             zones[contact_id or 0] = zone
     # An all-day event or a bill is due on a date in the anchor's zone; a timed event happens
@@ -117,6 +118,8 @@ def plan_for(
     existing = {n.key: n for n in session.exec(select(Notice).where(Notice.anchor_id == anchor_id))}
     report = PlanReport()
     new_rows: list[dict[str, Any]] = []
+    jobs_to_write: list[tuple[int, datetime]] = []
+    jobs_to_drop: list[int] = []
     for key, (planned, recipient, template) in wanted.items():
         status = NoticeStatus(planned.status)
         send_at = planned.send_at or anchor.at
@@ -167,8 +170,10 @@ def plan_for(
             report.unchanged += 1
         elif status == NoticeStatus.scheduled:
             report.moved.append(notice.id)
+            jobs_to_write.append((notice.id, send_at))
         elif notice.status == NoticeStatus.scheduled:
             report.expired.append(notice.id)
+            jobs_to_drop.append(notice.id)
     for key, notice in existing.items():
         if key not in wanted and notice.status == NoticeStatus.scheduled:
             assert notice.id is not None
@@ -180,33 +185,28 @@ def plan_for(
                 updated_at=now,
             ):
                 report.cancelled.append(notice.id)
+                jobs_to_drop.append(notice.id)
     if new_rows:
         session.exec(insert(Notice), params=new_rows)  # type: ignore[call-overload]
     session.commit()
     if new_rows:
-        keys = [row["key"] for row in new_rows]
-        for chunk in range(0, len(keys), 500):
-            for notice_id, status_value in session.exec(
-                select(Notice.id, Notice.status).where(
-                    col(Notice.key).in_(keys[chunk : chunk + 500])
-                )
-            ):
-                assert notice_id is not None
-                (
-                    report.created if status_value == NoticeStatus.scheduled else report.expired
-                ).append(notice_id)
-    if scheduler is not None:
-        to_schedule = report.moved + [i for i in report.created if i not in set(report.expired)]
-        if to_schedule:
-            times = dict(
-                session.exec(
-                    select(Notice.id, Notice.send_at).where(col(Notice.id).in_(to_schedule))
-                ).all()
+        new_keys = {row["key"] for row in new_rows}
+        rows = session.exec(
+            select(Notice.id, Notice.key, Notice.status, Notice.send_at).where(
+                Notice.anchor_id == anchor_id
             )
-            scheduler.schedule([(i, times[i]) for i in to_schedule])
-        gone = report.cancelled + [i for i in report.expired if i not in set(report.created)]
-        if gone:
-            scheduler.unschedule(gone)
+        )
+        for notice_id, key, status_value, send_at in rows:
+            if key not in new_keys or notice_id is None:
+                continue
+            if status_value == NoticeStatus.scheduled:
+                report.created.append(notice_id)
+                jobs_to_write.append((notice_id, send_at))
+            else:
+                report.expired.append(notice_id)
+    if scheduler is not None:
+        scheduler.schedule(jobs_to_write)
+        scheduler.unschedule(jobs_to_drop)
     return report
 
 
