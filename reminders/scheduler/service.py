@@ -122,8 +122,10 @@ class NoticeScheduler:
             # Alone: whatever a previous run left in "sending" was interrupted. Settled before
             # any job can fire, so that a notice this start claims is never mistaken for one.
             self.settle_interrupted(alive=None)
-            self._scheduler.start()
+            # Reconciled before the loop runs: a job firing meanwhile would make its notice look
+            # unfired-but-jobless, and it would be given a second (harmless, useless) job.
             self.reconcile()
+            self._scheduler.start()
             return
         self.leadership = leadership
         self._scheduler.start(paused=True)
