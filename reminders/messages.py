@@ -115,14 +115,15 @@ def create_message(
                 "updated_at": now,
             }
         )
-    session.exec(insert(Notice), params=rows)  # type: ignore[call-overload]
+    session.execute(insert(Notice.__table__), rows)  # type: ignore[attr-defined]
     session.commit()
     notices = list(
         session.exec(select(Notice).where(Notice.message_id == message.id).order_by(col(Notice.id)))
     )
     if scheduler is not None:
         scheduler.schedule(
-            [(n.id, n.send_at) for n in notices if n.status == NoticeStatus.scheduled and n.id]
+            [(n.id, n.send_at) for n in notices if n.status == NoticeStatus.scheduled and n.id],
+            new=True,
         )
     return message, notices
 

@@ -148,14 +148,17 @@ class NoticeScheduler:
         if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)
 
-    def schedule(self, items: Iterable[tuple[int, datetime]]) -> None:
-        """Create or replace the job of each (notice id, send time), all in one transaction."""
+    def schedule(self, items: Iterable[tuple[int, datetime]], *, new: bool = False) -> None:
+        """Create or replace the job of each (notice id, send time), all in one transaction.
+
+        ``new``: the notices were just created, so no job can exist yet; saves the deletes.
+        """
         states = [job_state(notice_id, send_at) for notice_id, send_at in items]
         if not states:
             return
         # The store is otherwise only called by APScheduler itself, under this lock.
         with self._scheduler._jobstores_lock:
-            self._store.add_job_states(states)
+            self._store.add_job_states(states, replace=not new)
         if self.running:
             self._scheduler.wakeup()
 

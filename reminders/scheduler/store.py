@@ -22,6 +22,8 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 CHUNK = 500  # ids per IN (...) clause; SQLite allows 32,766 parameters, PostgreSQL 65,535
 
@@ -33,7 +35,7 @@ class BatchJobStore(SQLAlchemyJobStore):
         self._handed_out: set[str] = set()
         self._fired: set[str] = set()
 
-    def add_job_states(self, states: Sequence[dict[str, Any]]) -> None:
+    def add_job_states(self, states: Sequence[dict[str, Any]], *, replace: bool = True) -> None:
         """Insert or replace jobs, given as ``Job.__getstate__()`` dicts, in one transaction.
 
         Taking states rather than ``Job`` objects skips APScheduler's per-job validation, which
@@ -51,18 +53,29 @@ class BatchJobStore(SQLAlchemyJobStore):
             for state in states
         ]
         ids = [row[0] for row in rows]
-        with self.engine.begin() as connection:
-            for chunk in _chunks(ids):
-                connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.in_(chunk)))
-            # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing
-            # cost more than the insert itself.
-            mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-            connection.exec_driver_sql(
-                f"INSERT INTO {self.jobs_t.name} (id, next_run_time, job_state) "
-                f"VALUES ({mark}, {mark}, {mark})",
-                rows,
-            )
+        if not replace:
+            # New notices have new ids: skip the deletes, unless a stale row says otherwise.
+            try:
+                with self.engine.begin() as connection:
+                    self._insert(connection, rows)
+            except IntegrityError:
+                replace = True
+        if replace:
+            with self.engine.begin() as connection:
+                for chunk in _chunks(ids):
+                    connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.in_(chunk)))
+                self._insert(connection, rows)
         self._fired.difference_update(ids)
+
+    def _insert(self, connection: Connection, rows: list[tuple[str, float, bytes]]) -> None:
+        # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing cost
+        # more than the insert itself.
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        connection.exec_driver_sql(
+            f"INSERT INTO {self.jobs_t.name} (id, next_run_time, job_state) "
+            f"VALUES ({mark}, {mark}, {mark})",
+            rows,
+        )
 
     def remove_jobs(self, job_ids: Sequence[str]) -> None:
         """Delete these jobs, wherever they are, in one transaction; unknown ids are ignored."""
