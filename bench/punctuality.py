@@ -18,7 +18,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
+from sqlmodel import col
 
 from bench.common import database, report
 
@@ -42,7 +43,7 @@ def _percentiles(lateness_ms: list[float]) -> dict[str, float]:
 
 def run_ours(kind: str, pending: int) -> dict[str, Any]:
     from reminders import runtime
-    from reminders.models import Notice
+    from reminders.models import Notice, OutboxMessage
     from reminders.runtime import Runtime
     from reminders.scheduler.service import NoticeScheduler
     from reminders.sender.outbox import OutboxSender
@@ -92,8 +93,8 @@ def run_ours(kind: str, pending: int) -> dict[str, Any]:
         settings = load_settings(database_url=str(engine.url))
         scheduler = NoticeScheduler(engine)
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, send_at FROM notices")).all()
-        scheduler.schedule([(i, at.replace(tzinfo=UTC)) for i, at in rows])
+            rows = conn.execute(select(Notice.id, Notice.send_at)).all()
+        scheduler.schedule([(i, at) for i, at in rows], new=True)
         runtime.install(Runtime(settings, engine, OutboxSender(settings, engine), token="bench"))
         scheduler.start()
         deadline = time.time() + 5 + SPREAD + 30
@@ -105,9 +106,8 @@ def run_ours(kind: str, pending: int) -> dict[str, Any]:
         scheduler.shutdown()
         with engine.connect() as conn:
             pairs = conn.execute(
-                text(
-                    "SELECT n.send_at, o.created_at FROM outbox o "
-                    "JOIN notices n ON n.id = o.notice_id"
+                select(Notice.send_at, OutboxMessage.created_at).join(
+                    Notice, col(Notice.id) == col(OutboxMessage.notice_id)
                 )
             ).all()
         lateness = [(handed - due).total_seconds() * 1000 for due, handed in pairs]
