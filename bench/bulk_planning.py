@@ -1,8 +1,9 @@
 """Bulk planning: notices, with their persistent jobs, created through plan_for.
 
 One anchor with N/2 recipients and the two-step "appointment" policy gives N notices and N jobs
-in one planning pass. Baseline, in the same run: APScheduler's add_job loop on a started
-scheduler, on the same kind of database (it is slow, so it adds fewer; rates compare).
+in one planning pass. Baseline, in the same run and on the same kind of database: the same
+planning pass writing its jobs with APScheduler's add_job loop on a started stock scheduler
+(it is slow, so it plans fewer; rates compare).
 
     .venv/bin/python -m bench.bulk_planning [--n 100000] [--baseline-n 2000] \
         [--db sqlite|postgresql]
@@ -15,10 +16,11 @@ import argparse
 import time
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, insert, select, text
 from sqlmodel import Session
 
-from bench.bulk_jobs import stock
 from bench.common import database, report
 from reminders.models import Anchor, AnchorRecipient, Notice, apscheduler_jobs
 from reminders.scheduler.anchors import plan_for
@@ -26,7 +28,37 @@ from reminders.scheduler.service import NoticeScheduler
 from reminders.settings import load_settings
 
 
-def ours(kind: str, n: int) -> float:
+class AddJobLoop:
+    """The baseline's job writer: one stock ``add_job`` call per notice."""
+
+    def __init__(self, engine: object) -> None:
+        store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
+        self.scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
+
+    def schedule(self, items: list[tuple[int, datetime]], *, new: bool = False) -> None:
+        for notice_id, send_at in items:
+            self.scheduler.add_job(
+                "reminders.scheduler.jobs:fire_notice",
+                "date",
+                run_date=send_at,
+                args=[notice_id],
+                id=f"notice:{notice_id}",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+
+    def unschedule(self, notice_ids: list[int]) -> None:
+        for notice_id in notice_ids:
+            self.scheduler.remove_job(f"notice:{notice_id}")
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        self.scheduler.shutdown()
+
+
+def run(kind: str, n: int, *, stock: bool) -> float:
     with database(kind) as engine:
         now = datetime.now(UTC)
         with engine.begin() as conn:
@@ -56,11 +88,11 @@ def ours(kind: str, n: int) -> float:
                 ],
             )
         settings = load_settings(database_url=str(engine.url))
-        scheduler = NoticeScheduler(engine)
+        scheduler = AddJobLoop(engine) if stock else NoticeScheduler(engine)
         scheduler.start()
         started = time.perf_counter()
         with Session(engine) as session:
-            result = plan_for(session, scheduler, anchor_id, settings=settings, now=now)
+            result = plan_for(session, scheduler, anchor_id, settings=settings, now=now)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - started
         scheduler.shutdown()
         with engine.connect() as conn:
@@ -76,8 +108,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--baseline-n", type=int, default=2_000)
     args = parser.parse_args()
-    baseline = stock(args.db, args.baseline_n)
-    value = ours(args.db, args.n)
+    baseline = run(args.db, args.baseline_n, stock=True)
+    value = run(args.db, args.n, stock=False)
     report(f"bulk_planning_{args.db}", value, "notices/s", baseline, value / baseline)
 
 

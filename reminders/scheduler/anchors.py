@@ -203,19 +203,17 @@ def plan_for(
         session.execute(insert(Notice.__table__), new_rows)  # type: ignore[attr-defined]
     session.commit()
     if new_rows:
-        new_keys = {row["key"] for row in new_rows}
-        rows = session.exec(
-            select(Notice.id, Notice.key, Notice.status, Notice.send_at).where(
-                Notice.anchor_id == anchor_id
-            )
-        )
+        by_key = {row["key"]: row for row in new_rows}
         new_jobs: list[tuple[int, datetime]] = []
-        for notice_id, key, status_value, send_at in rows:
-            if key not in new_keys or notice_id is None:
+        for notice_id, key in session.exec(
+            select(Notice.id, Notice.key).where(Notice.anchor_id == anchor_id)
+        ):
+            row = by_key.get(key)
+            if row is None or notice_id is None:
                 continue
-            if status_value == NoticeStatus.scheduled:
+            if row["status"] == NoticeStatus.scheduled:
                 report.created.append(notice_id)
-                new_jobs.append((notice_id, send_at))
+                new_jobs.append((notice_id, row["send_at"]))
             else:
                 report.expired.append(notice_id)
         if scheduler is not None:
