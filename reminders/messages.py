@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
@@ -11,9 +12,10 @@ from sqlmodel import Session, col, select
 from reminders.db import utcnow
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
-from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus
+from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus, Priority
 from reminders.notices import JobScheduler
 from reminders.phones import normalize_mobile
+from reminders.scheduler.planning import Offset, QuietHours, Step, plan
 from reminders.schemas import MessageCreate, Recipients
 
 # A send_at a little in the past is a clock skew or a slow client, and means "now"; further back
@@ -26,6 +28,7 @@ class Recipient:
     phone: str
     contact_id: int | None
     opted_out: bool
+    timezone: str | None = None
 
 
 def resolve_recipients(session: Session, to: Recipients, *, region: str) -> list[Recipient]:
@@ -55,7 +58,10 @@ def resolve_recipients(session: Session, to: Recipients, *, region: str) -> list
             contacts[contact.id] = contact
     for contact_id in contact_ids:
         contact = contacts[contact_id]
-        by_phone.setdefault(contact.phone, Recipient(contact.phone, contact_id, contact.opted_out))
+        by_phone.setdefault(
+            contact.phone,
+            Recipient(contact.phone, contact_id, contact.opted_out, contact.timezone),
+        )
 
     raw_phones = [p for p in dict.fromkeys(phones) if p not in by_phone]
     if raw_phones:
@@ -66,7 +72,7 @@ def resolve_recipients(session: Session, to: Recipients, *, region: str) -> list
         for phone in raw_phones:
             match = known.get(phone)
             if match is not None:
-                by_phone[phone] = Recipient(phone, match.id, match.opted_out)
+                by_phone[phone] = Recipient(phone, match.id, match.opted_out, match.timezone)
             else:
                 by_phone[phone] = Recipient(phone, None, False)
     return list(by_phone.values())
@@ -78,10 +84,14 @@ def create_message(
     data: MessageCreate,
     *,
     region: str,
+    quiet: QuietHours | None = None,
+    zone: str = "Europe/Sofia",
     now: datetime | None = None,
 ) -> tuple[Message, list[Notice]]:
     """Store the message and its notices, commit, then give the scheduled ones their jobs.
 
+    A bulk message that would reach someone inside quiet hours (on their clock; ``zone`` for
+    numbers without a contact) waits for the end of them; a transactional one goes as asked.
     Notices are committed before their jobs exist: if the process dies in between, the start-up
     reconciliation gives them jobs, whereas a job without its notice would fire into nothing.
     """
@@ -93,24 +103,38 @@ def create_message(
     if not recipients:
         raise InvalidField("the groups named have no members", field="to")
 
-    message = Message(text=data.text, sender_id=data.sender_id, send_at=send_at, created_at=now)
+    message = Message(
+        text=data.text,
+        sender_id=data.sender_id,
+        send_at=send_at,
+        priority=data.priority,
+        created_at=now,
+    )
     session.add(message)
     session.flush()
     rows = []
+    times: dict[str, tuple[datetime, str | None]] = {}
     for recipient in recipients:
         opted_out = recipient.opted_out
+        zone_name = recipient.timezone or zone
+        if zone_name not in times:
+            times[zone_name] = _outside_quiet_hours(
+                max(send_at, now), zone_name, quiet, data.priority, now
+            )
+        notice_at, reason = times[zone_name]
         rows.append(
             {
                 "key": f"message:{message.id}:{recipient.phone}",
                 "kind": NoticeKind.message,
                 "status": NoticeStatus.suppressed if opted_out else NoticeStatus.scheduled,
-                "status_reason": "the contact opted out" if opted_out else None,
+                "status_reason": "the contact opted out" if opted_out else reason,
                 "message_id": message.id,
                 "contact_id": recipient.contact_id,
                 "phone": recipient.phone,
                 "text": data.text,
                 "sender_id": data.sender_id,
-                "send_at": send_at,
+                "send_at": notice_at,
+                "priority": data.priority,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -126,6 +150,23 @@ def create_message(
             new=True,
         )
     return message, notices
+
+
+def _outside_quiet_hours(
+    send_at: datetime, zone: str, quiet: QuietHours | None, priority: str, now: datetime
+) -> tuple[datetime, str | None]:
+    """When a message asked for ``send_at`` may reach someone in ``zone``, and why if moved."""
+    if quiet is None or priority == Priority.transactional:
+        return send_at, None
+    [planned] = plan(
+        send_at,
+        [Step(Offset(0, timedelta(0)))],
+        zone=ZoneInfo(zone),
+        now=now,
+        default_kind=NoticeKind.message,
+        quiet=quiet,
+    )
+    return planned.send_at or send_at, planned.reason
 
 
 def get_message(session: Session, message_id: int) -> tuple[Message, list[Notice]]:

@@ -44,6 +44,11 @@ class NoticeStatus(StrEnum):
     unknown = "unknown"
 
 
+class Priority(StrEnum):
+    transactional = "transactional"
+    bulk = "bulk"
+
+
 class NoticeKind(StrEnum):
     message = "message"
     event_reminder = "event_reminder"
@@ -123,6 +128,7 @@ class Message(SQLModel, table=True):
     text: str
     sender_id: str | None = Field(default=None, max_length=16)
     send_at: datetime = Field(sa_type=UTCDateTime)
+    priority: str = Field(default="bulk", max_length=13)
     created_at: datetime = _created()
 
 
@@ -221,6 +227,8 @@ class Notice(SQLModel, table=True):
     # the notice fires so that a contact's new name or an event's new room is used.
     text: str
     is_template: bool = Field(default=False)
+    # "transactional" (alerts that must go at once, quiet hours or not) or "bulk".
+    priority: str = Field(default="bulk", max_length=13)
     sender_id: str | None = Field(default=None, max_length=16)
     send_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

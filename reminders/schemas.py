@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from reminders.models import NoticeKind, NoticeStatus, Scope
+from reminders.models import NoticeKind, NoticeStatus, Priority, Scope
 from reminders.sender_ids import validate_sender_id
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -163,6 +163,11 @@ class MessageCreate(Input):
         default=None, description="ISO 8601 with an offset; absent means now."
     )
     sender_id: SenderId | None = None
+    priority: Priority = Field(
+        default=Priority.bulk,
+        description="transactional: sent as asked, quiet hours or not (alerts, payment "
+        "failures); bulk: held until quiet hours end on the recipient's clock.",
+    )
 
 
 class AttemptOut(BaseModel):
@@ -189,6 +194,7 @@ class NoticeOut(BaseModel):
     text: str = Field(description="The message, or for policy steps the template it renders.")
     sender_id: str | None
     send_at: datetime
+    priority: Priority
     sent_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -203,6 +209,7 @@ class MessageOut(BaseModel):
     text: str
     sender_id: str | None
     send_at: datetime
+    priority: Priority
     created_at: datetime
     recipients: int = Field(description="Distinct phone numbers the message goes to.")
     notices: list[NoticeOut]

@@ -10,9 +10,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 
 Headers = dict[str, str]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Quiet hours off: these tests send "now", whatever the hour the suite runs at."""
+    return load_settings(database_url=database_url, quiet_hours="off")
 
 
 def contact(client: TestClient, headers: Headers, phone: str, **extra: Any) -> int:
@@ -204,6 +211,11 @@ def test_filters(client: TestClient, writer: Headers) -> None:
         (
             {"to": {"phones": ["0888300040"]}, "text": "x", "priority": "high"},
             "priority",
+            "'transactional' or 'bulk'",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "urgent": True},
+            "urgent",
             "not a known field",
         ),
     ],
@@ -248,3 +260,48 @@ def test_deleting_a_contact_cancels_what_was_still_to_be_sent(
             what="the job to fire into nothing",
         )
         assert conn.execute(text("SELECT count(*) FROM outbox")).scalar() == 0
+
+
+def test_bulk_waits_for_the_end_of_quiet_hours_on_the_recipients_clock(engine: Engine) -> None:
+    from zoneinfo import ZoneInfo
+
+    from sqlmodel import Session
+
+    from reminders.messages import create_message
+    from reminders.scheduler.planning import QuietHours
+    from reminders.schemas import MessageCreate
+
+    sofia = ZoneInfo("Europe/Sofia")
+    now = datetime(2026, 12, 1, 22, 30, tzinfo=sofia)  # 20:30 in London
+    quiet = QuietHours.parse("21:00-08:00")
+    with Session(engine, expire_on_commit=False) as session:
+        from reminders.models import Contact
+
+        session.add(
+            Contact(
+                name="Jane", name_folded="jane", phone="+447911123456", timezone="Europe/London"
+            )
+        )
+        session.commit()
+
+        def send(priority: str) -> dict[str, Any]:
+            data = MessageCreate.model_validate(
+                {
+                    "to": {"phones": ["0888 300 060", "+44 7911 123456"]},
+                    "text": "x",
+                    "priority": priority,
+                }
+            )
+            _, notices = create_message(
+                session, None, data, region="BG", quiet=quiet, zone="Europe/Sofia", now=now
+            )
+            return {n.phone: n for n in notices}
+
+        bulk = send("bulk")
+        assert bulk["+359888300060"].send_at == datetime(2026, 12, 2, 8, 0, tzinfo=sofia)
+        assert "quiet hours" in (bulk["+359888300060"].status_reason or "")
+        # Jane's evening is still before 21:00 in London: her message goes now.
+        assert bulk["+447911123456"].send_at == now
+        urgent = send("transactional")
+        assert {n.send_at for n in urgent.values()} == {now}
+        assert {n.priority for n in urgent.values()} == {"transactional"}

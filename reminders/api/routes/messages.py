@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from reminders import messages
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
-from reminders.models import Message, Notice
+from reminders.models import Message, Notice, Priority
 from reminders.schemas import MessageCreate, MessageOut, NoticeOut
 
 router = APIRouter(prefix="/messages", tags=["messages"])
@@ -19,6 +19,7 @@ def _out(message: Message, notices: list[Notice]) -> MessageOut:
         text=message.text,
         sender_id=message.sender_id,
         send_at=message.send_at,
+        priority=Priority(message.priority),
         created_at=message.created_at,
         recipients=len(notices),
         notices=[NoticeOut.model_validate(n, from_attributes=True) for n in notices],
@@ -35,7 +36,12 @@ def create_message(
 ) -> MessageOut:
     """Create one notice per distinct phone number and schedule each for `send_at`."""
     message, notices = messages.create_message(
-        session, scheduler, data, region=settings.default_region
+        session,
+        scheduler,
+        data,
+        region=settings.default_region,
+        quiet=settings.quiet,
+        zone=settings.timezone,
     )
     return _out(message, notices)
 
