@@ -130,14 +130,16 @@ def remove_member(session: Session, group_id: int, contact_id: int) -> None:
     session.flush()
 
 
-def group_contact_ids(session: Session, group_ids: Sequence[int]) -> dict[int, list[int]]:
+def group_contact_ids(
+    session: Session, group_ids: Sequence[int], *, field: str = "to.groups"
+) -> dict[int, list[int]]:
     """Member contact ids of each group; raises ``InvalidField`` naming unknown groups."""
     wanted = set(group_ids)
     found = set(session.exec(select(Group.id).where(col(Group.id).in_(wanted))).all())
     missing = sorted(wanted - found)
     if missing:
         shown = ", ".join(str(i) for i in missing[:20])
-        raise InvalidField(f"no group with id {shown}", field="to.groups")
+        raise InvalidField(f"no group with id {shown}", field=field)
     members: dict[int, list[int]] = {group_id: [] for group_id in group_ids}
     rows = session.exec(
         select(GroupMember.group_id, GroupMember.contact_id)

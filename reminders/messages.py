@@ -31,21 +31,26 @@ class Recipient:
     timezone: str | None = None
 
 
-def resolve_recipients(session: Session, to: Recipients, *, region: str) -> list[Recipient]:
-    """Contacts, then group members, then raw phones; one recipient per phone number."""
+def resolve_recipients(
+    session: Session, to: Recipients, *, region: str, field: str = "to"
+) -> list[Recipient]:
+    """Contacts, then group members, then raw phones; one recipient per phone number.
+
+    ``field`` names the request field in errors (``to`` for messages, ``recipients`` for events).
+    """
     contact_ids: list[int] = list(dict.fromkeys(to.contacts))
     if contact_ids:
         found = set(session.exec(select(Contact.id).where(col(Contact.id).in_(contact_ids))).all())
         missing = [c for c in contact_ids if c not in found]
         if missing:
             shown = ", ".join(str(i) for i in missing[:20])
-            raise InvalidField(f"no contact with id {shown}", field="to.contacts")
-    for members in group_contact_ids(session, to.groups).values():
+            raise InvalidField(f"no contact with id {shown}", field=f"{field}.contacts")
+    for members in group_contact_ids(session, to.groups, field=f"{field}.groups").values():
         contact_ids.extend(members)
     contact_ids = list(dict.fromkeys(contact_ids))
 
     phones = [
-        normalize_mobile(raw, region, field=f"to.phones.{index}")
+        normalize_mobile(raw, region, field=f"{field}.phones.{index}")
         for index, raw in enumerate(to.phones)
     ]
 

@@ -54,6 +54,7 @@ class NoticeKind(StrEnum):
     event_reminder = "event_reminder"
     bill_due = "bill_due"
     bill_overdue = "bill_overdue"
+    payment_failed = "payment_failed"
 
 
 def _created() -> Any:
@@ -147,6 +148,35 @@ class Policy(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class Source(SQLModel, table=True):
+    """An iCalendar feed kept in sync, with what the last syncs found."""
+
+    __tablename__ = "sources"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    # The URL often carries a secret token (Google's private addresses do): never log it whole.
+    url: str = Field(max_length=2000)
+    refresh: str = Field(default="PT15M", max_length=40)
+    timezone: str = Field(max_length=64)
+    policy: str = Field(default="appointment", max_length=64)
+    use_alarms: bool = Field(default=False)
+    recipients: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    etag: str | None = Field(default=None, max_length=500)
+    last_modified: str | None = Field(default=None, max_length=100)
+    content_hash: str | None = Field(default=None, max_length=64)
+    expanded_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_sync_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=1000)
+    error_count: int = Field(default=0)
+    next_sync_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    event_count: int = Field(default=0)
+    warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
 class AnchorKind(StrEnum):
     event = "event"
     bill = "bill"
@@ -173,6 +203,10 @@ class Anchor(SQLModel, table=True):
     policy: str = Field(max_length=64)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     cancelled: bool = Field(default=False)
+    source_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("sources.id", ondelete="SET NULL"), nullable=True, index=True),
+    )
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

@@ -7,6 +7,7 @@ handed the engine or the sender; it finds them here, installed once at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -14,12 +15,13 @@ from reminders.sender.base import Sender
 from reminders.settings import Settings
 
 
-@dataclass(frozen=True)
+@dataclass
 class Runtime:
     settings: Settings
     engine: Engine
     sender: Sender
     token: str = ""  # this process, as recorded on the notices it claims
+    scheduler: Any = None  # the process's NoticeScheduler, for jobs that plan notices
 
 
 _current: Runtime | None = None

@@ -93,6 +93,7 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
     rt = Runtime(settings=settings, engine=engine, sender=sender, token=token)
     runtime.install(rt)
     scheduler = NoticeScheduler(engine, token=token)
+    rt.scheduler = scheduler
     leadership = None
     if run_scheduler and settings.redis_url:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)

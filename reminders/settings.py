@@ -57,6 +57,29 @@ class Settings(BaseSettings):
         description="How late a notice may still go out after a stop (ISO 8601 duration).",
     )
 
+    horizon: str = Field(
+        default="P35D", description="How far ahead feeds are expanded (ISO 8601 duration)."
+    )
+    allow_private_feeds: bool = Field(
+        default=False, description="Let feed URLs reach loopback and private networks."
+    )
+    feed_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="Largest feed accepted, in bytes."
+    )
+
+    @field_validator("horizon")
+    @classmethod
+    def _check_horizon(cls, value: str) -> str:
+        offset = Offset.parse(value)
+        if offset.days < 1 or offset.exact.total_seconds() < 0:
+            raise ValueError("must be a positive ISO 8601 duration of at least a day, e.g. P35D")
+        return value
+
+    @property
+    def horizon_delta(self) -> timedelta:
+        offset = Offset.parse(self.horizon)
+        return timedelta(days=offset.days) + offset.exact
+
     @field_validator("quiet_hours")
     @classmethod
     def _check_quiet_hours(cls, value: str) -> str:

@@ -10,7 +10,17 @@ from fastapi import APIRouter, FastAPI
 
 from reminders import __version__
 from reminders.api.errors import install_error_handlers
-from reminders.api.routes import contacts, groups, health, keys, messages, notices, policies
+from reminders.api.routes import (
+    bills,
+    contacts,
+    events,
+    groups,
+    health,
+    keys,
+    messages,
+    notices,
+    policies,
+)
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.service import NoticeScheduler
@@ -49,7 +59,7 @@ def create_app(
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (contacts, groups, messages, notices, policies, keys):
+    for module in (contacts, groups, messages, events, bills, notices, policies, keys):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

@@ -20,9 +20,14 @@ from reminders.errors import NotFound
 from reminders.models import Anchor, AnchorRecipient, Contact, Notice, NoticeKind, NoticeStatus
 from reminders.notices import JobScheduler
 from reminders.policies import get_policy, planning_steps
-from reminders.scheduler.planning import Planned, plan
+from reminders.scheduler.planning import Offset, Planned, Step, plan
 from reminders.settings import Settings
 
+ALARM_TEMPLATE = (
+    '{% if lang == "en" %}Reminder: {{ title }} on {{ date }}{% if time %} at {{ time }}{% endif %}.'
+    "{% else %}Напомняне: {{ title }} на {{ date }}{% if time %} в {{ time }} ч.{% endif %}."
+    "{% endif %}"
+)
 DEFAULT_KIND = {"event": NoticeKind.event_reminder, "bill": NoticeKind.bill_due}
 # Notices that have not gone out and may still follow their anchor.
 _OPEN = {NoticeStatus.scheduled, NoticeStatus.expired, NoticeStatus.cancelled}
@@ -69,6 +74,11 @@ def desired_notices(
     assert anchor.id is not None
     policy = get_policy(session, anchor.policy)
     steps = planning_steps(policy)
+    templates = [step["template"] for step in policy.steps]
+    # A feed's own alarms (VALARM), when its source says so, are extra steps of the policy.
+    for alarm in anchor.data.get("alarms") or []:
+        steps.append(Step(offset=Offset.parse(alarm)))
+        templates.append(ALARM_TEMPLATE)
     # Plain rows, not ORM objects: an anchor may have tens of thousands of recipients.
     recipients = [
         Recipient(phone, contact_id)
@@ -103,7 +113,7 @@ def desired_notices(
                 quiet=settings.quiet,
             )
         for planned in plans[zone_name]:
-            template = policy.steps[planned.step]["template"]
+            template = templates[planned.step]
             wanted[notice_key(anchor.id, planned.step, recipient.phone)] = (
                 planned,
                 recipient,

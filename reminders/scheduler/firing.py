@@ -6,9 +6,12 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
+from babel.numbers import format_decimal
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -63,19 +66,35 @@ def template_context(
     if anchor is not None:
         start = anchor.at.astimezone(zone)
         data = dict(anchor.data)
+        lang = context["lang"]
         context.update(
             {
                 "title": anchor.title,
                 "start": start,
-                "date": start.strftime("%d.%m.%Y"),
+                "date": format_date(start.date(), DATE_FORMAT.get(lang, "d.MM.y"), locale=lang),
                 "time": "" if anchor.all_day else start.strftime("%H:%M"),
                 "location": data.get("location", ""),
-                "amount": data.get("amount", ""),
+                "amount": _amount_text(data.get("amount"), lang),
                 "currency": data.get("currency", ""),
                 "data": data,
             }
         )
     return context
+
+
+# "15.12.2026" in Bulgarian, "15 Dec 2026" in English: short, and all GSM-7 in English.
+DATE_FORMAT = {"bg": "d.MM.y", "en": "d MMM y"}
+
+
+def _amount_text(amount: Any, lang: str) -> str:
+    """84,20 in Bulgarian, 84.20 in English; no grouping separator, since Babel's Bulgarian one
+    is a non-breaking space, which alone would turn an English SMS into UCS-2."""
+    if amount in (None, ""):
+        return ""
+    try:
+        return format_decimal(Decimal(str(amount)), format="0.00", locale=lang)
+    except (InvalidOperation, ValueError):
+        return str(amount)
 
 
 @dataclass

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -38,6 +39,8 @@ JOB_PREFIX = "notice:"
 
 FIRE_NOTICE_REF = "reminders.scheduler.jobs:fire_notice"
 NOTICE_EXECUTOR = "notices"
+SOURCE_PREFIX = "source:"
+SYNC_SOURCE_REF = "reminders.sources.jobs:sync_if_due"
 
 
 def job_id(notice_id: int) -> str:
@@ -161,6 +164,34 @@ class NoticeScheduler:
             self._store.add_job_states(states, replace=not new)
         if self.running:
             self._scheduler.wakeup()
+
+    def schedule_source(self, source_id: int, every: timedelta) -> None:
+        """The periodic job that syncs a feed: every ``every``, give or take a tenth."""
+        seconds = max(int(every.total_seconds()), 60)
+        trigger = IntervalTrigger(seconds=seconds, jitter=seconds // 10, timezone=UTC)
+        first = datetime.now(UTC) + timedelta(seconds=5)
+        state = {
+            "version": 1,
+            "id": f"{SOURCE_PREFIX}{source_id}",
+            "func": SYNC_SOURCE_REF,
+            "trigger": trigger,
+            "executor": "default",
+            "args": (source_id,),
+            "kwargs": {},
+            "name": "sync_source",
+            "misfire_grace_time": None,
+            "coalesce": True,
+            "max_instances": 1,
+            "next_run_time": first,
+        }
+        with self._scheduler._jobstores_lock:
+            self._store.add_job_states([state])
+        if self.running:
+            self._scheduler.wakeup()
+
+    def unschedule_source(self, source_id: int) -> None:
+        with self._scheduler._jobstores_lock:
+            self._store.remove_jobs([f"{SOURCE_PREFIX}{source_id}"])
 
     def unschedule(self, notice_ids: Iterable[int]) -> None:
         """Delete the jobs of these notices (already fired or never made: nothing to do)."""

@@ -1,0 +1,63 @@
+"""Bills: due dates pushed by billing systems, one by one or in batches."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from reminders import bills
+from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
+from reminders.api.routes.common import IdPath
+from reminders.bills import BatchIn, BatchOut, BillIn, BillOut
+from reminders.schemas import NoticeOut
+
+router = APIRouter(prefix="/bills", tags=["bills"])
+
+
+@router.post("", status_code=201, responses={200: {"description": "An existing bill, updated."}})
+def upsert_bill(
+    data: BillIn,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    _: WriteKey,
+) -> BillOut:
+    """Create the bill (201), or update the one with this external_id and re-plan it (200)."""
+    result = bills.upsert_bill(session, scheduler, data, settings=settings)
+    if not result.created:
+        response.status_code = 200
+    return bills.bill_out(session, result.anchor, created=result.created)
+
+
+@router.post("/batch")
+def upsert_batch(
+    data: BatchIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    _: WriteKey,
+) -> BatchOut:
+    """Up to 10,000 bills; each row is created, updated or refused with its reasons."""
+    return bills.upsert_many(session, scheduler, data.bills, settings=settings)
+
+
+@router.get("/{bill_id}")
+def get_bill(bill_id: IdPath, session: SessionDep, _: ReadKey) -> BillOut:
+    return bills.bill_out(session, bills.get_bill(session, bill_id))
+
+
+@router.post("/{bill_id}/paid")
+def mark_paid(
+    bill_id: IdPath, session: SessionDep, scheduler: SchedulerDep, _: WriteKey
+) -> BillOut:
+    """The bill was paid: every notice of it that has not gone out is cancelled."""
+    return bills.bill_out(session, bills.mark_paid(session, scheduler, bill_id))
+
+
+@router.post("/{bill_id}/payment-failed", status_code=201)
+def payment_failed(
+    bill_id: IdPath, session: SessionDep, scheduler: SchedulerDep, _: WriteKey
+) -> NoticeOut:
+    """Send the customer an immediate, transactional notice that the payment was refused."""
+    notice = bills.payment_failed(session, scheduler, bill_id)
+    return NoticeOut.model_validate(notice, from_attributes=True)

@@ -1,0 +1,251 @@
+"""Events pushed through the API: anchors of kind "event" whose notices follow every change."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BaseModel, Field
+from sqlalchemy import delete, insert
+from sqlmodel import Session, col, select
+
+from reminders.dates import DateParseError, parse_datetime
+from reminders.db import utcnow
+from reminders.errors import Conflict, InvalidField, NotFound
+from reminders.messages import Recipient, resolve_recipients
+from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice
+from reminders.notices import JobScheduler
+from reminders.paging import page
+from reminders.policies import get_policy_or_none
+from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for
+from reminders.schemas import (
+    ExternalId,
+    Input,
+    NoticeOut,
+    Recipients,
+    TimeZoneName,
+    _no_control_chars,
+)
+from reminders.settings import Settings
+
+Title = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_control_chars)]
+WhenText = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_control_chars)]
+Location = Annotated[str, Field(max_length=500), AfterValidator(_no_control_chars)]
+PolicyName = Annotated[str, Field(min_length=1, max_length=64)]
+EXTERNAL_PREFIX = "event:ext:"
+
+
+class EventCreate(Input):
+    title: Title
+    start: WhenText = Field(
+        description="ISO 8601, or words in English or Bulgarian ('tomorrow 10:00', 'утре в 10')."
+    )
+    end: WhenText | None = None
+    timezone: TimeZoneName | None = Field(
+        default=None, description="Zone the start is read in; default REMINDERS_TIMEZONE."
+    )
+    location: Location | None = None
+    recipients: Recipients
+    policy: PolicyName = "appointment"
+    external_id: ExternalId | None = None
+
+
+class EventUpdate(Input):
+    title: Title | None = None
+    start: WhenText | None = None
+    end: WhenText | None = None
+    timezone: TimeZoneName | None = None
+    location: Location | None = None
+    recipients: Recipients | None = None
+    policy: PolicyName | None = None
+
+
+class EventOut(BaseModel):
+    id: int
+    title: str
+    start: datetime = Field(description="The start as understood, in the event's zone.")
+    end: datetime | None
+    timezone: str
+    location: str | None
+    policy: str
+    external_id: str | None
+    cancelled: bool
+    recipients: list[str]
+    notices: list[NoticeOut]
+    planned: dict[str, int] | None = Field(
+        default=None, description="What this request changed: created, moved, cancelled..."
+    )
+
+
+def _parse(text: str, zone: ZoneInfo, field: str, now: datetime) -> datetime:
+    try:
+        return parse_datetime(text, zone=zone, now=now)
+    except DateParseError as exc:
+        raise InvalidField(str(exc), field=field) from None
+
+
+def _set_recipients(session: Session, anchor_id: int, recipients: list[Recipient]) -> None:
+    session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor_id))  # type: ignore[call-overload]
+    if recipients:
+        session.execute(
+            insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
+            [
+                {"anchor_id": anchor_id, "phone": r.phone, "contact_id": r.contact_id}
+                for r in recipients
+            ],
+        )
+
+
+def create_event(
+    session: Session, scheduler: JobScheduler | None, data: EventCreate, *, settings: Settings
+) -> tuple[Anchor, PlanReport]:
+    now = utcnow()
+    zone_name = data.timezone or settings.timezone
+    zone = ZoneInfo(zone_name)
+    start = _parse(data.start, zone, "start", now)
+    end = _parse(data.end, zone, "end", now) if data.end else None
+    if end is not None and end < start:
+        raise InvalidField("is before the start", field="end")
+    _check_policy(session, data.policy)
+    if data.external_id and find_by_external_id(session, data.external_id) is not None:
+        raise Conflict(
+            f"an event with external_id {data.external_id!r} exists; PATCH it instead",
+            field="external_id",
+        )
+    recipients = resolve_recipients(
+        session, data.recipients, region=settings.default_region, field="recipients"
+    )
+    if not recipients:
+        raise InvalidField("the groups named have no members", field="recipients")
+    key = EXTERNAL_PREFIX + data.external_id if data.external_id else f"event:{uuid.uuid4().hex}"
+    anchor = Anchor(
+        key=key,
+        kind=AnchorKind.event,
+        title=data.title,
+        at=start,
+        timezone=zone_name,
+        policy=data.policy,
+        data=_data(data.location, end),
+    )
+    session.add(anchor)
+    session.flush()
+    assert anchor.id is not None
+    _set_recipients(session, anchor.id, recipients)
+    session.commit()
+    return anchor, plan_for(session, scheduler, anchor.id, settings=settings, now=now)
+
+
+def update_event(
+    session: Session,
+    scheduler: JobScheduler | None,
+    event_id: int,
+    data: EventUpdate,
+    *,
+    settings: Settings,
+) -> tuple[Anchor, PlanReport]:
+    anchor = get_event(session, event_id)
+    if anchor.cancelled:
+        raise Conflict("the event was cancelled; create a new one", field="id")
+    now = utcnow()
+    changes = data.model_dump(exclude_unset=True)
+    for required in ("title", "start", "recipients", "policy", "timezone"):
+        if required in changes and changes[required] is None:
+            raise InvalidField("may not be null", field=required)
+    zone_name = data.timezone or anchor.timezone or settings.timezone
+    zone = ZoneInfo(zone_name)
+    values = dict(anchor.data)
+    if data.title is not None:
+        anchor.title = data.title
+    if data.start is not None:
+        anchor.at = _parse(data.start, zone, "start", now)
+    if "end" in changes:
+        end = _parse(data.end, zone, "end", now) if data.end else None
+        values["end"] = end.isoformat() if end else None
+    if "location" in changes:
+        values["location"] = data.location or ""
+    if data.policy is not None:
+        _check_policy(session, data.policy)
+        anchor.policy = data.policy
+    anchor.timezone = zone_name
+    anchor.data = values
+    anchor.updated_at = now
+    session.add(anchor)
+    if data.recipients is not None:
+        recipients = resolve_recipients(
+            session, data.recipients, region=settings.default_region, field="recipients"
+        )
+        assert anchor.id is not None
+        _set_recipients(session, anchor.id, recipients)
+    session.commit()
+    assert anchor.id is not None
+    return anchor, plan_for(session, scheduler, anchor.id, settings=settings, now=now)
+
+
+def cancel_event(
+    session: Session, scheduler: JobScheduler | None, event_id: int
+) -> tuple[Anchor, PlanReport]:
+    anchor = get_event(session, event_id)
+    assert anchor.id is not None
+    report = cancel_for(session, scheduler, anchor.id, reason="the event was cancelled")
+    session.refresh(anchor)
+    return anchor, report
+
+
+def get_event(session: Session, event_id: int) -> Anchor:
+    anchor = session.get(Anchor, event_id)
+    if anchor is None or anchor.kind != AnchorKind.event:
+        raise NotFound(f"no event with id {event_id}", field="id")
+    return anchor
+
+
+def find_by_external_id(session: Session, external_id: str) -> Anchor | None:
+    return session.exec(select(Anchor).where(Anchor.key == EXTERNAL_PREFIX + external_id)).first()
+
+
+def list_events(
+    session: Session, *, limit: int, cursor: str | None, include_cancelled: bool = False
+) -> tuple[Sequence[Anchor], str | None]:
+    query = select(Anchor).where(Anchor.kind == AnchorKind.event)
+    if not include_cancelled:
+        query = query.where(col(Anchor.cancelled).is_(False))
+    return page(session, query, Anchor.id, limit=limit, cursor=cursor)
+
+
+def event_out(session: Session, anchor: Anchor, report: PlanReport | None = None) -> EventOut:
+    assert anchor.id is not None
+    zone = ZoneInfo(anchor.timezone or "UTC")
+    notices = session.exec(
+        select(Notice).where(Notice.anchor_id == anchor.id).order_by(col(Notice.send_at))
+    ).all()
+    phones = session.exec(
+        select(AnchorRecipient.phone).where(AnchorRecipient.anchor_id == anchor.id)
+    ).all()
+    end = anchor.data.get("end")
+    return EventOut(
+        id=anchor.id,
+        title=anchor.title,
+        start=anchor.at.astimezone(zone),
+        end=datetime.fromisoformat(end).astimezone(zone) if end else None,
+        timezone=anchor.timezone or "UTC",
+        location=anchor.data.get("location") or None,
+        policy=anchor.policy,
+        external_id=anchor.key.removeprefix(EXTERNAL_PREFIX)
+        if anchor.key.startswith(EXTERNAL_PREFIX)
+        else None,
+        cancelled=anchor.cancelled,
+        recipients=sorted(phones),
+        notices=[NoticeOut.model_validate(n, from_attributes=True) for n in notices],
+        planned=report.as_dict() if report else None,
+    )
+
+
+def _check_policy(session: Session, name: str) -> None:
+    if get_policy_or_none(session, name) is None:
+        raise InvalidField(f"no policy named {name!r}", field="policy")
+
+
+def _data(location: str | None, end: datetime | None) -> dict[str, Any]:
+    return {"location": location or "", "end": end.isoformat() if end else None}

@@ -1,0 +1,164 @@
+"""Events over the API: planned by their policy, moved, cancelled; dates read as written."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+Headers = dict[str, str]
+SOFIA = ZoneInfo("Europe/Sofia")
+
+
+def later_day(days: int, hour: int = 10, minute: int = 30) -> datetime:
+    day = (datetime.now(SOFIA) + timedelta(days=days)).date()
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SOFIA)
+
+
+def contact(client: TestClient, headers: Headers, phone: str) -> int:
+    response = client.post(
+        "/api/v1/contacts", json={"name": "Иван", "phone": phone}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def create(client: TestClient, headers: Headers, **body: Any) -> Any:
+    return client.post("/api/v1/events", json=body, headers=headers)
+
+
+def job_times(engine: Engine) -> dict[str, float]:
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all())
+
+
+def test_event_lifecycle(client: TestClient, writer: Headers, engine: Engine) -> None:
+    ivan = contact(client, writer, "0888 700 001")
+    start = later_day(10)
+    response = create(
+        client,
+        writer,
+        title="Д-р Петрова",
+        start=start.replace(tzinfo=None).isoformat(timespec="minutes"),
+        timezone="Europe/Sofia",
+        location="кабинет 5",
+        recipients={"contacts": [ivan], "phones": ["0888 700 002"]},
+        external_id="booking-1",
+    )
+    assert response.status_code == 201, response.text
+    event = response.json()
+    assert datetime.fromisoformat(event["start"]) == start
+    assert event["recipients"] == ["+359888700001", "+359888700002"]
+    assert event["planned"]["created"] == 4
+    steps = {(n["phone"], n["step"]): n for n in event["notices"]}
+    assert datetime.fromisoformat(steps[("+359888700001", 0)]["send_at"]) == (
+        start - timedelta(days=1)
+    ).replace(hour=18, minute=0)
+    assert datetime.fromisoformat(steps[("+359888700001", 1)]["send_at"]) == start - timedelta(
+        hours=2
+    )
+    assert len(job_times(engine)) == 4
+
+    # Moving the start moves every pending notice and its job.
+    moved = client.patch(
+        f"/api/v1/events/{event['id']}",
+        json={"start": (start + timedelta(days=2)).isoformat()},
+        headers=writer,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["planned"]["moved"] == 4
+    new_times = {n["id"]: datetime.fromisoformat(n["send_at"]) for n in moved.json()["notices"]}
+    jobs = job_times(engine)
+    assert {f"notice:{i}": t.timestamp() for i, t in new_times.items()} == jobs
+
+    fetched = client.get(f"/api/v1/events/{event['id']}", headers=writer).json()
+    assert fetched["location"] == "кабинет 5" and fetched["external_id"] == "booking-1"
+
+    cancelled = client.delete(f"/api/v1/events/{event['id']}", headers=writer)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["cancelled"] is True
+    assert {n["status"] for n in cancelled.json()["notices"]} == {"cancelled"}
+    assert job_times(engine) == {}
+    assert client.get("/api/v1/events", headers=writer).json()["items"] == []
+    again = client.patch(f"/api/v1/events/{event['id']}", json={"title": "x"}, headers=writer)
+    assert again.status_code == 409
+
+
+def test_bulgarian_words_are_read_in_the_events_zone(client: TestClient, writer: Headers) -> None:
+    response = create(
+        client,
+        writer,
+        title="Преглед",
+        start="утре в 10:00",
+        timezone="Europe/Sofia",
+        recipients={"phones": ["0888 700 010"]},
+    )
+    assert response.status_code == 201, response.text
+    start = datetime.fromisoformat(response.json()["start"])
+    tomorrow = (datetime.now(SOFIA) + timedelta(days=1)).date()
+    assert start == datetime(tomorrow.year, tomorrow.month, tomorrow.day, 10, 0, tzinfo=SOFIA)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"start": "някога"}, "start", "някога"),
+        ({"start": "2026-13-45T10:00"}, "start", "2026-13-45"),
+        ({"timezone": "Europe/Nowhere"}, "timezone", "IANA"),
+        ({"policy": "nope"}, "policy", "no policy named 'nope'"),
+        ({"recipients": {"groups": [999999]}}, "recipients.groups", "no group"),
+        ({"recipients": {"phones": ["123"]}}, "recipients.phones.0", "not a valid"),
+        ({"recipients": {}}, "recipients", "at least one recipient"),
+        ({"end": "2020-01-01T10:00:00+02:00"}, "end", "before the start"),
+        ({"colour": "red"}, "colour", "not a known field"),
+    ],
+)
+def test_bad_events_name_the_field(
+    client: TestClient, writer: Headers, body: dict[str, Any], field: str, message: str
+) -> None:
+    base: dict[str, Any] = {
+        "title": "x",
+        "start": later_day(5).isoformat(),
+        "recipients": {"phones": ["0888 700 020"]},
+    }
+    response = create(client, writer, **{**base, **body})
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert any(e["field"] == field and message in e["message"] for e in errors), errors
+
+
+def test_duplicate_external_id_is_a_conflict(client: TestClient, writer: Headers) -> None:
+    body = {
+        "title": "x",
+        "start": later_day(5).isoformat(),
+        "recipients": {"phones": ["0888 700 030"]},
+        "external_id": "b-7",
+    }
+    assert create(client, writer, **body).status_code == 201
+    clash = create(client, writer, **body)
+    assert clash.status_code == 409
+    assert clash.json()["errors"][0]["field"] == "external_id"
+    assert client.get("/api/v1/events/999999", headers=writer).status_code == 404
+
+
+def test_a_reminder_already_past_is_expired_not_dropped(
+    client: TestClient, writer: Headers
+) -> None:
+    start = datetime.now(UTC) + timedelta(minutes=90)
+    response = create(
+        client,
+        writer,
+        title="Soon",
+        start=start.isoformat(),
+        recipients={"phones": ["0888 700 040"]},
+    )
+    assert response.status_code == 201
+    # The day-before step fell before now: recorded as expired, with the reason.
+    [day_before] = [n for n in response.json()["notices"] if n["step"] == 0]
+    assert day_before["status"] == "expired"
+    assert "had passed" in day_before["status_reason"]
