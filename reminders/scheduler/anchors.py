@@ -24,7 +24,8 @@ from reminders.scheduler.planning import Offset, Planned, Step, plan
 from reminders.settings import Settings
 
 ALARM_TEMPLATE = (
-    '{% if lang == "en" %}Reminder: {{ title }} on {{ date }}{% if time %} at {{ time }}{% endif %}.'
+    '{% if lang == "en" %}Reminder: {{ title }} on {{ date }}'
+    "{% if time %} at {{ time }}{% endif %}."
     "{% else %}Напомняне: {{ title }} на {{ date }}{% if time %} в {{ time }} ч.{% endif %}."
     "{% endif %}"
 )
