@@ -24,9 +24,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
+sources_app = typer.Typer(help="iCalendar feed sources.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(key_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(sources_app, name="sources")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -214,6 +216,41 @@ def contacts_import(
         err=False,
     )
     if report.refused:
+        raise typer.Exit(1)
+
+
+@sources_app.command("sync")
+@one_line_errors
+def sources_sync(
+    source_id: Annotated[
+        int | None, typer.Argument(min=1, help="One source; all if left out.")
+    ] = None,
+) -> None:
+    """Sync feeds now and print what changed, one line per source."""
+    from reminders.scheduler.service import NoticeScheduler
+    from reminders.sources.feeds import get_source, list_sources
+    from reminders.sources.sync import sync_source
+
+    settings = _settings()
+    engine = _engine()
+    # Jobs written here are fired by the running service (serve or worker).
+    scheduler = NoticeScheduler(engine)
+    failed = False
+    with Session(engine) as session:
+        ids = [source_id] if source_id else [s.id for s in list_sources(session) if s.id]
+        if source_id:
+            get_source(session, source_id)
+        for one in ids:
+            report = sync_source(session, scheduler, one, settings=settings)
+            if report.status == "error":
+                failed = True
+                typer.echo(f"source {one}: error: {report.error}", err=True)
+            else:
+                typer.echo(
+                    f"source {one}: {report.status}, {report.created} new, {report.moved} changed, "
+                    f"{report.cancelled} cancelled, {report.unchanged} unchanged"
+                )
+    if failed:
         raise typer.Exit(1)
 
 
