@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -31,8 +31,8 @@ from reminders.models import (
 )
 from reminders.notices import JobScheduler
 from reminders.phones import normalize_mobile
-from reminders.policies import get_policy_or_none
-from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for
+from reminders.policies import get_policy_or_none, list_policies
+from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for, plan_many
 from reminders.schemas import (
     ContactCreate,
     Email,
@@ -138,27 +138,92 @@ class Upserted:
     report: PlanReport = field(default_factory=PlanReport)
 
 
-def _contact_for(session: Session, spec: int | BillContact, settings: Settings) -> Contact:
+@dataclass
+class Lookups:
+    """What a batch looks up row by row, fetched beforehand in a few queries."""
+
+    policies: set[str] = field(default_factory=set)
+    contacts_by_external_id: dict[str, Contact] = field(default_factory=dict)
+    contacts_by_phone: dict[str, Contact] = field(default_factory=dict)
+    anchors_by_key: dict[str, Anchor] = field(default_factory=dict)
+
+    @classmethod
+    def prefetch(cls, session: Session, rows: Sequence[BillIn], region: str) -> Lookups:
+        found = cls(policies={p.name for p in list_policies(session)})
+        ext_ids = [r.contact.external_id for r in rows if isinstance(r.contact, BillContact)]
+        phones = []
+        for row in rows:
+            if isinstance(row.contact, BillContact):
+                try:
+                    phones.append(normalize_mobile(row.contact.phone, region))
+                except InvalidField:
+                    pass  # refused with its row
+        keys = [KEY_PREFIX + r.external_id for r in rows]
+        for chunk in _chunks([e for e in ext_ids if e]):
+            for contact in session.exec(select(Contact).where(col(Contact.external_id).in_(chunk))):
+                found.contacts_by_external_id[contact.external_id or ""] = contact
+        for chunk in _chunks(phones):
+            for contact in session.exec(select(Contact).where(col(Contact.phone).in_(chunk))):
+                found.contacts_by_phone.setdefault(contact.phone, contact)
+        for chunk in _chunks(keys):
+            for anchor in session.exec(select(Anchor).where(col(Anchor.key).in_(chunk))):
+                found.anchors_by_key[anchor.key] = anchor
+        return found
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), 500):
+        yield items[start : start + 500]
+
+
+def _contact_for(
+    session: Session, spec: int | BillContact, settings: Settings, lookups: Lookups | None
+) -> Contact:
     if isinstance(spec, int):
         try:
             return get_contact(session, spec)
         except NotFound:
             raise InvalidField(f"no contact with id {spec}", field="contact") from None
     phone = normalize_mobile(spec.phone, settings.default_region, field="contact.phone")
-    found = find_by_external_id(session, spec.external_id) if spec.external_id else None
-    if found is None and not spec.external_id:
-        found = session.exec(select(Contact).where(Contact.phone == phone)).first()
+    if lookups is not None:
+        if spec.external_id:
+            found = lookups.contacts_by_external_id.get(spec.external_id)
+        else:
+            found = lookups.contacts_by_phone.get(phone)
+    else:
+        found = find_by_external_id(session, spec.external_id) if spec.external_id else None
+        if found is None and not spec.external_id:
+            found = session.exec(select(Contact).where(Contact.phone == phone)).first()
     if found is not None:
         return found
-    data = ContactCreate(
-        name=spec.name,
-        phone=phone,
-        email=spec.email,
-        external_id=spec.external_id,
-        language=spec.language or "bg",
-        timezone=spec.timezone,
-    )
-    return create_contact(session, data, region=settings.default_region)
+    if lookups is not None and spec.external_id:
+        # The lookup already showed the external_id is free: skip create_contact's own check.
+        contact = Contact(
+            name=spec.name,
+            name_folded=spec.name.casefold(),
+            phone=phone,
+            email=spec.email,
+            external_id=spec.external_id,
+            language=spec.language or "bg",
+            timezone=spec.timezone,
+        )
+        session.add(contact)
+        session.flush()
+    else:
+        data = ContactCreate(
+            name=spec.name,
+            phone=phone,
+            email=spec.email,
+            external_id=spec.external_id,
+            language=spec.language or "bg",
+            timezone=spec.timezone,
+        )
+        contact = create_contact(session, data, region=settings.default_region)
+    if lookups is not None:
+        lookups.contacts_by_phone.setdefault(phone, contact)
+        if spec.external_id:
+            lookups.contacts_by_external_id[spec.external_id] = contact
+    return contact
 
 
 def upsert_bill(
@@ -171,9 +236,29 @@ def upsert_bill(
 ) -> Upserted:
     """Create the bill or update it (same external_id) and plan its notices."""
     now = now or utcnow()
-    if get_policy_or_none(session, data.policy) is None:
+    anchor, created = _store_bill(session, data, settings=settings, now=now)
+    session.commit()
+    assert anchor.id is not None
+    report = plan_for(session, scheduler, anchor.id, settings=settings, now=now)
+    return Upserted(anchor, created, report)
+
+
+def _store_bill(
+    session: Session,
+    data: BillIn,
+    *,
+    settings: Settings,
+    now: datetime,
+    lookups: Lookups | None = None,
+) -> tuple[Anchor, bool]:
+    """Write the bill, its customer and its recipient; flushed, not committed, not planned."""
+    if lookups is not None:
+        known = data.policy in lookups.policies
+    else:
+        known = get_policy_or_none(session, data.policy) is not None
+    if not known:
         raise InvalidField(f"no policy named {data.policy!r}", field="policy")
-    contact = _contact_for(session, data.contact, settings)
+    contact = _contact_for(session, data.contact, settings, lookups)
     zone_name = contact.timezone or settings.timezone
     zone = ZoneInfo(zone_name)
     try:
@@ -188,7 +273,11 @@ def upsert_bill(
         "reference": data.reference,
         "due": due.isoformat(),
     }
-    anchor = session.exec(select(Anchor).where(Anchor.key == KEY_PREFIX + data.external_id)).first()
+    key = KEY_PREFIX + data.external_id
+    if lookups is not None:
+        anchor = lookups.anchors_by_key.get(key)
+    else:
+        anchor = session.exec(select(Anchor).where(Anchor.key == key)).first()
     created = anchor is None
     if anchor is None:
         anchor = Anchor(
@@ -203,14 +292,13 @@ def upsert_bill(
     session.add(anchor)
     session.flush()
     assert anchor.id is not None and contact.id is not None
-    session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor.id))  # type: ignore[call-overload]
+    if not created:
+        session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor.id))  # type: ignore[call-overload]
     session.execute(
         insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
         [{"anchor_id": anchor.id, "phone": contact.phone, "contact_id": contact.id}],
     )
-    session.commit()
-    report = plan_for(session, scheduler, anchor.id, settings=settings, now=now)
-    return Upserted(anchor, created, report)
+    return anchor, created
 
 
 def upsert_many(
@@ -220,16 +308,21 @@ def upsert_many(
     *,
     settings: Settings,
 ) -> BatchOut:
-    """Each row on its own: a bad row is refused with its reasons, the good ones are kept."""
+    """Each row on its own: a bad row is refused with its reasons, the good ones are kept.
+
+    Rows are written in one transaction, each inside a savepoint so that a bad one leaves no
+    trace; the notices of all of them are then planned together (``plan_many``).
+    """
+    now = utcnow()
     created = updated = 0
     refused: list[RowError] = []
+    valid: list[tuple[int, BillIn]] = []
+    seen: dict[str, int] = {}
     for index, raw in enumerate(rows):
         external_id = raw.get("external_id") if isinstance(raw.get("external_id"), str) else None
         try:
             data = BillIn.model_validate(raw)
-            result = upsert_bill(session, scheduler, data, settings=settings)
         except ValidationError as exc:
-            session.rollback()
             errors = [
                 {
                     "field": ".".join(str(p) for p in e["loc"]) or "row",
@@ -239,20 +332,34 @@ def upsert_many(
             ]
             refused.append(RowError(index=index, external_id=external_id, errors=errors))
             continue
-        except DomainError as exc:
-            session.rollback()
-            refused.append(
-                RowError(
-                    index=index,
-                    external_id=external_id,
-                    errors=[{"field": exc.field or "row", "message": exc.message}],
-                )
-            )
+        if data.external_id in seen:
+            message = f"also in row {seen[data.external_id]} of this batch"
+            errors = [{"field": "external_id", "message": message}]
+            refused.append(RowError(index=index, external_id=external_id, errors=errors))
             continue
-        if result.created:
-            created += 1
-        else:
-            updated += 1
+        seen[data.external_id] = index
+        valid.append((index, data))
+
+    lookups = Lookups.prefetch(session, [data for _, data in valid], settings.default_region)
+    stored: list[int] = []
+    for index, data in valid:
+        try:
+            with session.begin_nested():
+                anchor, is_new = _store_bill(
+                    session, data, settings=settings, now=now, lookups=lookups
+                )
+        except DomainError as exc:
+            errors = [{"field": exc.field or "row", "message": exc.message}]
+            refused.append(RowError(index=index, external_id=data.external_id, errors=errors))
+            continue
+        lookups.anchors_by_key[anchor.key] = anchor
+        assert anchor.id is not None
+        stored.append(anchor.id)
+        created, updated = (created + 1, updated) if is_new else (created, updated + 1)
+    session.commit()
+    if stored:
+        plan_many(session, scheduler, stored, settings=settings, now=now)
+    refused.sort(key=lambda row: row.index)
     return BatchOut(created=created, updated=updated, refused=refused)
 
 

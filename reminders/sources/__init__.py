@@ -1,0 +1,1 @@
+"""Where reminders come from besides the API: calendar feeds and the like."""
