@@ -20,6 +20,7 @@ from reminders.api.routes import (
     messages,
     notices,
     policies,
+    sources,
 )
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
@@ -59,7 +60,7 @@ def create_app(
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (contacts, groups, messages, events, bills, notices, policies, keys):
+    for module in (contacts, groups, messages, events, bills, sources, notices, policies, keys):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

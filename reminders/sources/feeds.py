@@ -1,0 +1,192 @@
+"""Feed sources: registered, edited and removed through the API and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, Field
+from sqlmodel import Session, col, func, select
+
+from reminders.db import utcnow
+from reminders.errors import InvalidField, NotFound
+from reminders.groups import group_contact_ids
+from reminders.models import Anchor, Contact, Notice, NoticeStatus, Source
+from reminders.notices import JobScheduler
+from reminders.policies import get_policy_or_none
+from reminders.scheduler.anchors import cancel_for
+from reminders.scheduler.planning import Offset
+from reminders.schemas import Id, Input, Name, TimeZoneName, _no_control_chars
+from reminders.sources.fetch import normalize_feed_url, redact_url
+
+MIN_REFRESH = timedelta(minutes=5)
+
+
+def _url(value: str) -> str:
+    return normalize_feed_url(value)  # ValueError with the reason
+
+
+def _refresh(value: str) -> str:
+    offset = Offset.parse(value)
+    if timedelta(days=offset.days) + offset.exact < MIN_REFRESH:
+        raise ValueError("must be at least PT5M")
+    return str(offset)
+
+
+Url = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_url)]
+Refresh = Annotated[str, Field(max_length=40), AfterValidator(_refresh)]
+PolicyName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_control_chars)]
+
+
+class SourceCreate(Input):
+    name: Name
+    url: Url = Field(description="https, http or webcal (read as https).")
+    refresh: Refresh = "PT15M"
+    timezone: TimeZoneName | None = Field(
+        default=None, description="For floating times and all-day events; default the setting."
+    )
+    policy: PolicyName = "appointment"
+    use_alarms: bool = Field(default=False, description="Add the feed's VALARMs as extra steps.")
+    groups: list[Id] = Field(default_factory=list, max_length=100)
+    contacts: list[Id] = Field(default_factory=list, max_length=10_000)
+
+
+class SourceUpdate(Input):
+    name: Name | None = None
+    url: Url | None = None
+    refresh: Refresh | None = None
+    timezone: TimeZoneName | None = None
+    policy: PolicyName | None = None
+    use_alarms: bool | None = None
+    groups: list[Id] | None = Field(default=None, max_length=100)
+    contacts: list[Id] | None = Field(default=None, max_length=10_000)
+
+
+class SourceOut(BaseModel):
+    id: int
+    name: str
+    url: str = Field(description="Only scheme and host: feed URLs carry secrets.")
+    refresh: str
+    timezone: str
+    policy: str
+    use_alarms: bool
+    groups: list[int]
+    contacts: list[int]
+    last_sync_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    error_count: int
+    next_sync_at: datetime | None
+    event_count: int
+    notice_count: int = Field(description="Notices still scheduled for this feed's events.")
+    warnings: list[str]
+
+
+def _check_refs(
+    session: Session, policy: str | None, groups: Sequence[int], contacts: Sequence[int]
+) -> None:
+    if policy is not None and get_policy_or_none(session, policy) is None:
+        raise InvalidField(f"no policy named {policy!r}", field="policy")
+    group_contact_ids(session, groups, field="groups")
+    if contacts:
+        found = set(session.exec(select(Contact.id).where(col(Contact.id).in_(contacts))).all())
+        missing = [c for c in contacts if c not in found]
+        if missing:
+            raise InvalidField(f"no contact with id {missing[0]}", field="contacts")
+
+
+def create_source(session: Session, data: SourceCreate, *, default_zone: str) -> Source:
+    _check_refs(session, data.policy, data.groups, data.contacts)
+    source = Source(
+        name=data.name,
+        url=data.url,
+        refresh=data.refresh,
+        timezone=data.timezone or default_zone,
+        policy=data.policy,
+        use_alarms=data.use_alarms,
+        recipients={"groups": list(data.groups), "contacts": list(data.contacts)},
+        next_sync_at=utcnow(),
+    )
+    session.add(source)
+    session.commit()
+    return source
+
+
+def get_source(session: Session, source_id: int) -> Source:
+    source = session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"no source with id {source_id}", field="id")
+    return source
+
+
+def list_sources(session: Session) -> list[Source]:
+    return list(session.exec(select(Source).order_by(col(Source.id))))
+
+
+def update_source(session: Session, source_id: int, data: SourceUpdate) -> Source:
+    source = get_source(session, source_id)
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True)
+    for required in ("name", "url", "refresh", "timezone", "policy", "use_alarms"):
+        if required in changes and changes[required] is None:
+            raise InvalidField("may not be null", field=required)
+    recipients = dict(source.recipients)
+    for name in ("groups", "contacts"):
+        if name in changes:
+            recipients[name] = list(changes.pop(name) or [])
+    _check_refs(
+        session, changes.get("policy"), recipients.get("groups", []), recipients.get("contacts", [])
+    )
+    for name, value in changes.items():
+        setattr(source, name, value)
+    source.recipients = recipients
+    # Anything that changes what the feed means is re-read in full at the next sync.
+    source.content_hash, source.etag, source.last_modified = None, None, None
+    source.expanded_until = None
+    source.next_sync_at = utcnow()
+    source.updated_at = utcnow()
+    session.add(source)
+    session.commit()
+    return source
+
+
+def delete_source(session: Session, scheduler: JobScheduler | None, source_id: int) -> None:
+    """Remove the source and cancel what its events had still to send."""
+    source = get_source(session, source_id)
+    anchors = session.exec(
+        select(Anchor.id).where(Anchor.source_id == source_id, col(Anchor.cancelled).is_(False))
+    ).all()
+    for anchor_id in anchors:
+        if anchor_id is not None:
+            cancel_for(session, scheduler, anchor_id, reason="its calendar source was removed")
+    session.delete(source)
+    session.commit()
+
+
+def source_out(session: Session, source: Source) -> SourceOut:
+    assert source.id is not None
+    pending = session.exec(
+        select(func.count())
+        .select_from(Notice)
+        .join(Anchor, col(Anchor.id) == col(Notice.anchor_id))
+        .where(Anchor.source_id == source.id, Notice.status == NoticeStatus.scheduled)
+    ).one()
+    return SourceOut(
+        id=source.id,
+        name=source.name,
+        url=redact_url(source.url),
+        refresh=source.refresh,
+        timezone=source.timezone,
+        policy=source.policy,
+        use_alarms=source.use_alarms,
+        groups=list(source.recipients.get("groups", [])),
+        contacts=list(source.recipients.get("contacts", [])),
+        last_sync_at=source.last_sync_at,
+        last_success_at=source.last_success_at,
+        last_error=source.last_error,
+        error_count=source.error_count,
+        next_sync_at=source.next_sync_at,
+        event_count=source.event_count,
+        notice_count=int(pending),
+        warnings=list(source.warnings),
+    )

@@ -1,0 +1,271 @@
+"""Keeping a feed's events in step with the feed: fetch, parse, diff, plan.
+
+Each occurrence is an anchor keyed by (source, UID, original start). A sync creates anchors for
+new occurrences, re-plans the changed ones (a moved start moves its notices), cancels the ones
+that vanished or were cancelled, and leaves the unchanged alone: no notice or job is rewritten.
+A feed that cannot be fetched or parsed is recorded on the source; what it planned before stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import delete, insert
+from sqlmodel import Session, col, func, select
+
+from reminders.db import utcnow
+from reminders.errors import InvalidField, NotFound
+from reminders.groups import group_contact_ids
+from reminders.models import Anchor, AnchorKind, AnchorRecipient, Contact, Source
+from reminders.notices import JobScheduler
+from reminders.phones import normalize_mobile
+from reminders.scheduler.anchors import cancel_for, plan_for
+from reminders.scheduler.planning import Offset
+from reminders.settings import Settings
+from reminders.sources.fetch import FetchError, FetchResult, fetch_feed, redact_url
+from reminders.sources.ical import FeedError, Occurrence, content_hash, parse_feed
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = timedelta(hours=6)
+Fetcher = Callable[..., FetchResult]
+
+
+@dataclass
+class SyncReport:
+    status: str  # synced, not_modified, unchanged, error
+    created: int = 0
+    moved: int = 0
+    cancelled: int = 0
+    unchanged: int = 0
+    notices: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def count(self, planned: dict[str, int]) -> None:
+        for name, value in planned.items():
+            self.notices[name] = self.notices.get(name, 0) + value
+
+
+def anchor_key(source_id: int, occurrence: Occurrence) -> str:
+    return f"source:{source_id}:{occurrence.key}"
+
+
+def refresh_delta(source: Source) -> timedelta:
+    offset = Offset.parse(source.refresh)
+    return timedelta(days=offset.days) + offset.exact
+
+
+def sync_source(
+    session: Session,
+    scheduler: JobScheduler | None,
+    source_id: int,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    fetcher: Fetcher = fetch_feed,
+) -> SyncReport:
+    """Fetch the feed and bring its anchors and notices in step with it."""
+    now = now or utcnow()
+    source = session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"no source with id {source_id}", field="id")
+    horizon_end = now + settings.horizon_delta
+    # The window moves on every day: past a day's drift, expand again even if the feed is the same.
+    stale = source.expanded_until is None or horizon_end - source.expanded_until > timedelta(days=1)
+    try:
+        fetched = fetcher(
+            source.url,
+            etag=None if stale else source.etag,
+            last_modified=None if stale else source.last_modified,
+            allow_private=settings.allow_private_feeds,
+            max_bytes=settings.feed_max_bytes,
+        )
+        if fetched.not_modified:
+            _succeeded(session, source, now, fetched, None)
+            return SyncReport(status="not_modified")
+        assert fetched.body is not None
+        digest = content_hash(fetched.body)
+        if digest == source.content_hash and not stale:
+            _succeeded(session, source, now, fetched, digest)
+            return SyncReport(status="unchanged")
+        feed = parse_feed(
+            fetched.body, zone=source.timezone, window_start=now, window_end=horizon_end
+        )
+    except (FetchError, FeedError, ValueError) as exc:
+        # ValueError: the feed URL or zone stored on the source is no longer acceptable.
+        return _failed(session, source, now, str(exc))
+
+    report = SyncReport(status="synced", warnings=list(feed.warnings))
+    assert source.id is not None
+    existing = {
+        a.key: a
+        for a in session.exec(
+            select(Anchor).where(Anchor.source_id == source.id, col(Anchor.cancelled).is_(False))
+        )
+    }
+    defaults = _default_recipients(session, source, settings)
+    seen: set[str] = set()
+    for occurrence in feed.occurrences:
+        key = anchor_key(source.id, occurrence)
+        seen.add(key)
+        recipients = _recipients(session, occurrence, defaults, settings)
+        data = {
+            "location": occurrence.location,
+            "end": occurrence.end.isoformat() if occurrence.end else None,
+            "alarms": [str(Offset(0, a)) for a in occurrence.alarms] if source.use_alarms else [],
+            "uid": occurrence.uid,
+        }
+        fingerprint = _fingerprint(occurrence, recipients, data, source)
+        anchor = existing.get(key)
+        if anchor is not None and anchor.data.get("fingerprint") == fingerprint:
+            report.unchanged += 1
+            continue
+        if anchor is None:
+            anchor = Anchor(
+                key=key, kind=AnchorKind.event, title="", at=occurrence.start, policy=""
+            )
+            anchor.source_id = source.id
+            report.created += 1
+        else:
+            report.moved += 1
+        anchor.title = occurrence.title or source.name
+        anchor.at, anchor.all_day = occurrence.start, occurrence.all_day
+        anchor.timezone = feed.calendar_zone or source.timezone
+        anchor.policy = source.policy
+        anchor.data = {**data, "fingerprint": fingerprint}
+        anchor.updated_at = now
+        session.add(anchor)
+        session.flush()
+        assert anchor.id is not None
+        session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor.id))  # type: ignore[call-overload]
+        if recipients:
+            session.execute(
+                insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
+                [{"anchor_id": anchor.id, "phone": p, "contact_id": c} for p, c in recipients],
+            )
+        session.commit()
+        report.count(plan_for(session, scheduler, anchor.id, settings=settings, now=now).as_dict())
+    for key, anchor in existing.items():
+        # Gone from the feed, or cancelled in it. Past events simply left the window: keep them.
+        if key not in seen and anchor.at >= now and anchor.id is not None:
+            reason = "the event was cancelled or removed from its calendar"
+            report.count(cancel_for(session, scheduler, anchor.id, reason=reason).as_dict())
+            report.cancelled += 1
+    source.expanded_until = horizon_end
+    source.event_count = len(feed.occurrences)
+    source.warnings = report.warnings
+    _succeeded(session, source, now, fetched, content_hash(fetched.body))
+    log.info("synced source %s (%s): %s", source.id, redact_url(source.url), report.status)
+    return report
+
+
+def _succeeded(
+    session: Session, source: Source, now: datetime, fetched: FetchResult, digest: str | None
+) -> None:
+    source.etag = fetched.etag or source.etag
+    source.last_modified = fetched.last_modified or source.last_modified
+    if digest is not None:
+        source.content_hash = digest
+    source.last_sync_at = source.last_success_at = now
+    source.last_error, source.error_count = None, 0
+    source.next_sync_at = now + refresh_delta(source)  # when the periodic job comes round
+    source.updated_at = now
+    session.add(source)
+    session.commit()
+
+
+def _failed(session: Session, source: Source, now: datetime, error: str) -> SyncReport:
+    source.last_sync_at = now
+    source.last_error = error[:1000]
+    source.error_count += 1
+    # Back off: the refresh period doubled per failure in a row, at most six hours.
+    delay = min(refresh_delta(source) * (2 ** min(source.error_count, 10)), MAX_BACKOFF)
+    source.next_sync_at = now + _jittered(delay)
+    session.add(source)
+    session.commit()
+    log.warning("source %s (%s) failed: %s", source.id, redact_url(source.url), error)
+    return SyncReport(status="error", error=error)
+
+
+def _jittered(delay: timedelta) -> timedelta:
+    # Many feeds added at once should not all be fetched in the same second ever after.
+    return delay * random.uniform(0.9, 1.1)
+
+
+def _default_recipients(
+    session: Session, source: Source, settings: Settings
+) -> list[tuple[str, int | None]]:
+    ids: list[int] = list(source.recipients.get("contacts", []))
+    groups = source.recipients.get("groups", [])
+    if groups:
+        try:
+            for members in group_contact_ids(session, groups, field="recipients.groups").values():
+                ids.extend(members)
+        except InvalidField:
+            pass  # a group deleted since the source was made: its members are no longer asked for
+    rows = session.exec(select(Contact.phone, Contact.id).where(col(Contact.id).in_(ids))).all()
+    return [(phone, contact_id) for phone, contact_id in rows]
+
+
+def _recipients(
+    session: Session,
+    occurrence: Occurrence,
+    defaults: list[tuple[str, int | None]],
+    settings: Settings,
+) -> list[tuple[str, int | None]]:
+    """Phones written in the event, attendees known by email, then the source's defaults."""
+    phones: list[str] = []
+    for attendee in occurrence.attendees:
+        if attendee.phone:
+            try:
+                phones.append(normalize_mobile(attendee.phone, settings.default_region))
+            except InvalidField:
+                pass
+    for text in (occurrence.description, occurrence.location):
+        for match in phonenumbers.PhoneNumberMatcher(text or "", settings.default_region):
+            number = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            try:
+                phones.append(normalize_mobile(number, settings.default_region))
+            except InvalidField:
+                pass  # a landline in the description: not someone we can text
+    emails = [a.email.lower() for a in occurrence.attendees if a.email]
+    found: list[tuple[str, int | None]] = []
+    if phones:
+        by_phone = select(Contact.phone, Contact.id).where(col(Contact.phone).in_(phones))
+        known = dict(session.exec(by_phone).all())
+        found.extend((p, known.get(p)) for p in phones)
+    if emails:
+        by_email = select(Contact.phone, Contact.id).where(func.lower(Contact.email).in_(emails))
+        found.extend((p, i) for p, i in session.exec(by_email).all())
+    found.extend(defaults)
+    unique: dict[str, int | None] = {}
+    for phone, contact_id in found:
+        if phone not in unique or unique[phone] is None:
+            unique[phone] = contact_id
+    return sorted(unique.items())
+
+
+def _fingerprint(
+    occurrence: Occurrence,
+    recipients: list[tuple[str, int | None]],
+    data: dict[str, Any],
+    source: Source,
+) -> str:
+    """What planning depends on; equal fingerprints mean nothing to re-plan."""
+    payload = [
+        occurrence.start.isoformat(),
+        occurrence.all_day,
+        occurrence.title,
+        recipients,
+        data,
+        source.policy,
+    ]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,348 @@
+"""Feeds kept in sync, fetched from a real local HTTP server that changes between syncs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from reminders.settings import Settings, load_settings
+
+Headers = dict[str, str]
+SOFIA = ZoneInfo("Europe/Sofia")
+
+
+class FeedServer:
+    """Serves ``body`` at /feed.ics with an ETag, answering 304 when it still matches."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.etag: str | None = None
+        self.content_type = "text/calendar"
+        self.requests: list[dict[str, str]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                server.requests.append(dict(self.headers))
+                if server.etag and self.headers.get("If-None-Match") == server.etag:
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", server.content_type)
+                if server.etag:
+                    self.send_header("ETag", server.etag)
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                self.wfile.write(server.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feed.ics?token=secret123"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedServer]:
+    server = FeedServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return load_settings(database_url=database_url, allow_private_feeds=True)
+
+
+def day(offset: int) -> str:
+    return (datetime.now(SOFIA) + timedelta(days=offset)).strftime("%Y%m%d")
+
+
+def calendar(*events: str, stamp: str = "20261101T000000Z") -> bytes:
+    body = "\r\n".join(
+        ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//feed//EN", *events, "END:VCALENDAR", ""]
+    )
+    return body.replace("DTSTAMP:X", f"DTSTAMP:{stamp}").encode()
+
+
+def vevent(uid: str, start: str, summary: str, *extra: str) -> str:
+    return "\r\n".join(
+        [
+            "BEGIN:VEVENT",
+            f"UID:{uid}",
+            "DTSTAMP:X",
+            f"DTSTART;TZID=Europe/Sofia:{start}",
+            f"SUMMARY:{summary}",
+            *extra,
+            "END:VEVENT",
+        ]
+    )
+
+
+def first_feed() -> bytes:
+    return calendar(
+        vevent(
+            "a@clinic",
+            f"{day(5)}T100000",
+            "Преглед",
+            "DESCRIPTION:Пациент: Иван Петров\\, тел. 0888 900 001",
+        ),
+        vevent(
+            "b@clinic",
+            f"{day(6)}T110000",
+            "Контролен преглед",
+            "ATTENDEE;CN=Мария:tel:+359888900002",
+        ),
+        vevent(
+            "weekly@clinic",
+            f"{day(2)}T090000",
+            "Рехабилитация",
+            "RRULE:FREQ=WEEKLY;COUNT=4",
+            "LOCATION:зала 2\\, тел. 0888 900 003",
+        ),
+    )
+
+
+def create_source(client: TestClient, headers: Headers, url: str, **extra: Any) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/sources", json={"name": "Clinic", "url": url, **extra}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def sync(client: TestClient, headers: Headers, source_id: int) -> dict[str, Any]:
+    response = client.post(f"/api/v1/sources/{source_id}/sync", headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def jobs(engine: Engine) -> dict[str, bytes]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, job_state FROM apscheduler_jobs WHERE id LIKE 'notice:%'")
+        )
+        return {r[0]: bytes(r[1]) for r in rows}
+
+
+def anchors(engine: Engine) -> dict[str, tuple[str, bool]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT key, title, cancelled FROM anchors")).all()
+    return {key.split(":", 2)[2]: (title, bool(cancelled)) for key, title, cancelled in rows}
+
+
+def test_feed_sync_follows_every_change(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    feed.body, feed.etag = first_feed(), '"v1"'
+    source = create_source(client, writer, feed.url)
+    assert source["url"].startswith("http://127.0.0.1:") and "secret123" not in source["url"]
+
+    first = sync(client, writer, source["id"])
+    assert first["status"] == "synced", first
+    assert first["created"] == 6  # two single events and four weekly instances
+    keys = anchors(engine)
+    assert {k.split("|")[0] for k in keys} == {"a@clinic", "b@clinic", "weekly@clinic"}
+    with engine.connect() as conn:
+        phones = {r[0] for r in conn.execute(text("SELECT DISTINCT phone FROM anchor_recipients"))}
+    # Numbers found in the description, an ATTENDEE tel: URI and the location.
+    assert phones == {"+359888900001", "+359888900002", "+359888900003"}
+    before = jobs(engine)
+    assert before
+
+    # Nothing changed: the server answers 304 and no job is rewritten.
+    again = sync(client, writer, source["id"])
+    assert again["status"] == "not_modified"
+    assert feed.requests[-1].get("If-None-Match") == '"v1"'
+    assert jobs(engine) == before
+
+    # Only the DTSTAMP changed and the server sends no validator: the content hash notices.
+    feed.body, feed.etag = first_feed().replace(b"20261101T000000Z", b"20261124T101010Z"), None
+    assert sync(client, writer, source["id"])["status"] == "unchanged"
+    assert jobs(engine) == before
+
+    # The calendar changes: one moved, one cancelled, one instance excluded, one added.
+    feed.body = calendar(
+        vevent("a@clinic", f"{day(7)}T100000", "Преглед", "DESCRIPTION:тел. 0888 900 001"),
+        vevent(
+            "weekly@clinic",
+            f"{day(2)}T090000",
+            "Рехабилитация",
+            "RRULE:FREQ=WEEKLY;COUNT=4",
+            f"EXDATE;TZID=Europe/Sofia:{day(9)}T090000",
+            "LOCATION:зала 2\\, тел. 0888 900 003",
+        ),
+        "\r\n".join(
+            [
+                "BEGIN:VEVENT",
+                "UID:weekly@clinic",
+                "DTSTAMP:X",
+                f"RECURRENCE-ID;TZID=Europe/Sofia:{day(16)}T090000",
+                f"DTSTART;TZID=Europe/Sofia:{day(16)}T090000",
+                "SUMMARY:Рехабилитация",
+                "STATUS:CANCELLED",
+                "END:VEVENT",
+            ]
+        ),
+        vevent("c@clinic", f"{day(8)}T120000", "Нов пациент", "DESCRIPTION:0888 900 004"),
+    )
+    changed = sync(client, writer, source["id"])
+    assert changed["status"] == "synced", changed
+    assert changed["created"] == 1  # c@clinic
+    assert changed["moved"] == 1  # a@clinic moved two days later
+    assert changed["cancelled"] == 3  # b@clinic gone, one instance excluded, one cancelled
+    live = {k for k, (_, cancelled) in anchors(engine).items() if not cancelled}
+    assert {k.split("|")[0] for k in live} == {"a@clinic", "weekly@clinic", "c@clinic"}
+    assert len([k for k in live if k.startswith("weekly@clinic")]) == 2
+
+    with engine.connect() as conn:
+        statuses = dict(
+            conn.execute(
+                text(
+                    "SELECT a.title, count(*) FROM notices n JOIN anchors a ON a.id = n.anchor_id "
+                    "WHERE n.status = 'scheduled' GROUP BY a.title"
+                )
+            ).all()
+        )
+    assert "Контролен преглед" not in statuses
+    status = client.get(f"/api/v1/sources/{source['id']}", headers=writer).json()
+    assert status["last_error"] is None and status["event_count"] == 4
+    assert status["notice_count"] == sum(statuses.values())
+
+
+def test_a_broken_feed_is_recorded_and_changes_nothing(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    feed.body = first_feed()
+    source = create_source(client, writer, feed.url)
+    sync(client, writer, source["id"])
+    before = jobs(engine)
+
+    feed.body, feed.content_type = b"<html><body>Sign in</body></html>", "text/html"
+    broken = sync(client, writer, source["id"])
+    assert broken["status"] == "error"
+    assert broken["error"]
+    state = client.get(f"/api/v1/sources/{source['id']}", headers=writer).json()
+    assert state["last_error"] == broken["error"] and state["error_count"] == 1
+    assert jobs(engine) == before  # what the feed planned before stays as it was
+    assert client.get("/healthz").status_code == 200
+
+
+def test_loopback_urls_are_refused_unless_allowed(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine, database_url: str
+) -> None:
+    from sqlmodel import Session
+
+    from reminders.sources.sync import sync_source
+
+    feed.body = first_feed()
+    source = create_source(client, writer, feed.url)
+    strict = load_settings(database_url=database_url, allow_private_feeds=False)
+    with Session(engine) as session:
+        report = sync_source(session, None, source["id"], settings=strict)
+    assert report.status == "error"
+    assert "secret123" not in (report.error or "")
+    assert feed.requests == []  # refused before connecting
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://example.com/cal.ics", "http"),
+        ("not a url", "http"),
+        ("https://user:pw@example.com/c.ics", ""),
+    ],
+)
+def test_bad_urls_are_refused(client: TestClient, writer: Headers, url: str, message: str) -> None:
+    response = client.post("/api/v1/sources", json={"name": "x", "url": url}, headers=writer)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "url"
+    assert message in response.json()["errors"][0]["message"]
+
+
+def test_webcal_is_read_as_https(client: TestClient, writer: Headers) -> None:
+    source = create_source(client, writer, "webcal://calendar.example.com/private/abc.ics")
+    assert source["url"].startswith("https://calendar.example.com")
+    assert "abc" not in source["url"]
+    assert client.delete(f"/api/v1/sources/{source['id']}", headers=writer).status_code == 204
+
+
+def test_a_new_feed_syncs_on_its_own(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    """The periodic job, not a request, syncs a newly registered feed within seconds."""
+    from tests.conftest import wait_for
+
+    feed.body = first_feed()
+    source = create_source(client, writer, feed.url)
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM apscheduler_jobs WHERE id = :id"),
+                {"id": f"source:{source['id']}"},
+            ).scalar()
+            == 1
+        )
+
+    def synced() -> bool:
+        state = client.get(f"/api/v1/sources/{source['id']}", headers=writer).json()
+        return state["last_success_at"] is not None and state["event_count"] == 6
+
+    wait_for(synced, timeout=30, what="the periodic sync")
+    assert client.delete(f"/api/v1/sources/{source['id']}", headers=writer).status_code == 204
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM apscheduler_jobs WHERE id LIKE 'source:%'")
+            ).scalar()
+            == 0
+        )
+        assert (
+            conn.execute(text("SELECT count(*) FROM notices WHERE status = 'scheduled'")).scalar()
+            == 0
+        )
+
+
+def test_cli_sync(
+    engine: Engine, feed: FeedServer, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlmodel import Session
+    from typer.testing import CliRunner
+
+    from reminders.cli import app
+    from reminders.sources.feeds import SourceCreate
+    from reminders.sources.feeds import create_source as add_source
+
+    feed.body = first_feed()
+    # Made without its periodic job, so that only the command syncs it.
+    with Session(engine) as session:
+        made = add_source(
+            session, SourceCreate(name="Clinic", url=feed.url), default_zone="Europe/Sofia"
+        )
+        source = {"id": made.id}
+    monkeypatch.setenv("REMINDERS_DATABASE_URL", database_url)
+    monkeypatch.setenv("REMINDERS_ALLOW_PRIVATE_FEEDS", "true")
+    result = CliRunner().invoke(app, ["sources", "sync", str(source["id"])])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        f"source {source['id']}: synced, 6 new, 0 changed, 0 cancelled, 0 unchanged"
+    )
+    missing = CliRunner().invoke(app, ["sources", "sync", "999999"])
+    assert missing.exit_code == 2
+    assert "no source with id 999999" in missing.output
