@@ -158,6 +158,8 @@ class Source(SQLModel, table=True):
     # The URL often carries a secret token (Google's private addresses do): never log it whole.
     url: str = Field(max_length=2000)
     refresh: str = Field(default="PT15M", max_length=40)
+    # The feed's own REFRESH-INTERVAL / X-PUBLISHED-TTL, in seconds: never fetched more often.
+    refresh_hint_seconds: int | None = Field(default=None)
     timezone: str = Field(max_length=64)
     policy: str = Field(default="appointment", max_length=64)
     use_alarms: bool = Field(default=False)

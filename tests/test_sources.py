@@ -346,3 +346,17 @@ def test_cli_sync(
     missing = CliRunner().invoke(app, ["sources", "sync", "999999"])
     assert missing.exit_code == 2
     assert "no source with id 999999" in missing.output
+
+
+def test_the_feeds_own_refresh_interval_is_a_lower_bound(
+    client: TestClient, writer: Headers, feed: FeedServer
+) -> None:
+    feed.body = first_feed().replace(b"VERSION:2.0", b"VERSION:2.0\r\nX-PUBLISHED-TTL:PT2H")
+    source = create_source(client, writer, feed.url, refresh="PT15M")
+    synced_at = datetime.now(SOFIA)
+    sync(client, writer, source["id"])
+    state = client.get(f"/api/v1/sources/{source['id']}", headers=writer).json()
+    not_before = datetime.fromisoformat(state["next_sync_at"])
+    # Two hours, less the slack left for the periodic job's jitter (a fifth of the refresh).
+    assert not_before - synced_at > timedelta(hours=1, minutes=50)
+    assert not_before - synced_at < timedelta(hours=2)

@@ -11,13 +11,13 @@ from reminders.sources.sync import sync_source
 
 
 def sync_if_due(source_id: int) -> None:
-    """Sync the feed, unless it is backing off after errors (``next_sync_at`` still ahead)."""
+    """Sync the feed unless it is not due: backing off after errors, or the feed asked to be
+    fetched less often (REFRESH-INTERVAL, X-PUBLISHED-TTL) than the source's refresh."""
     rt = runtime.current()
     with Session(rt.engine) as session:
         source = session.get(Source, source_id)
         if source is None:
             return  # deleted: its job is removed with it
-        backing_off = source.error_count and source.next_sync_at is not None
-        if backing_off and source.next_sync_at > utcnow():  # type: ignore[operator]
+        if source.next_sync_at is not None and source.next_sync_at > utcnow():
             return
         sync_source(session, rt.scheduler, source_id, settings=rt.settings)

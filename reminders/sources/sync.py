@@ -161,6 +161,8 @@ def sync_source(
             report.cancelled += 1
     source.expanded_until = horizon_end
     source.event_count = len(feed.occurrences)
+    hint = feed.refresh_hint
+    source.refresh_hint_seconds = int(hint.total_seconds()) if hint else None
     source.warnings = report.warnings
     _succeeded(session, source, now, fetched, content_hash(fetched.body))
     log.info("synced source %s (%s): %s", source.id, redact_url(source.url), report.status)
@@ -176,10 +178,16 @@ def _succeeded(
         source.content_hash = digest
     source.last_sync_at = source.last_success_at = now
     source.last_error, source.error_count = None, 0
-    source.next_sync_at = now + refresh_delta(source)  # when the periodic job comes round
+    source.next_sync_at = now + _period(source) - refresh_delta(source) / 5
     source.updated_at = now
     session.add(source)
     session.commit()
+
+
+def _period(source: Source) -> timedelta:
+    """How often the feed is fetched: its refresh, or the feed's own hint if that is longer."""
+    hint = timedelta(seconds=source.refresh_hint_seconds or 0)
+    return max(refresh_delta(source), hint)
 
 
 def _failed(session: Session, source: Source, now: datetime, error: str) -> SyncReport:
