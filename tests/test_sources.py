@@ -360,3 +360,28 @@ def test_the_feeds_own_refresh_interval_is_a_lower_bound(
     # Two hours, less the slack left for the periodic job's jitter (a fifth of the refresh).
     assert not_before - synced_at > timedelta(hours=1, minutes=50)
     assert not_before - synced_at < timedelta(hours=2)
+
+
+def test_the_feeds_alarms_become_extra_reminders_when_asked(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    alarm = "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:x\r\nTRIGGER:-PT30M\r\nEND:VALARM"
+    feed.body = calendar(
+        vevent("alarm@clinic", f"{day(5)}T100000", "Преглед", "DESCRIPTION:0888 900 011", alarm)
+    )
+    plain = create_source(client, writer, feed.url)
+    with_alarms = create_source(client, writer, feed.url, use_alarms=True)
+    assert sync(client, writer, plain["id"])["notices"]["created"] == 2
+    assert sync(client, writer, with_alarms["id"])["notices"]["created"] == 3
+    from sqlmodel import Session, col, select
+
+    from reminders.models import Anchor, Notice
+
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Notice.send_at, Anchor.at)
+            .join(Anchor, col(Anchor.id) == col(Notice.anchor_id))
+            .where(Anchor.source_id == with_alarms["id"], Notice.step == 2)
+        ).all()
+    [(send_at, start)] = rows
+    assert start - send_at == timedelta(minutes=30)
