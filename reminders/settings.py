@@ -10,7 +10,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -57,6 +57,16 @@ class Settings(BaseSettings):
         description="How late a notice may still go out after a stop (ISO 8601 duration).",
     )
 
+    public_url: str | None = Field(
+        default=None,
+        description="Where gateways reach this service for delivery reports, e.g. https://sms.example.bg",
+    )
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID.")
+    twilio_auth_token: SecretStr | None = Field(default=None, description="Twilio auth token.")
+    twilio_from: str | None = Field(default=None, description="Twilio sender number or ID.")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="Twilio Messaging Service SID (instead of twilio_from)."
+    )
     horizon: str = Field(
         default="P35D", description="How far ahead feeds are expanded (ISO 8601 duration)."
     )
@@ -66,6 +76,15 @@ class Settings(BaseSettings):
     feed_max_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1024, description="Largest feed accepted, in bytes."
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://sms.example.bg")
+        return value.rstrip("/")
 
     @field_validator("horizon")
     @classmethod

@@ -21,6 +21,7 @@ from reminders.api.routes import (
     notices,
     policies,
     sources,
+    webhooks,
 )
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
@@ -64,4 +65,5 @@ def create_app(
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
+    app.include_router(webhooks.router)
     return app

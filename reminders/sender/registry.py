@@ -12,6 +12,7 @@ ENTRY_POINT_GROUP = "reminders.senders"
 _BUILTIN = {
     "outbox": "reminders.sender.outbox:OutboxSender",
     "console": "reminders.sender.console:ConsoleSender",
+    "twilio": "reminders.sender.twilio:TwilioSender",
 }
 
 

@@ -1,0 +1,35 @@
+"""Gateways' callbacks: authenticated by their signature, not by an API key."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+
+from reminders.api.deps import SessionDep, SettingsDep
+from reminders.sender.reports import apply_report
+from reminders.sender.twilio import CALLBACK_PATH, report_from_callback, signature_valid
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+@router.post(CALLBACK_PATH.removeprefix("/webhooks"), status_code=204)
+async def twilio_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Twilio's status callback: checked against X-Twilio-Signature, then applied once."""
+    token = settings.twilio_auth_token
+    if token is None or settings.public_url is None:
+        raise HTTPException(404, "the twilio sender is not configured")
+    body = (await request.body()).decode("utf-8", errors="replace")
+    params = dict(parse_qsl(body, keep_blank_values=True))
+    url = settings.public_url + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    given = request.headers.get("X-Twilio-Signature", "")
+    if not signature_valid(token.get_secret_value(), url, params, given):
+        raise HTTPException(403, "the X-Twilio-Signature does not match")
+    notice = request.query_params.get("notice")
+    report = report_from_callback(params, int(notice) if notice and notice.isdigit() else None)
+    if report is not None:
+        apply_report(session, report)
+    return Response(status_code=204)

@@ -1,0 +1,83 @@
+"""Delivery reports: what gateways say after they accepted a message.
+
+Reports move a notice forward only: a late "sent" never overwrites "delivered", a final status
+(delivered, undelivered, failed) is never changed, and the same report twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from reminders.db import utcnow
+from reminders.models import Attempt, Notice, NoticeStatus
+
+ReportStatus = Literal["sent", "delivered", "undelivered", "failed"]
+# How far along a notice is; a report may only move it to a higher rank.
+RANK = {
+    NoticeStatus.sending: 1,
+    NoticeStatus.unknown: 1,
+    NoticeStatus.sent: 2,
+    NoticeStatus.delivered: 3,
+    NoticeStatus.undelivered: 3,
+    NoticeStatus.failed: 3,
+}
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    provider: str
+    provider_message_id: str
+    status: ReportStatus
+    notice_id: int | None = None  # our own id, when the gateway echoes it back
+    error_code: str | None = None
+    error: str | None = None
+
+
+def apply_report(session: Session, report: DeliveryReport, *, now: datetime | None = None) -> str:
+    """Record the report; returns "applied", "ignored" (stale or repeated) or "unknown"."""
+    now = now or utcnow()
+    query = select(Attempt).where(
+        Attempt.provider == report.provider,
+        Attempt.provider_message_id == report.provider_message_id,
+    )
+    if report.notice_id is not None:
+        query = query.where(Attempt.notice_id == report.notice_id)
+    attempt = session.exec(query.order_by(col(Attempt.id).desc())).first()
+    if attempt is None:
+        return "unknown"
+    notice = session.get(Notice, attempt.notice_id)
+    if notice is None:
+        return "unknown"
+    new = NoticeStatus(report.status)
+    current = NoticeStatus(notice.status)
+    if RANK.get(new, 0) <= RANK.get(current, 0):
+        return "ignored"
+    # Conditional on the status we read: two reports racing cannot both move it.
+    result = session.exec(  # type: ignore[call-overload]
+        update(Notice)
+        .where(col(Notice.id) == notice.id, col(Notice.status) == current)
+        .values(
+            status=new,
+            status_reason=report.error
+            if new in (NoticeStatus.undelivered, NoticeStatus.failed)
+            else notice.status_reason,
+            updated_at=now,
+        )
+    )
+    if not result.rowcount:
+        session.rollback()
+        return "ignored"
+    attempt.status = new
+    if new == NoticeStatus.delivered:
+        attempt.delivered_at = now
+    if report.error_code or report.error:
+        attempt.error_code = report.error_code
+        attempt.error = (report.error or "")[:2000] or None
+    session.add(attempt)
+    session.commit()
+    return "applied"
