@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = Field(
         default=None, description="Twilio Messaging Service SID (instead of twilio_from)."
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret token put in callback URLs for gateways that cannot sign (Kannel).",
+    )
+    kannel_url: str | None = Field(
+        default=None,
+        description="Kannel's sendsms URL, e.g. http://127.0.0.1:13013/cgi-bin/sendsms",
+    )
+    kannel_username: str | None = Field(default=None, description="Kannel sendsms user.")
+    kannel_password: SecretStr | None = Field(default=None, description="Its password.")
+    kannel_max_parts: int = Field(
+        default=10, ge=1, le=255, description="The sendsms user's max-messages in Kannel."
+    )
     horizon: str = Field(
         default="P35D", description="How far ahead feeds are expanded (ISO 8601 duration)."
     )
