@@ -91,6 +91,7 @@ def create_message(
     region: str,
     quiet: QuietHours | None = None,
     zone: str = "Europe/Sofia",
+    transliterate: bool = False,
     now: datetime | None = None,
 ) -> tuple[Message, list[Notice]]:
     """Store the message and its notices, commit, then give the scheduled ones their jobs.
@@ -140,6 +141,9 @@ def create_message(
                 "sender_id": data.sender_id,
                 "send_at": notice_at,
                 "priority": data.priority,
+                "transliterate": transliterate
+                if data.transliterate is None
+                else data.transliterate,
                 "created_at": now,
                 "updated_at": now,
             }

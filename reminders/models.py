@@ -144,6 +144,7 @@ class Policy(SQLModel, table=True):
     steps: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
+    transliterate: bool | None = Field(default=None)  # None: REMINDERS_TRANSLITERATE decides
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -265,6 +266,8 @@ class Notice(SQLModel, table=True):
     is_template: bool = Field(default=False)
     # "transactional" (alerts that must go at once, quiet hours or not) or "bulk".
     priority: str = Field(default="bulk", max_length=13)
+    # Written in Latin letters (Bulgarian's official system): 160 characters a segment, not 70.
+    transliterate: bool = Field(default=False)
     sender_id: str | None = Field(default=None, max_length=16)
     send_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -293,6 +296,8 @@ class Attempt(SQLModel, table=True):
     status: str = Field(max_length=12)
     error_code: str | None = Field(default=None, max_length=100)
     error: str | None = Field(default=None, max_length=2000)
+    segments: int | None = Field(default=None)
+    encoding: str | None = Field(default=None, max_length=5)
     submitted_at: datetime = _created()
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

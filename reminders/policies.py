@@ -61,6 +61,9 @@ class PolicyCreate(Input):
         Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None
     ) = None
     steps: list[StepIn] = Field(min_length=1, max_length=20)
+    transliterate: bool | None = Field(
+        default=None, description="Latin letters for its messages; null: the setting decides."
+    )
 
 
 class PolicyUpdate(Input):
@@ -68,6 +71,7 @@ class PolicyUpdate(Input):
         Annotated[str, Field(max_length=2000), AfterValidator(_no_control_chars)] | None
     ) = None
     steps: list[StepIn] | None = Field(default=None, min_length=1, max_length=20)
+    transliterate: bool | None = None
 
 
 class StepOut(BaseModel):
@@ -82,6 +86,7 @@ class PolicyOut(BaseModel):
     name: str
     description: str | None
     steps: list[StepOut]
+    transliterate: bool | None
     created_at: datetime
     updated_at: datetime
 
@@ -111,7 +116,12 @@ def planning_steps(policy: Policy) -> list[Step]:
 def create_policy(session: Session, data: PolicyCreate) -> Policy:
     if get_policy_or_none(session, data.name) is not None:
         raise Conflict(f"a policy named {data.name!r} already exists", field="name")
-    policy = Policy(name=data.name, description=data.description, steps=_checked_steps(data.steps))
+    policy = Policy(
+        name=data.name,
+        description=data.description,
+        steps=_checked_steps(data.steps),
+        transliterate=data.transliterate,
+    )
     session.add(policy)
     try:
         session.flush()
@@ -145,6 +155,8 @@ def update_policy(session: Session, name: str, data: PolicyUpdate) -> Policy:
         policy.steps = _checked_steps(data.steps)
     if "description" in changes:
         policy.description = data.description
+    if "transliterate" in changes:
+        policy.transliterate = data.transliterate
     policy.updated_at = utcnow()
     session.add(policy)
     session.flush()

@@ -163,6 +163,10 @@ class MessageCreate(Input):
         default=None, description="ISO 8601 with an offset; absent means now."
     )
     sender_id: SenderId | None = None
+    transliterate: bool | None = Field(
+        default=None,
+        description="Write Bulgarian Cyrillic in Latin letters; default REMINDERS_TRANSLITERATE.",
+    )
     priority: Priority = Field(
         default=Priority.bulk,
         description="transactional: sent as asked, quiet hours or not (alerts, payment "
@@ -177,6 +181,8 @@ class AttemptOut(BaseModel):
     status: str
     error_code: str | None
     error: str | None
+    segments: int | None
+    encoding: str | None
     submitted_at: datetime
     delivered_at: datetime | None
 
@@ -195,6 +201,7 @@ class NoticeOut(BaseModel):
     sender_id: str | None
     send_at: datetime
     priority: Priority
+    transliterate: bool
     sent_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = Field(
         default=None, description="Twilio Messaging Service SID (instead of twilio_from)."
     )
+    transliterate: bool = Field(
+        default=False,
+        description="Write Bulgarian Cyrillic in Latin letters by default (160 a segment, not 70).",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="Secret token put in callback URLs for gateways that cannot sign (Kannel).",

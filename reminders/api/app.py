@@ -20,6 +20,7 @@ from reminders.api.routes import (
     messages,
     notices,
     policies,
+    sms,
     sources,
     webhooks,
 )
@@ -61,7 +62,18 @@ def create_app(
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (contacts, groups, messages, events, bills, sources, notices, policies, keys):
+    for module in (
+        contacts,
+        groups,
+        messages,
+        events,
+        bills,
+        sources,
+        notices,
+        policies,
+        sms,
+        keys,
+    ):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

@@ -75,12 +75,13 @@ Wanted = dict[str, tuple[Planned, Recipient, str]]
 
 def _policy_steps(
     session: Session, name: str, cache: dict[str, Any]
-) -> tuple[list[Step], list[str]]:
+) -> tuple[list[Step], list[str], bool | None]:
     if name not in cache:
         policy = get_policy(session, name)
-        cache[name] = (planning_steps(policy), [step["template"] for step in policy.steps])
-    steps, templates = cache[name]
-    return list(steps), list(templates)
+        templates = [step["template"] for step in policy.steps]
+        cache[name] = (planning_steps(policy), templates, policy.transliterate)
+    steps, templates, transliterate = cache[name]
+    return list(steps), list(templates), transliterate
 
 
 def desired_notices(
@@ -190,13 +191,16 @@ def plan_many(
                 session, scheduler, anchor_id, reason="the anchor was cancelled"
             )
             continue
-        steps, templates = _policy_steps(session, anchor.policy, policies)
+        steps, templates, transliterate = _policy_steps(session, anchor.policy, policies)
+        if transliterate is None:
+            transliterate = settings.transliterate
         wanted = desired_notices(
             anchor, steps, templates, recipients[anchor_id], zones, settings=settings, now=now
         )
         reports[anchor_id] = _diff(
             session,
             anchor_id,
+            transliterate,
             wanted,
             existing[anchor_id],
             now,
@@ -237,6 +241,7 @@ def plan_many(
 def _diff(
     session: Session,
     anchor_id: int,
+    transliterate: bool,
     wanted: Wanted,
     existing: dict[str, Notice],
     now: datetime,
@@ -263,6 +268,7 @@ def _diff(
                     "phone": recipient.phone,
                     "text": template,
                     "is_template": True,
+                    "transliterate": transliterate,
                     "send_at": send_at,
                     "created_at": now,
                     "updated_at": now,

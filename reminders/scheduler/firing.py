@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from reminders.db import utcnow
 from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.compose import compose
 from reminders.settings import Settings
 from reminders.templates import RenderError, render
 
@@ -181,7 +182,7 @@ def _fire_batch(
         results = sender.send_many(outgoing)
         sent_at = utcnow()
         for sms, result in zip(outgoing, results, strict=True):
-            outcomes[sms.notice_id] = _result(result, sender.name, sent_at)
+            outcomes[sms.notice_id] = _result(sms, result, sender.name, sent_at)
     _record(engine, outcomes)
     return {notice_id: outcome.status.value for notice_id, outcome in outcomes.items()}
 
@@ -219,17 +220,26 @@ def _prepare(
             }
             return _Outcome(NoticeStatus.failed, str(exc)[:500], attempt)
     assert notice.id is not None
+    # Composed at the last moment, from the text as it now reads: a "„" or a non-breaking space
+    # from a template would otherwise turn the whole SMS into UCS-2 and double its price.
+    composed = compose(text, transliterate=notice.transliterate)
     return OutgoingSms(
         notice_id=notice.id,
         to=notice.phone,
-        text=text,
+        text=composed.text,
         sender_id=notice.sender_id or settings.sender_id,
+        segments=composed.segments,
+        encoding=composed.encoding,
     )
 
 
-def _result(result: Accepted | SendError, provider: str, now: datetime) -> _Outcome:
+def _result(
+    sms: OutgoingSms, result: Accepted | SendError, provider: str, now: datetime
+) -> _Outcome:
     if isinstance(result, Accepted):
         attempt = {
+            "segments": sms.segments,
+            "encoding": sms.encoding,
             "provider": provider,
             "provider_message_id": result.provider_message_id,
             "status": result.status,
@@ -238,6 +248,8 @@ def _result(result: Accepted | SendError, provider: str, now: datetime) -> _Outc
         }
         return _Outcome(NoticeStatus(result.status), None, attempt, sent_at=now)
     attempt = {
+        "segments": sms.segments,
+        "encoding": sms.encoding,
         "provider": provider,
         "status": NoticeStatus.failed,
         "error_code": result.code,
@@ -274,6 +286,8 @@ def _record(engine: Engine, outcomes: dict[int, _Outcome]) -> None:
             "error_code": None,
             "error": None,
             "delivered_at": None,
+            "segments": None,
+            "encoding": None,
             **outcome.attempt,
         }
         for notice_id, outcome in outcomes.items()

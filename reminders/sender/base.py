@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 class OutgoingSms:
     notice_id: int
     to: str  # E.164
-    text: str
+    text: str  # final: look-alikes replaced, transliterated if asked
     sender_id: str | None
+    segments: int = 1
+    encoding: str = "GSM-7"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ def create_message(
         region=settings.default_region,
         quiet=settings.quiet,
         zone=settings.timezone,
+        transliterate=settings.transliterate,
     )
     return _out(message, notices)
 

@@ -1,0 +1,65 @@
+"""What an SMS will cost before it is sent: encoding, characters, segments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, model_validator
+
+from reminders.api.deps import ReadKey
+from reminders.errors import InvalidField
+from reminders.schemas import Input, _no_control_chars
+from reminders.sender.compose import compose
+from reminders.templates import RenderError, check_template, render
+
+router = APIRouter(prefix="/sms", tags=["sms"])
+Body = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class PreviewIn(Input):
+    text: Body | None = Field(default=None, description="The message as it will be sent.")
+    template: Body | None = Field(default=None, description="Or a Jinja2 template ...")
+    sample: dict[str, Any] = Field(
+        default_factory=dict, description="... rendered with these values (name, title, time...)."
+    )
+    transliterate: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PreviewIn:
+        if (self.text is None) == (self.template is None):
+            raise ValueError("give either text or template")
+        _no_control_chars((self.text or self.template or "").replace("\n", " "))
+        return self
+
+
+class PreviewOut(BaseModel):
+    text: str
+    encoding: Literal["GSM-7", "UCS-2"]
+    characters: int = Field(description="Septets for GSM-7, UTF-16 code units for UCS-2.")
+    segments: int
+    parts: list[str]
+    ucs2_characters: list[str] = Field(description="The characters that forced UCS-2.")
+    replaced: list[tuple[str, str]] = Field(description="Look-alikes replaced by GSM-7 ones.")
+
+
+@router.post("/preview")
+def preview(data: PreviewIn, _: ReadKey) -> PreviewOut:
+    """Compose the text as the sender would: look-alikes replaced, transliterated if asked."""
+    text = data.text or ""
+    if data.template is not None:
+        check_template(data.template, field="template")
+        try:
+            text = render(data.template, data.sample)
+        except RenderError as exc:
+            raise InvalidField(str(exc), field="template") from None
+    result = compose(text, transliterate=data.transliterate)
+    return PreviewOut(
+        text=result.text,
+        encoding=result.encoding,
+        characters=result.characters,
+        segments=result.segments,
+        parts=list(result.parts),
+        ucs2_characters=list(result.ucs2_characters),
+        replaced=list(result.replaced),
+    )

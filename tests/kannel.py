@@ -1,0 +1,295 @@
+"""A real Kannel for tests: bearerbox, smsbox and fakesmsc (the operator stand-in) on free ports.
+
+Everything listens on 127.0.0.1 only, on ports picked at start, so a system Kannel on the
+default ports (13000, 13001, 13013) is neither used nor disturbed. Each process runs in its
+own session and is stopped by its process group, so nothing outlives the fixture.
+
+What the operator received is read back from fakesmsc's output, one line per SMS (per part
+for a concatenated message)::
+
+    DEBUG: Got message 1: <MyShop +359888123456 text Hello>
+    DEBUG: Got message 2: <MyShop +359888123456 ucs-2 %04%1F%04%40...>
+    DEBUG: Got message 3: <MyShop +359888123456 udh %05%00%03%07%03%01 First part...>
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from urllib.parse import unquote_to_bytes
+
+import httpx
+
+BEARERBOX = Path("/usr/sbin/bearerbox")
+SMSBOX = Path("/usr/sbin/smsbox")
+FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
+CONFIG_TEMPLATE = Path(__file__).with_name("kannel") / "kannel.conf.in"
+USERNAME = "reminders"
+PASSWORD = "kannel-test-password"
+ADMIN_PASSWORD = "kannel-admin-password"
+# Kannel's start-up takes about 0.4 s here; the margin covers a loaded CI machine.
+START_TIMEOUT = 15.0
+
+# fakesmsc prints each SMS it receives as "<sender receiver type [udh] data>".
+_RECEIVED = re.compile(r"Got message \d+: <(?P<body>.*)>\s*$")
+
+
+class KannelError(RuntimeError):
+    """Kannel could not be installed or started; the message says why."""
+
+
+def ensure_installed() -> None:
+    """Install Debian's kannel and kannel-extras (fakesmsc) if a binary is missing.
+
+    The tests never skip: without Kannel they would prove nothing about the sender, so a
+    missing Kannel is installed when we can (root with apt-get) and a clear failure otherwise.
+    """
+    if all(path.exists() for path in (BEARERBOX, SMSBOX, FAKESMSC)):
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise KannelError(
+            "Kannel is not installed: run `apt-get install -y kannel kannel-extras` as root "
+            "(or scripts/services)."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "kannel", "kannel-extras"],
+    ):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise KannelError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    if not all(path.exists() for path in (BEARERBOX, SMSBOX, FAKESMSC)):
+        raise KannelError("apt-get installed kannel but bearerbox, smsbox or fakesmsc is missing")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports on 127.0.0.1 (held together, so never the same one)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+@dataclass(frozen=True)
+class ReceivedSms:
+    """One SMS (one part of a long one) as fakesmsc received it."""
+
+    sender: str
+    receiver: str
+    kind: str  # "text", "ucs-2", "udh" (a GSM-7 part) or "udh-ucs-2"...
+    udh: bytes
+    data: bytes  # the message body: GSM-7 text as bytes, or UTF-16BE for UCS-2
+
+    @property
+    def text(self) -> str:
+        """The body as text: UTF-16BE when fakesmsc says UCS-2, Latin-1 (Kannel's 7-bit) else."""
+        if "ucs" in self.kind:
+            return self.data.decode("utf-16-be")
+        return self.data.decode("latin-1")
+
+
+def parse_received(line: str) -> ReceivedSms | None:
+    """Read one of fakesmsc's "Got message" lines, or None for any other line."""
+    match = _RECEIVED.search(line)
+    if match is None:
+        return None
+    sender, receiver, kind, rest = (match["body"].split(" ", 3) + [""])[:4]
+    udh = b""
+    if kind.startswith("udh"):
+        udh_text, _, rest = rest.partition(" ")
+        udh = unquote_to_bytes(udh_text)
+    if kind == "text":
+        data = rest.encode("latin-1")
+    else:  # fakesmsc URL-encodes everything but plain text
+        data = unquote_to_bytes(rest)
+    return ReceivedSms(sender=sender, receiver=receiver, kind=kind, udh=udh, data=data)
+
+
+def reassemble(parts: list[ReceivedSms]) -> str:
+    """Join the parts of one concatenated message in the order their UDH numbers them.
+
+    The UDH is 05 00 03 ref total seq (8-bit reference) or 06 08 04 ref ref total seq.
+    """
+    if len(parts) == 1 and not parts[0].udh:
+        return parts[0].text
+
+    def sequence(part: ReceivedSms) -> int:
+        return part.udh[-1]
+
+    totals = {part.udh[-2] for part in parts}
+    if totals != {len(parts)}:
+        raise AssertionError(f"parts say totals {totals}, {len(parts)} parts received")
+    return "".join(part.text for part in sorted(parts, key=sequence))
+
+
+@dataclass
+class Kannel:
+    """A running Kannel; ``stop()`` (or leaving ``running()``) ends every process."""
+
+    workdir: Path
+    admin_port: int
+    smsbox_port: int
+    sendsms_port: int
+    smsc_port: int
+    max_messages: int
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def sendsms_url(self) -> str:
+        return f"http://127.0.0.1:{self.sendsms_port}/cgi-bin/sendsms"
+
+    @property
+    def fakesmsc_log(self) -> Path:
+        return self.workdir / "fakesmsc.out"
+
+    def received(self) -> list[ReceivedSms]:
+        """Every SMS fakesmsc has received so far, in order."""
+        text = self.fakesmsc_log.read_text(encoding="latin-1", errors="replace")
+        return [sms for line in text.splitlines() if (sms := parse_received(line))]
+
+    def status(self) -> str:
+        """bearerbox's status page (text form), or "" while it does not answer."""
+        url = f"http://127.0.0.1:{self.admin_port}/status.txt"
+        try:
+            response = httpx.get(url, params={"password": ADMIN_PASSWORD}, timeout=2)
+        except httpx.TransportError:
+            return ""
+        return response.text if response.status_code == 200 else ""
+
+    def logs(self) -> str:
+        """The tail of each log, for failure messages."""
+        out = []
+        for name in ("bearerbox.log", "smsbox.log", "fakesmsc.out", "bearerbox.err", "smsbox.err"):
+            path = self.workdir / name
+            if path.exists():
+                tail = path.read_text(encoding="latin-1").splitlines()[-30:]
+                out.append(f"--- {name}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def start(self) -> None:
+        """Write the configuration and start bearerbox, fakesmsc and smsbox, in that order."""
+        config = self.workdir / "kannel.conf"
+        config.write_text(self.config(), encoding="utf-8")
+        # bearerbox first: fakesmsc and smsbox both connect to it and PANIC if it is not up.
+        self._spawn("bearerbox", [str(BEARERBOX), "-v", "1", str(config)])
+        self._wait(lambda: bool(self.status()), "bearerbox's admin port")
+        # -m 0: send nothing, stay connected and print what arrives (without it fakesmsc reads
+        # messages from stdin and quits at its end). No -v 1: "Got message" is a debug line.
+        self._spawn(
+            "fakesmsc",
+            [
+                str(FAKESMSC),
+                "-H", "127.0.0.1", "-r", str(self.smsc_port), "-m", "0",
+                "100 200 text unused",
+            ],
+            log=self.fakesmsc_log,
+        )  # fmt: skip
+        self._spawn("smsbox", [str(SMSBOX), "-v", "1", str(config)])
+        # Not a TCP probe of the fake-SMSC port (bearerbox would take it for fakesmsc): the
+        # status page shows the link online, and the sendsms port answers (403 without a user).
+        self._wait(lambda: "(online" in self.status(), "the fake SMSC link online")
+        self._wait(self._sendsms_answers, "smsbox's sendsms port")
+
+    def config(self) -> str:
+        """kannel.conf from the template, with this instance's ports, paths and limits."""
+        template = Template(CONFIG_TEMPLATE.read_text(encoding="utf-8"))
+        return template.substitute(
+            admin_port=self.admin_port,
+            admin_password=ADMIN_PASSWORD,
+            smsbox_port=self.smsbox_port,
+            sendsms_port=self.sendsms_port,
+            smsc_port=self.smsc_port,
+            username=USERNAME,
+            password=PASSWORD,
+            max_messages=self.max_messages,
+            workdir=self.workdir,
+        )
+
+    def stop(self) -> None:
+        """Stop smsbox, fakesmsc, then bearerbox: each by its process group, killed if slow."""
+        while self.processes:
+            process = self.processes.pop()
+            _stop_group(process)
+
+    def _spawn(self, name: str, argv: list[str], *, log: Path | None = None) -> None:
+        log = log or self.workdir / f"{name}.err"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as one at the end
+            )
+        self.processes.append(process)
+
+    def _sendsms_answers(self) -> bool:
+        try:
+            return httpx.get(self.sendsms_url, timeout=2).status_code == 403
+        except httpx.TransportError:
+            return False
+
+    def _wait(self, ready: object, what: str) -> None:
+        assert callable(ready)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ready():
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise KannelError(
+                        f"{process.args[0]} exited ({process.returncode}) while waiting for "
+                        f"{what}:\n{self.logs()}"
+                    )
+            if time.monotonic() > deadline:
+                raise KannelError(f"timed out waiting for {what}:\n{self.logs()}")
+            time.sleep(0.05)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    # SIGKILL the group even after the leader exited: nothing it forked may stay behind.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+@contextmanager
+def running(workdir: Path, *, max_messages: int = 10) -> Iterator[Kannel]:
+    """Install Kannel if needed, start it in ``workdir`` and stop it on the way out."""
+    ensure_installed()
+    admin, smsbox, sendsms, smsc = free_ports(4)
+    kannel = Kannel(
+        workdir=workdir,
+        admin_port=admin,
+        smsbox_port=smsbox,
+        sendsms_port=sendsms,
+        smsc_port=smsc,
+        max_messages=max_messages,
+    )
+    try:
+        kannel.start()
+        yield kannel
+    finally:
+        kannel.stop()

@@ -1,0 +1,68 @@
+"""POST /sms/preview: what an SMS will cost before it is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+Headers = dict[str, str]
+
+
+def preview(client: TestClient, headers: Headers, **body: Any) -> Any:
+    return client.post("/api/v1/sms/preview", json=body, headers=headers)
+
+
+def test_cyrillic_costs_70_a_segment_and_transliteration_saves_it(
+    client: TestClient, reader: Headers
+) -> None:
+    text = "Здравейте, часът ви при д-р Петрова в София е утре в 10:30 ч. Моля, потвърдете."
+    cyrillic = preview(client, reader, text=text).json()
+    assert cyrillic["encoding"] == "UCS-2" and cyrillic["segments"] == 2
+    assert cyrillic["characters"] == len(text)
+    assert "З" in cyrillic["ucs2_characters"]
+    latin = preview(client, reader, text=text, transliterate=True).json()
+    assert latin["encoding"] == "GSM-7" and latin["segments"] == 1
+    assert latin["text"].startswith("Zdraveyte, chasat vi pri d-r Petrova v Sofia")
+
+
+def test_lookalikes_are_replaced(client: TestClient, reader: Headers) -> None:
+    body = preview(client, reader, text="Your bill\u00a0is due „today“ – 84.20 BGN…").json()
+    assert body["text"] == 'Your bill is due "today" - 84.20 BGN...'
+    assert body["encoding"] == "GSM-7"
+    assert ["\u00a0", " "] in body["replaced"]
+
+
+def test_a_template_renders_with_sample_values(client: TestClient, reader: Headers) -> None:
+    body = preview(
+        client,
+        reader,
+        template="Hi {{ name }}, see you at {{ time }} €",
+        sample={"name": "Jo", "time": "10:30"},
+    ).json()
+    assert body["text"] == "Hi Jo, see you at 10:30 €"
+    assert body["characters"] == 26  # the euro sign costs two septets
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({}, "body", "either text or template"),
+        ({"text": "a", "template": "b"}, "body", "either text or template"),
+        ({"template": "{{ oops"}, "template", "line 1"),
+        ({"template": "{{ x.__class__.__mro__ }}", "sample": {"x": 1}}, "template", "sandbox"),
+        ({"text": ""}, "text", "at least 1"),
+    ],
+)
+def test_bad_previews(
+    client: TestClient, reader: Headers, body: dict[str, Any], field: str, message: str
+) -> None:
+    response = preview(client, reader, **body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert any(e["field"] == field and message in e["message"] for e in errors), errors
+
+
+def test_preview_needs_a_key(client: TestClient) -> None:
+    assert client.post("/api/v1/sms/preview", json={"text": "x"}).status_code == 401
