@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = Field(
         default=None, description="Twilio Messaging Service SID (instead of twilio_from)."
     )
+    send_attempts: int = Field(
+        default=5, ge=1, le=20, description="Tries per SMS when the gateway fails transiently."
+    )
     transliterate: bool = Field(
         default=False,
         description="Write Bulgarian Cyrillic in Latin letters by default (160 a segment, not 70).",

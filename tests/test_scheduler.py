@@ -255,3 +255,59 @@ def test_batches_fire_every_due_notice_once(engine: Engine, settings: Settings) 
     finally:
         scheduler.shutdown()
         runtime.install(None)
+
+
+class FlakySender(Sender):
+    """Times out twice, then accepts."""
+
+    name = "flaky"
+    calls = 0
+
+    def send(self, sms: OutgoingSms) -> Accepted:
+        FlakySender.calls += 1
+        if FlakySender.calls <= 2:
+            raise SendError("the gateway timed out", permanent=False, code="timeout")
+        return Accepted(provider_message_id=f"flaky-{FlakySender.calls}")
+
+
+def test_transient_failures_are_retried_with_back_off(engine: Engine, settings: Settings) -> None:
+    from reminders.scheduler.firing import RETRY_BASE
+
+    FlakySender.calls = 0
+    [notice_id] = make_notices(engine, ["0888 400 501"])
+    flaky = FlakySender(settings, engine)
+    before = datetime.now(UTC)
+    assert fire(engine, flaky, notice_id, settings=settings) == "scheduled"
+    with Session(engine) as session:
+        notice = session.get(Notice, notice_id)
+        assert notice is not None
+        # About 30 s later, give or take the jitter, and the reason says why.
+        assert notice.send_at - before >= RETRY_BASE * 0.8
+        assert "attempt 1 failed (the gateway timed out)" in (notice.status_reason or "")
+    assert fire(engine, flaky, notice_id, settings=settings) == "scheduled"
+    assert fire(engine, flaky, notice_id, settings=settings) == "sent"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT status, error_code FROM attempts WHERE notice_id = :n ORDER BY id"),
+            {"n": notice_id},
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("failed", "timeout"),
+        ("failed", "timeout"),
+        ("sent", None),
+    ]
+
+
+def test_retries_stop_after_the_configured_attempts(engine: Engine, database_url: str) -> None:
+    from reminders.settings import load_settings
+
+    settings = load_settings(database_url=database_url, send_attempts=2)
+    FlakySender.calls = -10  # fails every time in this test
+    [notice_id] = make_notices(engine, ["0888 400 502"])
+    flaky = FlakySender(settings, engine)
+    assert fire(engine, flaky, notice_id, settings=settings) == "scheduled"
+    assert fire(engine, flaky, notice_id, settings=settings) == "failed"
+    with Session(engine) as session:
+        notice = session.get(Notice, notice_id)
+        assert notice is not None
+        assert "gave up after 2 attempts" in (notice.status_reason or "")

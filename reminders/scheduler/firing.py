@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,10 +15,11 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
-from reminders.db import utcnow
+from reminders.db import UTCDateTime, utcnow
 from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus
+from reminders.notices import JobScheduler
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.compose import compose
 from reminders.settings import Settings
@@ -104,6 +106,18 @@ class _Outcome:
     reason: str | None = None
     attempt: dict[str, Any] | None = None
     sent_at: datetime | None = None
+    transient: bool = False  # a failure that trying again may fix (a timeout, a 5xx)
+    retry_at: datetime | None = None
+
+
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(minutes=15)
+
+
+def retry_delay(failures: int) -> timedelta:
+    """Exponential back-off with jitter: about 30 s, 1 min, 2 min... at most 15 min."""
+    delay = min(RETRY_BASE * 2 ** max(failures - 1, 0), RETRY_CAP)
+    return delay * random.uniform(0.8, 1.2)
 
 
 def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token: str) -> list[int]:
@@ -140,6 +154,7 @@ def fire_many(
     *,
     settings: Settings,
     token: str = "",
+    scheduler: JobScheduler | None = None,
 ) -> dict[int, str]:
     """Fire the notices that are still due to go; return the final status of each one claimed.
 
@@ -151,12 +166,20 @@ def fire_many(
     unique = list(dict.fromkeys(notice_ids))
     for start in range(0, len(unique), sender.batch_size):
         chunk = unique[start : start + sender.batch_size]
-        outcomes.update(_fire_batch(engine, sender, chunk, settings=settings, token=token))
+        outcomes.update(
+            _fire_batch(engine, sender, chunk, settings=settings, token=token, scheduler=scheduler)
+        )
     return outcomes
 
 
 def _fire_batch(
-    engine: Engine, sender: Sender, notice_ids: list[int], *, settings: Settings, token: str
+    engine: Engine,
+    sender: Sender,
+    notice_ids: list[int],
+    *,
+    settings: Settings,
+    token: str,
+    scheduler: JobScheduler | None,
 ) -> dict[int, str]:
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
@@ -183,8 +206,38 @@ def _fire_batch(
         sent_at = utcnow()
         for sms, result in zip(outgoing, results, strict=True):
             outcomes[sms.notice_id] = _result(sms, result, sender.name, sent_at)
+        _plan_retries(engine, outcomes, settings.send_attempts, sent_at)
     _record(engine, outcomes)
+    retries = [(i, o.retry_at) for i, o in outcomes.items() if o.retry_at is not None]
+    if retries and scheduler is not None:
+        scheduler.schedule(retries)  # type: ignore[arg-type]
     return {notice_id: outcome.status.value for notice_id, outcome in outcomes.items()}
+
+
+def _plan_retries(
+    engine: Engine, outcomes: dict[int, _Outcome], attempts: int, now: datetime
+) -> None:
+    """Put transient failures back on the schedule, until a notice has had ``attempts`` tries."""
+    transient = [i for i, o in outcomes.items() if o.transient]
+    if not transient:
+        return
+    with Session(engine) as session:
+        earlier = dict(
+            session.exec(
+                select(Attempt.notice_id, func.count())
+                .where(col(Attempt.notice_id).in_(transient))
+                .group_by(col(Attempt.notice_id))
+            ).all()
+        )
+    for notice_id in transient:
+        outcome = outcomes[notice_id]
+        tries = earlier.get(notice_id, 0) + 1  # this one is recorded with the outcome
+        if tries >= attempts:
+            outcome.reason = f"{outcome.reason} (gave up after {tries} attempts)"
+            continue
+        outcome.retry_at = now + retry_delay(tries)
+        outcome.status = NoticeStatus.scheduled
+        outcome.reason = f"attempt {tries} failed ({outcome.reason}); trying again"
 
 
 def _prepare(
@@ -256,7 +309,9 @@ def _result(
         "error": result.message[:2000],
         "submitted_at": now,
     }
-    return _Outcome(NoticeStatus.failed, result.message[:500], attempt)
+    return _Outcome(
+        NoticeStatus.failed, result.message[:500], attempt, transient=not result.permanent
+    )
 
 
 _NOTICES = Notice.__table__  # type: ignore[attr-defined]
@@ -269,6 +324,7 @@ _SET_OUTCOME = (
         status=bindparam("b_status"),
         status_reason=bindparam("b_reason"),
         sent_at=bindparam("b_sent_at"),
+        send_at=func.coalesce(bindparam("b_retry_at", type_=UTCDateTime), _NOTICES.c.send_at),
         updated_at=bindparam("b_now"),
     )
 )
@@ -302,6 +358,7 @@ def _record(engine: Engine, outcomes: dict[int, _Outcome]) -> None:
                     "b_status": outcome.status,
                     "b_reason": outcome.reason,
                     "b_sent_at": outcome.sent_at,
+                    "b_retry_at": outcome.retry_at,
                     "b_now": now,
                 }
                 for notice_id, outcome in outcomes.items()

@@ -14,4 +14,11 @@ def fire_notice(notice_id: int) -> None:
 def fire_notices(notice_ids: list[int]) -> None:
     """What the batching executor calls with the notice ids of the jobs it collected."""
     rt = runtime.current()
-    fire_many(rt.engine, rt.sender, notice_ids, settings=rt.settings, token=rt.token)
+    fire_many(
+        rt.engine,
+        rt.sender,
+        notice_ids,
+        settings=rt.settings,
+        token=rt.token,
+        scheduler=rt.scheduler,
+    )

@@ -78,7 +78,8 @@ class Sender(ABC):
                 results.append(exc)
             except Exception as exc:  # a sender bug must not leave notices in "sending"
                 log.exception("sender %s raised while sending notice %s", self.name, sms.notice_id)
-                results.append(SendError(f"{type(exc).__name__}: {exc}", permanent=False))
+                # A bug in a sender does not go away by retrying: fail it, loudly, once.
+                results.append(SendError(f"{type(exc).__name__}: {exc}", permanent=True))
         return results
 
     def close(self) -> None:  # noqa: B027  (an optional hook, not an abstract method)
