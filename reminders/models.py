@@ -302,6 +302,25 @@ class Attempt(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class InboundMessage(SQLModel, table=True):
+    """An SMS a recipient sent us: kept, counted, and read for opt-out keywords."""
+
+    __tablename__ = "inbound_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=40)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    from_phone: str = Field(max_length=40, index=True)
+    to: str | None = Field(default=None, max_length=40)
+    text: str
+    action: str | None = Field(default=None, max_length=10)  # opt_out, opt_in
+    contact_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True),
+    )
+    received_at: datetime = _created()
+
+
 class OutboxMessage(SQLModel, table=True):
     """What the ``outbox`` sender "sent": kept in the database for people and tests to read."""
 

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = Field(
         default=None, description="Twilio Messaging Service SID (instead of twilio_from)."
     )
+    opt_out_keywords: str = Field(
+        default="STOP,СТОП,ОТКАЗ",
+        description="Inbound words that opt a number out (comma-separated).",
+    )
+    opt_in_keywords: str = Field(
+        default="START,СТАРТ", description="Inbound words that opt a number back in."
+    )
     send_attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per SMS when the gateway fails transiently."
     )

@@ -16,6 +16,7 @@ from reminders.api.routes import (
     events,
     groups,
     health,
+    inbound,
     keys,
     messages,
     notices,
@@ -72,6 +73,7 @@ def create_app(
         notices,
         policies,
         sms,
+        inbound,
         keys,
     ):
         api.include_router(module.router)

@@ -7,16 +7,17 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from reminders.api.deps import SessionDep, SettingsDep
+from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
+from reminders.inbound import receive
 from reminders.sender.reports import apply_report
 from reminders.sender.twilio import CALLBACK_PATH, report_from_callback, signature_valid
+from reminders.settings import Settings
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
-@router.post(CALLBACK_PATH.removeprefix("/webhooks"), status_code=204)
-async def twilio_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """Twilio's status callback: checked against X-Twilio-Signature, then applied once."""
+async def _signed_twilio_params(request: Request, settings: Settings) -> dict[str, str]:
+    """The callback's form parameters, once X-Twilio-Signature proves Twilio sent them."""
     token = settings.twilio_auth_token
     if token is None or settings.public_url is None:
         raise HTTPException(404, "the twilio sender is not configured")
@@ -28,8 +29,35 @@ async def twilio_status(request: Request, session: SessionDep, settings: Setting
     given = request.headers.get("X-Twilio-Signature", "")
     if not signature_valid(token.get_secret_value(), url, params, given):
         raise HTTPException(403, "the X-Twilio-Signature does not match")
+    return params
+
+
+@router.post(CALLBACK_PATH.removeprefix("/webhooks"), status_code=204)
+async def twilio_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Twilio's status callback: checked against X-Twilio-Signature, then applied once."""
+    params = await _signed_twilio_params(request, settings)
     notice = request.query_params.get("notice")
     report = report_from_callback(params, int(notice) if notice and notice.isdigit() else None)
     if report is not None:
         apply_report(session, report)
     return Response(status_code=204)
+
+
+@router.post("/twilio/inbound")
+async def twilio_inbound(
+    request: Request, session: SessionDep, settings: SettingsDep, scheduler: SchedulerDep
+) -> Response:
+    """An SMS to our Twilio number: kept; STOP / СТОП / ОТКАЗ opt out, START opts back in."""
+    params = await _signed_twilio_params(request, settings)
+    receive(
+        session,
+        scheduler,
+        provider="twilio",
+        from_phone=params.get("From", ""),
+        to=params.get("To"),
+        text=params.get("Body", ""),
+        provider_message_id=params.get("MessageSid"),
+        settings=settings,
+    )
+    # An empty TwiML answer: no automatic reply.
+    return Response("<Response/>", media_type="text/xml")

@@ -1,0 +1,114 @@
+"""Inbound SMS: every one is kept; STOP opts a number out, START opts it back in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from reminders.db import utcnow
+from reminders.errors import InvalidField
+from reminders.models import Contact, InboundMessage, Notice, NoticeStatus
+from reminders.notices import JobScheduler
+from reminders.paging import page
+from reminders.phones import normalize_mobile
+from reminders.settings import Settings
+
+
+def _keywords(setting: str) -> set[str]:
+    return {word.strip().casefold() for word in setting.split(",") if word.strip()}
+
+
+def keyword_action(text: str, settings: Settings) -> str | None:
+    """ "opt_out", "opt_in" or None, from the message's first word ("Stop!", "стоп" count)."""
+    words = text.strip().split()
+    if not words:
+        return None
+    first = words[0].strip(".,;:!?\"'()").casefold()
+    if first in _keywords(settings.opt_out_keywords):
+        return "opt_out"
+    if first in _keywords(settings.opt_in_keywords):
+        return "opt_in"
+    return None
+
+
+def receive(
+    session: Session,
+    scheduler: JobScheduler | None,
+    *,
+    provider: str,
+    from_phone: str,
+    text: str,
+    settings: Settings,
+    to: str | None = None,
+    provider_message_id: str | None = None,
+) -> InboundMessage:
+    """Keep the message and act on its keyword."""
+    try:
+        phone = normalize_mobile(from_phone, settings.default_region)
+    except InvalidField:
+        phone = from_phone.strip()[:40]  # kept as written: someone may still want to read it
+    action = keyword_action(text, settings)
+    suppressed: list[int] = []
+    contacts = list(session.exec(select(Contact).where(Contact.phone == phone)))
+    now = utcnow()
+    if action == "opt_out":
+        if not contacts:
+            # A number that was never a contact (a raw phone in a message) stays out as one:
+            # recording it as an opted-out contact makes every later send to it suppressed.
+            stranger = Contact(name=phone, name_folded=phone, phone=phone, opted_out=True)
+            session.add(stranger)
+            session.flush()
+            contacts = [stranger]
+        for contact in contacts:
+            contact.opted_out, contact.updated_at = True, now
+            session.add(contact)
+        suppressed = _suppress_pending(session, phone, now)
+    elif action == "opt_in":
+        for contact in contacts:
+            contact.opted_out, contact.updated_at = False, now
+            session.add(contact)
+    message = InboundMessage(
+        provider=provider,
+        provider_message_id=provider_message_id,
+        from_phone=phone,
+        to=to,
+        text=text[:2000],
+        action=action,
+        contact_id=contacts[0].id if contacts else None,
+        received_at=now,
+    )
+    session.add(message)
+    session.commit()
+    # After the commit: the job store writes on its own connection, and SQLite has one writer.
+    if scheduler is not None and suppressed:
+        scheduler.unschedule(suppressed)
+    return message
+
+
+def _suppress_pending(session: Session, phone: str, now: object) -> list[int]:
+    ids = [
+        i
+        for i in session.exec(
+            select(Notice.id).where(Notice.phone == phone, Notice.status == NoticeStatus.scheduled)
+        )
+        if i is not None
+    ]
+    if ids:
+        session.exec(  # type: ignore[call-overload]
+            update(Notice)
+            .where(col(Notice.id).in_(ids), col(Notice.status) == NoticeStatus.scheduled)
+            .values(
+                status=NoticeStatus.suppressed,
+                status_reason="the recipient opted out by SMS",
+                updated_at=now,
+            )
+        )
+    return ids
+
+
+def list_inbound(
+    session: Session, *, limit: int, cursor: str | None
+) -> tuple[Sequence[InboundMessage], str | None]:
+    return page(session, select(InboundMessage), InboundMessage.id, limit=limit, cursor=cursor)
