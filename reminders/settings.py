@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     opt_in_keywords: str = Field(
         default="START,СТАРТ", description="Inbound words that opt a number back in."
     )
+    dlr_timeout: str = Field(
+        default="PT48H",
+        description="After this, a sent notice without a final report counts as 'no report'.",
+    )
     send_attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per SMS when the gateway fails transiently."
     )
@@ -120,6 +124,19 @@ class Settings(BaseSettings):
         if offset.days < 1 or offset.exact.total_seconds() < 0:
             raise ValueError("must be a positive ISO 8601 duration of at least a day, e.g. P35D")
         return value
+
+    @field_validator("dlr_timeout")
+    @classmethod
+    def _check_dlr_timeout(cls, value: str) -> str:
+        offset = Offset.parse(value)
+        if offset.days < 0 or offset.exact.total_seconds() < 0 or not (offset.days or offset.exact):
+            raise ValueError("must be a positive ISO 8601 duration such as PT48H")
+        return value
+
+    @property
+    def dlr_timeout_delta(self) -> timedelta:
+        offset = Offset.parse(self.dlr_timeout)
+        return timedelta(days=offset.days) + offset.exact
 
     @property
     def horizon_delta(self) -> timedelta:

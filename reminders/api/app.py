@@ -23,6 +23,7 @@ from reminders.api.routes import (
     policies,
     sms,
     sources,
+    stats,
     webhooks,
 )
 from reminders.runtime import Runtime
@@ -74,10 +75,12 @@ def create_app(
         policies,
         sms,
         inbound,
+        stats,
         keys,
     ):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
     app.include_router(webhooks.router)
+    app.include_router(stats.metrics_router)
     return app
