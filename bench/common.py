@@ -51,7 +51,7 @@ def report(bench: str, value: float, unit: str, baseline: float, ratio: float) -
                 "value": round(value, 3),
                 "unit": unit,
                 "baseline": round(baseline, 3),
-                "ratio": round(ratio, 2),
+                "ratio": round(ratio, 4),
             }
         )
     )

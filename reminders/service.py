@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import redis
@@ -30,10 +31,26 @@ class StartupError(Exception):
     """The process cannot start; the message is one sentence for the operator."""
 
 
+_SECRET_PARAMS = re.compile(r"((?:secret|password|token)=)[^&\s\"]+", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Secrets travel in gateway URLs (Kannel's password, our callbacks' secret): never log them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_PARAMS.sub(r"\1…", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for name in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(name).addFilter(RedactSecrets())
     # APScheduler logs every job it adds and runs at INFO: one line per notice is noise.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 

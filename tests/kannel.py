@@ -9,7 +9,9 @@ for a concatenated message)::
 
     DEBUG: Got message 1: <MyShop +359888123456 text Hello>
     DEBUG: Got message 2: <MyShop +359888123456 ucs-2 %04%1F%04%40...>
-    DEBUG: Got message 3: <MyShop +359888123456 udh %05%00%03%07%03%01 First part...>
+    DEBUG: Got message 3: <MyShop +359888123456 udh %05%00%03%07%03%01 data First+part...>
+
+A "udh" line (one part of a long message) is URL-encoded and does not say its coding.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,50 +90,54 @@ class ReceivedSms:
 
     sender: str
     receiver: str
-    kind: str  # "text", "ucs-2", "udh" (a GSM-7 part) or "udh-ucs-2"...
+    kind: str  # "text" (GSM-7), "ucs-2", or "udh" (a part of a long message, either coding)
     udh: bytes
-    data: bytes  # the message body: GSM-7 text as bytes, or UTF-16BE for UCS-2
+    data: bytes  # UTF-8 for GSM-7 text (Kannel's internal form), UTF-16BE for UCS-2
 
-    @property
-    def text(self) -> str:
-        """The body as text: UTF-16BE when fakesmsc says UCS-2, Latin-1 (Kannel's 7-bit) else."""
-        if "ucs" in self.kind:
+    def decode(self, *, ucs2: bool = False) -> str:
+        """The body as text. A "udh" line does not say its coding: pass ``ucs2`` for those."""
+        if self.kind == "ucs-2" or (self.kind == "udh" and ucs2):
             return self.data.decode("utf-16-be")
-        return self.data.decode("latin-1")
+        return self.data.decode("utf-8")
+
+
+def _unquote(data: str) -> bytes:
+    """fakesmsc's URL encoding: %XX escapes, and "+" for a space (a real "+" is %2B)."""
+    return unquote_to_bytes(data.replace("+", "%20"))
 
 
 def parse_received(line: str) -> ReceivedSms | None:
-    """Read one of fakesmsc's "Got message" lines, or None for any other line."""
+    """Read one of fakesmsc's "Got message" lines, or None for any other line.
+
+    The forms: "S R text plain text", "S R ucs-2 %04%1F...", "S R udh %05%00%03... data %7B...";
+    only plain text is left unencoded, so in the others a space separates fields.
+    """
     match = _RECEIVED.search(line)
     if match is None:
         return None
     sender, receiver, kind, rest = (match["body"].split(" ", 3) + [""])[:4]
-    udh = b""
-    if kind.startswith("udh"):
-        udh_text, _, rest = rest.partition(" ")
-        udh = unquote_to_bytes(udh_text)
     if kind == "text":
-        data = rest.encode("latin-1")
-    else:  # fakesmsc URL-encodes everything but plain text
-        data = unquote_to_bytes(rest)
-    return ReceivedSms(sender=sender, receiver=receiver, kind=kind, udh=udh, data=data)
+        return ReceivedSms(sender, receiver, kind, b"", rest.encode("utf-8"))
+    if kind == "udh":
+        udh, _, rest = rest.partition(" ")
+        rest = rest.removeprefix("data ")
+        return ReceivedSms(sender, receiver, kind, _unquote(udh), _unquote(rest))
+    return ReceivedSms(sender, receiver, kind, b"", _unquote(rest))
 
 
-def reassemble(parts: list[ReceivedSms]) -> str:
+def reassemble(parts: list[ReceivedSms], *, ucs2: bool = False) -> str:
     """Join the parts of one concatenated message in the order their UDH numbers them.
 
-    The UDH is 05 00 03 ref total seq (8-bit reference) or 06 08 04 ref ref total seq.
+    The UDH is 05 00 03 ref total seq (8-bit reference) or 06 08 04 ref ref total seq: the
+    total and the sequence number are always its last two octets.
     """
     if len(parts) == 1 and not parts[0].udh:
-        return parts[0].text
-
-    def sequence(part: ReceivedSms) -> int:
-        return part.udh[-1]
-
-    totals = {part.udh[-2] for part in parts}
-    if totals != {len(parts)}:
-        raise AssertionError(f"parts say totals {totals}, {len(parts)} parts received")
-    return "".join(part.text for part in sorted(parts, key=sequence))
+        return parts[0].decode(ucs2=ucs2)
+    references = {part.udh[:-1] for part in parts}
+    if len(references) != 1 or parts[0].udh[-2] != len(parts):
+        raise AssertionError(f"not the parts of one message: {[p.udh for p in parts]}")
+    ordered = sorted(parts, key=lambda part: part.udh[-1])
+    return "".join(part.decode(ucs2=ucs2) for part in ordered)
 
 
 @dataclass
@@ -144,7 +150,8 @@ class Kannel:
     sendsms_port: int
     smsc_port: int
     max_messages: int
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # By name, in start order; stopped in the reverse order.
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def sendsms_url(self) -> str:
@@ -156,7 +163,7 @@ class Kannel:
 
     def received(self) -> list[ReceivedSms]:
         """Every SMS fakesmsc has received so far, in order."""
-        text = self.fakesmsc_log.read_text(encoding="latin-1", errors="replace")
+        text = self.fakesmsc_log.read_text(encoding="utf-8", errors="replace")
         return [sms for line in text.splitlines() if (sms := parse_received(line))]
 
     def status(self) -> str:
@@ -174,7 +181,7 @@ class Kannel:
         for name in ("bearerbox.log", "smsbox.log", "fakesmsc.out", "bearerbox.err", "smsbox.err"):
             path = self.workdir / name
             if path.exists():
-                tail = path.read_text(encoding="latin-1").splitlines()[-30:]
+                tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
                 out.append(f"--- {name}\n" + "\n".join(tail))
         return "\n".join(out)
 
@@ -220,7 +227,7 @@ class Kannel:
     def stop(self) -> None:
         """Stop smsbox, fakesmsc, then bearerbox: each by its process group, killed if slow."""
         while self.processes:
-            process = self.processes.pop()
+            _, process = self.processes.popitem()
             _stop_group(process)
 
     def _spawn(self, name: str, argv: list[str], *, log: Path | None = None) -> None:
@@ -234,7 +241,7 @@ class Kannel:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as one at the end
             )
-        self.processes.append(process)
+        self.processes[name] = process
 
     def _sendsms_answers(self) -> bool:
         try:
@@ -242,15 +249,14 @@ class Kannel:
         except httpx.TransportError:
             return False
 
-    def _wait(self, ready: object, what: str) -> None:
-        assert callable(ready)
+    def _wait(self, ready: Callable[[], object], what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while not ready():
-            for process in self.processes:
+            for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise KannelError(
-                        f"{process.args[0]} exited ({process.returncode}) while waiting for "
-                        f"{what}:\n{self.logs()}"
+                        f"{name} exited ({process.returncode}) while waiting for {what}:\n"
+                        f"{self.logs()}"
                     )
             if time.monotonic() > deadline:
                 raise KannelError(f"timed out waiting for {what}:\n{self.logs()}")

@@ -17,6 +17,7 @@ from reminders.api.routes import (
     groups,
     health,
     inbound,
+    kannel_webhook,
     keys,
     messages,
     notices,
@@ -82,5 +83,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api)
     app.include_router(webhooks.router)
+    app.include_router(kannel_webhook.router)
     app.include_router(stats.metrics_router)
     return app

@@ -13,6 +13,7 @@ _BUILTIN = {
     "outbox": "reminders.sender.outbox:OutboxSender",
     "console": "reminders.sender.console:ConsoleSender",
     "twilio": "reminders.sender.twilio:TwilioSender",
+    "kannel": "reminders.sender.kannel:KannelSender",
 }
 
 

@@ -1,0 +1,171 @@
+"""Kannel's sendsms HTTP interface, with delivery reports through a dlr-url that holds a secret.
+
+Request: GET {kannel_url}?username=&password=&to=&from=&text= (plus ``coding=2`` for text
+outside GSM-7, and ``dlr-mask``/``dlr-url`` when the service has a public URL and a webhook
+secret). Kannel answers 202 "0: Accepted for delivery" (or "3: Queued for later delivery"
+while the operator link is down), 403 for a wrong user or password, 400 for a refused number.
+
+Kannel returns no message id, so the attempt is recorded as ``notice-{id}`` and a delivery
+report is matched by the notice id that the dlr-url carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.compose import compose, is_gsm7
+from reminders.settings import Settings, SettingsError
+
+DLR_PATH: Final = "/webhooks/kannel/dlr"
+# 1 delivered, 2 undelivered, 4 buffered, 8 accepted by the SMSC, 16 rejected by the SMSC.
+DLR_MASK: Final = 1 | 2 | 4 | 8 | 16
+# "0: Accepted for delivery", "3: Queued for later delivery": both mean Kannel has it.
+ACCEPTED_ANSWERS: Final = ("0:", "3:")
+# Kannel reads "to" as a list split on spaces and drops characters outside "0123456789 +-",
+# answering 202 for what is left, so anything but a plain E.164 number is refused here.
+E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
+
+log = logging.getLogger(__name__)
+
+
+def message_id(notice_id: int) -> str:
+    """The provider message id recorded for a notice (Kannel gives none of its own)."""
+    return f"notice-{notice_id}"
+
+
+def parts(text: str) -> int:
+    """How many SMS ``text`` takes as sent (GSM-7 160/153 septets, UCS-2 70/67 units)."""
+    # No look-alike replacement: the text goes to Kannel exactly as it is.
+    return compose(text, replace_lookalikes=False).segments
+
+
+def dlr_url(public_url: str, secret: str, notice_id: int) -> str:
+    """The dlr-url for a notice, in Kannel's own syntax.
+
+    Kannel expands %-escapes in the URL before calling it (%d type, %i SMSC, %A its reply),
+    and a percent-encoded secret would be taken for escapes too ("%C3%A9": "%C" is the
+    charset, "%A" the reply), so every "%" of ours is doubled: Kannel turns "%%" back into "%".
+    """
+    ours = f"{public_url}{DLR_PATH}?notice={notice_id}&secret={quote(secret, safe='')}"
+    return ours.replace("%", "%%") + "&type=%d&smsc=%i&reply=%A"
+
+
+class _RedactCredentials(logging.Filter):
+    """Hide the Kannel password and the webhook secret in httpx's request log lines.
+
+    Kannel takes its password in the query string, and httpx logs each request's full URL at
+    INFO, so without this every send would write the password to the service log.
+    """
+
+    PATTERN: Final = re.compile(r"((?:password|secret)(?:=|%3D))(?:[^&\s\"]*?)(?=%26|&|\"|\s|$)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.PATTERN.sub(r"\1***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_REDACT = _RedactCredentials()
+
+
+class KannelSender(Sender):
+    name = "kannel"
+
+    def __init__(
+        self, settings: Settings, engine: Engine, *, client: httpx.Client | None = None
+    ) -> None:
+        super().__init__(settings, engine)
+        for setting in ("kannel_url", "kannel_username", "kannel_password"):
+            if not getattr(settings, setting):
+                raise SettingsError(
+                    f"Invalid setting REMINDERS_{setting.upper()}: the kannel sender needs it."
+                )
+        assert settings.kannel_url and settings.kannel_username and settings.kannel_password
+        self.url = settings.kannel_url
+        self.username = settings.kannel_username
+        self.password = settings.kannel_password.get_secret_value()
+        self.max_parts = settings.kannel_max_parts
+        # Kannel is local or near: a slow connect means it is down, not busy.
+        self.client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0))
+        logging.getLogger("httpx").addFilter(_REDACT)  # a set: adding twice keeps one
+
+    def send(self, sms: OutgoingSms) -> Accepted:
+        params = self.params(sms)
+        try:
+            response = self.client.get(self.url, params=params)
+        except httpx.TimeoutException:
+            raise SendError(
+                "Kannel did not answer in time", permanent=False, code="timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            raise SendError(
+                f"cannot reach Kannel: {exc}", permanent=False, code="network"
+            ) from None
+        return self._answer(sms, response)
+
+    def params(self, sms: OutgoingSms) -> dict[str, str | int]:
+        """The sendsms query for ``sms``; raises a permanent ``SendError`` for what Kannel
+        would mangle while still answering 202 (a malformed number, too many parts)."""
+        if not E164.fullmatch(sms.to):
+            raise SendError(
+                f"{sms.to!r} is not an E.164 number", permanent=True, code="invalid_number"
+            )
+        count = parts(sms.text)
+        if count > self.max_parts:
+            # Past the user's max-messages Kannel drops the rest of the text and answers 202.
+            raise SendError(
+                f"the text takes {count} SMS; Kannel sends at most {self.max_parts}",
+                permanent=True,
+                code="too_long",
+            )
+        params: dict[str, str | int] = {
+            "username": self.username,
+            "password": self.password,
+            "to": sms.to,  # httpx encodes "+" as %2B; a raw "+" would lose the country code
+            "text": sms.text,
+            "charset": "UTF-8",  # what httpx encodes the text in
+        }
+        if sms.sender_id:
+            params["from"] = sms.sender_id
+        if not is_gsm7(sms.text):
+            # Kannel does not choose: without coding=2 Cyrillic arrives as "?????".
+            params["coding"] = 2
+        secret = self.settings.webhook_secret
+        if self.settings.public_url and secret is not None and secret.get_secret_value():
+            params["dlr-mask"] = DLR_MASK
+            params["dlr-url"] = dlr_url(
+                self.settings.public_url, secret.get_secret_value(), sms.notice_id
+            )
+        return params
+
+    def _answer(self, sms: OutgoingSms, response: httpx.Response) -> Accepted:
+        status, body = response.status_code, response.text.strip()
+        if status == 202:
+            if not body.startswith(ACCEPTED_ANSWERS):
+                log.warning("Kannel took notice %s with an unusual answer: %s", sms.notice_id, body)
+            return Accepted(provider_message_id=message_id(sms.notice_id))
+        message = f"Kannel answered {status}: {body[:200]}" if body else f"Kannel answered {status}"
+        if status >= 500:
+            raise SendError(message, permanent=False, code="kannel_unavailable")
+        # A wrong password or a refused number stays so however often it is retried.
+        if status == 403:
+            raise SendError(message, permanent=True, code="kannel_auth")
+        lowered = body.lower()
+        if status == 400 and ("receiver" in lowered or "denied" in lowered):
+            raise SendError(message, permanent=True, code="invalid_number")
+        if status == 400 and "sender missing" in lowered:
+            # No "from" and no default-sender or global-sender in kannel.conf.
+            raise SendError(message, permanent=True, code="no_sender")
+        raise SendError(message, permanent=True, code="kannel_rejected")
+
+    def close(self) -> None:
+        self.client.close()

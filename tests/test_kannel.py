@@ -1,0 +1,540 @@
+"""The Kannel sender and its delivery-report route, against a real Kannel (tests/kannel.py).
+
+fakesmsc stands in for the operator: what it prints is what a handset would have been sent.
+Each test writes to its own receiver number, so the tests share one Kannel for the module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reminders import runtime
+from reminders.api.routes import kannel_webhook
+from reminders.messages import create_message
+from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.scheduler.firing import fire
+from reminders.schemas import MessageCreate
+from reminders.sender import registry
+from reminders.sender.base import OutgoingSms, SendError
+from reminders.sender.kannel import DLR_PATH, KannelSender, dlr_url, parts
+from reminders.service import build
+from reminders.settings import Settings, SettingsError, load_settings
+from tests import kannel as harness
+from tests.conftest import make_key, wait_for
+
+SECRET = "dlr-secret-ü/%A&x"  # what Kannel would mangle if sent as is: non-ASCII, "%A", "&"
+SENDER_ID = "MyShop"
+DENIED = "invalid_number"
+_numbers = itertools.count(359888100001)
+
+
+def new_number() -> str:
+    """A receiver number no other test uses, so each test reads only its own messages."""
+    return f"+{next(_numbers)}"
+
+
+@pytest.fixture(scope="module")
+def kannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Kannel]:
+    with harness.running(tmp_path_factory.mktemp("kannel")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def bare_engine() -> Iterator[Engine]:
+    """The sender keeps an engine but never uses it: sending needs no database."""
+    engine = create_engine("sqlite://")
+    yield engine
+    engine.dispose()
+
+
+def kannel_settings(kannel: harness.Kannel, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "kannel_url": kannel.sendsms_url,
+        "kannel_username": harness.USERNAME,
+        "kannel_password": harness.PASSWORD,
+        "kannel_max_parts": kannel.max_messages,
+        **overrides,
+    }
+    return load_settings(**values)
+
+
+@pytest.fixture
+def sender(kannel: harness.Kannel, bare_engine: Engine) -> Iterator[KannelSender]:
+    kannel_sender = KannelSender(kannel_settings(kannel), bare_engine)
+    yield kannel_sender
+    kannel_sender.close()
+
+
+def sms(text: str, to: str | None = None, sender_id: str | None = SENDER_ID) -> OutgoingSms:
+    return OutgoingSms(notice_id=7, to=to or new_number(), text=text, sender_id=sender_id)
+
+
+def received_by(kannel: harness.Kannel, number: str, count: int) -> list[harness.ReceivedSms]:
+    """Wait until fakesmsc has ``count`` SMS for ``number``; return them."""
+
+    def arrived() -> list[harness.ReceivedSms]:
+        mine = [m for m in kannel.received() if m.receiver == number]
+        return mine if len(mine) >= count else []
+
+    return list(wait_for(arrived, timeout=10, what=f"{count} SMS to {number} at fakesmsc"))
+
+
+# --- Sending ------------------------------------------------------------------------------
+
+
+def test_gsm7_text_reaches_the_operator_exactly(
+    kannel: harness.Kannel, sender: KannelSender
+) -> None:
+    # GSM-7 beyond ASCII: extension characters (€ { } [ ] ~ ^ | \) and the basic table's
+    # £ é Ä Δ, all sent as one 7-bit SMS.
+    text = "Hello Ivan, 3 Dec 10:30 @ Dr Petrov's. Fee €5 {cash} [card] ~ ^ | \\ £ é Ä Δ 100%"
+    message = sms(text)
+    accepted = sender.send(message)
+    assert accepted.provider_message_id == "notice-7" and accepted.status == "sent"
+    [got] = received_by(kannel, message.to, 1)
+    assert (got.sender, got.receiver, got.kind) == (SENDER_ID, message.to, "text")
+    assert got.decode() == text
+
+
+def test_cyrillic_is_sent_as_ucs2(kannel: harness.Kannel, sender: KannelSender) -> None:
+    text = "Здравейте, Иван! Часът ви е утре в 10:30 ч. Ели"
+    message = sms(text)
+    sender.send(message)
+    [got] = received_by(kannel, message.to, 1)
+    assert got.kind == "ucs-2"  # coding=2: without it Kannel would send "?????"
+    assert got.decode() == text
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "ucs2"),
+    [
+        # "+" and "&" would break a careless URL encoding; "%" a careless Kannel template.
+        ("Part one + two & 50% off. " * 15, 3, False),
+        ("Напомняне: часът ви е в понеделник. " * 5, 3, True),
+        ("0123456789" * 153, 10, False),  # exactly max-messages parts: all of them arrive
+    ],
+    ids=["gsm7-3-parts", "ucs2-3-parts", "gsm7-10-parts"],
+)
+def test_a_long_message_arrives_whole(
+    kannel: harness.Kannel, sender: KannelSender, text: str, count: int, ucs2: bool
+) -> None:
+    assert parts(text) == count
+    message = sms(text)
+    sender.send(message)
+    received = received_by(kannel, message.to, count)
+    assert len(received) == count and {m.kind for m in received} == {"udh"}
+    assert harness.reassemble(received, ucs2=ucs2) == text
+
+
+def test_more_parts_than_kannel_takes_are_refused_before_sending(
+    kannel: harness.Kannel, sender: KannelSender
+) -> None:
+    number = new_number()
+    text = "0123456789" * 153 + "!"  # 1531 septets: 11 parts, one past max-messages
+    with pytest.raises(SendError) as caught:
+        sender.send(sms(text, to=number))
+    assert caught.value.permanent is True and caught.value.code == "too_long"
+    # Nothing went: a later message to the same number is the only one fakesmsc sees.
+    sender.send(sms("after", to=number))
+    [only] = received_by(kannel, number, 1)
+    assert only.decode() == "after"
+
+
+def test_kannel_itself_would_cut_the_text_and_still_answer_202(kannel: harness.Kannel) -> None:
+    """Why the sender counts parts: past max-messages Kannel drops the rest, silently."""
+    number, text = new_number(), "0123456789" * 153 + "LOST"
+    params = {
+        "username": harness.USERNAME,
+        "password": harness.PASSWORD,
+        "to": number,
+        "from": SENDER_ID,
+        "text": text,
+    }
+    response = httpx.get(kannel.sendsms_url, params=params, timeout=5)
+    assert response.status_code == 202
+    received = received_by(kannel, number, kannel.max_messages)
+    assert harness.reassemble(received) == text[: 153 * kannel.max_messages]
+
+
+def test_a_wrong_password_is_permanent(kannel: harness.Kannel, bare_engine: Engine) -> None:
+    wrong = KannelSender(kannel_settings(kannel, kannel_password="not-it"), bare_engine)
+    with pytest.raises(SendError) as caught:
+        wrong.send(sms("x"))
+    assert caught.value.permanent is True and caught.value.code == "kannel_auth"
+    assert "403" in caught.value.message
+
+
+def test_no_sender_id_and_no_default_in_kannel_is_permanent(sender: KannelSender) -> None:
+    with pytest.raises(SendError) as caught:
+        sender.send(sms("x", sender_id=None))
+    assert caught.value.permanent is True and caught.value.code == "no_sender"
+
+
+@pytest.mark.parametrize("to", ["+359 888 123 456", "0888123456", "+35988812345x", ""])
+def test_a_number_kannel_would_mangle_is_refused(sender: KannelSender, to: str) -> None:
+    with pytest.raises(SendError) as caught:
+        sender.send(OutgoingSms(notice_id=7, to=to, text="x", sender_id=SENDER_ID))
+    assert caught.value.permanent is True and caught.value.code == "invalid_number"
+
+
+def test_kannel_not_listening_is_transient(kannel: harness.Kannel, bare_engine: Engine) -> None:
+    [closed] = harness.free_ports(1)
+    url = f"http://127.0.0.1:{closed}/cgi-bin/sendsms"
+    down = KannelSender(kannel_settings(kannel, kannel_url=url), bare_engine)
+    with pytest.raises(SendError) as caught:
+        down.send(sms("x"))
+    assert caught.value.permanent is False and caught.value.code == "network"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "permanent", "code"),
+    [
+        (503, "", False, "kannel_unavailable"),
+        (
+            400,
+            "Number(s) has/have been denied by white- and/or black-lists.",
+            True,
+            "invalid_number",
+        ),
+        (400, "DLR-URL field misformed, rejected", True, "kannel_rejected"),
+    ],
+)
+def test_answers_say_whether_to_retry(
+    kannel: harness.Kannel,
+    bare_engine: Engine,
+    status: int,
+    body: str,
+    permanent: bool,
+    code: str,
+) -> None:
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(status, text=body))
+    )
+    mocked = KannelSender(kannel_settings(kannel), bare_engine, client=client)
+    with pytest.raises(SendError) as caught:
+        mocked.send(sms("x"))
+    assert (caught.value.permanent, caught.value.code) == (permanent, code)
+
+
+def test_missing_settings_stop_start_up(bare_engine: Engine) -> None:
+    with pytest.raises(SettingsError, match="REMINDERS_KANNEL_URL: the kannel sender needs it"):
+        KannelSender(load_settings(), bare_engine)
+    with pytest.raises(SettingsError, match="REMINDERS_KANNEL_PASSWORD"):
+        KannelSender(load_settings(kannel_url="http://k", kannel_username="u"), bare_engine)
+
+
+def test_the_password_and_secret_stay_out_of_the_log(
+    kannel: harness.Kannel, bare_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = kannel_settings(kannel, public_url="http://127.0.0.1:9", webhook_secret=SECRET)
+    logged = KannelSender(settings, bare_engine)
+    try:
+        with caplog.at_level("INFO", "httpx"):
+            logged.send(sms("x"))
+    finally:
+        logged.close()
+    assert "HTTP Request: GET" in caplog.text
+    assert harness.PASSWORD not in caplog.text and "secret%3D" in caplog.text
+    assert "dlr-secret" not in caplog.text
+
+
+def test_dlr_url_survives_kannels_escapes() -> None:
+    url = dlr_url("https://sms.example.bg", SECRET, 42)
+    assert url.endswith("&type=%d&smsc=%i&reply=%A")
+    # Each "%" of ours is doubled; Kannel reads "%%" as one "%".
+    ours = url.removesuffix("&type=%d&smsc=%i&reply=%A").replace("%%", "%")
+    assert ours == (
+        "https://sms.example.bg/webhooks/kannel/dlr?notice=42&secret=dlr-secret-%C3%BC%2F%25A%26x"
+    )
+
+
+# --- The delivery-report route, without Kannel ---------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The conftest's settings with a webhook secret, for the route tests' ``client``."""
+    return load_settings(
+        database_url=database_url,
+        quiet_hours="off",
+        webhook_secret=SECRET,
+        public_url="http://127.0.0.1:9",
+        kannel_url="http://127.0.0.1:9/cgi-bin/sendsms",
+        kannel_username=harness.USERNAME,
+        kannel_password=harness.PASSWORD,
+    )
+
+
+@pytest.fixture
+def route_client(client: TestClient) -> TestClient:
+    """The service's client with the Kannel route, whether or not the app wires it yet."""
+    include_kannel_route(client.app)  # type: ignore[arg-type]
+    return client
+
+
+def include_kannel_route(app: FastAPI) -> None:
+    paths = {getattr(route, "path", None) for route in app.routes}
+    if DLR_PATH not in paths:
+        app.include_router(kannel_webhook.router)
+
+
+def new_notice(engine: Engine, phone: str = "0888 123 456") -> int:
+    """A scheduled notice that is due in an hour: only the test fires it, never the scheduler."""
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    data = MessageCreate.model_validate({"to": {"phones": [phone]}, "text": "x", "send_at": later})
+    with Session(engine, expire_on_commit=False) as session:
+        _, [notice] = create_message(session, None, data, region="BG")
+    assert notice.id is not None
+    return notice.id
+
+
+def notice_status(engine: Engine, notice_id: int) -> str:
+    with Session(engine) as session:
+        notice = session.get(Notice, notice_id)
+        assert notice is not None
+        return notice.status
+
+
+def fire_accepted(settings: Settings, engine: Engine, notice_id: int) -> None:
+    """Fire the notice through a Kannel that accepts it (the route tests need no real one)."""
+    accept = httpx.MockTransport(lambda r: httpx.Response(202, text="0: Accepted for delivery"))
+    mocked = KannelSender(settings, engine, client=httpx.Client(transport=accept))
+    assert fire(engine, mocked, notice_id, settings=settings) == "sent"
+
+
+def dlr(
+    client: TestClient | httpx.Client, notice: int | str, kind: int, **extra: str
+) -> httpx.Response:
+    """Call the DLR route as Kannel does, with the right secret unless ``extra`` says else."""
+    params: dict[str, str | int] = {
+        "notice": notice,
+        "secret": SECRET,
+        "type": kind,
+        "smsc": "fake",
+        **extra,
+    }
+    return client.get(DLR_PATH, params=params)
+
+
+def test_dlr_is_refused_without_the_secret(
+    route_client: TestClient, engine: Engine, settings: Settings
+) -> None:
+    notice = new_notice(engine)
+    fire_accepted(settings, engine, notice)
+    response = dlr(route_client, notice, 1, secret="wrong")
+    assert response.status_code == 403 and response.json()["detail"] == "the secret does not match"
+    assert notice_status(engine, notice) == "sent"
+    for bad in ("0", "-3", "abc"):
+        response = dlr(route_client, bad, 1)
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "notice"
+    params = {"secret": SECRET, "type": 1}
+    assert route_client.get(DLR_PATH, params=params).status_code == 422
+
+
+def test_dlr_is_not_found_without_a_webhook_secret(
+    route_client: TestClient, settings: Settings
+) -> None:
+    rt = runtime.current()
+    rt.settings = settings.model_copy(update={"webhook_secret": None})
+    response = dlr(route_client, 1, 1)
+    assert response.status_code == 404 and "not configured" in response.json()["detail"]
+
+
+def test_dlr_types_map_to_statuses(
+    route_client: TestClient, engine: Engine, settings: Settings
+) -> None:
+    rejected, buffered = new_notice(engine, "0888 123 001"), new_notice(engine, "0888 123 002")
+    fire_accepted(settings, engine, rejected)
+    fire_accepted(settings, engine, buffered)
+    assert dlr(route_client, buffered, 4).text == "ignored"  # buffered: nothing to record
+    assert dlr(route_client, buffered, 8).text == "ignored"  # accepted: already "sent"
+    assert notice_status(engine, buffered) == "sent"
+    response = dlr(route_client, rejected, 16, reply="NACK/0x0000000b/Invalid Destination")
+    assert response.status_code == 200 and response.text == "applied"
+    detail = route_client.get(f"/api/v1/notices/{rejected}", headers=make_key(engine, "read"))
+    assert detail.json()["status"] == "failed"
+    [attempt] = detail.json()["attempts"]
+    assert (
+        attempt["provider"] == "kannel" and attempt["provider_message_id"] == f"notice-{rejected}"
+    )
+    assert attempt["error_code"] == "16"
+    assert attempt["error"] == "NACK/0x0000000b/Invalid Destination"
+    assert dlr(route_client, rejected, 1).text == "ignored"  # final stays final
+    assert dlr(route_client, 999_999, 1).text == "unknown"
+
+
+def test_a_dlr_before_the_send_is_recorded_asks_kannel_to_retry(
+    route_client: TestClient, engine: Engine
+) -> None:
+    notice = new_notice(engine)
+    with Session(engine) as session:
+        stored = session.get(Notice, notice)
+        assert stored is not None
+        stored.status = NoticeStatus.sending  # claimed, Kannel called, attempt not yet written
+        session.add(stored)
+        session.commit()
+    assert dlr(route_client, notice, 1).status_code == 503
+    assert notice_status(engine, notice) == "sending"
+
+
+# --- End to end: the service, Kannel and fakesmsc, with Kannel's real callbacks ------------
+
+
+class StatusLog:
+    """An ASGI wrapper that notes each response's status, to see what Kannel was answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.seen: list[tuple[str, int]] = []  # (query string, status)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"").decode()
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((query, message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
+@dataclass
+class Service:
+    base_url: str
+    settings: Settings
+    log: StatusLog
+
+
+@pytest.fixture
+def live_service(
+    kannel: harness.Kannel,
+    database_url: str,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Service]:
+    """The service on a real port, sending through Kannel and getting its callbacks."""
+    if "kannel" not in registry.available():  # until the registry lists it
+        monkeypatch.setitem(registry._BUILTIN, "kannel", "reminders.sender.kannel:KannelSender")
+    [port] = harness.free_ports(1)
+    base_url = f"http://127.0.0.1:{port}"
+    settings = kannel_settings(
+        kannel,
+        database_url=database_url,
+        sender="kannel",
+        public_url=base_url,
+        webhook_secret=SECRET,
+        sender_id=SENDER_ID,
+        quiet_hours="off",
+    )
+    process = build(settings, engine)
+    include_kannel_route(process.app)
+    log = StatusLog(process.app)
+    server = uvicorn.Server(uvicorn.Config(log, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=10, what="the service to listen")
+        yield Service(base_url, settings, log)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        runtime.install(None)
+    assert not thread.is_alive(), "the service did not stop"
+
+
+def test_end_to_end_a_message_is_delivered_through_kannels_report(
+    kannel: harness.Kannel, live_service: Service, engine: Engine
+) -> None:
+    number = new_number()
+    text = "Напомняне: прегледът ви е утре в 10:30 ч."
+    with httpx.Client(base_url=live_service.base_url, timeout=10) as api:
+        created = api.post(
+            "/api/v1/messages",
+            json={"to": {"phones": [number]}, "text": text, "priority": "transactional"},
+            headers=make_key(engine, "write"),
+        )
+        assert created.status_code == 201, created.text
+        [notice] = created.json()["notices"]
+        reader = make_key(engine, "read")
+
+        def delivered() -> dict[str, object] | None:
+            detail = api.get(f"/api/v1/notices/{notice['id']}", headers=reader).json()
+            return detail if detail["status"] == "delivered" else None
+
+        detail = wait_for(delivered, timeout=15, what="Kannel's delivery report")
+        [attempt] = detail["attempts"]
+        assert attempt["provider"] == "kannel"
+        assert attempt["provider_message_id"] == f"notice-{notice['id']}"
+        assert attempt["delivered_at"] is not None and attempt["error"] is None
+        [got] = received_by(kannel, number, 1)
+        assert got.sender == SENDER_ID and got.decode() == text
+
+        # The callback as Kannel makes it, by hand: a wrong secret is refused ...
+        assert dlr(api, notice["id"], 2, secret="guess").status_code == 403
+        # ... and the same report again, or a late one, changes nothing.
+        assert dlr(api, notice["id"], 1).text == "ignored"
+        assert dlr(api, notice["id"], 2, reply="NACK/late").text == "ignored"
+        after = api.get(f"/api/v1/notices/{notice['id']}", headers=reader).json()
+        assert after["status"] == "delivered" and after["attempts"] == detail["attempts"]
+
+
+def test_a_report_that_beats_the_record_is_retried_by_kannel(
+    kannel: harness.Kannel, live_service: Service, engine: Engine
+) -> None:
+    """Kannel's report can come before the service has written the attempt: the route answers
+    503 and Kannel, with http-request-retry, calls again once it is written."""
+    number = new_number()
+    notice = new_notice(engine, number)
+    with Session(engine) as session:  # as firing leaves it while the sender works
+        claimed = session.get(Notice, notice)
+        assert claimed is not None
+        claimed.status = NoticeStatus.sending
+        session.add(claimed)
+        session.commit()
+    sender = KannelSender(live_service.settings, engine)
+    try:
+        sender.send(OutgoingSms(notice_id=notice, to=number, text="x", sender_id=SENDER_ID))
+    finally:
+        sender.close()
+
+    def refused() -> bool:
+        mine = f"notice={notice}&"
+        return any(q.startswith(mine) and code == 503 for q, code in live_service.log.seen)
+
+    wait_for(refused, what="Kannel's report to be answered 503")
+    with Session(engine) as session:  # what firing records once the sender returns
+        sent = session.get(Notice, notice)
+        assert sent is not None
+        sent.status = NoticeStatus.sent
+        session.add(sent)
+        session.add(
+            Attempt(
+                notice_id=notice,
+                provider="kannel",
+                provider_message_id=f"notice-{notice}",
+                status=NoticeStatus.sent,
+            )
+        )
+        session.commit()
+    wait_for(
+        lambda: notice_status(engine, notice) == "delivered",
+        timeout=10,
+        what="Kannel's retried report",
+    )
