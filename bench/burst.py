@@ -11,7 +11,6 @@ Prints one JSON line; value and baseline are seconds (lower is better), ratio = 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from bench.common import database, report
+from bench.common import database, in_own_process, report
 
 TEMPLATE = "Здравейте, {{ first_name }}: {{ title }} утре в {{ time }} ч., {{ location }}."
 _counter = 0
@@ -170,20 +169,13 @@ def run_stock(kind: str, n: int) -> dict[str, Any]:
         return {"seconds": elapsed, "peak_mb": _peak_mb(), "ran": jobs_module._counter}
 
 
-def _in_process(target: Any, *args: Any) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        result: dict[str, Any] = pool.apply(target, args)
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
-    stock = _in_process(run_stock, args.db, args.n)
-    ours = _in_process(run_ours, args.db, args.n)
+    stock = in_own_process(run_stock, args.db, args.n)
+    ours = in_own_process(run_ours, args.db, args.n)
     print(f"ours: {ours}\nstock: {stock}", file=sys.stderr)
     assert ours["statuses"] == {"sent": args.n}, ours["statuses"]
     assert ours["twice"] == 0

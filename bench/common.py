@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Engine
@@ -41,6 +43,13 @@ def database(kind: str) -> Iterator[Engine]:
         engine.dispose()
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def in_own_process(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``target`` in a fresh process, so that its peak memory and imports are its own."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result: dict[str, Any] = pool.apply(target, args)
+    return result
 
 
 def report(bench: str, value: float, unit: str, baseline: float, ratio: float) -> None:

@@ -11,7 +11,6 @@ Prints one JSON line: p99 lateness in ms, ours and stock (lower is better); rati
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlmodel import col
 
-from bench.common import database, report
+from bench.common import database, in_own_process, report
 
 DUE = 200
 SPREAD = 20.0
@@ -150,20 +149,13 @@ def run_stock(kind: str, pending: int) -> dict[str, Any]:
         return _percentiles(lateness)
 
 
-def _in_process(target: Any, *args: Any) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        result: dict[str, Any] = pool.apply(target, args)
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pending", type=int, default=100_000)
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
-    stock = _in_process(run_stock, args.db, args.pending)
-    ours = _in_process(run_ours, args.db, args.pending)
+    stock = in_own_process(run_stock, args.db, args.pending)
+    ours = in_own_process(run_ours, args.db, args.pending)
     print(f"ours (ms): {ours}\nstock (ms): {stock}", file=sys.stderr)
     report(
         f"punctuality_p99_{args.db}", ours["p99"], "ms", stock["p99"], ours["p99"] / stock["p99"]

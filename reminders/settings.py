@@ -23,6 +23,13 @@ class SettingsError(Exception):
     """A setting is missing, malformed or contradictory; the message is one sentence."""
 
 
+def _at_least(value: str, minimum: timedelta, example: str) -> str:
+    """An ISO 8601 duration setting of at least ``minimum``; ValueError saying so otherwise."""
+    if Offset.parse(value).as_timedelta() < minimum:
+        raise ValueError(f"must be a positive ISO 8601 duration such as {example}")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REMINDERS_", env_file=".env", extra="ignore", frozen=True
@@ -120,28 +127,20 @@ class Settings(BaseSettings):
     @field_validator("horizon")
     @classmethod
     def _check_horizon(cls, value: str) -> str:
-        offset = Offset.parse(value)
-        if offset.days < 1 or offset.exact.total_seconds() < 0:
-            raise ValueError("must be a positive ISO 8601 duration of at least a day, e.g. P35D")
-        return value
+        return _at_least(value, timedelta(days=1), "P35D")
 
     @field_validator("dlr_timeout")
     @classmethod
     def _check_dlr_timeout(cls, value: str) -> str:
-        offset = Offset.parse(value)
-        if offset.days < 0 or offset.exact.total_seconds() < 0 or not (offset.days or offset.exact):
-            raise ValueError("must be a positive ISO 8601 duration such as PT48H")
-        return value
+        return _at_least(value, timedelta(seconds=1), "PT48H")
 
     @property
     def dlr_timeout_delta(self) -> timedelta:
-        offset = Offset.parse(self.dlr_timeout)
-        return timedelta(days=offset.days) + offset.exact
+        return Offset.parse(self.dlr_timeout).as_timedelta()
 
     @property
     def horizon_delta(self) -> timedelta:
-        offset = Offset.parse(self.horizon)
-        return timedelta(days=offset.days) + offset.exact
+        return Offset.parse(self.horizon).as_timedelta()
 
     @field_validator("quiet_hours")
     @classmethod
@@ -152,10 +151,7 @@ class Settings(BaseSettings):
     @field_validator("late_grace")
     @classmethod
     def _check_late_grace(cls, value: str) -> str:
-        offset = Offset.parse(value)
-        if offset.days < 0 or offset.exact.total_seconds() < 0 or not (offset.days or offset.exact):
-            raise ValueError("must be a positive ISO 8601 duration such as PT2H")
-        return value
+        return _at_least(value, timedelta(seconds=1), "PT2H")
 
     @property
     def quiet(self) -> QuietHours | None:
@@ -163,8 +159,7 @@ class Settings(BaseSettings):
 
     @property
     def late_grace_delta(self) -> timedelta:
-        offset = Offset.parse(self.late_grace)
-        return timedelta(days=offset.days) + offset.exact
+        return Offset.parse(self.late_grace).as_timedelta()
 
     @field_validator("database_url")
     @classmethod

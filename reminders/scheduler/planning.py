@@ -106,6 +106,10 @@ class Offset:
                 f"{text!r}: an offset cannot reach more than {MAX_OFFSET.days} days away."
             ) from None
 
+    def as_timedelta(self) -> timedelta:
+        """Days counted as 24 hours: for settings and intervals, never for wall-clock planning."""
+        return timedelta(days=self.days) + self.exact
+
     def __str__(self) -> str:
         negative = self.days < 0 or self.exact < timedelta(0)
         days = abs(self.days)

@@ -29,7 +29,7 @@ def _url(value: str) -> str:
 
 def _refresh(value: str) -> str:
     offset = Offset.parse(value)
-    if timedelta(days=offset.days) + offset.exact < MIN_REFRESH:
+    if offset.as_timedelta() < MIN_REFRESH:
         raise ValueError("must be at least PT5M")
     return str(offset)
 

@@ -59,8 +59,7 @@ def anchor_key(source_id: int, occurrence: Occurrence) -> str:
 
 
 def refresh_delta(source: Source) -> timedelta:
-    offset = Offset.parse(source.refresh)
-    return timedelta(days=offset.days) + offset.exact
+    return Offset.parse(source.refresh).as_timedelta()
 
 
 def sync_source(
