@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         default=None,
         description="Secret token put in callback URLs for gateways that cannot sign (Kannel).",
     )
+    http_sender_url: str | None = Field(
+        default=None, description="The in-house gateway the http sender POSTs JSON to."
+    )
+    http_sender_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key the http sender signs its requests with."
+    )
     kannel_url: str | None = Field(
         default=None,
         description="Kannel's sendsms URL, e.g. http://127.0.0.1:13013/cgi-bin/sendsms",

@@ -14,6 +14,7 @@ _BUILTIN = {
     "console": "reminders.sender.console:ConsoleSender",
     "twilio": "reminders.sender.twilio:TwilioSender",
     "kannel": "reminders.sender.kannel:KannelSender",
+    "http": "reminders.sender.http:HttpSender",
 }
 
 
