@@ -8,9 +8,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_decimal
 from sqlalchemy import bindparam, insert, update
@@ -74,7 +76,9 @@ def template_context(
             {
                 "title": anchor.title,
                 "start": start,
-                "date": format_date(start.date(), DATE_FORMAT.get(lang, "d.MM.y"), locale=lang),
+                "date": format_date(
+                    start.date(), DATE_FORMAT.get(lang, "d.MM.y"), locale=_locale(lang)
+                ),
                 "time": "" if anchor.all_day else start.strftime("%H:%M"),
                 "location": data.get("location", ""),
                 "amount": _amount_text(data.get("amount"), lang),
@@ -89,13 +93,19 @@ def template_context(
 DATE_FORMAT = {"bg": "d.MM.y", "en": "d MMM y"}
 
 
+@lru_cache(maxsize=8)
+def _locale(lang: str) -> Locale:
+    # Babel looks the locale's data files up on every call given a name; a burst pays for it.
+    return Locale.parse(lang)
+
+
 def _amount_text(amount: Any, lang: str) -> str:
     """84,20 in Bulgarian, 84.20 in English; no grouping separator, since Babel's Bulgarian one
     is a non-breaking space, which alone would turn an English SMS into UCS-2."""
     if amount in (None, ""):
         return ""
     try:
-        return format_decimal(Decimal(str(amount)), format="0.00", locale=lang)
+        return format_decimal(Decimal(str(amount)), format="0.00", locale=_locale(lang))
     except (InvalidOperation, ValueError):
         return str(amount)
 

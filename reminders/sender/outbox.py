@@ -14,7 +14,7 @@ from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 
 class OutboxSender(Sender):
     name = "outbox"
-    batch_size = 100
+    batch_size = 200
 
     def send_many(self, messages: Sequence[OutgoingSms]) -> list[Accepted | SendError]:
         now = utcnow()
