@@ -102,13 +102,35 @@ def test_errors_say_whether_to_retry(
         assert caught.value.message == body["message"]
 
 
-def test_timeouts_are_transient(settings: Settings, engine: Engine) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+def test_a_connect_timeout_is_retried_a_read_timeout_is_not(
+    settings: Settings, engine: Engine
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("no route", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    with pytest.raises(SendError) as caught:
-        sender(settings, engine, handler).send(SMS)
-    assert caught.value.permanent is False and caught.value.code == "timeout"
+    with pytest.raises(SendError) as never_sent:
+        sender(settings, engine, refuse).send(SMS)
+    assert never_sent.value.permanent is False and never_sent.value.ambiguous is False
+    # The request went out and no answer came: Twilio may have taken it. Retrying could send
+    # it twice, so it is neither retried nor called failed.
+    with pytest.raises(SendError) as maybe_sent:
+        sender(settings, engine, slow).send(SMS)
+    assert maybe_sent.value.ambiguous is True and maybe_sent.value.code == "timeout"
+
+
+def test_an_ambiguous_outcome_leaves_the_notice_unknown(settings: Settings, engine: Engine) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    data = MessageCreate.model_validate({"to": {"phones": ["0888 123 458"]}, "text": "x"})
+    with Session(engine, expire_on_commit=False) as session:
+        _, [notice] = create_message(session, None, data, region="BG")
+    assert notice.id is not None
+    assert fire(engine, sender(settings, engine, slow), notice.id, settings=settings) == "unknown"
+    assert fire(engine, sender(settings, engine, slow), notice.id, settings=settings) is None
 
 
 def test_missing_settings_stop_start_up(database_url: str, engine: Engine) -> None:

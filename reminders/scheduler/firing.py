@@ -319,6 +319,9 @@ def _result(
         "error": result.message[:2000],
         "submitted_at": now,
     }
+    if result.ambiguous:
+        attempt["status"] = NoticeStatus.unknown
+        return _Outcome(NoticeStatus.unknown, result.message[:500], attempt)
     return _Outcome(
         NoticeStatus.failed, result.message[:500], attempt, transient=not result.permanent
     )

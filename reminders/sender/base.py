@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import httpx
 from sqlalchemy.engine import Engine
 
 from reminders.settings import Settings
@@ -45,11 +46,35 @@ class SendError(Exception):
     from what it may (a timeout, a 5xx).
     """
 
-    def __init__(self, message: str, *, permanent: bool, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, code: str | None = None, ambiguous: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.code = code
+        # The request may have reached the gateway (it timed out waiting for the answer): the
+        # SMS may be on its way, so it is neither retried nor called failed, but "unknown".
+        self.ambiguous = ambiguous
+
+
+def transport_error(exc: Exception, gateway: str) -> SendError:
+    """Classify an httpx transport error: retry only what surely never reached the gateway."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        return SendError(f"cannot reach {gateway}: {exc}", permanent=False, code="network")
+    if isinstance(exc, httpx.TimeoutException):
+        return SendError(
+            f"{gateway} did not answer in time; it may have taken the message",
+            permanent=True,
+            code="timeout",
+            ambiguous=True,
+        )
+    return SendError(
+        f"the connection to {gateway} broke: {exc}; it may have taken the message",
+        permanent=True,
+        code="network",
+        ambiguous=True,
+    )
 
 
 class Sender(ABC):

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
-from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError, transport_error
 from reminders.settings import Settings, SettingsError
 
 
@@ -65,14 +65,8 @@ class HttpSender(Sender):
         }
         try:
             response = self.client.post(self.url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            raise SendError(
-                "the gateway did not answer in time", permanent=False, code="timeout"
-            ) from None
         except httpx.TransportError as exc:
-            raise SendError(
-                f"cannot reach the gateway: {exc}", permanent=False, code="network"
-            ) from None
+            raise transport_error(exc, "the gateway") from None
         if 200 <= response.status_code < 300:
             try:
                 answer = response.json()

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy.engine import Engine
 
-from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError, transport_error
 from reminders.sender.compose import compose, is_gsm7
 from reminders.settings import Settings, SettingsError
 
@@ -102,14 +102,8 @@ class KannelSender(Sender):
         params = self.params(sms)
         try:
             response = self.client.get(self.url, params=params)
-        except httpx.TimeoutException:
-            raise SendError(
-                "Kannel did not answer in time", permanent=False, code="timeout"
-            ) from None
         except httpx.TransportError as exc:
-            raise SendError(
-                f"cannot reach Kannel: {exc}", permanent=False, code="network"
-            ) from None
+            raise transport_error(exc, "Kannel") from None
         return self._answer(sms, response)
 
     def params(self, sms: OutgoingSms) -> dict[str, str | int]:

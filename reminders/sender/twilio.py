@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
-from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError, transport_error
 from reminders.sender.reports import DeliveryReport, ReportStatus
 from reminders.settings import Settings, SettingsError
 
@@ -97,14 +97,8 @@ class TwilioSender(Sender):
                 data=data,
                 auth=(self.account_sid, self.auth_token),
             )
-        except httpx.TimeoutException:
-            raise SendError(
-                "Twilio did not answer in time", permanent=False, code="timeout"
-            ) from None
         except httpx.TransportError as exc:
-            raise SendError(
-                f"cannot reach Twilio: {exc}", permanent=False, code="network"
-            ) from None
+            raise transport_error(exc, "Twilio") from None
         body = _json(response)
         if response.status_code in (200, 201) and body.get("sid"):
             return Accepted(provider_message_id=str(body["sid"]))
