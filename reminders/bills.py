@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
-from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
 from reminders.contacts import create_contact, find_by_external_id, get_contact
@@ -32,7 +31,13 @@ from reminders.models import (
 from reminders.notices import JobScheduler
 from reminders.phones import normalize_mobile
 from reminders.policies import get_policy_or_none, list_policies
-from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for, plan_many
+from reminders.scheduler.anchors import (
+    PlanReport,
+    cancel_for,
+    plan_for,
+    plan_many,
+    set_recipients,
+)
 from reminders.schemas import (
     ContactCreate,
     Email,
@@ -292,12 +297,7 @@ def _store_bill(
     session.add(anchor)
     session.flush()
     assert anchor.id is not None and contact.id is not None
-    if not created:
-        session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor.id))  # type: ignore[call-overload]
-    session.execute(
-        insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
-        [{"anchor_id": anchor.id, "phone": contact.phone, "contact_id": contact.id}],
-    )
+    set_recipients(session, anchor.id, [(contact.phone, contact.id)], replace=not created)
     return anchor, created
 
 

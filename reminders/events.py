@@ -9,18 +9,17 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
 from reminders.dates import DateParseError, parse_datetime
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
-from reminders.messages import Recipient, resolve_recipients
+from reminders.messages import resolve_recipients
 from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice
 from reminders.notices import JobScheduler
 from reminders.paging import page
 from reminders.policies import get_policy_or_none
-from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for
+from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for, set_recipients
 from reminders.schemas import (
     ExternalId,
     Input,
@@ -87,18 +86,6 @@ def _parse(text: str, zone: ZoneInfo, field: str, now: datetime) -> datetime:
         raise InvalidField(str(exc), field=field) from None
 
 
-def _set_recipients(session: Session, anchor_id: int, recipients: list[Recipient]) -> None:
-    session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor_id))  # type: ignore[call-overload]
-    if recipients:
-        session.execute(
-            insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
-            [
-                {"anchor_id": anchor_id, "phone": r.phone, "contact_id": r.contact_id}
-                for r in recipients
-            ],
-        )
-
-
 def create_event(
     session: Session, scheduler: JobScheduler | None, data: EventCreate, *, settings: Settings
 ) -> tuple[Anchor, PlanReport]:
@@ -133,7 +120,7 @@ def create_event(
     session.add(anchor)
     session.flush()
     assert anchor.id is not None
-    _set_recipients(session, anchor.id, recipients)
+    set_recipients(session, anchor.id, [(r.phone, r.contact_id) for r in recipients])
     session.commit()
     return anchor, plan_for(session, scheduler, anchor.id, settings=settings, now=now)
 
@@ -178,7 +165,7 @@ def update_event(
             session, data.recipients, region=settings.default_region, field="recipients"
         )
         assert anchor.id is not None
-        _set_recipients(session, anchor.id, recipients)
+        set_recipients(session, anchor.id, [(r.phone, r.contact_id) for r in recipients])
     session.commit()
     assert anchor.id is not None
     return anchor, plan_for(session, scheduler, anchor.id, settings=settings, now=now)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, update
 from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
@@ -57,6 +57,23 @@ class PlanReport:
 class Recipient(NamedTuple):
     phone: str
     contact_id: int | None
+
+
+def set_recipients(
+    session: Session,
+    anchor_id: int,
+    recipients: Sequence[tuple[str, int | None]],
+    *,
+    replace: bool = True,
+) -> None:
+    """Make (phone, contact id) pairs the anchor's recipients; the next plan follows them."""
+    if replace:
+        session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor_id))  # type: ignore[call-overload]
+    if recipients:
+        session.execute(
+            insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
+            [{"anchor_id": anchor_id, "phone": p, "contact_id": c} for p, c in recipients],
+        )
 
 
 def notice_key(anchor_id: int, step: int, phone: str) -> str:

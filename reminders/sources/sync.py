@@ -18,16 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import delete, insert
 from sqlmodel import Session, col, func, select
 
 from reminders.db import utcnow
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
-from reminders.models import Anchor, AnchorKind, AnchorRecipient, Contact, Source
+from reminders.models import Anchor, AnchorKind, Contact, Source
 from reminders.notices import JobScheduler
 from reminders.phones import normalize_mobile
-from reminders.scheduler.anchors import cancel_for, plan_many
+from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
 from reminders.scheduler.planning import Offset
 from reminders.settings import Settings
 from reminders.sources.fetch import FetchError, FetchResult, fetch_feed, redact_url
@@ -145,12 +144,7 @@ def sync_source(
         session.add(anchor)
         session.flush()
         assert anchor.id is not None
-        session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor.id))  # type: ignore[call-overload]
-        if recipients:
-            session.execute(
-                insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
-                [{"anchor_id": anchor.id, "phone": p, "contact_id": c} for p, c in recipients],
-            )
+        set_recipients(session, anchor.id, recipients, replace=key in existing)
         to_plan.append(anchor.id)
     session.commit()
     # All the new and changed occurrences planned together: a few statements, not one pass each.
