@@ -409,7 +409,7 @@ def payment_failed(session: Session, scheduler: JobScheduler | None, bill_id: in
     session.add(notice)
     session.commit()
     if scheduler is not None and notice.id is not None:
-        scheduler.schedule([(notice.id, now)], new=True)
+        scheduler.schedule([(notice.id, now, Priority.transactional)], new=True)
     return notice
 
 

@@ -155,7 +155,11 @@ def create_message(
     )
     if scheduler is not None:
         scheduler.schedule(
-            [(n.id, n.send_at) for n in notices if n.status == NoticeStatus.scheduled and n.id],
+            [
+                (n.id, n.send_at, n.priority)
+                for n in notices
+                if n.status == NoticeStatus.scheduled and n.id
+            ],
             new=True,
         )
     return message, notices

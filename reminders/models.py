@@ -145,6 +145,9 @@ class Policy(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     transliterate: bool | None = Field(default=None)  # None: REMINDERS_TRANSLITERATE decides
+    # The lane of its notices: "transactional" ones skip quiet hours and the bulk queue.
+    priority: str = Field(default="bulk", max_length=13)
+    sender_id: str | None = Field(default=None, max_length=16)  # None: REMINDERS_SENDER_ID
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

@@ -14,11 +14,15 @@ from reminders.errors import Conflict, NotFound
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.paging import page
 
+# (notice id, send time) or (notice id, send time, priority): the priority picks the lane the
+# notice is fired from, "bulk" when left out.
+JobItem = tuple[int, datetime] | tuple[int, datetime, str]
+
 
 class JobScheduler(Protocol):
     """What the data layer needs from the scheduler: put jobs in and take them out."""
 
-    def schedule(self, items: Sequence[tuple[int, datetime]], *, new: bool = False) -> None: ...
+    def schedule(self, items: Sequence[JobItem], *, new: bool = False) -> None: ...
 
     def unschedule(self, notice_ids: Sequence[int]) -> None: ...
 

@@ -13,9 +13,9 @@ from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
-from reminders.models import Anchor, NoticeKind, Policy
+from reminders.models import Anchor, NoticeKind, Policy, Priority
 from reminders.scheduler.planning import Offset, Step, parse_time
-from reminders.schemas import Input, _no_control_chars
+from reminders.schemas import Input, SenderId, _no_control_chars
 from reminders.templates import check_template
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -64,6 +64,14 @@ class PolicyCreate(Input):
     transliterate: bool | None = Field(
         default=None, description="Latin letters for its messages; null: the setting decides."
     )
+    priority: Priority = Field(
+        default=Priority.bulk,
+        description="transactional: its notices skip quiet hours and never wait behind bulk "
+        "ones (payment failures, card alerts); bulk: reminders.",
+    )
+    sender_id: SenderId | None = Field(
+        default=None, description="Sender ID of its messages; null: REMINDERS_SENDER_ID."
+    )
 
 
 class PolicyUpdate(Input):
@@ -72,6 +80,8 @@ class PolicyUpdate(Input):
     ) = None
     steps: list[StepIn] | None = Field(default=None, min_length=1, max_length=20)
     transliterate: bool | None = None
+    priority: Priority | None = None
+    sender_id: SenderId | None = None
 
 
 class StepOut(BaseModel):
@@ -87,6 +97,8 @@ class PolicyOut(BaseModel):
     description: str | None
     steps: list[StepOut]
     transliterate: bool | None
+    priority: Priority
+    sender_id: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -121,6 +133,8 @@ def create_policy(session: Session, data: PolicyCreate) -> Policy:
         description=data.description,
         steps=_checked_steps(data.steps),
         transliterate=data.transliterate,
+        priority=data.priority,
+        sender_id=data.sender_id,
     )
     session.add(policy)
     try:
@@ -157,6 +171,12 @@ def update_policy(session: Session, name: str, data: PolicyUpdate) -> Policy:
         policy.description = data.description
     if "transliterate" in changes:
         policy.transliterate = data.transliterate
+    if "priority" in changes:
+        if data.priority is None:
+            raise InvalidField("may not be null; use transactional or bulk", field="priority")
+        policy.priority = data.priority
+    if "sender_id" in changes:
+        policy.sender_id = data.sender_id
     policy.updated_at = utcnow()
     session.add(policy)
     session.flush()

@@ -6,12 +6,13 @@ handed the engine or the sender; it finds them here, installed once at start-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from reminders.sender.base import Sender
+from reminders.sender.rate import SendRate
 from reminders.settings import Settings
 
 
@@ -22,6 +23,7 @@ class Runtime:
     sender: Sender
     token: str = ""  # this process, as recorded on the notices it claims
     scheduler: Any = None  # the process's NoticeScheduler, for jobs that plan notices
+    rate: SendRate = field(default_factory=SendRate)
 
 
 _current: Runtime | None = None

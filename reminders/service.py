@@ -22,6 +22,7 @@ from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
 from reminders.scheduler.service import NoticeScheduler
 from reminders.sender import registry
+from reminders.sender.rate import make_rate
 from reminders.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,16 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
     except Exception as exc:
         raise StartupError(f"The sender {settings.sender!r} cannot start: {exc}") from None
     token = process_token()
-    rt = Runtime(settings=settings, engine=engine, sender=sender, token=token)
+    client = (
+        redis.Redis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
+    )
+    rate = make_rate(settings.send_rate, client, prefix=settings.redis_prefix)
+    rt = Runtime(settings=settings, engine=engine, sender=sender, token=token, rate=rate)
     runtime.install(rt)
     scheduler = NoticeScheduler(engine, token=token)
     rt.scheduler = scheduler
     leadership = None
-    if run_scheduler and settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    if run_scheduler and client is not None:
         leadership = Leadership(
             client,
             prefix=settings.redis_prefix,

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         default="PT48H",
         description="After this, a sent notice without a final report counts as 'no report'.",
     )
+    send_rate: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="Messages per second for all instances together, transactional ones "
+        "first; unset means as fast as the gateway takes them.",
+    )
     send_attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per SMS when the gateway fails transiently."
     )

@@ -95,3 +95,78 @@ def test_bad_names_and_empty_steps(client: TestClient, writer: Headers) -> None:
         assert response.json()["errors"][0]["field"] == "name"
     empty = client.post("/api/v1/policies", json={"name": "empty", "steps": []}, headers=writer)
     assert empty.status_code == 422
+
+
+def test_policy_priority_and_sender_id_reach_its_notices(
+    client: TestClient, writer: Headers
+) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    sofia = ZoneInfo("Europe/Sofia")
+    body = {
+        "name": "card-alert",
+        "steps": [{"offset": "-PT5H", "template": "Card {{ title }}"}],
+        "priority": "transactional",
+        "sender_id": "MyBank",
+    }
+    created = client.post("/api/v1/policies", json=body, headers=writer)
+    assert created.status_code == 201, created.text
+    assert (created.json()["priority"], created.json()["sender_id"]) == ("transactional", "MyBank")
+
+    # Five hours before 03:00 is 22:00, inside the default quiet hours (21:00-08:00): a bulk
+    # reminder would be moved to the evening before; a transactional one keeps its time.
+    day = (datetime.now(sofia) + timedelta(days=5)).date()
+    start = datetime(day.year, day.month, day.day, 3, 0, tzinfo=sofia)
+    event = client.post(
+        "/api/v1/events",
+        json={
+            "title": "x",
+            "start": start.isoformat(),
+            "policy": "card-alert",
+            "recipients": {"phones": ["0888 700 101"]},
+        },
+        headers=writer,
+    )
+    assert event.status_code == 201, event.text
+    [notice] = event.json()["notices"]
+    assert (notice["priority"], notice["sender_id"]) == ("transactional", "MyBank")
+    assert datetime.fromisoformat(notice["send_at"]) == start - timedelta(hours=5)
+
+    # Editing the policy follows through at the next planning of its anchors.
+    patched = client.patch(
+        "/api/v1/policies/card-alert",
+        json={"priority": "bulk", "sender_id": None},
+        headers=writer,
+    )
+    assert patched.status_code == 200, patched.text
+    moved = client.patch(
+        f"/api/v1/events/{event.json()['id']}",
+        json={"title": "y"},
+        headers=writer,
+    )
+    assert moved.status_code == 200, moved.text
+    [notice] = moved.json()["notices"]
+    assert (notice["priority"], notice["sender_id"]) == ("bulk", None)
+    assert datetime.fromisoformat(notice["send_at"]) != start - timedelta(hours=5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("priority", "urgent"), ("sender_id", "Way too long ID"), ("sender_id", "Bad_ID!")],
+)
+def test_bad_lane_or_sender_id_is_a_422(
+    client: TestClient, writer: Headers, field: str, value: str
+) -> None:
+    body = {"name": "p1", "steps": [{"offset": "-P1D", "template": "x"}], field: value}
+    response = client.post("/api/v1/policies", json=body, headers=writer)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+    patched = client.patch("/api/v1/policies/appointment", json={field: value}, headers=writer)
+    assert patched.status_code == 422
+    assert (
+        client.patch(
+            "/api/v1/policies/appointment", json={"priority": None}, headers=writer
+        ).status_code
+        == 422
+    )

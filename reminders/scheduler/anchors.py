@@ -18,8 +18,16 @@ from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.errors import NotFound
-from reminders.models import Anchor, AnchorRecipient, Contact, Notice, NoticeKind, NoticeStatus
-from reminders.notices import JobScheduler
+from reminders.models import (
+    Anchor,
+    AnchorRecipient,
+    Contact,
+    Notice,
+    NoticeKind,
+    NoticeStatus,
+    Priority,
+)
+from reminders.notices import JobItem, JobScheduler
 from reminders.policies import get_policy, planning_steps
 from reminders.scheduler.planning import Offset, Planned, Step, plan
 from reminders.settings import Settings
@@ -90,21 +98,37 @@ def _get_anchor(session: Session, anchor_id: int) -> Anchor:
 Wanted = dict[str, tuple[Planned, Recipient, str]]
 
 
-def _policy_steps(
-    session: Session, name: str, cache: dict[str, Any]
-) -> tuple[list[Step], list[str], bool | None]:
+@dataclass(frozen=True)
+class PolicyPlan:
+    """What planning takes from a policy, read once per ``plan_many``."""
+
+    steps: list[Step]
+    templates: list[str]
+    transliterate: bool
+    priority: str
+    sender_id: str | None
+
+
+def _policy_plan(
+    session: Session, name: str, cache: dict[str, PolicyPlan], settings: Settings
+) -> PolicyPlan:
     if name not in cache:
         policy = get_policy(session, name)
-        templates = [step["template"] for step in policy.steps]
-        cache[name] = (planning_steps(policy), templates, policy.transliterate)
-    steps, templates, transliterate = cache[name]
-    return list(steps), list(templates), transliterate
+        cache[name] = PolicyPlan(
+            steps=planning_steps(policy),
+            templates=[step["template"] for step in policy.steps],
+            transliterate=settings.transliterate
+            if policy.transliterate is None
+            else policy.transliterate,
+            priority=policy.priority,
+            sender_id=policy.sender_id,
+        )
+    return cache[name]
 
 
 def desired_notices(
     anchor: Anchor,
-    steps: list[Step],
-    templates: list[str],
+    policy: PolicyPlan,
     recipients: list[Recipient],
     zones: dict[int, str | None],
     *,
@@ -113,6 +137,9 @@ def desired_notices(
 ) -> Wanted:
     """What the policy wants for this anchor now: natural key -> (plan, recipient, template)."""
     assert anchor.id is not None
+    steps, templates = policy.steps, policy.templates
+    # Transactional notices (a payment failure) matter more than the recipient's sleep.
+    quiet = None if policy.priority == Priority.transactional else settings.quiet
     # A feed's own alarms (VALARM), when its source says so, are extra steps of the policy.
     for alarm in anchor.data.get("alarms") or []:
         steps = [*steps, Step(offset=Offset.parse(alarm))]
@@ -131,7 +158,7 @@ def desired_notices(
                 zone=ZoneInfo(zone_name),
                 now=now,
                 default_kind=DEFAULT_KIND.get(anchor.kind, NoticeKind.event_reminder),
-                quiet=settings.quiet,
+                quiet=quiet,
             )
         for planned in plans[zone_name]:
             key = notice_key(anchor.id, planned.step, recipient.phone)
@@ -195,9 +222,9 @@ def plan_many(
             zones[contact_id or 0] = zone
 
     reports: dict[int, PlanReport] = {}
-    policies: dict[str, Any] = {}
+    policies: dict[str, PolicyPlan] = {}
     new_rows: list[dict[str, Any]] = []
-    jobs_to_write: list[tuple[int, datetime]] = []
+    jobs_to_write: list[JobItem] = []
     jobs_to_drop: list[int] = []
     for anchor_id in ids:
         anchor = anchors.get(anchor_id)
@@ -208,16 +235,14 @@ def plan_many(
                 session, scheduler, anchor_id, reason="the anchor was cancelled"
             )
             continue
-        steps, templates, transliterate = _policy_steps(session, anchor.policy, policies)
-        if transliterate is None:
-            transliterate = settings.transliterate
+        policy = _policy_plan(session, anchor.policy, policies, settings)
         wanted = desired_notices(
-            anchor, steps, templates, recipients[anchor_id], zones, settings=settings, now=now
+            anchor, policy, recipients[anchor_id], zones, settings=settings, now=now
         )
         reports[anchor_id] = _diff(
             session,
             anchor_id,
-            transliterate,
+            policy,
             wanted,
             existing[anchor_id],
             now,
@@ -232,7 +257,7 @@ def plan_many(
     session.commit()
     if new_rows:
         by_key = {row["key"]: row for row in new_rows}
-        new_jobs: list[tuple[int, datetime]] = []
+        new_jobs: list[JobItem] = []
         planned_ids = sorted({row["anchor_id"] for row in new_rows})
         for chunk in _chunks(planned_ids):
             for notice_id, key in session.exec(
@@ -244,7 +269,7 @@ def plan_many(
                 target = reports[new["anchor_id"]]
                 if new["status"] == NoticeStatus.scheduled:
                     target.created.append(notice_id)
-                    new_jobs.append((notice_id, new["send_at"]))
+                    new_jobs.append((notice_id, new["send_at"], new["priority"]))
                 else:
                     target.expired.append(notice_id)
         if scheduler is not None:
@@ -258,12 +283,12 @@ def plan_many(
 def _diff(
     session: Session,
     anchor_id: int,
-    transliterate: bool,
+    policy: PolicyPlan,
     wanted: Wanted,
     existing: dict[str, Notice],
     now: datetime,
     new_rows: list[dict[str, Any]],
-    jobs_to_write: list[tuple[int, datetime]],
+    jobs_to_write: list[JobItem],
     jobs_to_drop: list[int],
 ) -> PlanReport:
     """Compare what is wanted with what exists; queue inserts, apply conditional updates."""
@@ -285,7 +310,9 @@ def _diff(
                     "phone": recipient.phone,
                     "text": template,
                     "is_template": True,
-                    "transliterate": transliterate,
+                    "transliterate": policy.transliterate,
+                    "priority": policy.priority,
+                    "sender_id": policy.sender_id,
                     "send_at": send_at,
                     "created_at": now,
                     "updated_at": now,
@@ -300,6 +327,9 @@ def _diff(
             and notice.send_at == send_at
             and notice.text == template
             and notice.status_reason == planned.reason
+            and notice.priority == policy.priority
+            and notice.sender_id == policy.sender_id
+            and notice.transliterate == policy.transliterate
         ):
             report.unchanged += 1
             continue
@@ -313,13 +343,16 @@ def _diff(
             text=template,
             kind=planned.kind,
             contact_id=recipient.contact_id,
+            priority=policy.priority,
+            sender_id=policy.sender_id,
+            transliterate=policy.transliterate,
             updated_at=now,
         )
         if not changed:
             report.unchanged += 1
         elif status == NoticeStatus.scheduled:
             report.moved.append(notice.id)
-            jobs_to_write.append((notice.id, send_at))
+            jobs_to_write.append((notice.id, send_at, policy.priority))
         elif notice.status == NoticeStatus.scheduled:
             report.expired.append(notice.id)
             jobs_to_drop.append(notice.id)

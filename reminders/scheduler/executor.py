@@ -5,6 +5,9 @@ transactions (claim, outbox, outcome); a burst of 100,000 notices due in the sam
 queue for minutes behind SQLite's single writer. This executor collects the notice jobs the
 scheduler submits and hands their ids to ``fire_many`` a batch at a time, so each step is one
 statement per batch. Jobs stay one per notice in the store, as before.
+
+There is one such executor per lane (a job's ``executor`` names its lane), each with its own
+queue and threads: a transactional notice never queues behind a bulk backlog.
 """
 
 from __future__ import annotations
@@ -24,27 +27,43 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
+# handler(notice ids, lane, stop): fire them, giving up early (leaving them scheduled) once
+# ``stop`` is set.
+Handler = Callable[[list[int], str, threading.Event], None]
+
+
 class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
     def __init__(
-        self, handler: Callable[[list[int]], None], *, threads: int = 2, max_batch: int = 200
+        self, handler: Handler, *, lane: str, threads: int = 2, max_batch: int = 200
     ) -> None:
         super().__init__()
         self._handler = handler
+        self.lane = lane
         self._threads_wanted = threads
         self._max_batch = max_batch
         self._queue: queue.Queue[Any] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    @property
+    def backlog(self) -> int:
+        """Notices handed to this lane and not yet fired."""
+        return self._queue.qsize()
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
         self._threads = [
-            threading.Thread(target=self._work, name=f"notices-{i}", daemon=True)
+            threading.Thread(target=self._work, name=f"{self.lane}-{i}", daemon=True)
             for i in range(self._threads_wanted)
         ]
         for thread in self._threads:
             thread.start()
 
     def shutdown(self, wait: bool = True) -> None:
+        # What is still queued is dropped, not drained: at a send rate a bulk backlog could take
+        # minutes. Those notices are still "scheduled" with their jobs gone, and the next start
+        # (or the next elected instance) gives them jobs again when it reconciles.
+        self._stopping.set()
         for _ in self._threads:
             self._queue.put(_STOP)
         if wait:
@@ -59,6 +78,8 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
             first = self._queue.get()
             if first is _STOP:
                 return
+            if self._stopping.is_set():
+                continue
             batch: list[Job] = [first]
             stop_after = False
             while len(batch) < self._max_batch:
@@ -71,7 +92,7 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
                     break
                 batch.append(item)
             try:
-                self._handler([int(job.args[0]) for job in batch])
+                self._handler([int(job.args[0]) for job in batch], self.lane, self._stopping)
             except Exception:
                 # The notices stay claimed ("sending"): a restart records them as unknown rather
                 # than risk sending them twice.

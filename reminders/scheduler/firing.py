@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,10 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from reminders.db import UTCDateTime, utcnow
-from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus
-from reminders.notices import JobScheduler
+from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus, Priority
+from reminders.notices import JobItem, JobScheduler
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.compose import compose
+from reminders.sender.rate import SendRate
 from reminders.settings import Settings
 from reminders.templates import RenderError, render
 
@@ -165,17 +167,28 @@ def fire_many(
     settings: Settings,
     token: str = "",
     scheduler: JobScheduler | None = None,
+    rate: SendRate | None = None,
+    lane: str = Priority.bulk,
+    stop: threading.Event | None = None,
 ) -> dict[int, str]:
     """Fire the notices that are still due to go; return the final status of each one claimed.
 
     Work goes by ``sender.batch_size`` notices: claim, load, send, record, each one statement per
     batch. A crash between a claim and its record leaves that batch "sending", recorded as
     unknown at the next start, so the batch size bounds how many outcomes a crash can lose.
+
+    With a send ``rate``, each batch waits for its budget in ``lane`` before it is claimed, so a
+    notice is never held "sending" while it waits; if ``stop`` is set meanwhile, the rest stay
+    scheduled for whoever fires next.
     """
+    rate = rate or SendRate()
     outcomes: dict[int, str] = {}
     unique = list(dict.fromkeys(notice_ids))
-    for start in range(0, len(unique), sender.batch_size):
-        chunk = unique[start : start + sender.batch_size]
+    size = rate.slice_size(sender.batch_size)
+    for start in range(0, len(unique), size):
+        chunk = unique[start : start + size]
+        if (stop is not None and stop.is_set()) or not rate.acquire(lane, len(chunk), stop):
+            break
         outcomes.update(
             _fire_batch(engine, sender, chunk, settings=settings, token=token, scheduler=scheduler)
         )
@@ -218,9 +231,11 @@ def _fire_batch(
             outcomes[sms.notice_id] = _result(sms, result, sender.name, sent_at)
         _plan_retries(engine, outcomes, settings.send_attempts, sent_at)
     _record(engine, outcomes)
-    retries = [(i, o.retry_at) for i, o in outcomes.items() if o.retry_at is not None]
+    retries: list[JobItem] = [
+        (i, o.retry_at, notices[i].priority) for i, o in outcomes.items() if o.retry_at is not None
+    ]
     if retries and scheduler is not None:
-        scheduler.schedule(retries)  # type: ignore[arg-type]
+        scheduler.schedule(retries)
     return {notice_id: outcome.status.value for notice_id, outcome in outcomes.items()}
 
 

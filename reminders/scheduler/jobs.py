@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 from reminders import runtime
+from reminders.models import Priority
 from reminders.scheduler.firing import fire_many
 
 
@@ -11,8 +14,10 @@ def fire_notice(notice_id: int) -> None:
     fire_notices([notice_id])
 
 
-def fire_notices(notice_ids: list[int]) -> None:
-    """What the batching executor calls with the notice ids of the jobs it collected."""
+def fire_notices(
+    notice_ids: list[int], lane: str = Priority.bulk, stop: threading.Event | None = None
+) -> None:
+    """What a lane's batching executor calls with the notice ids of the jobs it collected."""
     rt = runtime.current()
     fire_many(
         rt.engine,
@@ -21,4 +26,7 @@ def fire_notices(notice_ids: list[int]) -> None:
         settings=rt.settings,
         token=rt.token,
         scheduler=rt.scheduler,
+        rate=rt.rate,
+        lane=lane,
+        stop=stop,
     )

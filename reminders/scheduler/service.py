@@ -27,7 +27,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from reminders.db import utcnow
-from reminders.models import JOBS_TABLE, Notice, NoticeStatus, apscheduler_jobs
+from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
+from reminders.notices import JobItem
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.jobs import fire_notices
 from reminders.scheduler.leader import Leadership
@@ -38,7 +39,12 @@ JOB_PREFIX = "notice:"
 
 
 FIRE_NOTICE_REF = "reminders.scheduler.jobs:fire_notice"
-NOTICE_EXECUTOR = "notices"
+NOTICE_EXECUTOR = "notices"  # the bulk lane; the name predates lanes and is in stored jobs
+TRANSACTIONAL_EXECUTOR = "transactional"
+LANE_EXECUTORS: dict[str, str] = {
+    Priority.bulk: NOTICE_EXECUTOR,
+    Priority.transactional: TRANSACTIONAL_EXECUTOR,
+}
 SOURCE_PREFIX = "source:"
 SYNC_SOURCE_REF = "reminders.sources.jobs:sync_if_due"
 
@@ -47,8 +53,11 @@ def job_id(notice_id: int) -> str:
     return f"{JOB_PREFIX}{notice_id}"
 
 
-def job_state(notice_id: int, send_at: datetime) -> dict[str, Any]:
-    """What ``Job.__getstate__()`` returns for a notice's one-off job, built without a ``Job``."""
+def job_state(notice_id: int, send_at: datetime, priority: str = Priority.bulk) -> dict[str, Any]:
+    """What ``Job.__getstate__()`` returns for a notice's one-off job, built without a ``Job``.
+
+    The executor is the notice's lane: each lane has its own queue and threads.
+    """
     run_at = send_at.astimezone(UTC)
     trigger = DateTrigger.__new__(DateTrigger)
     trigger.run_date = run_at
@@ -57,7 +66,7 @@ def job_state(notice_id: int, send_at: datetime) -> dict[str, Any]:
         "id": job_id(notice_id),
         "func": FIRE_NOTICE_REF,
         "trigger": trigger,
-        "executor": NOTICE_EXECUTOR,
+        "executor": LANE_EXECUTORS.get(priority, NOTICE_EXECUTOR),
         "args": (notice_id,),
         "kwargs": {},
         "name": "fire_notice",
@@ -97,11 +106,18 @@ class NoticeScheduler:
         self.token = token
         self.leadership: Leadership | None = None
         self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
+        self.lanes = {
+            Priority.bulk: BatchingExecutor(fire_notices, lane=Priority.bulk, threads=2),
+            # One thread is plenty for alerts, and keeps them in the order they came.
+            Priority.transactional: BatchingExecutor(
+                fire_notices, lane=Priority.transactional, threads=1
+            ),
+        }
         self._scheduler = _PollingScheduler(
             jobstores={"default": self._store},
             executors={
                 "default": ThreadPoolExecutor(threads),
-                NOTICE_EXECUTOR: BatchingExecutor(fire_notices, threads=2),
+                **{LANE_EXECUTORS[lane]: executor for lane, executor in self.lanes.items()},
             },
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
@@ -151,12 +167,13 @@ class NoticeScheduler:
         if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)
 
-    def schedule(self, items: Iterable[tuple[int, datetime]], *, new: bool = False) -> None:
-        """Create or replace the job of each (notice id, send time), all in one transaction.
+    def schedule(self, items: Iterable[JobItem], *, new: bool = False) -> None:
+        """Create or replace the job of each (notice id, send time[, priority]), all in one
+        transaction.
 
         ``new``: the notices were just created, so no job can exist yet; saves the deletes.
         """
-        states = [job_state(notice_id, send_at) for notice_id, send_at in items]
+        states = [job_state(*item) for item in items]
         if not states:
             return
         # The store is otherwise only called by APScheduler itself, under this lock.
@@ -240,12 +257,14 @@ class NoticeScheduler:
             job_ids = set(session.execute(select(apscheduler_jobs.c.id)).scalars())
         with Session(self.engine) as session:
             scheduled = session.execute(
-                select(col(Notice.id), col(Notice.send_at)).where(
+                select(col(Notice.id), col(Notice.send_at), col(Notice.priority)).where(
                     col(Notice.status) == NoticeStatus.scheduled
                 )
             ).all()
-        live = {job_id(notice_id) for notice_id, _ in scheduled}
-        missing = [(nid, at) for nid, at in scheduled if job_id(nid) not in job_ids]
+        live = {job_id(notice_id) for notice_id, _, _ in scheduled}
+        missing: list[JobItem] = [
+            (nid, at, priority) for nid, at, priority in scheduled if job_id(nid) not in job_ids
+        ]
         orphans = [j for j in job_ids if j.startswith(JOB_PREFIX) and j not in live]
         self.schedule(missing)
         if orphans:
