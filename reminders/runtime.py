@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from reminders.metrics import SendMetrics
 from reminders.sender.base import Sender
 from reminders.sender.rate import SendRate
 from reminders.settings import Settings
@@ -24,6 +25,7 @@ class Runtime:
     token: str = ""  # this process, as recorded on the notices it claims
     scheduler: Any = None  # the process's NoticeScheduler, for jobs that plan notices
     rate: SendRate = field(default_factory=SendRate)
+    metrics: SendMetrics = field(default_factory=SendMetrics)
 
 
 _current: Runtime | None = None

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from reminders import apikeys, runtime
 from reminders.api import create_app
 from reminders.db import make_engine
+from reminders.metrics import make_metrics
 from reminders.migrate import ensure_schema
 from reminders.models import Scope
 from reminders.runtime import Runtime
@@ -112,7 +113,14 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         redis.Redis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
     )
     rate = make_rate(settings.send_rate, client, prefix=settings.redis_prefix)
-    rt = Runtime(settings=settings, engine=engine, sender=sender, token=token, rate=rate)
+    rt = Runtime(
+        settings=settings,
+        engine=engine,
+        sender=sender,
+        token=token,
+        rate=rate,
+        metrics=make_metrics(client, prefix=settings.redis_prefix),
+    )
     runtime.install(rt)
     scheduler = NoticeScheduler(engine, token=token)
     rt.scheduler = scheduler

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, case, func, literal, select, union_all
+from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from reminders.models import Attempt, InboundMessage, Notice, NoticeStatus
+from reminders.models import Attempt, InboundMessage, Notice, NoticeStatus, Priority
 
 Bucket = Literal["hour", "day"]
 NO_REPORT = "no_report"
@@ -160,3 +160,17 @@ def status_counts(session: Session) -> dict[str, int]:
         select(col(Notice.status), func.count()).group_by(col(Notice.status))
     ).all()
     return {status: n for status, n in rows}
+
+
+def queue_depth(session: Session, now: datetime) -> dict[str, int]:
+    """Notices due and not yet handed to the gateway, by lane: what a backlog looks like."""
+    waiting = or_(
+        and_(col(Notice.status) == NoticeStatus.scheduled, col(Notice.send_at) <= now),
+        col(Notice.status) == NoticeStatus.sending,
+    )
+    rows = session.execute(
+        select(col(Notice.priority), func.count()).where(waiting).group_by(col(Notice.priority))
+    ).all()
+    depth = {lane.value: 0 for lane in Priority}
+    depth.update({lane: n for lane, n in rows})
+    return depth

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from reminders.db import UTCDateTime, utcnow
+from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus, Priority
 from reminders.notices import JobItem, JobScheduler
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
@@ -170,6 +171,7 @@ def fire_many(
     rate: SendRate | None = None,
     lane: str = Priority.bulk,
     stop: threading.Event | None = None,
+    metrics: SendMetrics | None = None,
 ) -> dict[int, str]:
     """Fire the notices that are still due to go; return the final status of each one claimed.
 
@@ -190,7 +192,15 @@ def fire_many(
         if (stop is not None and stop.is_set()) or not rate.acquire(lane, len(chunk), stop):
             break
         outcomes.update(
-            _fire_batch(engine, sender, chunk, settings=settings, token=token, scheduler=scheduler)
+            _fire_batch(
+                engine,
+                sender,
+                chunk,
+                settings=settings,
+                token=token,
+                scheduler=scheduler,
+                metrics=metrics,
+            )
         )
     return outcomes
 
@@ -203,6 +213,7 @@ def _fire_batch(
     settings: Settings,
     token: str,
     scheduler: JobScheduler | None,
+    metrics: SendMetrics | None,
 ) -> dict[int, str]:
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
@@ -229,6 +240,8 @@ def _fire_batch(
         sent_at = utcnow()
         for sms, result in zip(outgoing, results, strict=True):
             outcomes[sms.notice_id] = _result(sms, result, sender.name, sent_at)
+        if metrics is not None:
+            _count(metrics, sender.name, outgoing, results, notices, sent_at)
         _plan_retries(engine, outcomes, settings.send_attempts, sent_at)
     _record(engine, outcomes)
     retries: list[JobItem] = [
@@ -237,6 +250,29 @@ def _fire_batch(
     if retries and scheduler is not None:
         scheduler.schedule(retries)
     return {notice_id: outcome.status.value for notice_id, outcome in outcomes.items()}
+
+
+def _count(
+    metrics: SendMetrics,
+    provider: str,
+    outgoing: list[OutgoingSms],
+    results: Sequence[Accepted | SendError],
+    notices: dict[int, Any],
+    sent_at: datetime,
+) -> None:
+    """Latency of what the gateway took, by lane; what it refused, by its error code."""
+    latencies: dict[str, list[float]] = {}
+    errors: list[str | None] = []
+    for sms, result in zip(outgoing, results, strict=True):
+        notice = notices[sms.notice_id]
+        if isinstance(result, Accepted):
+            delay = (sent_at - notice.send_at).total_seconds()
+            latencies.setdefault(notice.priority, []).append(delay)
+        else:
+            errors.append(result.code)
+    for lane, values in latencies.items():
+        metrics.observe_sent(lane, values)
+    metrics.count_errors(provider, errors)
 
 
 def _plan_retries(

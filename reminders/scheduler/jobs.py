@@ -29,4 +29,5 @@ def fire_notices(
         rate=rt.rate,
         lane=lane,
         stop=stop,
+        metrics=rt.metrics,
     )

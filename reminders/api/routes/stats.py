@@ -18,7 +18,14 @@ from sqlmodel import Session
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep
 from reminders.db import utcnow
 from reminders.errors import InvalidField
-from reminders.stats import CSV_COLUMNS, Counts, notice_rows, notice_stats, status_counts
+from reminders.stats import (
+    CSV_COLUMNS,
+    Counts,
+    notice_rows,
+    notice_stats,
+    queue_depth,
+    status_counts,
+)
 
 router = APIRouter(tags=["statistics"])
 # /metrics sits at the root, where Prometheus looks; it still needs a key (bearer_token).
@@ -153,13 +160,21 @@ def notices_csv(
 
 @metrics_router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, session: SessionDep, _: ReadKey) -> PlainTextResponse:
-    """Prometheus text format: notices by status, and whether this process fires them."""
+    """Prometheus text format: notices by status, queue depth per lane, send latency, gateway
+    errors, and whether this process fires notices."""
     lines = [
         "# HELP reminders_notices Notices by status.",
         "# TYPE reminders_notices gauge",
     ]
     for status, count in sorted(status_counts(session).items()):
         lines.append(f'reminders_notices{{status="{status}"}} {count}')
+    lines += [
+        "# HELP reminders_queue_depth Notices due and not yet handed to the gateway, by lane.",
+        "# TYPE reminders_queue_depth gauge",
+    ]
+    for lane, count in sorted(queue_depth(session, utcnow()).items()):
+        lines.append(f'reminders_queue_depth{{lane="{lane}"}} {count}')
+    lines += request.app.state.runtime.metrics.render()
     scheduler = request.app.state.scheduler
     lines += [
         "# HELP reminders_scheduler_active 1 if this process runs the scheduler now.",
