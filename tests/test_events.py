@@ -162,3 +162,24 @@ def test_a_reminder_already_past_is_expired_not_dropped(
     [day_before] = [n for n in response.json()["notices"] if n["step"] == 0]
     assert day_before["status"] == "expired"
     assert "had passed" in day_before["status_reason"]
+
+
+def test_listing_gives_each_event_its_own_notices(client: TestClient, writer: Headers) -> None:
+    made = []
+    for i in range(3):
+        response = create(
+            client,
+            writer,
+            title=f"Visit {i}",
+            start=later_day(5 + i).isoformat(),
+            recipients={"phones": [f"0888 710 00{i}", f"0888 710 10{i}"][: i + 1]},
+        )
+        assert response.status_code == 201, response.text
+        made.append(response.json())
+    listed = client.get("/api/v1/events", headers=writer).json()["items"]
+    assert [e["id"] for e in listed] == [e["id"] for e in made]
+    for one, shown in zip(made, listed, strict=True):
+        assert shown["recipients"] == one["recipients"]
+        assert [n["id"] for n in shown["notices"]] == [n["id"] for n in one["notices"]]
+        assert {n["anchor_id"] for n in shown["notices"]} == {one["id"]}
+    assert [len(e["notices"]) for e in listed] == [2, 4, 4]

@@ -39,9 +39,7 @@ def list_events(
     rows, next_cursor = events.list_events(
         session, limit=limit, cursor=cursor, include_cancelled=include_cancelled
     )
-    return Page[EventOut](
-        items=[events.event_out(session, a) for a in rows], next_cursor=next_cursor
-    )
+    return Page[EventOut](items=events.events_out(session, rows), next_cursor=next_cursor)
 
 
 @router.get("/{event_id}")
