@@ -101,6 +101,10 @@ class PolicyOut(BaseModel):
     sender_id: str | None
     created_at: datetime
     updated_at: datetime
+    planned: dict[str, int] | None = Field(
+        default=None,
+        description="After an edit: what re-planning its anchors with reminders to come did.",
+    )
 
 
 def _checked_steps(steps: Sequence[StepIn]) -> list[dict[str, Any]]:

@@ -133,22 +133,54 @@ def test_policy_priority_and_sender_id_reach_its_notices(
     assert (notice["priority"], notice["sender_id"]) == ("transactional", "MyBank")
     assert datetime.fromisoformat(notice["send_at"]) == start - timedelta(hours=5)
 
-    # Editing the policy follows through at the next planning of its anchors.
+    # An edit applies at once to the anchors that have reminders to come.
     patched = client.patch(
         "/api/v1/policies/card-alert",
         json={"priority": "bulk", "sender_id": None},
         headers=writer,
     )
     assert patched.status_code == 200, patched.text
-    moved = client.patch(
-        f"/api/v1/events/{event.json()['id']}",
-        json={"title": "y"},
-        headers=writer,
-    )
-    assert moved.status_code == 200, moved.text
-    [notice] = moved.json()["notices"]
+    assert patched.json()["planned"]["moved"] == 1
+    shown = client.get(f"/api/v1/events/{event.json()['id']}", headers=writer)
+    [notice] = shown.json()["notices"]
     assert (notice["priority"], notice["sender_id"]) == ("bulk", None)
     assert datetime.fromisoformat(notice["send_at"]) != start - timedelta(hours=5)
+
+
+def test_editing_steps_replans_events_to_come(client: TestClient, writer: Headers) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    sofia = ZoneInfo("Europe/Sofia")
+    day = (datetime.now(sofia) + timedelta(days=10)).date()
+    start = datetime(day.year, day.month, day.day, 11, 0, tzinfo=sofia)
+    event = client.post(
+        "/api/v1/events",
+        json={"title": "x", "start": start.isoformat(), "recipients": {"phones": ["0888700201"]}},
+        headers=writer,
+    ).json()
+    assert [n["step"] for n in event["notices"]] == [0, 1]
+    patched = client.patch(
+        "/api/v1/policies/appointment",
+        json={"steps": [{"offset": "-P3D", "at": "10:00", "template": "В {{ time }}"}]},
+        headers=writer,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["planned"] == {
+        "created": 0,
+        "moved": 1,
+        "expired": 0,
+        "cancelled": 1,
+        "unchanged": 0,
+    }
+    notices = client.get(f"/api/v1/events/{event['id']}", headers=writer).json()["notices"]
+    by_step = {n["step"]: n for n in notices}
+    assert by_step[0]["status"] == "scheduled"
+    assert datetime.fromisoformat(by_step[0]["send_at"]) == (start - timedelta(days=3)).replace(
+        hour=10
+    )
+    assert by_step[0]["text"] == "В {{ time }}"
+    assert by_step[1]["status"] == "cancelled"
 
 
 @pytest.mark.parametrize(

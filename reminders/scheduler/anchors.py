@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, or_, update
 from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
@@ -39,6 +39,7 @@ ALARM_TEMPLATE = (
     "{% endif %}"
 )
 CHUNK = 500  # ids per IN (...) clause
+REPLAN_BATCH = 2000  # anchors per plan_many when a policy changes
 DEFAULT_KIND = {"event": NoticeKind.event_reminder, "bill": NoticeKind.bill_due}
 # Notices that have not gone out and may still follow their anchor.
 _OPEN = {NoticeStatus.scheduled, NoticeStatus.expired, NoticeStatus.cancelled}
@@ -166,9 +167,9 @@ def desired_notices(
     return wanted
 
 
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start : start + CHUNK]
+def _chunks(ids: list[int], size: int = CHUNK) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def plan_for(
@@ -383,6 +384,42 @@ def _update_if_still(session: Session, notice: Notice, **values: Any) -> bool:
         .values(**values)
     )
     return bool(result.rowcount)
+
+
+def replan_policy(
+    session: Session,
+    scheduler: JobScheduler | None,
+    name: str,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Apply an edited policy to every anchor of it that still has reminders to come.
+
+    Those are the anchors ahead of us and those with a notice still scheduled (a bill's overdue
+    reminders); an anchor long past is left as it was, rather than given new expired notices.
+    """
+    now = now or utcnow()
+    pending = select(Notice.anchor_id).where(
+        Notice.status == NoticeStatus.scheduled, col(Notice.anchor_id).is_not(None)
+    )
+    ids = [
+        anchor_id
+        for anchor_id in session.exec(
+            select(Anchor.id).where(
+                Anchor.policy == name,
+                col(Anchor.cancelled).is_(False),
+                or_(col(Anchor.at) >= now, col(Anchor.id).in_(pending)),
+            )
+        )
+        if anchor_id is not None
+    ]
+    totals = dict.fromkeys(PlanReport().as_dict(), 0)
+    for chunk in _chunks(ids, REPLAN_BATCH):
+        for report in plan_many(session, scheduler, chunk, settings=settings, now=now).values():
+            for what, count in report.as_dict().items():
+                totals[what] += count
+    return totals
 
 
 def cancel_for(

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from reminders import policies
-from reminders.api.deps import ReadKey, SessionDep, WriteKey
+from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.models import Policy
 from reminders.policies import PolicyCreate, PolicyOut, PolicyUpdate
+from reminders.scheduler.anchors import replan_policy
 
 router = APIRouter(prefix="/policies", tags=["policies"])
 NamePath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -39,11 +40,20 @@ def get_policy(name: NamePath, session: SessionDep, _: ReadKey) -> PolicyOut:
 
 @router.patch("/{name}")
 def update_policy(
-    name: NamePath, data: PolicyUpdate, session: SessionDep, _: WriteKey
+    name: NamePath,
+    data: PolicyUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    _: WriteKey,
 ) -> PolicyOut:
+    """Saved, then applied at once to its anchors that still have reminders to come: moved
+    steps move their notices, removed steps cancel theirs. ``planned`` says what changed."""
     policy = policies.update_policy(session, name, data)
     session.commit()
-    return _out(policy)
+    out = _out(policy)
+    out.planned = replan_policy(session, scheduler, name, settings=settings)
+    return out
 
 
 @router.delete("/{name}", status_code=204)
