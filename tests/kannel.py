@@ -12,6 +12,12 @@ for a concatenated message)::
     DEBUG: Got message 3: <MyShop +359888123456 udh %05%00%03%07%03%01 data First+part...>
 
 A "udh" line (one part of a long message) is URL-encoded and does not say its coding.
+
+Mobile-originated SMS (a customer's reply) come from a second fake link, "handsets": a fakesmsc
+in interactive mode that sends each line written to its stdin (``Kannel.send_mo``). Given an
+``inbound_url``, smsbox has a default sms-service that GETs it for every such SMS and never
+answers the handset (max-messages = 0), which smsbox logs as "No reply sent, denied.".
+``serving`` runs an app on a real port for Kannel to call back.
 """
 
 from __future__ import annotations
@@ -22,20 +28,25 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from urllib.parse import unquote_to_bytes
+from typing import Literal
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
 
 BEARERBOX = Path("/usr/sbin/bearerbox")
 SMSBOX = Path("/usr/sbin/smsbox")
 FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
 CONFIG_TEMPLATE = Path(__file__).with_name("kannel") / "kannel.conf.in"
+SERVICE_TEMPLATE = CONFIG_TEMPLATE.with_name("sms-service.conf.in")
 USERNAME = "reminders"
 PASSWORD = "kannel-test-password"
 ADMIN_PASSWORD = "kannel-admin-password"
@@ -149,9 +160,13 @@ class Kannel:
     smsbox_port: int
     sendsms_port: int
     smsc_port: int
+    mo_port: int
     max_messages: int
+    # The sms-service's get-url, in Kannel's syntax (escapes such as %p filled in by smsbox).
+    inbound_url: str | None = None
     # By name, in start order; stopped in the reverse order.
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _mo_sent: int = field(default=0, init=False)  # lines written to the handsets' fakesmsc
 
     @property
     def sendsms_url(self) -> str:
@@ -160,6 +175,50 @@ class Kannel:
     @property
     def fakesmsc_log(self) -> Path:
         return self.workdir / "fakesmsc.out"
+
+    @property
+    def handsets_log(self) -> Path:
+        return self.workdir / "handsets.out"
+
+    def send_mo(self, sender: str, receiver: str, text: str, *, ucs2: bool | None = None) -> None:
+        """Have a handset send ``text`` from ``sender`` to ``receiver`` (our number).
+
+        Text outside ASCII goes as UCS-2 (``ucs2`` forces either way), as a phone sends
+        Cyrillic; fakesmsc reads it URL-encoded as UTF-16BE.
+        """
+        if ucs2 is None:
+            ucs2 = not text.isascii()
+        if ucs2:
+            line = f"{sender} {receiver} ucs2 {quote_from_bytes(text.encode('utf-16-be'))}"
+        else:
+            line = f"{sender} {receiver} text {text}"
+        if "\n" in line or len(line.encode()) > 250:  # fakesmsc reads lines of 255 bytes
+            raise ValueError(f"fakesmsc cannot send {text!r} as one line")
+        stdin = self.processes["handsets"].stdin
+        assert stdin is not None
+        # fakesmsc select()s on its stdin but reads it through stdio: two lines that arrive
+        # together leave the second in stdio's buffer, unsent. So one line at a time, the
+        # next only once fakesmsc has logged sending this one.
+        self._mo_sent += 1
+        stdin.write(line.encode() + b"\n")
+        stdin.flush()
+        done = f"fakesmsc: sent message {self._mo_sent}\n"
+        self._wait(
+            lambda: done in self.handsets_log.read_text(encoding="utf-8", errors="replace"),
+            f"fakesmsc to send mobile-originated SMS {self._mo_sent}",
+        )
+
+    def replies_withheld(self) -> int:
+        """How many replies smsbox decided not to send (one per mobile-originated SMS served)."""
+        path = self.workdir / "smsbox.log"
+        if not path.exists():
+            return 0
+        return path.read_text(encoding="utf-8", errors="replace").count("No reply sent, denied.")
+
+    def replies_to_handsets(self) -> list[ReceivedSms]:
+        """Every SMS Kannel sent back to the handsets' link (none, when it works)."""
+        text = self.handsets_log.read_text(encoding="utf-8", errors="replace")
+        return [sms for line in text.splitlines() if (sms := parse_received(line))]
 
     def received(self) -> list[ReceivedSms]:
         """Every SMS fakesmsc has received so far, in order."""
@@ -178,7 +237,8 @@ class Kannel:
     def logs(self) -> str:
         """The tail of each log, for failure messages."""
         out = []
-        for name in ("bearerbox.log", "smsbox.log", "fakesmsc.out", "bearerbox.err", "smsbox.err"):
+        names = ("bearerbox.log", "smsbox.log", "fakesmsc.out", "handsets.out")
+        for name in (*names, "bearerbox.err", "smsbox.err"):
             path = self.workdir / name
             if path.exists():
                 tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
@@ -203,40 +263,57 @@ class Kannel:
             ],
             log=self.fakesmsc_log,
         )  # fmt: skip
+        # The handsets: no message arguments, so fakesmsc sends each line of its stdin (-i 0:
+        # at once, not one a second). Its stdin stays open; at EOF it would stop.
+        self._spawn(
+            "handsets",
+            [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(self.mo_port), "-i", "0"],
+            log=self.handsets_log,
+            stdin=subprocess.PIPE,
+        )
         self._spawn("smsbox", [str(SMSBOX), "-v", "1", str(config)])
-        # Not a TCP probe of the fake-SMSC port (bearerbox would take it for fakesmsc): the
-        # status page shows the link online, and the sendsms port answers (403 without a user).
-        self._wait(lambda: "(online" in self.status(), "the fake SMSC link online")
+        # Not a TCP probe of the fake-SMSC ports (bearerbox would take it for fakesmsc): the
+        # status page shows both links online, and the sendsms port answers (403 without a user).
+        self._wait(lambda: self.status().count("(online") == 2, "both fake SMSC links online")
         self._wait(self._sendsms_answers, "smsbox's sendsms port")
 
     def config(self) -> str:
         """kannel.conf from the template, with this instance's ports, paths and limits."""
         template = Template(CONFIG_TEMPLATE.read_text(encoding="utf-8"))
-        return template.substitute(
+        config = template.substitute(
             admin_port=self.admin_port,
             admin_password=ADMIN_PASSWORD,
             smsbox_port=self.smsbox_port,
             sendsms_port=self.sendsms_port,
             smsc_port=self.smsc_port,
+            mo_port=self.mo_port,
             username=USERNAME,
             password=PASSWORD,
             max_messages=self.max_messages,
             workdir=self.workdir,
         )
+        if self.inbound_url is not None:
+            if '"' in self.inbound_url:
+                raise ValueError("the inbound URL goes between quotes in kannel.conf")
+            service = Template(SERVICE_TEMPLATE.read_text(encoding="utf-8"))
+            config += service.substitute(inbound_url=self.inbound_url)
+        return config
 
     def stop(self) -> None:
-        """Stop smsbox, fakesmsc, then bearerbox: each by its process group, killed if slow."""
+        """Stop smsbox, the fakesmscs, then bearerbox: each by its process group, killed if slow."""
         while self.processes:
             _, process = self.processes.popitem()
             _stop_group(process)
 
-    def _spawn(self, name: str, argv: list[str], *, log: Path | None = None) -> None:
+    def _spawn(
+        self, name: str, argv: list[str], *, log: Path | None = None, stdin: int | None = None
+    ) -> None:
         log = log or self.workdir / f"{name}.err"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 argv,
                 cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as one at the end
@@ -279,23 +356,62 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+    if process.stdin is not None:  # only now: at EOF the handsets' fakesmsc would crash
+        process.stdin.close()
 
 
 @contextmanager
-def running(workdir: Path, *, max_messages: int = 10) -> Iterator[Kannel]:
-    """Install Kannel if needed, start it in ``workdir`` and stop it on the way out."""
+def running(
+    workdir: Path, *, max_messages: int = 10, inbound_url: str | None = None
+) -> Iterator[Kannel]:
+    """Install Kannel if needed, start it in ``workdir`` and stop it on the way out.
+
+    With ``inbound_url`` smsbox GETs it for every mobile-originated SMS (see ``send_mo``).
+    """
     ensure_installed()
-    admin, smsbox, sendsms, smsc = free_ports(4)
+    admin, smsbox, sendsms, smsc, mo = free_ports(5)
     kannel = Kannel(
         workdir=workdir,
         admin_port=admin,
         smsbox_port=smsbox,
         sendsms_port=sendsms,
         smsc_port=smsc,
+        mo_port=mo,
         max_messages=max_messages,
+        inbound_url=inbound_url,
     )
     try:
         kannel.start()
         yield kannel
     finally:
         kannel.stop()
+
+
+@contextmanager
+def serving(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "auto") -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port, in a thread; yield its base URL.
+
+    What Kannel calls back (delivery reports, inbound SMS) must listen on a real port.
+    """
+    [port] = free_ports(1)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "the server did not stop"

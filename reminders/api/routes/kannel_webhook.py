@@ -1,23 +1,35 @@
-"""Kannel's delivery reports: a GET on the dlr-url the Kannel sender gave with each message.
+"""Kannel's callbacks: delivery reports, and SMS our customers send us (mobile-originated).
 
-Kannel cannot sign a request, so the dlr-url carries ``settings.webhook_secret`` and the
-notice id; Kannel fills in ``type`` (%d), ``smsc`` (%i) and ``reply`` (%A, the SMSC's words).
+Kannel cannot sign a request, so both URLs carry ``settings.webhook_secret``. A delivery
+report comes to the dlr-url the Kannel sender gives with each message: the notice id is ours,
+and Kannel fills in ``type`` (%d), ``smsc`` (%i) and ``reply`` (%A, the SMSC's words). An
+inbound SMS comes to the get-url of an ``sms-service`` in kannel.conf (``inbound_get_url``).
 """
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated, Final
+from urllib.parse import parse_qsl, quote
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from reminders.api.deps import SessionDep, SettingsDep
+from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
+from reminders.inbound import receive
 from reminders.models import Notice, NoticeStatus
 from reminders.sender.kannel import DLR_PATH, message_id
 from reminders.sender.reports import DeliveryReport, ReportStatus, apply_report
+from reminders.settings import Settings
 
 router = APIRouter(prefix=DLR_PATH.removesuffix("/dlr"), tags=["webhooks"])
+
+INBOUND_PATH: Final = DLR_PATH.removesuffix("/dlr") + "/inbound"
+# What the sms-service's get-url asks Kannel for. %b is the message as Kannel holds it, byte
+# for byte: UTF-8 for GSM-7 text, UTF-16BE for UCS-2 (%c = 2), so Cyrillic arrives intact and
+# the text keeps its own spacing (%a would re-join the words with single spaces). %c and %C
+# say how to read the bytes; %p is the sender, %P our number, %I Kannel's id for the message.
+INBOUND_ESCAPES: Final = "&from=%p&to=%P&text=%b&coding=%c&charset=%C&id=%I"
 
 # Kannel's DLR types; 4 (buffered by the SMSC) says nothing a notice can record.
 STATUSES: Final[dict[int, ReportStatus]] = {
@@ -26,6 +38,56 @@ STATUSES: Final[dict[int, ReportStatus]] = {
     8: "sent",  # accepted by the SMSC
     16: "failed",  # rejected by the SMSC
 }
+
+# Kannel's data codings (%c): -1 undefined, 0 GSM-7, 1 8-bit data, 2 UCS-2.
+UCS2: Final = 2
+EIGHT_BIT: Final = 1
+
+
+def inbound_get_url(public_url: str, secret: str) -> str:
+    """The ``get-url`` of the sms-service in kannel.conf that sends inbound SMS here.
+
+    As with the dlr-url, Kannel expands %-escapes in it, so each "%" of our percent-encoded
+    secret is doubled ("%%" comes back as "%") before Kannel's own escapes are added.
+    """
+    ours = f"{public_url}{INBOUND_PATH}?secret={quote(secret, safe='')}"
+    return ours.replace("%", "%%") + INBOUND_ESCAPES
+
+
+def mo_text(data: bytes, coding: int, charset: str) -> str:
+    """The text of an inbound SMS from Kannel's %b bytes, its coding (%c) and charset (%C).
+
+    UCS-2 is read as UTF-16BE whatever the charset says (a phone's emoji are surrogate pairs).
+    Otherwise the charset decides; Kannel says "UTF-8" for GSM-7 text, its internal form, and
+    "8-BIT" for binary data, kept byte for byte as Latin-1. Bytes that do not decode become
+    U+FFFD: a customer's message is kept even when it is garbled.
+    """
+    if coding == UCS2:
+        return data.decode("utf-16-be", errors="replace")
+    try:
+        return data.decode(charset or "utf-8", errors="replace")
+    except (LookupError, ValueError):  # "8-BIT", or a name Python has no text codec for
+        return data.decode("latin-1" if coding == EIGHT_BIT else "utf-8", errors="replace")
+
+
+def _raw_query_value(request: Request, name: str) -> bytes:
+    """A query parameter as the bytes it encodes (the last one, as FastAPI's are).
+
+    FastAPI decodes every parameter as UTF-8, which turns UTF-16BE into U+FFFD; Latin-1 maps
+    each byte to one code point and back, so nothing is lost on the way.
+    """
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    pairs = parse_qsl(query, keep_blank_values=True, encoding="latin-1")
+    values = [value for key, value in pairs if key == name]
+    return values[-1].encode("latin-1") if values else b""
+
+
+def _require_secret(given: str, settings: Settings, what: str) -> None:
+    expected = settings.webhook_secret
+    if expected is None or not expected.get_secret_value():
+        raise HTTPException(404, f"the kannel {what} are not configured")
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(403, "the secret does not match")
 
 
 @router.get("/dlr", response_class=PlainTextResponse)
@@ -39,11 +101,7 @@ def kannel_dlr(
     reply: Annotated[str, Query(description="The SMSC's reply (%A).")] = "",
 ) -> PlainTextResponse:
     """Apply one delivery report; the body is for Kannel's log only."""
-    expected = settings.webhook_secret
-    if expected is None or not expected.get_secret_value():
-        raise HTTPException(404, "the kannel delivery reports are not configured")
-    if not hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(403, "the secret does not match")
+    _require_secret(secret, settings, "delivery reports")
     status = STATUSES.get(type)
     if status is None:
         return PlainTextResponse("ignored")
@@ -64,3 +122,41 @@ def kannel_dlr(
         error=(reply or f"Kannel DLR type {type} from {smsc or 'the SMSC'}") if failed else None,
     )
     return PlainTextResponse(apply_report(session, report))
+
+
+@router.get("/inbound", response_class=PlainTextResponse)
+def kannel_inbound(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    secret: Annotated[str, Query(description="REMINDERS_WEBHOOK_SECRET, from the get-url.")],
+    sender: Annotated[
+        str, Query(alias="from", min_length=1, max_length=40, description="The sender (%p).")
+    ],
+    # Declared for validation and the docs; the value is read again as bytes (see mo_text).
+    text: Annotated[str, Query(description="The message as Kannel holds it (%b).")],
+    coding: Annotated[int, Query(ge=-1, le=2, description="0 GSM-7, 1 8-bit, 2 UCS-2 (%c).")],
+    charset: Annotated[str, Query(max_length=40, description="The bytes' charset (%C).")] = "",
+    to: Annotated[str, Query(max_length=40, description="Our number it was sent to (%P).")] = "",
+    id: Annotated[  # noqa: A002
+        str, Query(max_length=200, description="Kannel's id for the message (%I).")
+    ] = "",
+) -> PlainTextResponse:
+    """An SMS to our Kannel number: kept; STOP / СТОП / ОТКАЗ opt out, START opts back in.
+
+    The answer is empty: whatever it held, smsbox would send it to the customer as a reply
+    (kannel.conf's sms-service also has max-messages = 0, so that nothing ever goes back).
+    """
+    _require_secret(secret, settings, "inbound messages")
+    receive(
+        session,
+        scheduler,
+        provider="kannel",
+        from_phone=sender,
+        to=to or None,
+        text=mo_text(_raw_query_value(request, "text"), coding, charset),
+        provider_message_id=id or None,
+        settings=settings,
+    )
+    return PlainTextResponse("")
