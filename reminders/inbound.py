@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
@@ -44,7 +45,12 @@ def receive(
     to: str | None = None,
     provider_message_id: str | None = None,
 ) -> InboundMessage:
-    """Keep the message and act on its keyword."""
+    """Keep the message and act on its keyword; a message the gateway sends again (same
+    provider message id, a retry after a lost answer) is returned as first stored."""
+    if provider_message_id:
+        earlier = _already_received(session, provider, provider_message_id)
+        if earlier is not None:
+            return earlier
     try:
         phone = normalize_mobile(from_phone, settings.default_region)
     except InvalidField:
@@ -80,11 +86,30 @@ def receive(
         received_at=now,
     )
     session.add(message)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        # The same message, retried while we were still answering it: the first one stands.
+        session.rollback()
+        earlier = _already_received(session, provider, provider_message_id or "")
+        if earlier is None:
+            raise
+        return earlier
     # After the commit: the job store writes on its own connection, and SQLite has one writer.
     if scheduler is not None and suppressed:
         scheduler.unschedule(suppressed)
     return message
+
+
+def _already_received(
+    session: Session, provider: str, provider_message_id: str
+) -> InboundMessage | None:
+    return session.exec(
+        select(InboundMessage).where(
+            InboundMessage.provider == provider,
+            InboundMessage.provider_message_id == provider_message_id,
+        )
+    ).first()
 
 
 def _suppress_pending(session: Session, phone: str, now: object) -> list[int]:

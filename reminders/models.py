@@ -309,6 +309,15 @@ class InboundMessage(SQLModel, table=True):
     """An SMS a recipient sent us: kept, counted, and read for opt-out keywords."""
 
     __tablename__ = "inbound_messages"
+    # A gateway that got no answer sends the same message again: its id is stored once.
+    __table_args__ = (
+        Index(
+            "ux_inbound_messages_provider_message_id",
+            "provider",
+            "provider_message_id",
+            unique=True,
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=40)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,8 +28,15 @@ def settings(database_url: str) -> Settings:
     )
 
 
-def inbound(client: TestClient, body: str, sender: str = "+359888600001", sign: bool = True) -> int:
-    params = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": "SMin1"}
+def inbound(
+    client: TestClient,
+    body: str,
+    sender: str = "+359888600001",
+    sign: bool = True,
+    sid: str | None = None,
+) -> int:
+    sid = sid or f"SM{uuid.uuid4().hex}"
+    params = {"From": sender, "To": "+15005550006", "Body": body, "MessageSid": sid}
     path = "/webhooks/twilio/inbound"
     header = signature(TOKEN, PUBLIC + path, params) if sign else "nope"
     response = client.post(path, data=params, headers={"X-Twilio-Signature": header})
@@ -89,3 +97,16 @@ def test_inbound_is_refused_when_twilio_is_not_configured(
     with TestClient(bare.app) as plain:
         response = plain.post("/webhooks/twilio/inbound", data={"Body": "STOP"})
     assert response.status_code == 404
+
+
+def test_a_retried_message_is_kept_and_acted_on_once(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    """Twilio (like Kannel) sends a message again when our answer was lost: same MessageSid."""
+    assert inbound(client, "STOP", sid="SMretry1") == 200
+    assert inbound(client, "START", sid="SMretry2") == 200
+    assert inbound(client, "STOP", sid="SMretry1") == 200  # the late copy of the first one
+    listed = client.get("/api/v1/inbound", headers=writer).json()["items"]
+    assert [m["text"] for m in listed] == ["STOP", "START"]
+    contact = client.get("/api/v1/contacts?q=600001", headers=writer).json()["items"][0]
+    assert contact["opted_out"] is False  # the copy did not undo the START that followed
