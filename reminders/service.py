@@ -55,6 +55,10 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).addFilter(RedactSecrets())
     # APScheduler logs every job it adds and runs at INFO: one line per notice is noise.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs each request's URL at INFO, and a gateway's URL holds the recipient's number
+    # and the text of the SMS: personal data, one line per message.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def redacted(url: str) -> str:

@@ -27,3 +27,14 @@ def test_access_log_lines_are_redacted(path: str) -> None:
     for secret in ("abc123", "hunter2", "s3cr3t"):
         assert secret not in line
     assert "…" in line and "127.0.0.1" in line
+
+
+def test_gateway_requests_are_not_logged_at_info() -> None:
+    """httpx's request lines hold the recipient's number and the SMS text."""
+    from reminders.service import configure_logging
+    from reminders.settings import load_settings
+
+    configure_logging(load_settings(log_level="DEBUG"))
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("httpcore").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
