@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from reminders.sources.ical import FeedError, Occurrence, content_hash, parse_fe
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
+LOOKUP_CHUNK = 500  # values per IN (...) clause
 Fetcher = Callable[..., FetchResult]
 
 
@@ -112,10 +113,12 @@ def sync_source(
     defaults = _default_recipients(session, source, settings)
     seen: set[str] = set()
     to_plan: list[int] = []
-    for occurrence in feed.occurrences:
+    written = [_written(occurrence, settings) for occurrence in feed.occurrences]
+    known = _Known.load(session, written)
+    for occurrence, names in zip(feed.occurrences, written, strict=True):
         key = anchor_key(source.id, occurrence)
         seen.add(key)
-        recipients = _recipients(session, occurrence, defaults, settings)
+        recipients = _recipients(names, known, defaults)
         data = {
             "location": occurrence.location,
             "end": occurrence.end.isoformat() if occurrence.end else None,
@@ -220,13 +223,16 @@ def _default_recipients(
     return [(phone, contact_id) for phone, contact_id in rows]
 
 
-def _recipients(
-    session: Session,
-    occurrence: Occurrence,
-    defaults: list[tuple[str, int | None]],
-    settings: Settings,
-) -> list[tuple[str, int | None]]:
-    """Phones written in the event, attendees known by email, then the source's defaults."""
+@dataclass
+class _Written:
+    """Who an occurrence names: phone numbers (E.164) and attendees' emails (lower case)."""
+
+    phones: list[str]
+    emails: list[str]
+
+
+def _written(occurrence: Occurrence, settings: Settings) -> _Written:
+    """Phones written in the event (attendees' tel: URIs, numbers in its text) and emails."""
     phones: list[str] = []
     for attendee in occurrence.attendees:
         if attendee.phone:
@@ -242,14 +248,45 @@ def _recipients(
             except InvalidField:
                 pass  # a landline in the description: not someone we can text
     emails = [a.email.lower() for a in occurrence.attendees if a.email]
-    found: list[tuple[str, int | None]] = []
-    if phones:
-        by_phone = select(Contact.phone, Contact.id).where(col(Contact.phone).in_(phones))
-        known = dict(session.exec(by_phone).all())
-        found.extend((p, known.get(p)) for p in phones)
-    if emails:
-        by_email = select(Contact.phone, Contact.id).where(func.lower(Contact.email).in_(emails))
-        found.extend((p, i) for p, i in session.exec(by_email).all())
+    return _Written(phones, emails)
+
+
+@dataclass
+class _Known:
+    """Contacts by phone and by email, read once per sync for every occurrence's names."""
+
+    by_phone: dict[str, int]
+    by_email: dict[str, list[tuple[str, int]]]
+
+    @classmethod
+    def load(cls, session: Session, written: Sequence[_Written]) -> _Known:
+        phones = sorted({p for w in written for p in w.phones})
+        emails = sorted({e for w in written for e in w.emails})
+        by_phone: dict[str, int] = {}
+        by_email: dict[str, list[tuple[str, int]]] = {}
+        for start in range(0, len(phones), LOOKUP_CHUNK):
+            chunk = phones[start : start + LOOKUP_CHUNK]
+            query = select(Contact.phone, Contact.id).where(col(Contact.phone).in_(chunk))
+            by_phone.update((p, i) for p, i in session.exec(query).all() if i is not None)
+        for start in range(0, len(emails), LOOKUP_CHUNK):
+            chunk = emails[start : start + LOOKUP_CHUNK]
+            email = func.lower(Contact.email)
+            rows = session.exec(
+                select(email, Contact.phone, Contact.id).where(email.in_(chunk))
+            ).all()
+            for address, phone, contact_id in rows:
+                if contact_id is not None:
+                    by_email.setdefault(address, []).append((phone, contact_id))
+        return cls(by_phone, by_email)
+
+
+def _recipients(
+    written: _Written, known: _Known, defaults: list[tuple[str, int | None]]
+) -> list[tuple[str, int | None]]:
+    """Phones written in the event, attendees known by email, then the source's defaults."""
+    found: list[tuple[str, int | None]] = [(p, known.by_phone.get(p)) for p in written.phones]
+    for email in written.emails:
+        found.extend(known.by_email.get(email, []))
     found.extend(defaults)
     unique: dict[str, int | None] = {}
     for phone, contact_id in found:
