@@ -20,6 +20,7 @@ from reminders.migrate import upgrade
 from reminders.service import Process, build
 from reminders.settings import Settings, load_settings
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN_DSN = os.environ.get("REMINDERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -123,3 +124,13 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+@pytest.fixture
+def redis_key() -> Iterator[str]:
+    """A Redis key of this test's own, deleted afterwards."""
+    import redis
+
+    key = f"reminders-test:{uuid.uuid4().hex[:12]}"
+    yield key
+    redis.Redis.from_url(REDIS_URL).delete(key)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,11 +17,10 @@ from reminders.metrics import RedisSendMetrics, SendMetrics
 from reminders.models import Notice
 from reminders.scheduler.firing import fire_many
 from reminders.settings import Settings, load_settings
-from tests.conftest import wait_for
+from tests.conftest import REDIS_URL, wait_for
 from tests.test_scheduler import BrokenSender, make_notices
 
 Headers = dict[str, str]
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -66,13 +63,6 @@ def test_gateway_errors_are_counted_by_provider_and_code(
     total = "reminders_gateway_errors_total"
     assert sample(text, total, provider="broken", code="invalid_number") == 2
     assert sample(text, "reminders_send_latency_seconds_count", lane="bulk") is None
-
-
-@pytest.fixture
-def redis_key() -> Iterator[str]:
-    key = f"reminders-test:{uuid.uuid4().hex[:8]}:metrics"
-    yield key
-    redis.Redis.from_url(REDIS_URL).delete(key)
 
 
 def test_redis_metrics_add_up_across_instances(redis_key: str) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,9 +13,8 @@ from reminders.scheduler.firing import fire_many
 from reminders.sender.outbox import OutboxSender
 from reminders.sender.rate import LocalRate, RedisRate, SendRate, make_rate
 from reminders.settings import Settings, SettingsError, load_settings
+from tests.conftest import REDIS_URL
 from tests.test_scheduler import make_notices, status_of
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -82,13 +79,6 @@ def test_rate_must_be_positive() -> None:
         with pytest.raises(SettingsError, match="REMINDERS_SEND_RATE"):
             load_settings(send_rate=bad)
     assert load_settings(send_rate="200").send_rate == 200
-
-
-@pytest.fixture
-def redis_key() -> Iterator[str]:
-    key = f"reminders-test:{uuid.uuid4().hex[:8]}:send-rate"
-    yield key
-    redis.Redis.from_url(REDIS_URL).delete(key)
 
 
 def test_redis_shares_the_budget_between_instances(redis_key: str) -> None:

@@ -45,11 +45,6 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
-    @property
-    def backlog(self) -> int:
-        """Notices handed to this lane and not yet fired."""
-        return self._queue.qsize()
-
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
         self._threads = [
