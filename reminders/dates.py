@@ -63,6 +63,23 @@ _NEXT_WEEKDAY = re.compile(
     re.IGNORECASE,
 )
 
+# "in 2 hours", "след 30 минути", "след час и половина" are durations on the real timeline: a
+# DST change in between does not stretch or shrink them. dateparser adds them to the wall
+# clock instead, which across the change is an hour off or lands on a time that does not exist.
+_DURATION = re.compile(r"(?:in|след)\s+(.+)", re.IGNORECASE)
+_DURATION_PART = re.compile(
+    r"(\d{1,5}|an?|one|един|една|половин)?\s*"
+    r"(hours?|hrs?|minutes?|mins?|часа|час|минути|минута|мин)\.?",
+    re.IGNORECASE,
+)
+_DURATION_JOIN = re.compile(r"\s*(?:,|\band\b|\bи\b)\s*", re.IGNORECASE)
+_MINUTE = timedelta(minutes=1)
+_HALF = re.compile(r"\s+(?:и\s+половина|and\s+a\s+half)$", re.IGNORECASE)
+# English "at 10" before the end or a day word is ten o'clock; dateparser drops the hour.
+_AT_HOUR_EN = re.compile(
+    r"\bat\s+(\d{1,2})(?=\s*$|\s+(?:today|tomorrow|tonight|on|next|this)\b)", re.IGNORECASE
+)
+
 # A clock time in the text that dateparser did not use means it skipped part of what was
 # written ("tomorrow 25:00" comes back as tomorrow at the current time): refuse, don't guess.
 _CLOCK = re.compile(r"\d:\d\d")
@@ -83,6 +100,10 @@ def parse_datetime(text: str, *, zone: ZoneInfo, now: datetime) -> datetime:
         return _localize(iso, zone, shown)
     if iso is not None:
         raise _no_time(shown)
+    delta = _read_duration(shown)
+    if delta is not None:
+        # In UTC: adding to a zoned datetime in Python moves its wall clock, not the instant.
+        return (now.astimezone(UTC) + delta).astimezone(zone).replace(second=0, microsecond=0)
 
     value, has_time, offset = _read_natural(shown, zone, now)
     if not has_time:
@@ -104,6 +125,9 @@ def parse_date(text: str, *, zone: ZoneInfo, now: datetime) -> date:
         return iso.astimezone(zone).date() if iso.tzinfo is not None else iso.date()
     if iso is not None:
         return iso
+    delta = _read_duration(shown)
+    if delta is not None:
+        return (now.astimezone(UTC) + delta).astimezone(zone).date()
 
     value, _, offset = _read_natural(shown, zone, now)
     if offset is not None:
@@ -165,6 +189,32 @@ def _read_natural(
     return value.replace(second=0, microsecond=0), has_time, offset
 
 
+def _read_duration(text: str) -> timedelta | None:
+    """The duration in "in 2 hours" / "след час и половина", or None for anything else."""
+    found = _DURATION.fullmatch(" ".join(text.split()).rstrip(".,;:!? "))
+    if found is None:
+        return None
+    rest = found[1]
+    half = _HALF.search(rest)
+    if half:
+        rest = rest[: half.start()]
+    total, units = timedelta(0), []
+    for part in _DURATION_JOIN.split(rest):
+        piece = _DURATION_PART.fullmatch(part)
+        if piece is None:
+            return None
+        word = (piece[1] or "1").lower()
+        amount = 0.5 if word == "половин" else int(word) if word.isdigit() else 1
+        unit = timedelta(hours=1) if piece[2].lower().startswith(("h", "час")) else _MINUTE
+        total += amount * unit
+        units.append(unit)
+    if half:
+        if units != [timedelta(hours=1)]:
+            return None  # "and a half" only after a number of hours
+        total += 30 * _MINUTE
+    return total
+
+
 def _names_a_day(normal: str, settings: dict[str, Any]) -> bool:
     """Whether a month- or year-level reading still pins a day ("in 1 month" does)."""
     # REQUIRE_PARTS cannot be set for every text: weekday names do not count as a day part.
@@ -178,6 +228,7 @@ def _normalise(text: str, today: date) -> str:
     text = " ".join(text.split()).rstrip(".,;:!? ")
     text = _HOUR_MARK.sub(_hour_mark, text)
     text = _AT_BARE_HOUR.sub(lambda m: f"{int(m[1])}:00", text)
+    text = _AT_HOUR_EN.sub(lambda m: f"{int(m[1])}:00", text)
     text = _PREPOSITION.sub("", text)
     monday_next_week = today + timedelta(days=7 - today.weekday())
 

@@ -244,3 +244,56 @@ def test_next_weekday_said_on_that_weekday_is_a_week_later() -> None:
     english = parse_datetime("next Friday 9am", zone=SOFIA, now=friday)
     assert_exact(bulgarian, datetime(2026, 12, 4, 9, 0), EET)
     assert_exact(english, datetime(2026, 12, 4, 9, 0), EET)
+
+
+# The night clocks go forward (02:30 EET is 00:30 UTC; at 01:00 UTC 03:00 becomes 04:00) and
+# the night they go back (02:30 EEST is 23:30 UTC; at 01:00 UTC 04:00 becomes 03:00).
+SPRING_NIGHT = datetime(2027, 3, 28, 2, 30, tzinfo=SOFIA)
+AUTUMN_NIGHT = datetime(2027, 10, 31, 2, 30, tzinfo=SOFIA)
+
+
+@pytest.mark.parametrize(
+    ("text", "now", "utc"),
+    [
+        ("in 2 hours", SPRING_NIGHT, datetime(2027, 3, 28, 2, 30, tzinfo=UTC)),
+        ("след 2 часа", SPRING_NIGHT, datetime(2027, 3, 28, 2, 30, tzinfo=UTC)),
+        # Wall-clock arithmetic would land on 03:30, which does not exist that night.
+        ("in 1 hour", SPRING_NIGHT, datetime(2027, 3, 28, 1, 30, tzinfo=UTC)),
+        ("след час", SPRING_NIGHT, datetime(2027, 3, 28, 1, 30, tzinfo=UTC)),
+        ("след 90 минути", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
+        ("след час и половина", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
+        ("in 1 hour and 30 minutes", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
+        ("след половин час", SPRING_NIGHT, datetime(2027, 3, 28, 1, 0, tzinfo=UTC)),
+        # ...and here on 03:30, which happens twice: the two readings are different instants.
+        ("in 1 hour", AUTUMN_NIGHT, datetime(2027, 10, 31, 0, 30, tzinfo=UTC)),
+        ("in 2 hours", AUTUMN_NIGHT, datetime(2027, 10, 31, 1, 30, tzinfo=UTC)),
+        ("In an hour.", AUTUMN_NIGHT, datetime(2027, 10, 31, 0, 30, tzinfo=UTC)),
+        ("in 45 minutes", NOW, datetime(2026, 11, 25, 10, 45, tzinfo=UTC)),
+    ],
+)
+def test_hours_and_minutes_from_now_are_real_time(text: str, now: datetime, utc: datetime) -> None:
+    result = parse_datetime(text, zone=SOFIA, now=now)
+    # Compared in UTC: Python holds a time in a repeated hour unequal to every other zone's.
+    assert result.astimezone(UTC) == utc
+    assert result.tzinfo is SOFIA
+    assert parse_date(text, zone=SOFIA, now=now) == utc.astimezone(SOFIA).date()
+
+
+@pytest.mark.parametrize("text", ["след 10 минути и половина", "in 2 apples", "след много часа"])
+def test_odd_durations_are_refused(text: str) -> None:
+    with refused(UNREADABLE.format(text)):
+        parse_datetime(text, zone=SOFIA, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "wall"),
+    [
+        ("tomorrow at 10", datetime(2026, 11, 26, 10, 0)),
+        ("at 10 tomorrow", datetime(2026, 11, 26, 10, 0)),
+        ("Friday at 9", datetime(2026, 11, 27, 9, 0)),
+        ("next Monday at 14", datetime(2026, 11, 30, 14, 0)),
+        ("tomorrow at 3 pm", datetime(2026, 11, 26, 15, 0)),
+    ],
+)
+def test_english_at_an_hour(text: str, wall: datetime) -> None:
+    assert_exact(parse_datetime(text, zone=SOFIA, now=NOW), wall, EET)
