@@ -140,7 +140,7 @@ def desired_notices(
     assert anchor.id is not None
     steps, templates = policy.steps, policy.templates
     # Transactional notices (a payment failure) matter more than the recipient's sleep.
-    quiet = None if policy.priority == Priority.transactional else settings.quiet
+    transactional = policy.priority == Priority.transactional
     # A feed's own alarms (VALARM), when its source says so, are extra steps of the policy.
     for alarm in anchor.data.get("alarms") or []:
         steps = [*steps, Step(offset=Offset.parse(alarm))]
@@ -159,7 +159,8 @@ def desired_notices(
                 zone=ZoneInfo(zone_name),
                 now=now,
                 default_kind=DEFAULT_KIND.get(anchor.kind, NoticeKind.event_reminder),
-                quiet=quiet,
+                quiet=settings.quiet,
+                transactional=transactional,
             )
         for planned in plans[zone_name]:
             key = notice_key(anchor.id, planned.step, recipient.phone)
