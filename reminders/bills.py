@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field
 from sqlmodel import Session, col, select
 
 from reminders.contacts import create_contact, find_by_external_id, get_contact
@@ -35,7 +35,6 @@ from reminders.scheduler.anchors import (
     PlanReport,
     cancel_for,
     plan_for,
-    plan_many,
     set_recipients,
 )
 from reminders.schemas import (
@@ -150,6 +149,7 @@ class Lookups:
     policies: set[str] = field(default_factory=set)
     contacts_by_external_id: dict[str, Contact] = field(default_factory=dict)
     contacts_by_phone: dict[str, Contact] = field(default_factory=dict)
+    contacts_by_id: dict[int, Contact] = field(default_factory=dict)
     anchors_by_key: dict[str, Anchor] = field(default_factory=dict)
 
     @classmethod
@@ -301,48 +301,23 @@ def _store_bill(
     return anchor, created
 
 
-def upsert_many(
+def store_one_by_one(
     session: Session,
-    scheduler: JobScheduler | None,
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[tuple[int, BillIn]],
     *,
     settings: Settings,
-) -> BatchOut:
-    """Each row on its own: a bad row is refused with its reasons, the good ones are kept.
+    now: datetime,
+) -> tuple[list[int], int, list[RowError]]:
+    """Write valid rows each inside a savepoint, so that a bad one leaves no trace; commit.
 
-    Rows are written in one transaction, each inside a savepoint so that a bad one leaves no
-    trace; the notices of all of them are then planned together (``plan_many``).
+    Returns the stored anchors' ids, how many of them are new, and the rows refused. The
+    batch path (``bill_batch``) falls back to this when its set-based write meets a conflict.
     """
-    now = utcnow()
-    created = updated = 0
-    refused: list[RowError] = []
-    valid: list[tuple[int, BillIn]] = []
-    seen: dict[str, int] = {}
-    for index, raw in enumerate(rows):
-        external_id = raw.get("external_id") if isinstance(raw.get("external_id"), str) else None
-        try:
-            data = BillIn.model_validate(raw)
-        except ValidationError as exc:
-            errors = [
-                {
-                    "field": ".".join(str(p) for p in e["loc"]) or "row",
-                    "message": str(e["msg"]).removeprefix("Value error, "),
-                }
-                for e in exc.errors()
-            ]
-            refused.append(RowError(index=index, external_id=external_id, errors=errors))
-            continue
-        if data.external_id in seen:
-            message = f"also in row {seen[data.external_id]} of this batch"
-            errors = [{"field": "external_id", "message": message}]
-            refused.append(RowError(index=index, external_id=external_id, errors=errors))
-            continue
-        seen[data.external_id] = index
-        valid.append((index, data))
-
-    lookups = Lookups.prefetch(session, [data for _, data in valid], settings.default_region)
+    lookups = Lookups.prefetch(session, [data for _, data in rows], settings.default_region)
     stored: list[int] = []
-    for index, data in valid:
+    created = 0
+    refused: list[RowError] = []
+    for index, data in rows:
         try:
             with session.begin_nested():
                 anchor, is_new = _store_bill(
@@ -355,12 +330,9 @@ def upsert_many(
         lookups.anchors_by_key[anchor.key] = anchor
         assert anchor.id is not None
         stored.append(anchor.id)
-        created, updated = (created + 1, updated) if is_new else (created, updated + 1)
+        created += is_new
     session.commit()
-    if stored:
-        plan_many(session, scheduler, stored, settings=settings, now=now)
-    refused.sort(key=lambda row: row.index)
-    return BatchOut(created=created, updated=updated, refused=refused)
+    return stored, created, refused
 
 
 def get_bill(session: Session, bill_id: int) -> Anchor:

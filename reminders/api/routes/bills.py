@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from reminders import bills
+from reminders import bill_batch, bills
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
 from reminders.bills import BatchIn, BatchOut, BillIn, BillOut
@@ -38,7 +38,7 @@ def upsert_batch(
     _: WriteKey,
 ) -> BatchOut:
     """Up to 10,000 bills; each row is created, updated or refused with its reasons."""
-    return bills.upsert_many(session, scheduler, data.bills, settings=settings)
+    return bill_batch.upsert_many(session, scheduler, data.bills, settings=settings)
 
 
 @router.get("/{bill_id}")
