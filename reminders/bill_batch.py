@@ -158,7 +158,7 @@ def _validate(rows: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, BillIn]],
 
 
 def _prefetch_contact_ids(session: Session, lookups: Lookups, rows: Sequence[BillIn]) -> None:
-    """Contacts named by id, added to the lookups' index by external id and phone."""
+    """The contacts rows name by id, into ``lookups.contacts_by_id``."""
     ids = sorted({row.contact for row in rows if isinstance(row.contact, int)})
     for chunk in _chunks(ids):
         for contact in session.exec(select(Contact).where(col(Contact.id).in_(chunk))):
