@@ -16,6 +16,7 @@ from reminders.api.routes import (
     events,
     groups,
     health,
+    http_webhook,
     inbound,
     kannel_webhook,
     keys,
@@ -84,5 +85,6 @@ def create_app(
     app.include_router(api)
     app.include_router(webhooks.router)
     app.include_router(kannel_webhook.router)
+    app.include_router(http_webhook.router)
     app.include_router(stats.metrics_router)
     return app
