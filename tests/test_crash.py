@@ -9,29 +9,41 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from reminders.db import make_engine
 from reminders.migrate import upgrade
 from reminders.sender.outbox import OutboxSender
+from reminders.sender.rate import LocalRate
 from tests.conftest import make_key, wait_for
 from tests.test_e2e import REMINDERS, cli_env, free_port
 
 BURST = 3000
 
 
-def start(database_url: str, port: int, workdir: Path, name: str) -> subprocess.Popen[bytes]:
+def start(
+    database_url: str, port: int, workdir: Path, name: str, rate: int | None = None
+) -> subprocess.Popen[bytes]:
+    env = cli_env(database_url)
+    if rate is not None:
+        env["REMINDERS_SEND_RATE"] = str(rate)
     with (workdir / f"{name}.log").open("wb") as out:
         return subprocess.Popen(
             [str(REMINDERS), "serve", "--port", str(port)],
             cwd=workdir,
-            env=cli_env(database_url),
+            env=env,
             stdout=out,
             stderr=out,
         )
 
 
-def test_sigkill_mid_burst_then_restart(database_url: str, tmp_path: Path) -> None:
+# Without a rate the outbox takes batches of 200; at 500 a second a batch is a slice of 50,
+# claimed only once its budget is there.
+@pytest.mark.parametrize("rate", [None, 500], ids=["no-rate", "rate-500"])
+def test_sigkill_mid_burst_then_restart(
+    database_url: str, tmp_path: Path, rate: int | None
+) -> None:
     engine = make_engine(database_url)
     upgrade(engine)
     key = make_key(engine, "write")
@@ -53,7 +65,7 @@ def test_sigkill_mid_burst_then_restart(database_url: str, tmp_path: Path) -> No
                 or 0
             )
 
-    first = start(database_url, port, tmp_path, "first")
+    first = start(database_url, port, tmp_path, "first", rate)
     second = None
     try:
         wait_for(up, timeout=30, what="serve to answer")
@@ -72,7 +84,7 @@ def test_sigkill_mid_burst_then_restart(database_url: str, tmp_path: Path) -> No
         interrupted_sent = count("sent")
         assert interrupted_sent < BURST, "the burst ended before the kill; make it larger"
 
-        second = start(database_url, port, tmp_path, "second")
+        second = start(database_url, port, tmp_path, "second", rate)
         wait_for(up, timeout=30, what="the restarted serve to answer")
         wait_for(
             lambda: count("scheduled") == 0 and count("sending") == 0,
@@ -92,7 +104,8 @@ def test_sigkill_mid_burst_then_restart(database_url: str, tmp_path: Path) -> No
         assert set(final) <= {"sent", "unknown"}, final
         assert sum(final.values()) == BURST
         # Only the batches being sent at the kill may be unknown: one per executor thread.
-        assert final.get("unknown", 0) <= 2 * OutboxSender.batch_size
+        batch = OutboxSender.batch_size if rate is None else LocalRate(rate).slice_size(200)
+        assert final.get("unknown", 0) <= 2 * batch
         assert all(n <= 1 for _, n in handed), "a notice was handed to the sender twice"
         assert all(n == 1 for status, n in handed if status == "sent")
         assert "Traceback" not in (tmp_path / "second.log").read_text()
