@@ -5,6 +5,7 @@ Real processes (`reminders serve` and `reminders worker`), real PostgreSQL, real
 
 from __future__ import annotations
 
+import bisect
 import os
 import signal
 import subprocess
@@ -159,3 +160,65 @@ def test_one_leader_and_a_kill_9_loses_nothing(cluster: tuple[Cluster, Engine]) 
         if pid != first_leader:
             assert proc.poll() is None, group.logs[pid].read_text()
             assert "Traceback" not in group.logs[pid].read_text()
+
+
+def test_the_send_rate_holds_across_instances_and_a_takeover(
+    cluster: tuple[Cluster, Engine],
+) -> None:
+    """With REMINDERS_SEND_RATE in a cluster, no second sees more than the rate, before, during
+    and after a kill -9 of the sending instance. (That two live instances draw on one budget
+    is proved with real Redis in test_rate.)"""
+    group, engine = cluster
+    rate, total = 100, 800
+    key = make_key(engine, "write")
+    port = free_port()
+    base_env = group.env
+
+    def env() -> dict[str, str]:
+        return {**base_env(), "REMINDERS_SEND_RATE": str(rate)}
+
+    group.env = env  # type: ignore[method-assign]
+    group.start("serve", "--port", str(port))
+    group.start("worker")
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, timeout=30, what="serve to answer")
+    leader = wait_for(group.leader_pid, timeout=20, what="a leader")
+    response = httpx.post(
+        f"{base}/api/v1/messages",
+        json={"to": {"phones": [f"+35988820{i:04d}" for i in range(total)]}, "text": "r"},
+        headers=key,
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    wait_for(lambda: counts(engine).get("sent", 0) >= 150, timeout=30, what="the drain to start")
+    os.kill(leader, signal.SIGKILL)
+    group.procs[leader].wait(timeout=10)
+    wait_for(
+        lambda: (pid := group.leader_pid()) and pid != leader and pid,
+        timeout=20,
+        what="another process to take over",
+    )
+
+    def settled() -> bool:
+        state = counts(engine)
+        return state.get("scheduled", 0) == 0 and state.get("sending", 0) == 0
+
+    wait_for(settled, timeout=60, what="every notice to reach a final state")
+    final = counts(engine)
+    assert set(final) <= {"sent", "unknown"} and sum(final.values()) == total, final
+    with engine.connect() as conn:
+        stamps: list[float] = sorted(
+            row[0].timestamp()
+            for row in conn.execute(text("SELECT submitted_at FROM attempts")).all()
+        )
+    # In no second did more go out than the rate, plus the one slice (a tenth of a second's
+    # worth) that may start right at the window's edge.
+    busiest = max(bisect.bisect_left(stamps, first + 1.0) - i for i, first in enumerate(stamps))
+    assert busiest <= rate + rate // 10, busiest
