@@ -301,6 +301,9 @@ class Attempt(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=2000)
     segments: int | None = Field(default=None)
     encoding: str | None = Field(default=None, max_length=5)
+    # The id the gateway or the operator's network gave the message once it had it, when a
+    # report says so (Kannel: the SMSC's id, else Kannel's own); what an operator asks for.
+    gateway_reference: str | None = Field(default=None, max_length=200)
     submitted_at: datetime = _created()
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

@@ -178,6 +178,9 @@ class AttemptOut(BaseModel):
     id: int
     provider: str
     provider_message_id: str | None
+    gateway_reference: str | None = Field(
+        description="The gateway's or the operator's own id for the message, once reported."
+    )
     status: str
     error_code: str | None
     error: str | None

@@ -108,7 +108,8 @@ def notice_stats(
 
 CSV_COLUMNS = (
     "id", "kind", "status", "status_reason", "phone", "contact_id", "send_at", "sent_at",
-    "priority", "provider", "provider_message_id", "segments", "encoding", "error",
+    "priority", "provider", "provider_message_id", "gateway_reference", "segments", "encoding",
+    "error",
 )  # fmt: skip
 
 
@@ -134,6 +135,7 @@ def notice_rows(engine: Engine, *, start: datetime, end: datetime) -> Iterator[l
                 col(Notice.priority),
                 col(Attempt.provider),
                 col(Attempt.provider_message_id),
+                col(Attempt.gateway_reference),
                 col(Attempt.segments),
                 col(Attempt.encoding),
                 col(Attempt.error),

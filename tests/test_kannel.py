@@ -7,6 +7,7 @@ Each test writes to its own receiver number, so the tests share one Kannel for t
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -254,9 +255,9 @@ def test_the_password_and_secret_stay_out_of_the_log(
 
 def test_dlr_url_survives_kannels_escapes() -> None:
     url = dlr_url("https://sms.example.bg", SECRET, 42)
-    assert url.endswith("&type=%d&smsc=%i&reply=%A")
+    assert url.endswith("&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I")
     # Each "%" of ours is doubled; Kannel reads "%%" as one "%".
-    ours = url.removesuffix("&type=%d&smsc=%i&reply=%A").replace("%%", "%")
+    ours = url.removesuffix("&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I").replace("%%", "%")
     assert ours == (
         "https://sms.example.bg/webhooks/kannel/dlr?notice=42&secret=dlr-secret-%C3%BC%2F%25A%26x"
     )
@@ -377,6 +378,30 @@ def test_dlr_types_map_to_statuses(
     assert dlr(route_client, 999_999, 1).text == "unknown"
 
 
+def test_the_smscs_own_id_is_kept_from_whichever_report_brings_it(
+    route_client: TestClient, engine: Engine, settings: Settings
+) -> None:
+    notice = new_notice(engine, "0888 123 003")
+    fire_accepted(settings, engine, notice)
+    reader = make_key(engine, "read")
+
+    def reference() -> str | None:
+        detail = route_client.get(f"/api/v1/notices/{notice}", headers=reader).json()
+        return detail["attempts"][0]["gateway_reference"]
+
+    # Delivered first, without the SMSC's id: Kannel's own is kept meanwhile.
+    assert dlr(route_client, notice, 1, fid="", kid="k-1").text == "applied"
+    assert reference() == "k-1"
+    # A later, stale report changes no status and no reference already known.
+    assert dlr(route_client, notice, 8, fid="smsc-77", kid="k-1").text == "ignored"
+    assert reference() == "k-1"
+    other = new_notice(engine, "0888 123 004")
+    fire_accepted(settings, engine, other)
+    assert dlr(route_client, other, 8, fid="smsc-78", kid="k-2").text == "ignored"
+    detail = route_client.get(f"/api/v1/notices/{other}", headers=reader).json()
+    assert detail["attempts"][0]["gateway_reference"] == "smsc-78"  # the SMSC's id first
+
+
 def test_a_dlr_before_the_send_is_recorded_asks_kannel_to_retry(
     route_client: TestClient, engine: Engine
 ) -> None:
@@ -483,6 +508,10 @@ def test_end_to_end_a_message_is_delivered_through_kannels_report(
         assert attempt["provider"] == "kannel"
         assert attempt["provider_message_id"] == f"notice-{notice['id']}"
         assert attempt["delivered_at"] is not None and attempt["error"] is None
+        # Kannel's own id for the message (%I, a UUID) or the SMSC's (%F), from its report.
+        assert re.fullmatch(
+            r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", attempt["gateway_reference"]
+        )
         [got] = received_by(kannel, number, 1)
         assert got.sender == SENDER_ID and got.decode() == text
 

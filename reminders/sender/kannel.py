@@ -49,12 +49,13 @@ def parts(text: str) -> int:
 def dlr_url(public_url: str, secret: str, notice_id: int) -> str:
     """The dlr-url for a notice, in Kannel's own syntax.
 
-    Kannel expands %-escapes in the URL before calling it (%d type, %i SMSC, %A its reply),
+    Kannel expands %-escapes in the URL before calling it (%d type, %i SMSC, %A its reply,
+    %F the SMSC's own id for the message, %I Kannel's),
     and a percent-encoded secret would be taken for escapes too ("%C3%A9": "%C" is the
     charset, "%A" the reply), so every "%" of ours is doubled: Kannel turns "%%" back into "%".
     """
     ours = f"{public_url}{DLR_PATH}?notice={notice_id}&secret={quote(secret, safe='')}"
-    return ours.replace("%", "%%") + "&type=%d&smsc=%i&reply=%A"
+    return ours.replace("%", "%%") + "&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I"
 
 
 class _RedactCredentials(logging.Filter):

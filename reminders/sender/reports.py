@@ -36,6 +36,7 @@ class DeliveryReport:
     notice_id: int | None = None  # our own id, when the gateway echoes it back
     error_code: str | None = None
     error: str | None = None
+    reference: str | None = None  # the gateway's or network's own id for the message
 
 
 def apply_report(session: Session, report: DeliveryReport, *, now: datetime | None = None) -> str:
@@ -53,6 +54,11 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
     notice = session.get(Notice, attempt.notice_id)
     if notice is None:
         return "unknown"
+    if report.reference and not attempt.gateway_reference:
+        # Kept whatever the status says: the report that carries it may be a stale one.
+        attempt.gateway_reference = report.reference[:200]
+        session.add(attempt)
+        session.commit()
     new = NoticeStatus(report.status)
     current = NoticeStatus(notice.status)
     if RANK.get(new, 0) <= RANK.get(current, 0):

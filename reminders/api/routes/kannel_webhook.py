@@ -99,6 +99,10 @@ def kannel_dlr(
     type: Annotated[int, Query(description="Kannel's DLR type (%d).")],  # noqa: A002
     smsc: Annotated[str, Query(description="The SMSC id (%i).")] = "",
     reply: Annotated[str, Query(description="The SMSC's reply (%A).")] = "",
+    fid: Annotated[
+        str, Query(max_length=200, description="The SMSC's own id for the message (%F).")
+    ] = "",
+    kid: Annotated[str, Query(max_length=200, description="Kannel's id for it (%I).")] = "",
 ) -> PlainTextResponse:
     """Apply one delivery report; the body is for Kannel's log only."""
     _require_secret(secret, settings, "delivery reports")
@@ -120,6 +124,7 @@ def kannel_dlr(
         notice_id=notice,
         error_code=str(type) if failed else None,
         error=(reply or f"Kannel DLR type {type} from {smsc or 'the SMSC'}") if failed else None,
+        reference=fid or kid or None,
     )
     return PlainTextResponse(apply_report(session, report))
 
