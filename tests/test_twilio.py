@@ -211,3 +211,32 @@ def _key(engine: Engine) -> dict[str, str]:
     from tests.conftest import make_key
 
     return make_key(engine, "read")
+
+
+@pytest.mark.parametrize(
+    ("service", "sender_id", "expected"),
+    [
+        (None, None, {"From": "+15005550006"}),
+        (None, "MyClinic", {"From": "MyClinic"}),
+        ("MG1", None, {"MessagingServiceSid": "MG1"}),
+        ("MG1", "MyClinic", {"MessagingServiceSid": "MG1", "From": "MyClinic"}),
+    ],
+)
+def test_the_sender_id_reaches_twilio(
+    settings: Settings,
+    engine: Engine,
+    service: str | None,
+    sender_id: str | None,
+    expected: dict[str, str],
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"sid": "SM0002", "status": "queued"})
+
+    configured = settings.model_copy(update={"twilio_messaging_service_sid": service})
+    sms = OutgoingSms(notice_id=8, to="+359888123456", text="Hi", sender_id=sender_id)
+    sender(configured, engine, handler).send(sms)
+    form = {k: v[0] for k, v in parse_qs(seen[0].content.decode()).items()}
+    assert {k: form[k] for k in ("From", "MessagingServiceSid") if k in form} == expected

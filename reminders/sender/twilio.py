@@ -83,10 +83,14 @@ class TwilioSender(Sender):
 
     def send(self, sms: OutgoingSms) -> Accepted:
         data: dict[str, str] = {"To": sms.to, "Body": sms.text}
-        if self.settings.twilio_messaging_service_sid:
-            data["MessagingServiceSid"] = self.settings.twilio_messaging_service_sid
-        else:
-            data["From"] = sms.sender_id or self.settings.twilio_from or ""
+        service = self.settings.twilio_messaging_service_sid
+        if service:
+            data["MessagingServiceSid"] = service
+        # A message's or a policy's sender ID goes as From, with a Messaging Service too (it
+        # must then be one of the service's senders); else the service picks from its pool.
+        sender_id = sms.sender_id or (None if service else self.settings.twilio_from)
+        if sender_id:
+            data["From"] = sender_id
         if self.settings.public_url:
             data["StatusCallback"] = (
                 f"{self.settings.public_url}{CALLBACK_PATH}?notice={sms.notice_id}"
