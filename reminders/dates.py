@@ -72,7 +72,7 @@ _DURATION_PART = re.compile(
     r"(hours?|hrs?|minutes?|mins?|часа|час|минути|минута|мин)\.?",
     re.IGNORECASE,
 )
-_DURATION_JOIN = re.compile(r"\s*(?:,|\band\b|\bи\b)\s*", re.IGNORECASE)
+_DURATION_GAP = re.compile(r"\s*(?:,|\band\b|\bи\b)?\s*", re.IGNORECASE)
 _MINUTE = timedelta(minutes=1)
 _HALF = re.compile(r"\s+(?:и\s+половина|and\s+a\s+half)$", re.IGNORECASE)
 # English "at 10" before the end or a day word is ten o'clock; dateparser drops the hour.
@@ -198,16 +198,19 @@ def _read_duration(text: str) -> timedelta | None:
     half = _HALF.search(rest)
     if half:
         rest = rest[: half.start()]
-    total, units = timedelta(0), []
-    for part in _DURATION_JOIN.split(rest):
-        piece = _DURATION_PART.fullmatch(part)
-        if piece is None:
+    total, units, end = timedelta(0), [], 0
+    for piece in _DURATION_PART.finditer(rest):
+        # Only spaces, a comma or "and" between the parts: "in 2 hours 30 minutes".
+        if not _DURATION_GAP.fullmatch(rest[end : piece.start()]):
             return None
+        end = piece.end()
         word = (piece[1] or "1").lower()
         amount = 0.5 if word == "половин" else int(word) if word.isdigit() else 1
         unit = timedelta(hours=1) if piece[2].lower().startswith(("h", "час")) else _MINUTE
         total += amount * unit
         units.append(unit)
+    if not units or rest[end:].strip():
+        return None
     if half:
         if units != [timedelta(hours=1)]:
             return None  # "and a half" only after a number of hours

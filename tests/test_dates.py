@@ -263,6 +263,8 @@ AUTUMN_NIGHT = datetime(2027, 10, 31, 2, 30, tzinfo=SOFIA)
         ("след 90 минути", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
         ("след час и половина", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
         ("in 1 hour and 30 minutes", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
+        ("in 1 hour 30 minutes", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
+        ("след 1 час, 30 минути", SPRING_NIGHT, datetime(2027, 3, 28, 2, 0, tzinfo=UTC)),
         ("след половин час", SPRING_NIGHT, datetime(2027, 3, 28, 1, 0, tzinfo=UTC)),
         # ...and here on 03:30, which happens twice: the two readings are different instants.
         ("in 1 hour", AUTUMN_NIGHT, datetime(2027, 10, 31, 0, 30, tzinfo=UTC)),
@@ -279,7 +281,10 @@ def test_hours_and_minutes_from_now_are_real_time(text: str, now: datetime, utc:
     assert parse_date(text, zone=SOFIA, now=now) == utc.astimezone(SOFIA).date()
 
 
-@pytest.mark.parametrize("text", ["след 10 минути и половина", "in 2 apples", "след много часа"])
+@pytest.mark.parametrize(
+    "text",
+    ["след 10 минути и половина", "in 2 apples", "след много часа", "in 2 hourses", "in hours x"],
+)
 def test_odd_durations_are_refused(text: str) -> None:
     with refused(UNREADABLE.format(text)):
         parse_datetime(text, zone=SOFIA, now=NOW)
