@@ -32,6 +32,7 @@ def list_notices(
     *,
     status: Sequence[str] = (),
     kind: Sequence[str] = (),
+    priority: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     message_id: int | None = None,
@@ -44,6 +45,8 @@ def list_notices(
         query = query.where(col(Notice.status).in_(status))
     if kind:
         query = query.where(col(Notice.kind).in_(kind))
+    if priority is not None:
+        query = query.where(Notice.priority == priority)
     if since is not None:
         query = query.where(col(Notice.send_at) >= since)
     if until is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -99,3 +99,15 @@ def test_jobs_name_their_lane() -> None:
     assert job_state(1, when)["executor"] == "notices"
     assert job_state(1, when, "bulk")["executor"] == "notices"
     assert job_state(1, when, "transactional")["executor"] == "transactional"
+
+
+def test_notices_filter_by_lane(client: TestClient, writer: Headers) -> None:
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for priority, phone in (("bulk", "+359888650001"), ("transactional", "+359888650002")):
+        body = {"to": {"phones": [phone]}, "text": "x", "priority": priority, "send_at": later}
+        assert client.post("/api/v1/messages", json=body, headers=writer).status_code == 201
+    for lane, phone in (("bulk", "+359888650001"), ("transactional", "+359888650002")):
+        listed = client.get(f"/api/v1/notices?priority={lane}", headers=writer).json()["items"]
+        assert [(n["phone"], n["priority"]) for n in listed] == [(phone, lane)]
+    refused = client.get("/api/v1/notices?priority=urgent", headers=writer)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "priority"

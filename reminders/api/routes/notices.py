@@ -11,7 +11,7 @@ from reminders import notices
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.errors import InvalidField
-from reminders.models import Notice, NoticeKind, NoticeStatus
+from reminders.models import Notice, NoticeKind, NoticeStatus, Priority
 from reminders.schemas import MAX_ID, AttemptOut, NoticeDetail, NoticeOut, Page
 
 router = APIRouter(prefix="/notices", tags=["notices"])
@@ -31,6 +31,7 @@ def list_notices(
         list[NoticeStatus] | None, Query(description="Repeat to match several.")
     ] = None,
     kind: Annotated[list[NoticeKind] | None, Query()] = None,
+    priority: Annotated[Priority | None, Query(description="The lane.")] = None,
     since: Annotated[datetime | None, Query(description="send_at at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="send_at before (ISO 8601).")] = None,
     message_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
@@ -42,6 +43,7 @@ def list_notices(
         session,
         status=status or (),
         kind=kind or (),
+        priority=priority,
         since=_aware(since, "since"),
         until=_aware(until, "until"),
         message_id=message_id,
