@@ -11,7 +11,7 @@ savepoints instead (``bills.store_one_by_one``), which refuses exactly the confl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -32,7 +32,7 @@ from reminders.bills import (
     store_one_by_one,
 )
 from reminders.dates import DateParseError, parse_date
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.errors import Conflict, DomainError, InvalidField
 from reminders.models import Anchor, AnchorKind, AnchorRecipient, Contact
 from reminders.notices import JobScheduler
@@ -41,7 +41,6 @@ from reminders.scheduler.anchors import plan_many
 from reminders.settings import Settings
 
 log = logging.getLogger(__name__)
-CHUNK = 500  # values per IN (...) clause
 
 _CONTACTS = Contact.__table__  # type: ignore[attr-defined]
 _ANCHORS = Anchor.__table__  # type: ignore[attr-defined]
@@ -160,7 +159,7 @@ def _validate(rows: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, BillIn]],
 def _prefetch_contact_ids(session: Session, lookups: Lookups, rows: Sequence[BillIn]) -> None:
     """The contacts rows name by id, into ``lookups.contacts_by_id``."""
     ids = sorted({row.contact for row in rows if isinstance(row.contact, int)})
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         for contact in session.exec(select(Contact).where(col(Contact.id).in_(chunk))):
             lookups.contacts_by_id[contact.id or 0] = contact
 
@@ -285,7 +284,7 @@ def _write(session: Session, rows: Sequence[_Resolved], now: datetime) -> tuple[
         session.add(anchor)
         anchor_ids[row.index] = anchor.id
     session.flush()
-    for chunk in _chunks([anchor_ids[row.index] for row in changed]):
+    for chunk in in_chunks([anchor_ids[row.index] for row in changed]):
         session.execute(delete(_RECIPIENTS).where(_RECIPIENTS.c.anchor_id.in_(chunk)))
     recipients = [
         {
@@ -303,8 +302,3 @@ def _write(session: Session, rows: Sequence[_Resolved], now: datetime) -> tuple[
 
 def _is_new(contact: Contact | _NewContact) -> bool:
     return isinstance(contact, _NewContact)
-
-
-def _chunks(items: Sequence[int]) -> Iterator[list[int]]:
-    for start in range(0, len(items), CHUNK):
-        yield list(items[start : start + CHUNK])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from reminders.contacts import create_contact, find_by_external_id, get_contact
 from reminders.dates import DateParseError, parse_date
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.errors import Conflict, DomainError, InvalidField, NotFound
 from reminders.models import (
     Anchor,
@@ -164,21 +164,16 @@ class Lookups:
                 except InvalidField:
                     pass  # refused with its row
         keys = [KEY_PREFIX + r.external_id for r in rows]
-        for chunk in _chunks([e for e in ext_ids if e]):
+        for chunk in in_chunks([e for e in ext_ids if e]):
             for contact in session.exec(select(Contact).where(col(Contact.external_id).in_(chunk))):
                 found.contacts_by_external_id[contact.external_id or ""] = contact
-        for chunk in _chunks(phones):
+        for chunk in in_chunks(phones):
             for contact in session.exec(select(Contact).where(col(Contact.phone).in_(chunk))):
                 found.contacts_by_phone.setdefault(contact.phone, contact)
-        for chunk in _chunks(keys):
+        for chunk in in_chunks(keys):
             for anchor in session.exec(select(Anchor).where(col(Anchor.key).in_(chunk))):
                 found.anchors_by_key[anchor.key] = anchor
         return found
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), 500):
-        yield items[start : start + 500]
 
 
 def _contact_for(

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import create_engine
+
+T = TypeVar("T")
+# Values per IN (...) clause: far below SQLite's 32,766 parameters and PostgreSQL's 65,535.
+IN_CHUNK = 500
+
+
+def in_chunks(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, for statements with an IN (...) clause."""
+    values = list(items)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

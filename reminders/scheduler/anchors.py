@@ -7,7 +7,7 @@ planned again; one that has not gone out follows the anchor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, insert, or_, update
 from sqlmodel import Session, col, select
 
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.errors import NotFound
 from reminders.models import (
     Anchor,
@@ -38,7 +38,6 @@ ALARM_TEMPLATE = (
     "{% else %}Напомняне: {{ title }} на {{ date }}{% if time %} в {{ time }} ч.{% endif %}."
     "{% endif %}"
 )
-CHUNK = 500  # ids per IN (...) clause
 REPLAN_BATCH = 2000  # anchors per plan_many when a policy changes
 DEFAULT_KIND = {"event": NoticeKind.event_reminder, "bill": NoticeKind.bill_due}
 # Notices that have not gone out and may still follow their anchor.
@@ -168,11 +167,6 @@ def desired_notices(
     return wanted
 
 
-def _chunks(ids: list[int], size: int = CHUNK) -> Iterator[list[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def plan_for(
     session: Session,
     scheduler: JobScheduler | None,
@@ -203,7 +197,7 @@ def plan_many(
     anchors: dict[int, Anchor] = {}
     recipients: dict[int, list[Recipient]] = {i: [] for i in ids}
     existing: dict[int, dict[str, Notice]] = {i: {} for i in ids}
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         for row in session.exec(select(Anchor).where(col(Anchor.id).in_(chunk))):
             anchors[row.id or 0] = row
         # Plain rows, not ORM objects: an anchor may have tens of thousands of recipients.
@@ -217,7 +211,7 @@ def plan_many(
             existing[notice.anchor_id or 0][notice.key] = notice
     contact_ids = sorted({r.contact_id for rs in recipients.values() for r in rs if r.contact_id})
     zones: dict[int, str | None] = {}
-    for chunk in _chunks(contact_ids):
+    for chunk in in_chunks(contact_ids):
         for contact_id, zone in session.exec(
             select(Contact.id, Contact.timezone).where(col(Contact.id).in_(chunk))
         ):
@@ -261,7 +255,7 @@ def plan_many(
         by_key = {row["key"]: row for row in new_rows}
         new_jobs: list[JobItem] = []
         planned_ids = sorted({row["anchor_id"] for row in new_rows})
-        for chunk in _chunks(planned_ids):
+        for chunk in in_chunks(planned_ids):
             for notice_id, key in session.exec(
                 select(Notice.id, Notice.key).where(col(Notice.anchor_id).in_(chunk))
             ):
@@ -416,7 +410,7 @@ def replan_policy(
         if anchor_id is not None
     ]
     totals = dict.fromkeys(PlanReport().as_dict(), 0)
-    for chunk in _chunks(ids, REPLAN_BATCH):
+    for chunk in in_chunks(ids, REPLAN_BATCH):
         for report in plan_many(session, scheduler, chunk, settings=settings, now=now).values():
             for what, count in report.as_dict().items():
                 totals[what] += count

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from reminders.db import UTCDateTime, utcnow
+from reminders.db import UTCDateTime, in_chunks, utcnow
 from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus, Priority
 from reminders.notices import JobItem, JobScheduler
@@ -31,7 +31,6 @@ from reminders.settings import Settings
 from reminders.templates import RenderError, render
 
 log = logging.getLogger(__name__)
-CHUNK = 500  # ids per IN (...) clause
 
 
 BILL_GRACE = timedelta(days=1)
@@ -140,8 +139,7 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
     a restart, a second scheduler) finds it no longer ``scheduled`` and does nothing.
     """
     claimed: list[int] = []
-    for start in range(0, len(notice_ids), CHUNK):
-        chunk = notice_ids[start : start + CHUNK]
+    for chunk in in_chunks(notice_ids):
         result = session.execute(
             update(Notice)
             .where(col(Notice.id).in_(chunk), col(Notice.status) == NoticeStatus.scheduled)
@@ -437,8 +435,8 @@ def _load(session: Session, model: Any, ids: Iterable[int | None]) -> dict[int, 
     wanted = [i for i in ids if i is not None]
     table = model.__table__
     found: dict[int, Any] = {}
-    for start in range(0, len(wanted), CHUNK):
-        query = select(table).where(table.c.id.in_(wanted[start : start + CHUNK]))
+    for chunk in in_chunks(wanted):
+        query = select(table).where(table.c.id.in_(chunk))
         for row in session.execute(query):
             found[row.id] = row
     return found

@@ -14,7 +14,7 @@ calls; ``NoticeScheduler.schedule`` takes it around ``add_jobs``), so the sets n
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-CHUNK = 500  # ids per IN (...) clause; SQLite allows 32,766 parameters, PostgreSQL 65,535
+from reminders.db import in_chunks
 
 
 class BatchJobStore(SQLAlchemyJobStore):
@@ -62,7 +62,7 @@ class BatchJobStore(SQLAlchemyJobStore):
                 replace = True
         if replace:
             with self.engine.begin() as connection:
-                for chunk in _chunks(ids):
+                for chunk in in_chunks(ids):
                     connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.in_(chunk)))
                 self._insert(connection, rows)
         self._fired.difference_update(ids)
@@ -101,7 +101,7 @@ class BatchJobStore(SQLAlchemyJobStore):
                 except Exception:
                     self._logger.exception("Unable to restore job %r; removing it", row.id)
                     broken.append(row.id)
-            for chunk in _chunks(broken):
+            for chunk in in_chunks(broken):
                 connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.in_(chunk)))
         self._handed_out = {job.id for job in jobs}
         return jobs
@@ -144,11 +144,5 @@ class BatchJobStore(SQLAlchemyJobStore):
             return
         fired, self._fired = list(self._fired), set()
         with self.engine.begin() as connection:
-            for chunk in _chunks(fired):
+            for chunk in in_chunks(fired):
                 connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.in_(chunk)))
-
-
-def _chunks(items: Sequence[str] | Iterable[str]) -> Iterable[list[str]]:
-    items = list(items)
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]

@@ -20,7 +20,7 @@ from typing import Any
 import phonenumbers
 from sqlmodel import Session, col, func, select
 
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
 from reminders.models import Anchor, AnchorKind, Contact, Source
@@ -34,7 +34,6 @@ from reminders.sources.ical import FeedError, Occurrence, content_hash, parse_fe
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
-LOOKUP_CHUNK = 500  # values per IN (...) clause
 Fetcher = Callable[..., FetchResult]
 
 
@@ -264,12 +263,10 @@ class _Known:
         emails = sorted({e for w in written for e in w.emails})
         by_phone: dict[str, int] = {}
         by_email: dict[str, list[tuple[str, int]]] = {}
-        for start in range(0, len(phones), LOOKUP_CHUNK):
-            chunk = phones[start : start + LOOKUP_CHUNK]
+        for chunk in in_chunks(phones):
             query = select(Contact.phone, Contact.id).where(col(Contact.phone).in_(chunk))
             by_phone.update((p, i) for p, i in session.exec(query).all() if i is not None)
-        for start in range(0, len(emails), LOOKUP_CHUNK):
-            chunk = emails[start : start + LOOKUP_CHUNK]
+        for chunk in in_chunks(emails):
             email = func.lower(Contact.email)
             rows = session.exec(
                 select(email, Contact.phone, Contact.id).where(email.in_(chunk))
