@@ -19,6 +19,7 @@ from reminders.db import make_engine
 from reminders.migrate import upgrade
 from reminders.service import Process, build
 from reminders.settings import Settings, load_settings
+from tests.http_gateway import Gateway
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN_DSN = os.environ.get("REMINDERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -134,3 +135,12 @@ def redis_key() -> Iterator[str]:
     key = f"reminders-test:{uuid.uuid4().hex[:12]}"
     yield key
     redis.Redis.from_url(REDIS_URL).delete(key)
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    """An in-house SMS gateway on a free 127.0.0.1 port (see tests/http_gateway.py)."""
+    server = Gateway()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()

@@ -34,6 +34,7 @@ class Cluster:
     def __init__(self, database_url: str, workdir: Path) -> None:
         self.database_url = database_url
         self.workdir = workdir
+        self.extra_env: dict[str, str] = {}
         self.prefix = f"reminders-test-{uuid.uuid4().hex[:8]}:"
         self.redis = redis.Redis.from_url(REDIS_URL)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -43,7 +44,7 @@ class Cluster:
         env = cli_env(self.database_url)
         env["REMINDERS_REDIS_URL"] = REDIS_URL
         env["REMINDERS_REDIS_PREFIX"] = self.prefix
-        return env
+        return {**env, **self.extra_env}
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = self.workdir / f"{args[0]}-{len(self.procs)}.log"
@@ -54,6 +55,15 @@ class Cluster:
         self.procs[proc.pid] = proc
         self.logs[proc.pid] = log
         return proc
+
+    def wait_until_up(self, base: str) -> None:
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=30, what="serve to answer")
 
     def leader_pid(self) -> int | None:
         token = self.redis.get(f"{self.prefix}scheduler:leader")
@@ -96,14 +106,7 @@ def test_one_leader_and_a_kill_9_loses_nothing(cluster: tuple[Cluster, Engine]) 
     group.start("worker")
     group.start("worker")
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(up, timeout=30, what="serve to answer")
+    group.wait_until_up(base)
     first_leader = wait_for(group.leader_pid, timeout=20, what="a leader")
     assert first_leader in group.procs
     time.sleep(2)  # every process has campaigned by now; the lock must not have moved
@@ -172,23 +175,11 @@ def test_the_send_rate_holds_across_instances_and_a_takeover(
     rate, total = 100, 800
     key = make_key(engine, "write")
     port = free_port()
-    base_env = group.env
-
-    def env() -> dict[str, str]:
-        return {**base_env(), "REMINDERS_SEND_RATE": str(rate)}
-
-    group.env = env  # type: ignore[method-assign]
+    group.extra_env["REMINDERS_SEND_RATE"] = str(rate)
     group.start("serve", "--port", str(port))
     group.start("worker")
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(up, timeout=30, what="serve to answer")
+    group.wait_until_up(base)
     leader = wait_for(group.leader_pid, timeout=20, what="a leader")
     response = httpx.post(
         f"{base}/api/v1/messages",

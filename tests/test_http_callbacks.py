@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,17 +12,9 @@ from fastapi.testclient import TestClient
 from reminders.sender.http import sign
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
-from tests.test_http_sender import SECRET, Gateway
+from tests.http_gateway import SECRET, Gateway
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
-    server = Gateway()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
 
 
 @pytest.fixture

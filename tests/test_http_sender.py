@@ -2,68 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
 import pytest
 from sqlalchemy.engine import Engine
 
 from reminders.sender.base import OutgoingSms, SendError
 from reminders.sender.http import HttpSender
 from reminders.settings import SettingsError, load_settings
-
-SECRET = "shared-secret"
-
-
-class Gateway:
-    """An in-house gateway: checks the signature, answers what the test asks."""
-
-    def __init__(self) -> None:
-        self.answer: tuple[int, bytes] = (202, b'{"id": "gw-1"}')
-        self.received: list[dict[str, Any]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                stamp = self.headers["X-Reminders-Timestamp"]
-                expected = (
-                    "sha256="
-                    + hmac.new(
-                        SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256
-                    ).hexdigest()
-                )
-                if not hmac.compare_digest(expected, self.headers["X-Reminders-Signature"]):
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                owner.received.append(json.loads(body))
-                status, reply = owner.answer
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/sms"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
-    server = Gateway()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
-
+from tests.http_gateway import SECRET, Gateway
 
 SMS = OutgoingSms(notice_id=5, to="+359888123456", text="Здравей", sender_id="Clinic",
                   segments=1, encoding="UCS-2")  # fmt: skip
