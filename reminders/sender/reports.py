@@ -58,10 +58,10 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
         # Kept whatever the status says: the report that carries it may be a stale one.
         attempt.gateway_reference = report.reference[:200]
         session.add(attempt)
-        session.commit()
     new = NoticeStatus(report.status)
     current = NoticeStatus(notice.status)
     if RANK.get(new, 0) <= RANK.get(current, 0):
+        session.commit()  # the reference, if this report brought one
         return "ignored"
     # Conditional on the status we read: two reports racing cannot both move it.
     result = session.exec(  # type: ignore[call-overload]
@@ -76,7 +76,7 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
         )
     )
     if not result.rowcount:
-        session.rollback()
+        session.commit()  # nothing was updated; the reference, if any, is still worth keeping
         return "ignored"
     attempt.status = new
     if new == NoticeStatus.delivered:
