@@ -239,11 +239,14 @@ def _contact(
 
 def _write(session: Session, rows: Sequence[_Resolved], now: datetime) -> tuple[list[int], int]:
     """New customers, new bills, changed bills and recipients: one statement each; commit."""
-    new_contacts = list({id(r.contact): r.contact for r in rows if _is_new(r.contact)}.values())
+    # Once each, in order: a customer shared by several rows is one _NewContact (eq=False).
+    new_contacts = list(
+        dict.fromkeys(r.contact for r in rows if isinstance(r.contact, _NewContact))
+    )
     if new_contacts:
         ids = session.execute(
             insert(_CONTACTS).returning(_CONTACTS.c.id, sort_by_parameter_order=True),
-            [contact.values for contact in new_contacts],  # type: ignore[union-attr]
+            [contact.values for contact in new_contacts],
         ).scalars()
         for contact, new_id in zip(new_contacts, ids, strict=True):
             contact.id = new_id
@@ -298,7 +301,3 @@ def _write(session: Session, rows: Sequence[_Resolved], now: datetime) -> tuple[
         session.execute(insert(_RECIPIENTS), recipients)
     session.commit()
     return [anchor_ids[row.index] for row in rows], len(fresh)
-
-
-def _is_new(contact: Contact | _NewContact) -> bool:
-    return isinstance(contact, _NewContact)
