@@ -144,13 +144,23 @@ def update_event(
     zone_name = data.timezone or anchor.timezone or settings.timezone
     zone = ZoneInfo(zone_name)
     values = dict(anchor.data)
-    if data.title is not None:
-        anchor.title = data.title
-    if data.start is not None:
-        anchor.at = _parse(data.start, zone, "start", now)
+    start = _parse(data.start, zone, "start", now) if data.start is not None else anchor.at
     if "end" in changes:
         end = _parse(data.end, zone, "end", now) if data.end else None
         values["end"] = end.isoformat() if end else None
+    else:
+        end = datetime.fromisoformat(values["end"]) if values.get("end") else None
+    # The same rule as at creation, on the event as it will read after the change: moving only
+    # the start past the stored end is as wrong as posting it that way.
+    if end is not None and end < start:
+        field = "end" if "end" in changes else "start"
+        raise InvalidField(
+            f"the end ({end.isoformat()}) would be before the start ({start.isoformat()})",
+            field=field,
+        )
+    if data.title is not None:
+        anchor.title = data.title
+    anchor.at = start
     if "location" in changes:
         values["location"] = data.location or ""
     if data.policy is not None:

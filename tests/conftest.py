@@ -25,13 +25,20 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN_DSN = os.environ.get("REMINDERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
+# The quiet hours a test gets when it does not choose its own: all day but one minute. With the
+# real default (21:00-08:00) a test that forgot to pin them passed by day and failed by night;
+# with this one it fails at any hour, the first time it runs. Pin ``quiet_hours="off"`` (or
+# REMINDERS_QUIET_HOURS=off for a subprocess) unless the test is about quiet hours.
+ALWAYS_QUIET = "00:00-23:59"
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's own REMINDERS_* variables or .env file."""
+    """No test reads the developer's own REMINDERS_* variables or .env file, nor the hour."""
     for name in list(os.environ):
         if name.startswith("REMINDERS_") and name != "REMINDERS_TEST_PG":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("REMINDERS_QUIET_HOURS", ALWAYS_QUIET)
     monkeypatch.chdir(tmp_path)
 
 
@@ -62,7 +69,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return load_settings(database_url=database_url)
+    return load_settings(database_url=database_url, quiet_hours="off")
 
 
 @pytest.fixture
@@ -125,6 +132,24 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def fall_due(engine: Engine, notice_id: int) -> None:
+    """Move a notice's send time just past, as if its time had come (a claim takes only what
+    is due)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from reminders.models import Notice
+
+    with engine.begin() as conn:
+        conn.execute(
+            update(Notice)
+            .where(col(Notice.id) == notice_id)
+            .values(send_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
 
 
 @pytest.fixture

@@ -16,10 +16,16 @@ from reminders.scheduler.anchors import cancel_for, plan_for
 from reminders.scheduler.firing import fire
 from reminders.scheduler.service import NoticeScheduler, job_id
 from reminders.sender.outbox import OutboxSender
-from reminders.settings import Settings
+from reminders.settings import Settings, load_settings
 
 SOFIA = ZoneInfo("Europe/Sofia")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    # These tests are about where steps land, quiet hours included: the default window, pinned.
+    return load_settings(database_url=database_url, quiet_hours="21:00-08:00")
 
 
 @pytest.fixture

@@ -183,3 +183,43 @@ def test_listing_gives_each_event_its_own_notices(client: TestClient, writer: He
         assert [n["id"] for n in shown["notices"]] == [n["id"] for n in one["notices"]]
         assert {n["anchor_id"] for n in shown["notices"]} == {one["id"]}
     assert [len(e["notices"]) for e in listed] == [2, 4, 4]
+
+
+def test_patch_may_not_put_the_start_after_the_end(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    start = later_day(10)
+    response = create(
+        client,
+        writer,
+        title="Преглед",
+        start=start.isoformat(),
+        end=(start + timedelta(hours=1)).isoformat(),
+        recipients={"phones": ["0888 700 091"]},
+    )
+    assert response.status_code == 201, response.text
+    event = response.json()
+    url = f"/api/v1/events/{event['id']}"
+
+    moved = client.patch(url, headers=writer, json={"start": later_day(12).isoformat()})
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["errors"][0]["field"] == "start"
+    shortened = client.patch(
+        url, headers=writer, json={"end": (start - timedelta(minutes=5)).isoformat()}
+    )
+    assert shortened.status_code == 422, shortened.text
+    assert shortened.json()["errors"][0]["field"] == "end"
+    # Nothing was changed by the refused edits.
+    again = client.get(url, headers=writer).json()
+    assert datetime.fromisoformat(again["start"]) == start
+    assert datetime.fromisoformat(again["end"]) == start + timedelta(hours=1)
+    # Moving both together is fine.
+    both = client.patch(
+        url,
+        headers=writer,
+        json={
+            "start": later_day(12).isoformat(),
+            "end": (later_day(12) + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert both.status_code == 200, both.text

@@ -35,7 +35,7 @@ from reminders.sender.kannel import DLR_PATH, KannelSender, dlr_url, parts
 from reminders.service import build
 from reminders.settings import Settings, SettingsError, load_settings
 from tests import kannel as harness
-from tests.conftest import make_key, wait_for
+from tests.conftest import fall_due, make_key, wait_for
 
 SECRET = "dlr-secret-ü/%A&x"  # what Kannel would mangle if sent as is: non-ASCII, "%A", "&"
 SENDER_ID = "MyShop"
@@ -314,6 +314,7 @@ def fire_accepted(settings: Settings, engine: Engine, notice_id: int) -> None:
     """Fire the notice through a Kannel that accepts it (the route tests need no real one)."""
     accept = httpx.MockTransport(lambda r: httpx.Response(202, text="0: Accepted for delivery"))
     mocked = KannelSender(settings, engine, client=httpx.Client(transport=accept))
+    fall_due(engine, notice_id)
     assert fire(engine, mocked, notice_id, settings=settings) == "sent"
 
 

@@ -23,7 +23,7 @@ BULK = 120  # six seconds of budget
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return load_settings(database_url=database_url, send_rate=RATE)
+    return load_settings(database_url=database_url, send_rate=RATE, quiet_hours="off")
 
 
 def phones(count: int, base: int = 0) -> list[str]:

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from reminders.service import Process
+
 Headers = dict[str, str]
 
 
@@ -98,10 +100,13 @@ def test_bad_names_and_empty_steps(client: TestClient, writer: Headers) -> None:
 
 
 def test_policy_priority_and_sender_id_reach_its_notices(
-    client: TestClient, writer: Headers
+    client: TestClient, writer: Headers, process: Process
 ) -> None:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
+
+    rt = process.runtime
+    rt.settings = rt.settings.model_copy(update={"quiet_hours": "21:00-08:00"})
 
     sofia = ZoneInfo("Europe/Sofia")
     body = {
@@ -114,7 +119,7 @@ def test_policy_priority_and_sender_id_reach_its_notices(
     assert created.status_code == 201, created.text
     assert (created.json()["priority"], created.json()["sender_id"]) == ("transactional", "MyBank")
 
-    # Five hours before 03:00 is 22:00, inside the default quiet hours (21:00-08:00): a bulk
+    # Five hours before 03:00 is 22:00, inside the quiet hours (21:00-08:00): a bulk
     # reminder would be moved to the evening before; a transactional one keeps its time.
     day = (datetime.now(sofia) + timedelta(days=5)).date()
     start = datetime(day.year, day.month, day.day, 3, 0, tzinfo=sofia)

@@ -17,7 +17,7 @@ from reminders.schemas import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings
-from tests.conftest import wait_for
+from tests.conftest import fall_due, wait_for
 
 
 def make_notices(
@@ -50,6 +50,20 @@ def outbox_count(engine: Engine, notice_id: int) -> int:
             ).scalar()
             or 0
         )
+
+
+def test_a_notice_is_claimed_only_once_it_is_due(engine: Engine, settings: Settings) -> None:
+    """A firing that comes early (a stale job, a lane that waited) leaves the notice alone."""
+    [notice_id] = make_notices(
+        engine, ["0888 400 009"], send_at=datetime.now(UTC) + timedelta(hours=1)
+    )
+    sender = OutboxSender(settings, engine)
+    assert fire(engine, sender, notice_id, settings=settings) is None
+    assert status_of(engine, notice_id) == "scheduled"
+    assert outbox_count(engine, notice_id) == 0
+    fall_due(engine, notice_id)
+    assert fire(engine, sender, notice_id, settings=settings) == "sent"
+    assert outbox_count(engine, notice_id) == 1
 
 
 def test_firing_twice_sends_once(engine: Engine, settings: Settings) -> None:
@@ -226,6 +240,8 @@ def test_batches_fire_every_due_notice_once(engine: Engine, settings: Settings) 
         [f"0888 5{n // 1000:02d} {n % 1000:03d}" for n in range(250)],
         send_at=datetime.now(UTC) + timedelta(hours=1),
     )
+    for notice_id in ids:
+        fall_due(engine, notice_id)
     runtime.install(
         Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
     )
@@ -284,7 +300,12 @@ def test_transient_failures_are_retried_with_back_off(engine: Engine, settings: 
         # About 30 s later, give or take the jitter, and the reason says why.
         assert notice.send_at - before >= RETRY_BASE * 0.8
         assert "attempt 1 failed (the gateway timed out)" in (notice.status_reason or "")
+    # The retry is not due yet: an early firing does nothing.
+    assert fire(engine, flaky, notice_id, settings=settings) is None
+    assert FlakySender.calls == 1
+    fall_due(engine, notice_id)
     assert fire(engine, flaky, notice_id, settings=settings) == "scheduled"
+    fall_due(engine, notice_id)
     assert fire(engine, flaky, notice_id, settings=settings) == "sent"
     with engine.connect() as conn:
         rows = conn.execute(
@@ -301,11 +322,12 @@ def test_transient_failures_are_retried_with_back_off(engine: Engine, settings: 
 def test_retries_stop_after_the_configured_attempts(engine: Engine, database_url: str) -> None:
     from reminders.settings import load_settings
 
-    settings = load_settings(database_url=database_url, send_attempts=2)
+    settings = load_settings(database_url=database_url, send_attempts=2, quiet_hours="off")
     FlakySender.calls = -10  # fails every time in this test
     [notice_id] = make_notices(engine, ["0888 400 502"])
     flaky = FlakySender(settings, engine)
     assert fire(engine, flaky, notice_id, settings=settings) == "scheduled"
+    fall_due(engine, notice_id)
     assert fire(engine, flaky, notice_id, settings=settings) == "failed"
     with Session(engine) as session:
         notice = session.get(Notice, notice_id)

@@ -67,7 +67,7 @@ def feed() -> Iterator[FeedServer]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return load_settings(database_url=database_url, allow_private_feeds=True)
+    return load_settings(database_url=database_url, allow_private_feeds=True, quiet_hours="off")
 
 
 def day(offset: int) -> str:

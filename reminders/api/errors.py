@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders.errors import DomainError
 
@@ -62,7 +63,46 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(_error_body("internal error; see the service log", []), status_code=500)
+    app.add_middleware(CatchUnexpected)
+
+
+class CatchUnexpected:
+    """Answer an unexpected error with one clean JSON 500 and keep the connection.
+
+    A handler registered for ``Exception`` runs in Starlette's outermost middleware, which sends
+    its answer and then raises the error again for the server to log: uvicorn then closes the
+    keep-alive connection, and the client's next request on it (a health check, say) fails with
+    "connection reset". Caught here, inside that middleware, the error ends with the answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = finished = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if finished:
+                return  # the answer is complete (the error came from a background task)
+            if started:
+                # Part of an answer is out: end its body; the client sees it cut short.
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            response = JSONResponse(
+                _error_body("internal error; see the service log", []), status_code=500
+            )
+            await response(scope, receive, send)

@@ -133,16 +133,24 @@ def retry_delay(failures: int) -> timedelta:
 
 
 def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token: str) -> list[int]:
-    """Move notices from ``scheduled`` to ``sending``; return the ids this call got.
+    """Move notices that are due by ``now`` from ``scheduled`` to ``sending``; return the ids
+    this call got.
 
     The conditional update is what makes a notice go out at most once: a second firing (a retry,
-    a restart, a second scheduler) finds it no longer ``scheduled`` and does nothing.
+    a restart, a second scheduler) finds it no longer ``scheduled`` and does nothing. It is also
+    what keeps a notice from going out early: a job handed to a lane can wait there (for the send
+    rate, behind a busy batch) while its event moves later, and the move only rewrites
+    ``send_at`` and the job; the stale firing must then find the notice not due and leave it.
     """
     claimed: list[int] = []
     for chunk in in_chunks(notice_ids):
         result = session.execute(
             update(Notice)
-            .where(col(Notice.id).in_(chunk), col(Notice.status) == NoticeStatus.scheduled)
+            .where(
+                col(Notice.id).in_(chunk),
+                col(Notice.status) == NoticeStatus.scheduled,
+                col(Notice.send_at) <= now,
+            )
             .values(status=NoticeStatus.sending, updated_at=now, claimed_by=token or None)
             .returning(col(Notice.id))
         )
