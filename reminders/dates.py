@@ -277,7 +277,9 @@ def _read_natural(
     except OverflowError:
         # dateparser converts between zones: a date at the end of Python's range overflows.
         raise _outside(shown, zone, now) from None
-    has_time = data.period == "time"
+    # period is "time" only when the time differs from RELATIVE_BASE's: "утре 12:00" said at
+    # noon comes back as "day". parts (dateparser 1.5) says whether the text named a time.
+    has_time = data.period == "time" or "time" in getattr(data, "parts", ())
     if not has_time and _CLOCK.search(normal):
         raise _unreadable(shown)
     # dateparser reports an offset found in the text only by converting to it (or to `zone`),

@@ -76,6 +76,19 @@ def test_phrases_in_sofia_winter(text: str, wall: datetime) -> None:
     assert_exact(parse_datetime(text, zone=SOFIA, now=NOW), wall, EET)
 
 
+@pytest.mark.parametrize(
+    ("text", "wall"),
+    [
+        ("утре 12:00", datetime(2026, 11, 26, 12, 0)),
+        ("tomorrow at 12", datetime(2026, 11, 26, 12, 0)),
+        ("вдругиден в 12 ч.", datetime(2026, 11, 27, 12, 0)),
+    ],
+)
+def test_a_time_equal_to_now_s_time_of_day_is_a_time(text: str, wall: datetime) -> None:
+    # dateparser calls it a bare day when the time matches its RELATIVE_BASE's (NOW's 12:00).
+    assert_exact(parse_datetime(text, zone=SOFIA, now=NOW), wall, EET)
+
+
 def test_summer_time_gets_the_summer_offset() -> None:
     result = parse_datetime("15.06.2027 10:00", zone=SOFIA, now=NOW)
     assert_exact(result, datetime(2027, 6, 15, 10, 0), timedelta(hours=3))
