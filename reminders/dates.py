@@ -172,7 +172,9 @@ def parse_date(text: str, *, zone: ZoneInfo, now: datetime) -> date:
     clock = _read_clock(normal, shown, zone, now)
     if clock is not None:
         wall, offset = clock
-        return wall.replace(tzinfo=offset).astimezone(zone).date() if offset else wall.date()
+        if offset is not None:
+            return wall.replace(tzinfo=offset).astimezone(zone).date()
+        return wall.date()
     value, _, offset = _read_natural(normal, shown, zone, now)
     _check_window(value.date(), shown, zone, now)
     if offset is not None:
