@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from reminders.dates import DateParseError, parse_datetime
 from reminders.db import utcnow
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
@@ -102,12 +103,12 @@ def create_message(
     reconciliation gives them jobs, whereas a job without its notice would fire into nothing.
     """
     now = now or utcnow()
-    send_at = data.send_at or now
-    if send_at < now - PAST_TOLERANCE:
-        raise InvalidField("is in the past; leave it out to send now", field="send_at")
     recipients = resolve_recipients(session, data.to, region=region)
     if not recipients:
         raise InvalidField("the groups named have no members", field="to")
+    send_at = _send_at(data, recipients, zone, now)
+    if send_at < now - PAST_TOLERANCE:
+        raise InvalidField("is in the past; leave it out to send now", field="send_at")
 
     message = Message(
         text=data.text,
@@ -163,6 +164,35 @@ def create_message(
             new=True,
         )
     return message, notices
+
+
+def _send_at(
+    data: MessageCreate, recipients: list[Recipient], zone: str, now: datetime
+) -> datetime:
+    """When the message goes, read as events read their start.
+
+    Words and local times are read in the message's `timezone`, else in the recipients' own
+    zone (`zone` for those without one). When recipients in several zones would read the text
+    as different instants ("утре 10:00"), it is refused rather than sent at one zone's time.
+    """
+    if data.send_at is None:
+        return now
+    zones = [data.timezone] if data.timezone else sorted({r.timezone or zone for r in recipients})
+    readings: dict[datetime, str] = {}
+    for name in zones:
+        try:
+            value = parse_datetime(data.send_at, zone=ZoneInfo(name), now=now)
+        except DateParseError as exc:
+            raise InvalidField(str(exc), field="send_at") from None
+        readings.setdefault(value.astimezone(UTC), name)
+    if len(readings) > 1:
+        raise InvalidField(
+            f"'{data.send_at}' is a different time for recipients in {', '.join(zones)};"
+            " add an offset or a timezone",
+            field="send_at",
+        )
+    [instant] = readings
+    return instant
 
 
 def _outside_quiet_hours(

@@ -43,12 +43,6 @@ def _sender_id(value: str) -> str:
     return validate_sender_id(value)
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("must include a UTC offset, e.g. 2026-12-01T10:30:00+02:00")
-    return value
-
-
 Text = Annotated[str, AfterValidator(_no_control_chars)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
 Phone = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_control_chars)]
@@ -58,7 +52,8 @@ Language = Literal["bg", "en"]
 ExternalId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
 SenderId = Annotated[str, AfterValidator(_sender_id)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+# A date as people write it (ISO 8601 or words), read by reminders.dates in the right zone.
+WhenText = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_control_chars)]
 
 
 class Input(BaseModel):
@@ -159,8 +154,15 @@ class Recipients(Input):
 class MessageCreate(Input):
     to: Recipients
     text: Annotated[str, Field(min_length=1, max_length=1600), AfterValidator(_no_control_chars)]
-    send_at: AwareDatetime | None = Field(
-        default=None, description="ISO 8601 with an offset; absent means now."
+    send_at: WhenText | None = Field(
+        default=None,
+        description="ISO 8601, or words in English or Bulgarian ('tomorrow 10:00', 'утре в 10'),"
+        " read in `timezone`; absent means now.",
+    )
+    timezone: TimeZoneName | None = Field(
+        default=None,
+        description="Zone send_at is read in; default the recipients' own zone when they share"
+        " one, else REMINDERS_TIMEZONE.",
     )
     sender_id: SenderId | None = None
     transliterate: bool | None = Field(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import Interval, Select, String, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
@@ -18,12 +18,80 @@ Bucket = Literal["hour", "day"]
 NO_REPORT = "no_report"
 
 
-def _bucket(column: Any, bucket: Bucket, dialect: str) -> ColumnElement[str]:
-    """The start of the hour or day (UTC) a timestamp falls in, as ISO 8601 text."""
-    if dialect == "postgresql":
-        fmt = 'YYYY-MM-DD"T"HH24:00:00' if bucket == "hour" else "YYYY-MM-DD"
-        return func.to_char(func.date_trunc(bucket, column), fmt)
-    return func.strftime("%Y-%m-%dT%H:00:00" if bucket == "hour" else "%Y-%m-%d", column)
+def offset_spans(start: datetime, end: datetime, zone: tzinfo) -> list[tuple[datetime, timedelta]]:
+    """The UTC offsets `zone` has over [start, end): (from when, offset), in order.
+
+    Transitions are found hour by hour, then to the minute; a 400-day range is under 10,000
+    steps. Offsets change on the minute in every zone in use.
+    """
+    hour, minute = timedelta(hours=1), timedelta(minutes=1)
+    at, end = start.astimezone(UTC), end.astimezone(UTC)
+    spans = [(at, _offset(at, zone))]
+    while at < end:
+        step = min(at + hour, end)
+        if _offset(step, zone) != spans[-1][1]:
+            low, high = at, step  # the change is in (low, high]
+            while high - low > minute:
+                middle = low + (high - low) / 2
+                low, high = (
+                    (middle, high) if _offset(middle, zone) == spans[-1][1] else (low, middle)
+                )
+            change = high.replace(second=0, microsecond=0)  # the one whole minute in (low, high]
+            if change < end:
+                spans.append((change, _offset(change, zone)))
+        at = step
+    return spans
+
+
+def _offset(at: datetime, zone: tzinfo) -> timedelta:
+    return at.astimezone(zone).utcoffset() or timedelta(0)
+
+
+def _bucket(
+    column: Any, bucket: Bucket, dialect: str, spans: list[tuple[datetime, timedelta]]
+) -> ColumnElement[str]:
+    """The start of the hour or day a timestamp falls in on the zone's clock, as ISO 8601 text.
+
+    Hours carry their offset ("2027-10-31T03:00:00+03:00", then "...+02:00" for the repeated
+    hour); days are plain local dates, given their midnight's offset by the caller. Neither
+    database knows IANA zones in the same way (SQLite not at all), so the UTC timestamp is
+    shifted by the offset of its span: a CASE with one branch per offset in the range.
+    """
+    branches = []
+    for index, (_, offset) in enumerate(spans):
+        minutes = int(offset.total_seconds() // 60)
+        if dialect == "postgresql":
+            fmt = 'YYYY-MM-DD"T"HH24:00:00' if bucket == "hour" else "YYYY-MM-DD"
+            shift = literal(timedelta(minutes=minutes), Interval())
+            local: ColumnElement[str] = func.to_char(
+                func.date_trunc(bucket, column + shift), fmt, type_=String
+            )
+        else:
+            fmt = "%Y-%m-%dT%H:00:00" if bucket == "hour" else "%Y-%m-%d"
+            local = func.strftime(fmt, column, f"{minutes:+d} minutes", type_=String)
+        if bucket == "hour":
+            local = local + literal(_written(offset))
+        if index + 1 < len(spans):
+            branches.append((column < spans[index + 1][0], local))
+        else:
+            branches.append((literal(True), local))
+    if len(branches) == 1:
+        return branches[0][1]
+    return case(*branches[:-1], else_=branches[-1][1])
+
+
+def _written(offset: timedelta) -> str:
+    """An offset as ISO 8601 writes it: +02:00, -03:30."""
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _label(key: str, bucket: Bucket, zone: tzinfo) -> str:
+    """A bucket's start with its offset: a day starts at its local midnight."""
+    if bucket == "hour":
+        return key
+    return datetime.combine(date.fromisoformat(key), time(0), zone).isoformat()
 
 
 @dataclass
@@ -43,13 +111,16 @@ def notice_stats(
     bucket: Bucket,
     dlr_timeout: timedelta,
     now: datetime,
+    zone: tzinfo = UTC,
 ) -> tuple[Counts, list[Counts]]:
     """Totals and per-bucket counts of notices by status and kind, segments and inbound.
 
-    A notice still "sent" past the delivery-report timeout is counted as "no_report": the
+    Buckets are hours or days on `zone`'s clock, each labelled with its start and offset. A
+    notice still "sent" past the delivery-report timeout is counted as "no_report": the
     gateway never said, which is not the same as failed.
     """
     dialect = session.get_bind().dialect.name
+    spans = offset_spans(start, end, zone)
     segments = (
         select(col(Attempt.notice_id), func.sum(col(Attempt.segments)).label("segments"))
         .where(col(Attempt.status) != NoticeStatus.failed)
@@ -65,7 +136,7 @@ def notice_stats(
     )
     # Grouped by the expressions, not by their labels: "status" would name the table's own
     # column in SQLite's GROUP BY, and every group would take one row's CASE at random.
-    notice_bucket = _bucket(col(Notice.send_at), bucket, dialect)
+    notice_bucket = _bucket(col(Notice.send_at), bucket, dialect, spans)
     notices = (
         select(
             notice_bucket.label("bucket"),
@@ -79,7 +150,7 @@ def notice_stats(
         .where(col(Notice.send_at) >= start, col(Notice.send_at) < end)
         .group_by(notice_bucket, col(Notice.kind), status)
     )
-    inbound_bucket = _bucket(col(InboundMessage.received_at), bucket, dialect)
+    inbound_bucket = _bucket(col(InboundMessage.received_at), bucket, dialect, spans)
     inbound = (
         select(
             inbound_bucket.label("bucket"),
@@ -92,10 +163,10 @@ def notice_stats(
         .group_by(inbound_bucket)
     )
     query: Select[Any] = select(union_all(notices, inbound).subquery())
-    totals = Counts(start=start.isoformat())
+    totals = Counts(start=start.astimezone(zone).isoformat())
     buckets: dict[str, Counts] = {}
-    for bucket_start, kind, state, n, used in session.execute(query):
-        entry = buckets.setdefault(bucket_start, Counts(start=bucket_start))
+    for key, kind, state, n, used in session.execute(query):
+        entry = buckets.setdefault(key, Counts(start=_label(key, bucket, zone)))
         for target in (entry, totals):
             if state == "received":
                 target.received += n
@@ -103,7 +174,8 @@ def notice_stats(
             target.statuses[state] = target.statuses.get(state, 0) + n
             target.kinds[kind] = target.kinds.get(kind, 0) + n
             target.segments += int(used or 0)
-    return totals, [buckets[key] for key in sorted(buckets)]
+    # By instant: the repeated hour of an autumn night sorts by its offset in text.
+    return totals, sorted(buckets.values(), key=lambda entry: datetime.fromisoformat(entry.start))
 
 
 CSV_COLUMNS = (

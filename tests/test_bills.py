@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from reminders.dates import accepted_days
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 
@@ -130,6 +131,10 @@ def test_english_customer_gets_english_amounts(
         ({"amount": 84.2}, "amount", "string"),
         ({"currency": "лв"}, "currency", "ISO 4217"),
         ({"due": "някой ден"}, "due", "някой ден"),
+        # Day first in every date field, as events read them; never re-read month first.
+        ({"due": "12/20/2027"}, "due", "'12/20/2027' is not a date read day first"),
+        ({"due": "02/03/2027"}, "due", "day first or month first"),
+        ({"due": "13.12"}, "due", "could be a date or a time of day"),
         ({"contact": 999999}, "contact", "no contact with id 999999"),
         ({"contact": {"phone": "123", "name": "x"}}, "contact.phone", "not a valid"),
         ({"policy": "nope"}, "policy", "no policy"),
@@ -151,7 +156,7 @@ def test_batch_keeps_the_good_rows(client: TestClient, writer: Headers) -> None:
         for i in range(5)
     ]
     rows[1]["amount"] = "lots"
-    rows[3]["due"] = "15.12.2026"
+    rows[3]["due"] = due_in(30).strftime("%d.%m.%Y")
     rows.append({"external_id": "b-x"})
     response = client.post("/api/v1/bills/batch", json={"bills": rows}, headers=writer)
     assert response.status_code == 200, response.text
@@ -165,3 +170,43 @@ def test_batch_keeps_the_good_rows(client: TestClient, writer: Headers) -> None:
 
     again = client.post("/api/v1/bills/batch", json={"bills": [rows[0]]}, headers=writer).json()
     assert again == {"created": 0, "updated": 1, "refused": []}
+
+
+@pytest.mark.parametrize(
+    "due",
+    [
+        "9999-12-31",
+        "0001-01-01",
+        "9999-12-31T23:00:00+00:00",
+        # Years in the past is a mistake, not a bill to chase.
+        due_in(-800).isoformat(),
+        due_in(-800).strftime("%d.%m.%Y"),
+    ],
+)
+def test_a_due_date_far_off_is_refused_and_nothing_is_stored(
+    client: TestClient, writer: Headers, engine: Engine, due: str
+) -> None:
+    response = client.post("/api/v1/bills", json=bill(due=due), headers=writer)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    first, last = accepted_days(datetime.now(UTC), SOFIA)
+    assert error["field"] == "due"
+    assert error["message"].startswith(f"'{due}' is outside the dates accepted, {first} to {last}")
+
+    batch = [bill(due=due), bill(external_id="inv-2")]
+    answer = client.post("/api/v1/bills/batch", json={"bills": batch}, headers=writer)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created"] == 1
+    [refused] = answer.json()["refused"]
+    assert refused["index"] == 0 and refused["errors"][0]["field"] == "due"
+    with engine.connect() as conn:
+        keys = conn.execute(text("SELECT key FROM anchors")).scalars().all()
+    assert keys == ["bill:ext:inv-2"]
+
+
+def test_a_due_date_a_little_in_the_past_is_taken(client: TestClient, writer: Headers) -> None:
+    # Overdue bills are what the overdue notices are for: up to a year back is fine.
+    due = due_in(-300)
+    response = client.post("/api/v1/bills", json=bill(due=due.strftime("%d.%m.%Y")), headers=writer)
+    assert response.status_code == 201, response.text
+    assert response.json()["due"] == due.isoformat()

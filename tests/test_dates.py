@@ -10,13 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reminders.dates import DateParseError, parse_date, parse_datetime
+from reminders.dates import DateParseError, accepted_days, parse_date, parse_datetime
 
 SOFIA = ZoneInfo("Europe/Sofia")
 NEW_YORK = ZoneInfo("America/New_York")
 # A Wednesday: "петък" is 2026-11-27, "следващия петък" 2026-12-04.
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=SOFIA)
 EET = timedelta(hours=2)
+SUMMER = timedelta(hours=3)
 
 
 def assert_exact(result: datetime, wall: datetime, offset: timedelta) -> None:
@@ -60,7 +61,9 @@ UNREADABLE = "could not read '{}' as a date; use e.g. 2026-12-15 10:30 or 'ут�
         # "в" before a day of the month is not an hour.
         ("в 10 декември 2026 10:30", datetime(2026, 12, 10, 10, 30)),
         ("15.12.2026 10:30", datetime(2026, 12, 15, 10, 30)),
-        ("02/03/2027 10:00", datetime(2027, 3, 2, 10, 0)),
+        ("02.03.2027 10:00", datetime(2027, 3, 2, 10, 0)),
+        # Slashes too are read day first when that is the only reading.
+        ("20/03/2027 10:00", datetime(2027, 3, 20, 10, 0)),
         ("tomorrow 10:00", datetime(2026, 11, 26, 10, 0)),
         ("след 2 часа", datetime(2026, 11, 25, 14, 0)),
         ("утре 10:00:30", datetime(2026, 11, 26, 10, 0)),
@@ -70,6 +73,19 @@ UNREADABLE = "could not read '{}' as a date; use e.g. 2026-12-15 10:30 or 'ут�
     ],
 )
 def test_phrases_in_sofia_winter(text: str, wall: datetime) -> None:
+    assert_exact(parse_datetime(text, zone=SOFIA, now=NOW), wall, EET)
+
+
+@pytest.mark.parametrize(
+    ("text", "wall"),
+    [
+        ("утре 12:00", datetime(2026, 11, 26, 12, 0)),
+        ("tomorrow at 12", datetime(2026, 11, 26, 12, 0)),
+        ("вдругиден в 12 ч.", datetime(2026, 11, 27, 12, 0)),
+    ],
+)
+def test_a_time_equal_to_now_s_time_of_day_is_a_time(text: str, wall: datetime) -> None:
+    # dateparser calls it a bare day when the time matches its RELATIVE_BASE's (NOW's 12:00).
     assert_exact(parse_datetime(text, zone=SOFIA, now=NOW), wall, EET)
 
 
@@ -162,7 +178,13 @@ def test_a_bare_day_is_refused_as_an_instant_but_is_a_date(text: str, day: date)
         ("15 декември", date(2026, 12, 15)),
         ("следващия петък", date(2026, 12, 4)),
         ("next Friday", date(2026, 12, 4)),
-        ("02/03/2027", date(2027, 3, 2)),
+        ("02.03.2027", date(2027, 3, 2)),
+        ("20/03/2027", date(2027, 3, 20)),
+        ("12/12/2027", date(2027, 12, 12)),
+        ("2.3.2027", date(2027, 3, 2)),
+        ("15-12-2026", date(2026, 12, 15)),
+        ("2027/03/02", date(2027, 3, 2)),
+        ("25.12", date(2026, 12, 25)),
         ("утре в 10 ч.", date(2026, 11, 26)),
         ("2026-12-15T10:30", date(2026, 12, 15)),
         # A datetime gives the day it falls on in the zone, not in its own offset.
@@ -302,3 +324,220 @@ def test_odd_durations_are_refused(text: str) -> None:
 )
 def test_english_at_an_hour(text: str, wall: datetime) -> None:
     assert_exact(parse_datetime(text, zone=SOFIA, now=NOW), wall, EET)
+
+
+# A time of day alone is its next occurrence, never a day in the past.
+@pytest.mark.parametrize(
+    ("text", "now", "wall", "offset"),
+    [
+        # Still to come today...
+        ("10:30", datetime(2026, 11, 25, 9, 0, tzinfo=SOFIA), datetime(2026, 11, 25, 10, 30), EET),
+        (
+            "10:30",
+            datetime(2026, 11, 25, 10, 30, 40, tzinfo=SOFIA),
+            datetime(2026, 11, 25, 10, 30),
+            EET,
+        ),
+        # ...or already past: tomorrow, on the last day of a month too (not the 1st of this one).
+        (
+            "10:30",
+            datetime(2026, 11, 25, 10, 31, tzinfo=SOFIA),
+            datetime(2026, 11, 26, 10, 30),
+            EET,
+        ),
+        ("10:30", datetime(2026, 11, 30, 12, 0, tzinfo=SOFIA), datetime(2026, 12, 1, 10, 30), EET),
+        (
+            "в 10:30",
+            datetime(2026, 11, 30, 12, 0, tzinfo=SOFIA),
+            datetime(2026, 12, 1, 10, 30),
+            EET,
+        ),
+        ("10:30", datetime(2026, 12, 31, 23, 0, tzinfo=SOFIA), datetime(2027, 1, 1, 10, 30), EET),
+        ("в 10 ч.", datetime(2026, 11, 30, 9, 0, tzinfo=SOFIA), datetime(2026, 11, 30, 10, 0), EET),
+        ("в 10", datetime(2026, 11, 30, 11, 0, tzinfo=SOFIA), datetime(2026, 12, 1, 10, 0), EET),
+        ("at 10", datetime(2026, 11, 30, 11, 0, tzinfo=SOFIA), datetime(2026, 12, 1, 10, 0), EET),
+        (
+            "at 10:30",
+            datetime(2026, 11, 30, 11, 0, tzinfo=SOFIA),
+            datetime(2026, 12, 1, 10, 30),
+            EET,
+        ),
+        ("10.30", datetime(2026, 11, 30, 11, 0, tzinfo=SOFIA), datetime(2026, 12, 1, 10, 30), EET),
+        ("10pm", datetime(2026, 11, 30, 23, 0, tzinfo=SOFIA), datetime(2026, 12, 1, 22, 0), EET),
+        (
+            "10:30 pm",
+            datetime(2026, 11, 30, 21, 0, tzinfo=SOFIA),
+            datetime(2026, 11, 30, 22, 30),
+            EET,
+        ),
+        ("12 am", datetime(2026, 11, 30, 21, 0, tzinfo=SOFIA), datetime(2026, 12, 1, 0, 0), EET),
+        # Tomorrow's offset after a clock change, not today's.
+        (
+            "10:30",
+            datetime(2027, 3, 27, 12, 0, tzinfo=SOFIA),
+            datetime(2027, 3, 28, 10, 30),
+            SUMMER,
+        ),
+        ("09:00", datetime(2027, 10, 30, 20, 0, tzinfo=SOFIA), datetime(2027, 10, 31, 9, 0), EET),
+        # The night of the change: 02:30 EET, and an hour later it is 04:30 summer time.
+        ("04:00", datetime(2027, 3, 28, 2, 30, tzinfo=SOFIA), datetime(2027, 3, 28, 4, 0), SUMMER),
+        ("03:30", datetime(2027, 3, 28, 4, 10, tzinfo=SOFIA), datetime(2027, 3, 29, 3, 30), SUMMER),
+        # A written offset: the next time it is 10:30 there.
+        ("10:30 UTC", NOW, datetime(2026, 11, 25, 10, 30), timedelta(0)),
+        ("10:30 +05:00", NOW, datetime(2026, 11, 26, 10, 30), timedelta(hours=5)),
+    ],
+)
+def test_a_bare_time_is_its_next_occurrence(
+    text: str, now: datetime, wall: datetime, offset: timedelta
+) -> None:
+    assert_exact(parse_datetime(text, zone=SOFIA, now=now), wall, offset)
+    assert parse_date(text, zone=SOFIA, now=now) == wall.date()
+
+
+def test_a_bare_time_is_never_in_the_past() -> None:
+    # Every quarter of an hour over the last day of a month and over both clock changes.
+    starts = [
+        datetime(2026, 11, 30, tzinfo=UTC),
+        datetime(2027, 3, 27, 12, tzinfo=UTC),
+        datetime(2027, 10, 30, 12, tzinfo=UTC),
+    ]
+    for start in starts:
+        for step in range(4 * 24):
+            now = start + timedelta(minutes=15 * step)
+            for text in ("00:00", "06:45", "10:30", "18:00", "23:59"):
+                result = parse_datetime(text, zone=SOFIA, now=now)
+                # A day is 25 hours long when clocks go back.
+                assert now - timedelta(minutes=1) < result <= now + timedelta(hours=25), (text, now)
+                assert result.astimezone(SOFIA).strftime("%H:%M") == text
+
+
+def test_a_bare_time_the_clock_change_skips_or_repeats_is_refused() -> None:
+    spring = datetime(2027, 3, 28, 1, 0, tzinfo=SOFIA)
+    with refused(
+        "'03:30' does not exist in Europe/Sofia: clocks go forward that night; pick another time"
+    ):
+        parse_datetime("03:30", zone=SOFIA, now=spring)
+    autumn = datetime(2027, 10, 31, 1, 0, tzinfo=SOFIA)
+    with refused(
+        "'03:30' is ambiguous in Europe/Sofia: that hour happens twice when clocks go back;"
+        " add an offset (+03:00 or +02:00)"
+    ):
+        parse_datetime("03:30", zone=SOFIA, now=autumn)
+
+
+@pytest.mark.parametrize("text", ["25:00", "13pm", "0 am", "10:60"])
+def test_an_impossible_bare_time_is_refused(text: str) -> None:
+    for parse in (parse_datetime, parse_date):
+        with refused(UNREADABLE.format(text)):
+            parse(text, zone=SOFIA, now=NOW)
+
+
+# Numbers are read day first, in every field: an impossible day-first date is refused, never
+# re-read month first, and a slashed one that could be read both ways is refused.
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("12.13.2027 10:00", "12.13.2027"),
+        ("12.13.27", "12.13.27"),
+        ("12/20/2026", "12/20/2026"),
+        ("12/20/2026 10:00", "12/20/2026"),
+        ("5/13/2027", "5/13/2027"),
+        ("12-13-2027 10:00", "12-13-2027"),
+        ("31.04.2027 10:00", "31.04.2027"),
+        ("29.02.2027", "29.02.2027"),
+        ("12/13", "12/13"),
+        ("утре 12/13", "12/13"),
+    ],
+)
+def test_an_impossible_numeric_date_is_refused(text: str, found: str) -> None:
+    for parse in (parse_datetime, parse_date):
+        with refused(f"'{found}' is not a date read day first, as in 15.12.2026"):
+            parse(text, zone=SOFIA, now=NOW)
+
+
+def test_an_impossible_year_first_date_is_refused() -> None:
+    for parse in (parse_datetime, parse_date):
+        with refused("'2027/13/02' is not a date (year, month, day)"):
+            parse("2027/13/02 10:00", zone=SOFIA, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("02/03/2027 10:00", "02/03/2027"),
+        ("02/03/2027", "02/03/2027"),
+        ("3/2/27 10:00", "3/2/27"),
+        ("02-03-2027", "02-03-2027"),
+        ("02/03", "02/03"),
+    ],
+)
+def test_a_slashed_date_read_either_way_is_refused(text: str, found: str) -> None:
+    message = (
+        f"'{found}' could be read day first or month first; write it with dots, day first,"
+        " as in 15.12.2026, or year first, as in 2026-12-15"
+    )
+    for parse in (parse_datetime, parse_date):
+        with refused(message):
+            parse(text, zone=SOFIA, now=NOW)
+
+
+def test_a_day_or_a_time_is_refused() -> None:
+    message = (
+        "'13.12' could be a date or a time of day; add the year for a date (13.12.2026)"
+        " or write a time with a colon (13:12)"
+    )
+    for parse in (parse_datetime, parse_date):
+        with refused(message):
+            parse("13.12", zone=SOFIA, now=NOW)
+
+
+def test_a_dotted_time_with_a_day_is_a_time() -> None:
+    assert_exact(
+        parse_datetime("утре 10.30", zone=SOFIA, now=NOW), datetime(2026, 11, 26, 10, 30), EET
+    )
+
+
+# Dates far off are refused, in every field: 0001-01-01 or 9999-12-31 would overflow when moved
+# to another zone, after the row was stored.
+WINDOW = "is outside the dates accepted, 2025-11-25 to 2031-11-25 (1 year back to 5 years ahead)"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31T23:00:00+00:00",
+        "0001-01-01T01:00:00+00:00",
+        "9999-12-31T23:00",
+        "0001-01-01T01:00",
+        "31.12.9999 23:00 UTC",
+        "01.01.0001 01:00",
+        "31 декември 9999 23:00 +00:00",
+        "in 99999 hours",
+        "2031-11-26 10:00",
+        "2025-11-24 23:59",
+    ],
+)
+def test_a_date_outside_the_window_is_refused(text: str) -> None:
+    for parse in (parse_datetime, parse_date):
+        with refused(f"'{text}' {WINDOW}"):
+            parse(text, zone=SOFIA, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-12-31", "0001-01-01", "2031-11-26", "2025-11-24", "след 9999 дни"]
+)
+def test_a_day_outside_the_window_is_refused(text: str) -> None:
+    with refused(f"'{text}' {WINDOW}"):
+        parse_date(text, zone=SOFIA, now=NOW)
+
+
+def test_the_window_s_own_days_are_taken() -> None:
+    assert parse_date("2025-11-25", zone=SOFIA, now=NOW) == date(2025, 11, 25)
+    assert parse_date("25.11.2031", zone=SOFIA, now=NOW) == date(2031, 11, 25)
+    first = parse_datetime("2025-11-25 00:00", zone=SOFIA, now=NOW)
+    assert_exact(first, datetime(2025, 11, 25, 0, 0), EET)
+    last = parse_datetime("2031-11-25T23:59", zone=SOFIA, now=NOW)
+    assert_exact(last, datetime(2031, 11, 25, 23, 59), EET)
+    assert accepted_days(NOW, SOFIA) == (date(2025, 11, 25), date(2031, 11, 25))
+    leap = datetime(2028, 2, 29, 12, 0, tzinfo=SOFIA)
+    assert accepted_days(leap, SOFIA) == (date(2027, 2, 28), date(2033, 2, 28))

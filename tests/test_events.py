@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from reminders.dates import accepted_days
+
 Headers = dict[str, str]
 SOFIA = ZoneInfo("Europe/Sofia")
 
@@ -114,7 +116,11 @@ def test_bulgarian_words_are_read_in_the_events_zone(client: TestClient, writer:
         ({"recipients": {"groups": [999999]}}, "recipients.groups", "no group"),
         ({"recipients": {"phones": ["123"]}}, "recipients.phones.0", "not a valid"),
         ({"recipients": {}}, "recipients", "at least one recipient"),
-        ({"end": "2020-01-01T10:00:00+02:00"}, "end", "before the start"),
+        ({"end": later_day(5, hour=9).isoformat()}, "end", "before the start"),
+        # Numbers are read day first; what is impossible or ambiguous that way is refused.
+        ({"start": "12.13.2027 10:00"}, "start", "'12.13.2027' is not a date read day first"),
+        ({"start": "02/03/2027 10:00"}, "start", "day first or month first"),
+        ({"end": "12/20/2027 10:00"}, "end", "'12/20/2027' is not a date read day first"),
         ({"colour": "red"}, "colour", "not a known field"),
     ],
 )
@@ -223,3 +229,50 @@ def test_patch_may_not_put_the_start_after_the_end(
         },
     )
     assert both.status_code == 200, both.text
+
+
+def test_a_bare_time_is_its_next_occurrence(client: TestClient, writer: Headers) -> None:
+    before = datetime.now(SOFIA)
+    response = create(
+        client, writer, title="x", start="в 10:30", recipients={"phones": ["0888 700 050"]}
+    )
+    after = datetime.now(SOFIA)
+    assert response.status_code == 201, response.text
+    start = datetime.fromisoformat(response.json()["start"])
+    # Today if 10:30 is still to come, else tomorrow (25 hours when clocks go back).
+    assert start.astimezone(SOFIA).strftime("%H:%M") == "10:30"
+    assert before - timedelta(minutes=1) < start <= after + timedelta(hours=25)
+
+
+@pytest.mark.parametrize(
+    "when", ["9999-12-31T23:00:00+00:00", "0001-01-01T01:00:00+00:00", "31.12.9999 23:00"]
+)
+@pytest.mark.parametrize("field", ["start", "end"])
+def test_far_dates_are_refused_and_nothing_is_stored(
+    client: TestClient, writer: Headers, engine: Engine, when: str, field: str
+) -> None:
+    body: dict[str, Any] = {
+        "title": "x",
+        "start": later_day(5).isoformat(),
+        "recipients": {"phones": ["0888 700 060"]},
+    }
+    response = create(client, writer, **{**body, field: when})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == field
+    first, last = accepted_days(datetime.now(UTC), SOFIA)
+    assert f"'{when}' is outside the dates accepted, {first} to {last}" in error["message"]
+    assert client.get("/api/v1/events", headers=writer).json()["items"] == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM anchors")).scalar() == 0
+
+    # Nor does a change put one there: the event stays readable and deletable.
+    event = create(client, writer, **body).json()
+    moved = client.patch(f"/api/v1/events/{event['id']}", json={field: when}, headers=writer)
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["errors"][0]["field"] == field
+    shown = client.get(f"/api/v1/events/{event['id']}", headers=writer)
+    assert shown.status_code == 200
+    assert shown.json()["start"] == event["start"] and shown.json()["end"] is None
+    assert client.get("/api/v1/events", headers=writer).status_code == 200
+    assert client.delete(f"/api/v1/events/{event['id']}", headers=writer).status_code == 200

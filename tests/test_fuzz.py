@@ -18,7 +18,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -44,6 +44,7 @@ SEED_PHONES = ["0888123456", "0899123457", "0877123458"]
 # stop almost every generated body at validation. So in positive mode about half of the cases
 # get realistic values in those fields (the rest of the case stays as generated), which lets the
 # fuzzer reach the code behind the validation too.
+SOON = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
 PHONES = st.sampled_from([*SEED_PHONES, "+359888765432", "00359899765432", "0878 111 222"])
 HINTS: dict[str, st.SearchStrategy[Any]] = {
     "phone": PHONES,
@@ -52,9 +53,11 @@ HINTS: dict[str, st.SearchStrategy[Any]] = {
     "sender_id": st.sampled_from(["Clinic", "+359888000111", "A 1"]),
     "send_at": st.one_of(
         st.none(),
-        st.datetimes(min_value=datetime(2100, 1, 1), max_value=datetime(9999, 12, 30)).map(
+        # Within the dates accepted (a year back to five ahead), words, and the far ends.
+        st.datetimes(min_value=SOON, max_value=SOON + timedelta(days=3 * 365)).map(
             lambda d: d.replace(tzinfo=UTC).isoformat()
         ),
+        st.sampled_from(["утре в 10", "в 10:30", "9999-12-31T23:00:00+00:00", "0001-01-01T01:00"]),
     ),
     "to": st.fixed_dictionaries(
         {"phones": st.lists(PHONES, max_size=3)},
@@ -214,7 +217,7 @@ def _seed(client: TestClient, admin: dict[str, str]) -> None:
     body = {
         "to": {"groups": [group_id], "phones": ["0877123499"]},
         "text": "seed",
-        "send_at": "2099-01-01T10:00:00+02:00",
+        "send_at": (datetime.now(UTC) + timedelta(days=365)).isoformat(),
     }
     response = client.post("/api/v1/messages", json=body, headers=admin)
     assert response.status_code == 201, response.text

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from reminders.errors import InvalidField
+from reminders.messages import create_message
+from reminders.models import Contact
+from reminders.schemas import MessageCreate
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 
@@ -183,19 +189,57 @@ def test_filters(client: TestClient, writer: Headers) -> None:
         ({"to": {"contacts": [424242]}, "text": "x"}, "to.contacts", "no contact with id 424242"),
         ({"to": {"phones": ["0888300040"]}, "text": ""}, "text", "at least 1"),
         (
-            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2026-12-01T10:00:00"},
-            "send_at",
-            "UTC offset",
-        ),
-        (
             {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "tomorrow-ish"},
             "send_at",
-            "datetime",
+            "could not read 'tomorrow-ish' as a date",
         ),
         (
-            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "2020-01-01T10:00:00Z"},
+            {
+                "to": {"phones": ["0888300040"]},
+                "text": "x",
+                "send_at": (datetime.now(UTC) - timedelta(days=1)).isoformat(),
+            },
             "send_at",
             "in the past",
+        ),
+        # The rules of every date field: day first, nothing impossible, nothing far off.
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "12.13.2027 10:00"},
+            "send_at",
+            "'12.13.2027' is not a date read day first",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "02/03/2027 10:00"},
+            "send_at",
+            "day first or month first",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "send_at": "утре"},
+            "send_at",
+            "has no time of day",
+        ),
+        (
+            {
+                "to": {"phones": ["0888300040"]},
+                "text": "x",
+                "send_at": "9999-12-31T23:00:00+00:00",
+            },
+            "send_at",
+            "is outside the dates accepted",
+        ),
+        (
+            {
+                "to": {"phones": ["0888300040"]},
+                "text": "x",
+                "send_at": "0001-01-01T01:00:00+00:00",
+            },
+            "send_at",
+            "is outside the dates accepted",
+        ),
+        (
+            {"to": {"phones": ["0888300040"]}, "text": "x", "timezone": "Mars/Olympus"},
+            "timezone",
+            "IANA",
         ),
         (
             {"to": {"phones": ["0888300040"]}, "text": "x", "sender_id": "Far too long name"},
@@ -234,6 +278,7 @@ def test_bad_messages_are_refused_naming_the_field(
     assert any(e["field"] == field and message in e["message"] for e in errors), errors
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM notices")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == 0
 
 
 def test_empty_group_is_refused(client: TestClient, writer: Headers) -> None:
@@ -305,3 +350,90 @@ def test_bulk_waits_for_the_end_of_quiet_hours_on_the_recipients_clock(engine: E
         urgent = send("transactional")
         assert {n.send_at for n in urgent.values()} == {now}
         assert {n.priority for n in urgent.values()} == {"transactional"}
+
+
+# send_at takes what an event's start takes, read in the message's zone, else the recipients'.
+SOFIA = ZoneInfo("Europe/Sofia")
+LONDON = ZoneInfo("Europe/London")
+NOW = datetime(2027, 1, 13, 12, 0, tzinfo=SOFIA)  # a Wednesday
+
+
+def add_contact(engine: Engine, phone: str, timezone: str | None) -> int:
+    with Session(engine) as session:
+        contact = Contact(name="C", name_folded="c", phone=phone, timezone=timezone)
+        session.add(contact)
+        session.commit()
+        assert contact.id is not None
+        return contact.id
+
+
+def plan_message(engine: Engine, **body: Any) -> datetime:
+    """The send time create_message gives a message; its error if it refuses it."""
+    data = MessageCreate.model_validate({"text": "x", **body})
+    with Session(engine, expire_on_commit=False) as session:
+        message, _ = create_message(session, None, data, region="BG", zone="Europe/Sofia", now=NOW)
+    return message.send_at
+
+
+@pytest.mark.parametrize(
+    ("send_at", "local"),
+    [
+        ("утре в 10", datetime(2027, 1, 14, 10, 0, tzinfo=SOFIA)),
+        ("следващия петък 9:00", datetime(2027, 1, 22, 9, 0, tzinfo=SOFIA)),
+        ("tomorrow at 10", datetime(2027, 1, 14, 10, 0, tzinfo=SOFIA)),
+        ("15.02.2027 10:30", datetime(2027, 2, 15, 10, 30, tzinfo=SOFIA)),
+        ("2027-02-15T10:30", datetime(2027, 2, 15, 10, 30, tzinfo=SOFIA)),
+        ("в 10:30", datetime(2027, 1, 14, 10, 30, tzinfo=SOFIA)),
+        ("в 18 ч.", datetime(2027, 1, 13, 18, 0, tzinfo=SOFIA)),
+        ("след 2 часа", datetime(2027, 1, 13, 14, 0, tzinfo=SOFIA)),
+    ],
+)
+def test_send_at_takes_words_like_an_event_start(
+    engine: Engine, send_at: str, local: datetime
+) -> None:
+    assert plan_message(engine, to={"phones": ["0888 300 070"]}, send_at=send_at) == local
+
+
+def test_send_at_is_read_in_the_recipients_zone_or_the_message_s(engine: Engine) -> None:
+    jane = add_contact(engine, "+447911123456", "Europe/London")
+    add_contact(engine, "+447911123457", "Europe/London")
+    london_ten = datetime(2027, 1, 14, 10, 0, tzinfo=LONDON)
+    assert plan_message(engine, to={"contacts": [jane]}, send_at="утре в 10") == london_ten
+    # A raw number of a known contact is that contact, zone included.
+    both = {"phones": ["+44 7911 123457"], "contacts": [jane]}
+    assert plan_message(engine, to=both, send_at="tomorrow 10:00") == london_ten
+    sofia_ten = datetime(2027, 1, 14, 10, 0, tzinfo=SOFIA)
+    assert (
+        plan_message(engine, to={"contacts": [jane]}, send_at="утре в 10", timezone="Europe/Sofia")
+        == sofia_ten
+    )
+
+
+def test_words_that_mean_different_times_for_the_recipients_are_refused(engine: Engine) -> None:
+    jane = add_contact(engine, "+447911123456", "Europe/London")
+    mixed = {"contacts": [jane], "phones": ["0888 300 071"]}
+    with pytest.raises(InvalidField) as refused:
+        plan_message(engine, to=mixed, send_at="утре в 10")
+    assert refused.value.field == "send_at"
+    assert str(refused.value) == (
+        "'утре в 10' is a different time for recipients in Europe/London, Europe/Sofia;"
+        " add an offset or a timezone"
+    )
+    # The same instant everywhere is fine: an offset, or a duration.
+    at = plan_message(engine, to=mixed, send_at="2027-01-14T10:00:00+02:00")
+    assert at == datetime(2027, 1, 14, 10, 0, tzinfo=SOFIA)
+    assert plan_message(engine, to=mixed, send_at="in 2 hours") == NOW + timedelta(hours=2)
+    assert plan_message(engine, to=mixed, send_at="утре в 10", timezone="Europe/London") == (
+        datetime(2027, 1, 14, 10, 0, tzinfo=LONDON)
+    )
+
+
+def test_send_at_in_words_over_the_api(client: TestClient, writer: Headers) -> None:
+    day = (datetime.now(SOFIA) + timedelta(days=30)).date()
+    response = send(
+        client, writer, to={"phones": ["0888 300 072"]}, text="x", send_at=f"{day:%d.%m.%Y} в 10 ч."
+    )
+    assert response.status_code == 201, response.text
+    expected = datetime(day.year, day.month, day.day, 10, 0, tzinfo=SOFIA)
+    assert datetime.fromisoformat(response.json()["send_at"]) == expected
+    assert datetime.fromisoformat(response.json()["notices"][0]["send_at"]) == expected

@@ -7,8 +7,9 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -18,6 +19,7 @@ from sqlmodel import Session
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep
 from reminders.db import utcnow
 from reminders.errors import InvalidField
+from reminders.settings import Settings
 from reminders.stats import (
     CSV_COLUMNS,
     Counts,
@@ -30,7 +32,21 @@ from reminders.stats import (
 router = APIRouter(tags=["statistics"])
 # /metrics sits at the root, where Prometheus looks; it still needs a key (bearer_token).
 metrics_router = APIRouter(tags=["statistics"])
-When = Annotated[datetime | None, Query(description="ISO 8601 with an offset.")]
+When = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        description="ISO 8601: a date (its midnight in `tz`) or a date-time (read in `tz` if it"
+        " has no offset).",
+    ),
+]
+Zone = Annotated[
+    str | None,
+    Query(max_length=64, description="IANA zone of the buckets; default REMINDERS_TIMEZONE."),
+]
+# Far enough for any real report, and far from the ends of Python's datetime range, where
+# moving a value to another zone overflows.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
 
 
 class CountsOut(BaseModel):
@@ -45,16 +61,46 @@ class StatsOut(BaseModel):
     start: datetime
     end: datetime
     bucket: str
+    timezone: str = Field(description="The zone whose clock the buckets follow.")
     totals: CountsOut
     buckets: list[CountsOut]
 
 
-def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+def _zone(name: str | None, settings: Settings) -> ZoneInfo:
+    if name is None:
+        return settings.zone
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidField(
+            f"{name!r} is not an IANA time zone such as Europe/Sofia", field="tz"
+        ) from None
+
+
+def _when(text: str | None, field: str, zone: ZoneInfo) -> datetime | None:
+    """A range end: a plain date is its midnight in `zone`, a time without an offset is local."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)  # a plain date is its midnight, naive
+    except ValueError:
+        raise InvalidField(
+            f"{text!r} is not ISO 8601; write e.g. 2026-11-30 or 2026-11-30T00:00:00+02:00",
+            field=field,
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    if not EARLIEST <= value < LATEST:
+        raise InvalidField(f"must fall between {EARLIEST:%Y} and {LATEST:%Y}", field=field)
+    return value
+
+
+def _range(
+    start_text: str | None, end_text: str | None, zone: ZoneInfo
+) -> tuple[datetime, datetime]:
+    start, end = _when(start_text, "from", zone), _when(end_text, "to", zone)
     end = end or utcnow()
     start = start or end - timedelta(days=7)
-    for name, value in (("from", start), ("to", end)):
-        if value.utcoffset() is None:
-            raise InvalidField("must include a UTC offset", field=name)
     if start >= end:
         raise InvalidField("must be before 'to'", field="from")
     if end - start > timedelta(days=400):
@@ -71,12 +117,15 @@ def stats(
     session: SessionDep,
     settings: SettingsDep,
     _: ReadKey,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start_text: Annotated[When, Query(alias="from")] = None,
+    end_text: Annotated[When, Query(alias="to")] = None,
     bucket: Literal["hour", "day"] = "day",
+    tz: Zone = None,
 ) -> StatsOut:
-    """Notices by status and kind (by their send time), segments used and messages received."""
-    start, end = _range(start, end)
+    """Notices by status and kind (by their send time), segments used and messages received,
+    in hours or days on the clock of `tz`."""
+    zone = _zone(tz, settings)
+    start, end = _range(start_text, end_text, zone)
     totals, buckets = notice_stats(
         session,
         start=start,
@@ -84,9 +133,15 @@ def stats(
         bucket=bucket,
         dlr_timeout=settings.dlr_timeout_delta,
         now=utcnow(),
+        zone=zone,
     )
     return StatsOut(
-        start=start, end=end, bucket=bucket, totals=_out(totals), buckets=[_out(b) for b in buckets]
+        start=start.astimezone(zone),
+        end=end.astimezone(zone),
+        bucket=bucket,
+        timezone=zone.key,
+        totals=_out(totals),
+        buckets=[_out(b) for b in buckets],
     )
 
 
@@ -100,7 +155,8 @@ def stats_stream(
         int | None, Query(ge=1, le=100_000, description="Stop after N events.")
     ] = None,
 ) -> StreamingResponse:
-    """Server-sent events: the last 24 hours' totals, every few seconds."""
+    """Server-sent events: every few seconds, the totals of the notices due in the 24 hours up
+    to now (not those still to come) and of the messages received in them."""
     engine = request.app.state.runtime.engine
 
     def events() -> Iterator[str]:
@@ -111,7 +167,7 @@ def stats_stream(
                 totals, _ = notice_stats(
                     session,
                     start=now - timedelta(days=1),
-                    end=now + timedelta(days=1),
+                    end=now,
                     bucket="day",
                     dlr_timeout=settings.dlr_timeout_delta,
                     now=now,
@@ -128,12 +184,14 @@ def stats_stream(
 @router.get("/reports/notices.csv", response_class=StreamingResponse)
 def notices_csv(
     request: Request,
+    settings: SettingsDep,
     _: ReadKey,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start_text: Annotated[When, Query(alias="from")] = None,
+    end_text: Annotated[When, Query(alias="to")] = None,
+    tz: Zone = None,
 ) -> StreamingResponse:
     """Every notice due in the range with its latest outcome, streamed as CSV."""
-    start, end = _range(start, end)
+    start, end = _range(start_text, end_text, _zone(tz, settings))
     engine = request.app.state.runtime.engine
 
     def lines() -> Iterator[str]:
