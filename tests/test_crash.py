@@ -19,6 +19,8 @@ from reminders.sender.rate import LocalRate
 from tests.conftest import make_key, wait_for
 from tests.test_e2e import REMINDERS, cli_env, free_port
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 BURST = 3000
 
 

@@ -26,6 +26,8 @@ from reminders.db import make_engine
 from reminders.models import Attempt, Notice, OutboxMessage
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 REMINDERS = ROOT / ".venv" / "bin" / "reminders"
 KEY = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")

@@ -27,6 +27,8 @@ from reminders.sender.outbox import OutboxSender
 from tests.conftest import create_pg_database, make_key, wait_for
 from tests.test_e2e import REMINDERS, cli_env, free_port
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 

@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 from schemathesis import APIOperation, Case, GenerationMode
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 BASE_URL = "http://testserver"
 # Generated cases per operation and mode: about 1,300 requests and 10 s per backend.
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 20}

@@ -37,6 +37,8 @@ from reminders.settings import Settings, SettingsError, load_settings
 from tests import kannel as harness
 from tests.conftest import fall_due, make_key, wait_for
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 SECRET = "dlr-secret-ü/%A&x"  # what Kannel would mangle if sent as is: non-ASCII, "%A", "&"
 SENDER_ID = "MyShop"
 DENIED = "invalid_number"

@@ -29,6 +29,8 @@ from reminders.settings import Settings, load_settings
 from tests import kannel as harness
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 # What Kannel would mangle if it were not escaped: non-ASCII, "%A" (an escape), "&", "/".
 SECRET = "inbound-secret-ü/%A&x"
 OUR_NUMBER = "1234"  # the short number customers text

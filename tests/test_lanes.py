@@ -16,6 +16,8 @@ from reminders.scheduler.service import NoticeScheduler, job_state
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 Headers = dict[str, str]
 RATE = 20  # messages per second
 BULK = 120  # six seconds of budget

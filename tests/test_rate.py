@@ -16,6 +16,8 @@ from reminders.settings import Settings, SettingsError, load_settings
 from tests.conftest import REDIS_URL
 from tests.test_scheduler import make_notices, status_of
 
+pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
+
 
 class Clock:
     def __init__(self) -> None:
