@@ -405,7 +405,8 @@ def test_non_public_addresses_are_refused(addresses: list[str]) -> None:
     with pytest.raises(FetchError) as caught:
         fetch_public(f"https://feeds.example/cal.ics?token={SECRET}", addresses, recorder)
     assert str(caught.value) == (
-        "https://feeds.example/… points to a private or local network address, which is refused"
+        "https://feeds.example/… points to a private or local network address, which is refused "
+        "unless REMINDERS_ALLOW_PRIVATE_FEEDS is true"
     )
     assert recorder.requests == []
 

@@ -127,6 +127,23 @@ def create_source(client: TestClient, headers: Headers, url: str, **extra: Any) 
     return dict(response.json())
 
 
+def add_source(engine: Engine, url: str, **extra: Any) -> dict[str, Any]:
+    """A source made without its periodic job, so that only the test's own syncs run."""
+    from sqlmodel import Session
+
+    from reminders.sources.feeds import SourceCreate
+    from reminders.sources.feeds import create_source as make_source
+
+    with Session(engine) as session:
+        made = make_source(
+            session,
+            SourceCreate(name="Clinic", url=url, **extra),
+            default_zone="Europe/Sofia",
+            allow_private=True,
+        )
+        return {"id": made.id}
+
+
 def sync(client: TestClient, headers: Headers, source_id: int) -> dict[str, Any]:
     response = client.post(f"/api/v1/sources/{source_id}/sync", headers=headers)
     assert response.status_code == 200, response.text
@@ -322,20 +339,12 @@ def test_a_new_feed_syncs_on_its_own(
 def test_cli_sync(
     engine: Engine, feed: FeedServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sqlmodel import Session
     from typer.testing import CliRunner
 
     from reminders.cli import app
-    from reminders.sources.feeds import SourceCreate
-    from reminders.sources.feeds import create_source as add_source
 
     feed.body = first_feed()
-    # Made without its periodic job, so that only the command syncs it.
-    with Session(engine) as session:
-        made = add_source(
-            session, SourceCreate(name="Clinic", url=feed.url), default_zone="Europe/Sofia"
-        )
-        source = {"id": made.id}
+    source = add_source(engine, feed.url)
     monkeypatch.setenv("REMINDERS_DATABASE_URL", database_url)
     monkeypatch.setenv("REMINDERS_ALLOW_PRIVATE_FEEDS", "true")
     result = CliRunner().invoke(app, ["sources", "sync", str(source["id"])])

@@ -18,7 +18,7 @@ from reminders.policies import get_policy_or_none
 from reminders.scheduler.anchors import cancel_for
 from reminders.scheduler.planning import Offset
 from reminders.schemas import Id, Input, Name, TimeZoneName, _no_control_chars
-from reminders.sources.fetch import normalize_feed_url, redact_url
+from reminders.sources.fetch import Resolver, check_feed_address, normalize_feed_url, redact_url
 
 MIN_REFRESH = timedelta(minutes=5)
 
@@ -96,8 +96,24 @@ def _check_refs(
             raise InvalidField(f"no contact with id {missing[0]}", field="contacts")
 
 
-def create_source(session: Session, data: SourceCreate, *, default_zone: str) -> Source:
+def _check_address(url: str, allow_private: bool, resolver: Resolver | None) -> None:
+    try:
+        check_feed_address(url, allow_private=allow_private, resolver=resolver)
+    except ValueError as exc:
+        raise InvalidField(str(exc), field="url") from None
+
+
+def create_source(
+    session: Session,
+    data: SourceCreate,
+    *,
+    default_zone: str,
+    allow_private: bool,
+    resolver: Resolver | None = None,
+) -> Source:
+    """Register a feed; `allow_private` is REMINDERS_ALLOW_PRIVATE_FEEDS (`resolver` for tests)."""
     _check_refs(session, data.policy, data.groups, data.contacts)
+    _check_address(data.url, allow_private, resolver)
     source = Source(
         name=data.name,
         url=data.url,
@@ -124,12 +140,21 @@ def list_sources(session: Session) -> list[Source]:
     return list(session.exec(select(Source).order_by(col(Source.id))))
 
 
-def update_source(session: Session, source_id: int, data: SourceUpdate) -> Source:
+def update_source(
+    session: Session,
+    source_id: int,
+    data: SourceUpdate,
+    *,
+    allow_private: bool,
+    resolver: Resolver | None = None,
+) -> Source:
     source = get_source(session, source_id)
     changes: dict[str, Any] = data.model_dump(exclude_unset=True)
     for required in ("name", "url", "refresh", "timezone", "policy", "use_alarms"):
         if required in changes and changes[required] is None:
             raise InvalidField("may not be null", field=required)
+    if "url" in changes:
+        _check_address(changes["url"], allow_private, resolver)
     recipients = dict(source.recipients)
     for name in ("groups", "contacts"):
         if name in changes:

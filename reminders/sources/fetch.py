@@ -290,6 +290,28 @@ def _system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def check_feed_address(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
+    """Refuse a feed URL whose host is, or resolves to, a non-public address (when registered).
+
+    The same check every fetch makes, done early so that the user hears of it at once rather
+    than at the first sync. A host that does not resolve at all is let through: a name server
+    may be down for a moment, and the sync records the error on the source if it stays so.
+    Raises ValueError with a sentence for the user.
+    """
+    parsed = httpx.URL(normalize_feed_url(url))
+    host = parsed.raw_host.decode("ascii")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    shown = redact_url(str(parsed))
+    try:
+        addresses = _resolved(host, port, resolver or _system_resolver, shown)
+    except FetchError:
+        return
+    try:
+        _refuse_private(addresses, allow_private, shown)
+    except FetchError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _checked_addresses(
     host: str, port: int, resolver: Resolver, allow_private: bool, shown: str
 ) -> list[str]:
@@ -298,20 +320,32 @@ def _checked_addresses(
     Every address must pass, not just the first: the connection may fall back to any of them,
     and a name that mixes public and private addresses is a classic way around a first-only check.
     """
+    addresses = _resolved(host, port, resolver, shown)
+    _refuse_private(addresses, allow_private, shown)
+    return addresses
+
+
+def _resolved(host: str, port: int, resolver: Resolver, shown: str) -> list[str]:
+    """The addresses of `host` (an IP literal stands for itself); FetchError if there are none."""
     if _ip_literal(host):
-        addresses = [host]
-    else:
-        try:
-            addresses = resolver(host, port)
-        except (OSError, UnicodeError):
-            addresses = []
-        # Anything but IP addresses (a stub's mistake) would only fail later, less clearly.
-        if not addresses or not all(_ip_literal(a) for a in addresses):
-            raise FetchError(f"the host name of {shown} could not be found")
+        return [host]
+    try:
+        addresses = resolver(host, port)
+    except (OSError, UnicodeError):
+        addresses = []
+    # Anything but IP addresses (a stub's mistake) would only fail later, less clearly.
+    if not addresses or not all(_ip_literal(a) for a in addresses):
+        raise FetchError(f"the host name of {shown} could not be found")
+    return addresses
+
+
+def _refuse_private(addresses: list[str], allow_private: bool, shown: str) -> None:
     if not allow_private and not all(_is_public_address(a) for a in addresses):
         # The address itself is left out: it would tell a user about our internal network.
-        raise FetchError(f"{shown} points to a private or local network address, which is refused")
-    return addresses
+        raise FetchError(
+            f"{shown} points to a private or local network address, which is refused unless "
+            "REMINDERS_ALLOW_PRIVATE_FEEDS is true"
+        )
 
 
 def _ip_literal(host: str) -> bool:

@@ -39,7 +39,9 @@ def create_source(
     data: SourceCreate, request: Request, session: SessionDep, settings: SettingsDep, _: WriteKey
 ) -> SourceOut:
     """Register a feed; it syncs within seconds, then every `refresh`."""
-    source = feeds.create_source(session, data, default_zone=settings.timezone)
+    source = feeds.create_source(
+        session, data, default_zone=settings.timezone, allow_private=settings.allow_private_feeds
+    )
     assert source.id is not None
     _scheduler(request).schedule_source(source.id, refresh_delta(source))
     return feeds.source_out(session, source)
@@ -57,9 +59,16 @@ def get_source(source_id: IdPath, session: SessionDep, _: ReadKey) -> SourceOut:
 
 @router.patch("/{source_id}")
 def update_source(
-    source_id: IdPath, data: SourceUpdate, request: Request, session: SessionDep, _: WriteKey
+    source_id: IdPath,
+    data: SourceUpdate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: WriteKey,
 ) -> SourceOut:
-    source = feeds.update_source(session, source_id, data)
+    source = feeds.update_source(
+        session, source_id, data, allow_private=settings.allow_private_feeds
+    )
     _scheduler(request).schedule_source(source_id, refresh_delta(source))
     return feeds.source_out(session, source)
 
