@@ -12,25 +12,23 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import phonenumbers
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
-from reminders.db import in_chunks, utcnow
-from reminders.errors import InvalidField, NotFound
-from reminders.groups import group_contact_ids
-from reminders.models import Anchor, AnchorKind, Contact, Source
+from reminders.db import utcnow
+from reminders.errors import NotFound
+from reminders.models import Anchor, AnchorKind, Source
 from reminders.notices import JobScheduler
-from reminders.phones import normalize_mobile
 from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
 from reminders.scheduler.planning import Offset
 from reminders.settings import Settings
 from reminders.sources.fetch import FetchError, FetchResult, fetch_feed, redact_url
 from reminders.sources.ical import FeedError, Occurrence, content_hash, parse_feed
+from reminders.sources.recipients import Known, default_recipients, recipients_of, written_in
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
@@ -109,15 +107,15 @@ def sync_source(
             select(Anchor).where(Anchor.source_id == source.id, col(Anchor.cancelled).is_(False))
         )
     }
-    defaults = _default_recipients(session, source, settings)
+    defaults = default_recipients(session, source, settings)
     seen: set[str] = set()
     to_plan: list[int] = []
-    written = [_written(occurrence, settings) for occurrence in feed.occurrences]
-    known = _Known.load(session, written)
+    written = [written_in(occurrence, settings) for occurrence in feed.occurrences]
+    known = Known.load(session, written)
     for occurrence, names in zip(feed.occurrences, written, strict=True):
         key = anchor_key(source.id, occurrence)
         seen.add(key)
-        recipients = _recipients(names, known, defaults)
+        recipients = recipients_of(names, known, defaults)
         data = {
             "location": occurrence.location,
             "end": occurrence.end.isoformat() if occurrence.end else None,
@@ -205,91 +203,6 @@ def _failed(session: Session, source: Source, now: datetime, error: str) -> Sync
 def _jittered(delay: timedelta) -> timedelta:
     # Many feeds added at once should not all be fetched in the same second ever after.
     return delay * random.uniform(0.9, 1.1)
-
-
-def _default_recipients(
-    session: Session, source: Source, settings: Settings
-) -> list[tuple[str, int | None]]:
-    ids: list[int] = list(source.recipients.get("contacts", []))
-    groups = source.recipients.get("groups", [])
-    if groups:
-        try:
-            for members in group_contact_ids(session, groups, field="recipients.groups").values():
-                ids.extend(members)
-        except InvalidField:
-            pass  # a group deleted since the source was made: its members are no longer asked for
-    rows = session.exec(select(Contact.phone, Contact.id).where(col(Contact.id).in_(ids))).all()
-    return [(phone, contact_id) for phone, contact_id in rows]
-
-
-@dataclass
-class _Written:
-    """Who an occurrence names: phone numbers (E.164) and attendees' emails (lower case)."""
-
-    phones: list[str]
-    emails: list[str]
-
-
-def _written(occurrence: Occurrence, settings: Settings) -> _Written:
-    """Phones written in the event (attendees' tel: URIs, numbers in its text) and emails."""
-    phones: list[str] = []
-    for attendee in occurrence.attendees:
-        if attendee.phone:
-            try:
-                phones.append(normalize_mobile(attendee.phone, settings.default_region))
-            except InvalidField:
-                pass
-    for text in (occurrence.description, occurrence.location):
-        for match in phonenumbers.PhoneNumberMatcher(text or "", settings.default_region):
-            number = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            try:
-                phones.append(normalize_mobile(number, settings.default_region))
-            except InvalidField:
-                pass  # a landline in the description: not someone we can text
-    emails = [a.email.lower() for a in occurrence.attendees if a.email]
-    return _Written(phones, emails)
-
-
-@dataclass
-class _Known:
-    """Contacts by phone and by email, read once per sync for every occurrence's names."""
-
-    by_phone: dict[str, int]
-    by_email: dict[str, list[tuple[str, int]]]
-
-    @classmethod
-    def load(cls, session: Session, written: Sequence[_Written]) -> _Known:
-        phones = sorted({p for w in written for p in w.phones})
-        emails = sorted({e for w in written for e in w.emails})
-        by_phone: dict[str, int] = {}
-        by_email: dict[str, list[tuple[str, int]]] = {}
-        for chunk in in_chunks(phones):
-            query = select(Contact.phone, Contact.id).where(col(Contact.phone).in_(chunk))
-            by_phone.update((p, i) for p, i in session.exec(query).all() if i is not None)
-        for chunk in in_chunks(emails):
-            email = func.lower(Contact.email)
-            rows = session.exec(
-                select(email, Contact.phone, Contact.id).where(email.in_(chunk))
-            ).all()
-            for address, phone, contact_id in rows:
-                if contact_id is not None:
-                    by_email.setdefault(address, []).append((phone, contact_id))
-        return cls(by_phone, by_email)
-
-
-def _recipients(
-    written: _Written, known: _Known, defaults: list[tuple[str, int | None]]
-) -> list[tuple[str, int | None]]:
-    """Phones written in the event, attendees known by email, then the source's defaults."""
-    found: list[tuple[str, int | None]] = [(p, known.by_phone.get(p)) for p in written.phones]
-    for email in written.emails:
-        found.extend(known.by_email.get(email, []))
-    found.extend(defaults)
-    unique: dict[str, int | None] = {}
-    for phone, contact_id in found:
-        if phone not in unique or unique[phone] is None:
-            unique[phone] = contact_id
-    return sorted(unique.items())
 
 
 def _fingerprint(
