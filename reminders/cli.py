@@ -248,7 +248,8 @@ def sources_sync(
             else:
                 typer.echo(
                     f"source {one}: {report.status}, {report.created} new, {report.moved} changed, "
-                    f"{report.cancelled} cancelled, {report.unchanged} unchanged"
+                    f"{report.restored} restored, {report.cancelled} cancelled, "
+                    f"{report.unchanged} unchanged"
                 )
     if failed:
         raise typer.Exit(1)

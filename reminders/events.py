@@ -29,6 +29,7 @@ from reminders.schemas import (
     _no_control_chars,
 )
 from reminders.settings import Settings
+from reminders.sources.sync import hold_cancelled
 
 Title = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_control_chars)]
 WhenText = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_control_chars)]
@@ -71,6 +72,9 @@ class EventOut(BaseModel):
     location: str | None
     policy: str
     external_id: str | None
+    source_id: int | None = Field(
+        description="The calendar feed it comes from: change it there, not through the API."
+    )
     cancelled: bool
     recipients: list[str]
     notices: list[NoticeOut]
@@ -134,6 +138,14 @@ def update_event(
     settings: Settings,
 ) -> tuple[Anchor, PlanReport]:
     anchor = get_event(session, event_id)
+    if anchor.source_id is not None:
+        # The next sync would quietly undo the change: the calendar is where it is made.
+        raise Conflict(
+            f"the event belongs to calendar feed source {anchor.source_id}; change it in the "
+            "calendar (the next sync would undo a change made here), or DELETE it to stop its "
+            "reminders",
+            field="id",
+        )
     if anchor.cancelled:
         raise Conflict("the event was cancelled; create a new one", field="id")
     now = utcnow()
@@ -186,6 +198,9 @@ def cancel_event(
 ) -> tuple[Anchor, PlanReport]:
     anchor = get_event(session, event_id)
     assert anchor.id is not None
+    if anchor.source_id is not None:
+        hold_cancelled(anchor)  # or the next sync of its feed would plan it again
+        session.add(anchor)
     report = cancel_for(session, scheduler, anchor.id, reason="the event was cancelled")
     session.refresh(anchor)
     return anchor, report
@@ -260,6 +275,7 @@ def _event_out(
         external_id=anchor.key.removeprefix(EXTERNAL_PREFIX)
         if anchor.key.startswith(EXTERNAL_PREFIX)
         else None,
+        source_id=anchor.source_id,
         cancelled=anchor.cancelled,
         recipients=sorted(phones[anchor.id]),
         notices=[NoticeOut.model_validate(n, from_attributes=True) for n in notices[anchor.id]],

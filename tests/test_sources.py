@@ -350,7 +350,7 @@ def test_cli_sync(
     result = CliRunner().invoke(app, ["sources", "sync", str(source["id"])])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
-        f"source {source['id']}: synced, 6 new, 0 changed, 0 cancelled, 0 unchanged"
+        f"source {source['id']}: synced, 6 new, 0 changed, 0 restored, 0 cancelled, 0 unchanged"
     )
     missing = CliRunner().invoke(app, ["sources", "sync", "999999"])
     assert missing.exit_code == 2
@@ -394,3 +394,154 @@ def test_the_feeds_alarms_become_extra_reminders_when_asked(
         ).all()
     [(send_at, start)] = rows
     assert start - send_at == timedelta(minutes=30)
+
+
+def notices_of(engine: Engine, uid: str) -> dict[int, tuple[str, datetime]]:
+    """The notices of a feed event's occurrence, by step: (status, send time)."""
+    from sqlmodel import Session, col, select
+
+    from reminders.models import Anchor, Notice
+
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Notice.step, Notice.status, Notice.send_at)
+            .join(Anchor, col(Anchor.id) == col(Notice.anchor_id))
+            .where(col(Anchor.key).like(f"source:%:{uid}|%"))
+        ).all()
+    return {step or 0: (status, send_at) for step, status, send_at in rows}
+
+
+def event_id(engine: Engine, uid: str) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT id FROM anchors WHERE key LIKE :key"), {"key": f"source:%:{uid}|%"}
+        ).scalar_one()
+    return int(found)
+
+
+def appointment(start: str, *extra: str) -> str:
+    return vevent("a@clinic", start, "Преглед", "DESCRIPTION:тел. 0888 900 001", *extra)
+
+
+def test_an_event_cancelled_then_restored_in_the_calendar_gets_its_reminders_back(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    other = vevent("b@clinic", f"{day(6)}T110000", "Контролен преглед", "DESCRIPTION:0888900002")
+    feed.body = calendar(appointment(f"{day(5)}T100000"), other)
+    source = add_source(engine, feed.url)
+    assert sync(client, writer, source["id"])["created"] == 2
+    # The day-before reminder went out already; the two-hours-before one is still to come.
+    with engine.connect() as conn:
+        conn.execute(
+            text("UPDATE notices SET status = 'sent' WHERE step = 0 AND anchor_id = :id"),
+            {"id": event_id(engine, "a@clinic")},
+        )
+        conn.commit()
+
+    feed.body = calendar(appointment(f"{day(5)}T100000", "STATUS:CANCELLED"), other)
+    assert sync(client, writer, source["id"])["cancelled"] == 1
+    assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"sent", "cancelled"}
+
+    feed.body = calendar(appointment(f"{day(5)}T100000"), other)
+    restored = sync(client, writer, source["id"])
+    assert restored["status"] == "synced", restored
+    assert restored["restored"] == 1 and restored["created"] == 0
+    assert restored["notices"]["moved"] == 1  # the cancelled reminder is planned again
+    assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"sent", "scheduled"}
+    assert notices_of(engine, "a@clinic")[0][0] == "sent"  # never sent twice
+    event = client.get(f"/api/v1/events/{event_id(engine, 'a@clinic')}", headers=writer).json()
+    assert event["cancelled"] is False
+    with engine.connect() as conn:
+        again = conn.execute(
+            text("SELECT id FROM notices WHERE step = 1 AND anchor_id = :id"),
+            {"id": event_id(engine, "a@clinic")},
+        ).scalar_one()
+    assert f"notice:{again}" in jobs(engine)  # and its job is written again
+
+    # Later changes of the feed still reach the event: moved two days later.
+    feed.body = calendar(appointment(f"{day(7)}T100000"), other)
+    moved = sync(client, writer, source["id"])
+    assert moved["moved"] == 1, moved
+    _, send_at = notices_of(engine, "a@clinic")[1]
+    expected = datetime.strptime(f"{day(7)}T080000", "%Y%m%dT%H%M%S").replace(tzinfo=SOFIA)
+    assert send_at == expected
+    state = client.get(f"/api/v1/sources/{source['id']}", headers=writer).json()
+    assert state["last_error"] is None
+
+
+def test_an_event_removed_then_back_in_the_calendar_is_restored(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    other = vevent("b@clinic", f"{day(6)}T110000", "Контролен преглед", "DESCRIPTION:0888900002")
+    feed.body = calendar(appointment(f"{day(5)}T100000"), other)
+    source = add_source(engine, feed.url)
+    sync(client, writer, source["id"])
+    feed.body = calendar(other)
+    assert sync(client, writer, source["id"])["cancelled"] == 1
+    feed.body = calendar(appointment(f"{day(5)}T100000"), other)
+    restored = sync(client, writer, source["id"])
+    assert restored["restored"] == 1 and restored["notices"]["moved"] == 2, restored
+    assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"scheduled"}
+
+
+def test_a_feed_event_cancelled_through_the_api_stays_cancelled_while_the_calendar_has_it(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    def other(start: int) -> str:
+        return vevent("b@clinic", f"{day(start)}T110000", "Контролен", "DESCRIPTION:0888900002")
+
+    feed.body = calendar(appointment(f"{day(5)}T100000"), other(6))
+    source = add_source(engine, feed.url)
+    sync(client, writer, source["id"])
+    a = event_id(engine, "a@clinic")
+    cancelled = client.delete(f"/api/v1/events/{a}", headers=writer)
+    assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
+
+    # The calendar still has it unchanged while another event moves: the sync goes on, and the
+    # patient who called to cancel is not reminded after all.
+    feed.body = calendar(appointment(f"{day(5)}T100000"), other(8))
+    changed = sync(client, writer, source["id"])
+    assert changed["status"] == "synced" and changed["moved"] == 1, changed
+    assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"cancelled"}
+    assert {s for s, _ in notices_of(engine, "b@clinic").values()} == {"scheduled"}
+    assert client.get(f"/api/v1/events/{a}", headers=writer).json()["cancelled"] is True
+
+    # Moved in the calendar afterwards: a new decision there, so it is reminded of again.
+    feed.body = calendar(appointment(f"{day(7)}T100000"), other(8))
+    rebooked = sync(client, writer, source["id"])
+    assert rebooked["restored"] == 1, rebooked
+    assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"scheduled"}
+    assert client.get(f"/api/v1/events/{a}", headers=writer).json()["cancelled"] is False
+
+
+def test_a_feed_event_cancelled_through_the_api_comes_back_after_the_calendar_drops_it(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    feed.body = calendar(appointment(f"{day(5)}T100000"))
+    source = add_source(engine, feed.url)
+    sync(client, writer, source["id"])
+    client.delete(f"/api/v1/events/{event_id(engine, 'a@clinic')}", headers=writer)
+    feed.body = calendar()
+    assert sync(client, writer, source["id"])["status"] == "synced"
+    feed.body = calendar(appointment(f"{day(5)}T100000"))
+    assert sync(client, writer, source["id"])["restored"] == 1
+    assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"scheduled"}
+
+
+def test_a_feed_event_cannot_be_patched_through_the_api(
+    client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
+) -> None:
+    feed.body = calendar(appointment(f"{day(5)}T100000"))
+    source = add_source(engine, feed.url)
+    sync(client, writer, source["id"])
+    a = event_id(engine, "a@clinic")
+    before = notices_of(engine, "a@clinic")
+    response = client.patch(f"/api/v1/events/{a}", json={"title": "Друго"}, headers=writer)
+    assert response.status_code == 409, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "id"
+    assert f"calendar feed source {source['id']}" in error["message"]
+    assert "calendar" in error["message"]
+    event = client.get(f"/api/v1/events/{a}", headers=writer).json()
+    assert event["title"] == "Преглед" and event["source_id"] == source["id"]
+    assert notices_of(engine, "a@clinic") == before

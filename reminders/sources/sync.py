@@ -2,8 +2,10 @@
 
 Each occurrence is an anchor keyed by (source, UID, original start). A sync creates anchors for
 new occurrences, re-plans the changed ones (a moved start moves its notices), cancels the ones
-that vanished or were cancelled, and leaves the unchanged alone: no notice or job is rewritten.
-A feed that cannot be fetched or parsed is recorded on the source; what it planned before stays.
+that vanished or were cancelled, revives the ones that come back (the same anchor, so a notice
+that went out is never sent again), and leaves the unchanged alone: no notice or job is
+rewritten. A feed that cannot be fetched or parsed is recorded on the source; what it planned
+before stays.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.errors import NotFound
 from reminders.models import Anchor, AnchorKind, Source
 from reminders.notices import JobScheduler
@@ -32,6 +34,8 @@ from reminders.sources.recipients import Known, default_recipients, recipients_o
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
+# In a feed anchor's data: the start it had when it was cancelled through the API.
+HELD = "cancelled_through_api_at"
 Fetcher = Callable[..., FetchResult]
 
 
@@ -41,6 +45,7 @@ class SyncReport:
     created: int = 0
     moved: int = 0
     cancelled: int = 0
+    restored: int = 0  # cancelled or dropped by the calendar before, back in it now
     unchanged: int = 0
     notices: dict[str, int] = field(default_factory=dict)
     error: str | None = None
@@ -73,6 +78,18 @@ def sync_source(
     source = session.get(Source, source_id)
     if source is None:
         raise NotFound(f"no source with id {source_id}", field="id")
+    return _sync(session, scheduler, source, settings=settings, now=now, fetcher=fetcher)
+
+
+def _sync(
+    session: Session,
+    scheduler: JobScheduler | None,
+    source: Source,
+    *,
+    settings: Settings,
+    now: datetime,
+    fetcher: Fetcher,
+) -> SyncReport:
     horizon_end = now + settings.horizon_delta
     # The window moves on every day: past a day's drift, expand again even if the feed is the same.
     stale = source.expanded_until is None or horizon_end - source.expanded_until > timedelta(days=1)
@@ -101,20 +118,13 @@ def sync_source(
 
     report = SyncReport(status="synced", warnings=list(feed.warnings))
     assert source.id is not None
-    existing = {
-        a.key: a
-        for a in session.exec(
-            select(Anchor).where(Anchor.source_id == source.id, col(Anchor.cancelled).is_(False))
-        )
-    }
+    keys = [anchor_key(source.id, occurrence) for occurrence in feed.occurrences]
+    existing = _existing_anchors(session, source.id, keys, now)
     defaults = default_recipients(session, source, settings)
-    seen: set[str] = set()
     to_plan: list[int] = []
     written = [written_in(occurrence, settings) for occurrence in feed.occurrences]
     known = Known.load(session, written)
-    for occurrence, names in zip(feed.occurrences, written, strict=True):
-        key = anchor_key(source.id, occurrence)
-        seen.add(key)
+    for key, occurrence, names in zip(keys, feed.occurrences, written, strict=True):
         recipients = recipients_of(names, known, defaults)
         data = {
             "location": occurrence.location,
@@ -124,17 +134,25 @@ def sync_source(
         }
         fingerprint = _fingerprint(occurrence, recipients, data, source)
         anchor = existing.get(key)
-        if anchor is not None and anchor.data.get("fingerprint") == fingerprint:
+        if anchor is not None and anchor.cancelled and _held(anchor, occurrence):
             report.unchanged += 1
             continue
-        if anchor is None:
+        if anchor is not None and not anchor.cancelled:
+            if anchor.data.get("fingerprint") == fingerprint:
+                report.unchanged += 1
+                continue
+            report.moved += 1
+        elif anchor is not None:
+            # Cancelled or dropped by the calendar before, and back in it now.
+            anchor.cancelled = False
+            report.restored += 1
+        else:
             anchor = Anchor(
                 key=key, kind=AnchorKind.event, title="", at=occurrence.start, policy=""
             )
             anchor.source_id = source.id
             report.created += 1
-        else:
-            report.moved += 1
+        replace = anchor.id is not None
         anchor.title = occurrence.title or source.name
         anchor.at, anchor.all_day = occurrence.start, occurrence.all_day
         anchor.timezone = feed.calendar_zone or source.timezone
@@ -144,15 +162,24 @@ def sync_source(
         session.add(anchor)
         session.flush()
         assert anchor.id is not None
-        set_recipients(session, anchor.id, recipients, replace=key in existing)
+        set_recipients(session, anchor.id, recipients, replace=replace)
         to_plan.append(anchor.id)
     session.commit()
     # All the new and changed occurrences planned together: a few statements, not one pass each.
     for planned in plan_many(session, scheduler, to_plan, settings=settings, now=now).values():
         report.count(planned.as_dict())
+    seen = set(keys)
     for key, anchor in existing.items():
+        if key in seen or anchor.id is None:
+            continue
+        if anchor.cancelled:
+            if HELD in anchor.data:
+                # The calendar has dropped it too: should it come back, it is a new decision.
+                anchor.data = {k: v for k, v in anchor.data.items() if k != HELD}
+                session.add(anchor)
+            continue
         # Gone from the feed, or cancelled in it. Past events simply left the window: keep them.
-        if key not in seen and anchor.at >= now and anchor.id is not None:
+        if anchor.at >= now:
             reason = "the event was cancelled or removed from its calendar"
             report.count(cancel_for(session, scheduler, anchor.id, reason=reason).as_dict())
             report.cancelled += 1
@@ -164,6 +191,37 @@ def sync_source(
     _succeeded(session, source, now, fetched, content_hash(fetched.body))
     log.info("synced source %s (%s): %s", source.id, redact_url(source.url), report.status)
     return report
+
+
+def hold_cancelled(anchor: Anchor) -> None:
+    """Mark a feed's event cancelled through the API: it stays cancelled while the calendar
+    keeps it at the same start.
+
+    The next sync would otherwise see it in the feed and plan it again, reminding a patient who
+    called to cancel. A move in the calendar, or the calendar dropping it, ends the hold.
+    """
+    anchor.data = {**anchor.data, HELD: anchor.at.isoformat()}
+
+
+def _held(anchor: Anchor, occurrence: Occurrence) -> bool:
+    held_at = anchor.data.get(HELD)
+    return held_at is not None and datetime.fromisoformat(held_at) == occurrence.start
+
+
+def _existing_anchors(
+    session: Session, source_id: int, keys: Sequence[str], now: datetime
+) -> dict[str, Anchor]:
+    """The source's live anchors, its cancelled ones the feed has again, and its future
+    cancelled ones (to end the hold of those the calendar has dropped)."""
+    ours = Anchor.source_id == source_id
+    query = select(Anchor).where(ours, or_(col(Anchor.cancelled).is_(False), col(Anchor.at) >= now))
+    found = {a.key: a for a in session.exec(query)}
+    for chunk in in_chunks(sorted(set(keys) - found.keys())):
+        # Cancelled and past: an occurrence the calendar moved back into the window.
+        found.update(
+            (a.key, a) for a in session.exec(select(Anchor).where(ours, col(Anchor.key).in_(chunk)))
+        )
+    return found
 
 
 def _succeeded(

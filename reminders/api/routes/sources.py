@@ -22,6 +22,7 @@ class SyncOut(BaseModel):
     created: int
     moved: int
     cancelled: int
+    restored: int
     unchanged: int
     notices: dict[str, int]
     error: str | None
