@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -226,12 +227,13 @@ def sources_sync(
         int | None, typer.Argument(min=1, help="One source; all if left out.")
     ] = None,
 ) -> None:
-    """Sync feeds now and print what changed, one line per source."""
+    """Sync feeds now and print what changed, one line per source (a failed one on stderr)."""
     from reminders.scheduler.service import NoticeScheduler
     from reminders.sources.feeds import get_source, list_sources
     from reminders.sources.sync import sync_source
 
     settings = _settings()
+    _command_logging(settings)
     engine = _engine()
     # Jobs written here are fired by the running service (serve or worker).
     scheduler = NoticeScheduler(engine)
@@ -241,7 +243,12 @@ def sources_sync(
         if source_id:
             get_source(session, source_id)
         for one in ids:
-            report = sync_source(session, scheduler, one, settings=settings)
+            try:
+                report = sync_source(session, scheduler, one, settings=settings)
+            except DomainError as exc:  # deleted while the others were syncing
+                failed = True
+                typer.echo(f"source {one}: error: {exc.message}", err=True)
+                continue
             if report.status == "error":
                 failed = True
                 typer.echo(f"source {one}: error: {report.error}", err=True)
@@ -253,6 +260,18 @@ def sources_sync(
                 )
     if failed:
         raise typer.Exit(1)
+
+
+def _command_logging(settings: Settings) -> None:
+    """The command's own lines are its output: the log (tracebacks included) joins them only
+    with REMINDERS_LOG_LEVEL=DEBUG, rather than repeat each failure in other words."""
+    if settings.log_level == "DEBUG":
+        from reminders.service import configure_logging
+
+        configure_logging(settings)
+    else:
+        # Without a handler, Python prints warnings and tracebacks on stderr by itself.
+        logging.getLogger().addHandler(logging.NullHandler())
 
 
 def main() -> None:

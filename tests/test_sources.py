@@ -545,3 +545,126 @@ def test_a_feed_event_cannot_be_patched_through_the_api(
     event = client.get(f"/api/v1/events/{a}", headers=writer).json()
     assert event["title"] == "Преглед" and event["source_id"] == source["id"]
     assert notices_of(engine, "a@clinic") == before
+
+
+def lose_policy(engine: Engine, source_id: int) -> None:
+    """As if its policy was deleted: nothing stops that while none of its events uses it."""
+    with engine.connect() as conn:
+        conn.execute(text("UPDATE sources SET policy = 'gone' WHERE id = :id"), {"id": source_id})
+        conn.commit()
+
+
+def test_an_unexpected_failure_of_a_sync_is_recorded_on_the_source_not_a_500(
+    client: TestClient,
+    writer: Headers,
+    feed: FeedServer,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from reminders.sources import sync as sync_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug of ours")
+
+    feed.body = first_feed()
+    source = add_source(engine, feed.url)
+    # It breaks after the occurrences are stored and before their notices are planned.
+    monkeypatch.setattr(sync_module, "plan_many", broken)
+    failed = sync(client, writer, source["id"])
+    assert failed["status"] == "error"
+    message = "the sync failed unexpectedly (RuntimeError); see the log for details"
+    assert failed["error"] == message
+    assert failed["source"]["last_error"] == message and failed["source"]["error_count"] == 1
+    logged = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert len(logged) == 1 and logged[0].exc_info is not None  # once, with the traceback
+    assert "secret123" not in caplog.text
+
+    monkeypatch.undo()
+    again = sync(client, writer, source["id"])
+    assert again["status"] == "synced", again
+    assert again["notices"]["created"] == 12  # nothing half-done is left unplanned
+    assert again["source"]["last_error"] is None and again["source"]["notice_count"] == 12
+
+
+def test_the_periodic_sync_records_every_failure_and_goes_on(
+    client: TestClient, feed: FeedServer, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reminders.sources import sync as sync_module
+    from reminders.sources.jobs import sync_if_due
+
+    feed.body = first_feed()
+    lost, broken, fine = (add_source(engine, feed.url)["id"] for _ in range(3))
+    lose_policy(engine, lost)
+    real = sync_module.default_recipients
+
+    def fails_for_one(session: Any, source: Any, settings: Any) -> Any:
+        if source.id == broken:
+            raise RuntimeError("a bug of ours")
+        return real(session, source, settings)
+
+    monkeypatch.setattr(sync_module, "default_recipients", fails_for_one)
+    for source_id in (lost, broken, fine):
+        sync_if_due(source_id)  # raises nothing
+    with engine.connect() as conn:
+        state = dict(conn.execute(text("SELECT id, last_error FROM sources")).all())
+    assert state[lost] == "no policy named 'gone'"
+    assert state[broken].startswith("the sync failed unexpectedly (RuntimeError)")
+    assert state[fine] is None
+    with engine.connect() as conn:
+        synced = conn.execute(
+            text("SELECT event_count FROM sources WHERE id = :id"), {"id": fine}
+        ).scalar()
+    assert synced == 6
+
+
+def test_cli_sync_reports_each_failed_feed_on_one_line_and_syncs_the_others(
+    engine: Engine, feed: FeedServer, database_url: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    feed.body = first_feed()
+    lost, broken, fine = (add_source(engine, feed.url)["id"] for _ in range(3))
+    lose_policy(engine, lost)
+    # The real command in its own process, with a bug planted in the sync of one source.
+    program = (
+        "import reminders.sources.sync as s\n"
+        "real = s.default_recipients\n"
+        "def broken(session, source, settings):\n"
+        f"    if source.id == {broken}:\n"
+        "        raise RuntimeError('a bug of ours')\n"
+        "    return real(session, source, settings)\n"
+        "s.default_recipients = broken\n"
+        "from reminders.cli import main\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
+    env.update(REMINDERS_DATABASE_URL=database_url, REMINDERS_ALLOW_PRIVATE_FEEDS="true")
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", program, "sources", "sync"],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = run()
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"source {lost}: error: no policy named 'gone'",
+        f"source {broken}: error: the sync failed unexpectedly (RuntimeError); "
+        "see the log for details",
+    ]
+    assert result.stdout.splitlines() == [
+        f"source {fine}: synced, 6 new, 0 changed, 0 restored, 0 cancelled, 0 unchanged"
+    ]
+    # Asked for, the log comes too, with the traceback of the unexpected failure.
+    debug = run(REMINDERS_LOG_LEVEL="DEBUG")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "RuntimeError: a bug of ours" in debug.stderr
+    assert "secret123" not in debug.stderr + debug.stdout

@@ -4,8 +4,8 @@ Each occurrence is an anchor keyed by (source, UID, original start). A sync crea
 new occurrences, re-plans the changed ones (a moved start moves its notices), cancels the ones
 that vanished or were cancelled, revives the ones that come back (the same anchor, so a notice
 that went out is never sent again), and leaves the unchanged alone: no notice or job is
-rewritten. A feed that cannot be fetched or parsed is recorded on the source; what it planned
-before stays.
+rewritten. A feed that cannot be fetched or parsed, or any other failure of a sync, is recorded
+on the source; what it planned before stays.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from sqlmodel import Session, col, or_, select
 
 from reminders.db import in_chunks, utcnow
-from reminders.errors import NotFound
+from reminders.errors import DomainError, NotFound
 from reminders.models import Anchor, AnchorKind, Source
 from reminders.notices import JobScheduler
 from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
@@ -73,12 +73,28 @@ def sync_source(
     now: datetime | None = None,
     fetcher: Fetcher = fetch_feed,
 ) -> SyncReport:
-    """Fetch the feed and bring its anchors and notices in step with it."""
+    """Fetch the feed and bring its anchors and notices in step with it.
+
+    Raises NotFound for an unknown source, and nothing else: once the source is found, whatever
+    goes wrong (the feed, a policy deleted since, a bug of ours) is recorded on the source and
+    reported, so that one feed's trouble never crashes the caller nor stops the other feeds.
+    """
     now = now or utcnow()
     source = session.get(Source, source_id)
     if source is None:
         raise NotFound(f"no source with id {source_id}", field="id")
-    return _sync(session, scheduler, source, settings=settings, now=now, fetcher=fetcher)
+    shown = redact_url(source.url)
+    try:
+        return _sync(session, scheduler, source, settings=settings, now=now, fetcher=fetcher)
+    except DomainError as exc:
+        # Our own data no longer fits the feed (its policy was deleted): the user can fix it.
+        # (The field named is the one of the lookup that failed, not one of the source's.)
+        return _interrupted(session, source_id, now, exc.message, shown, logged=False)
+    except Exception as exc:
+        # The whole traceback once, here; the source gets a sentence without internals.
+        log.exception("sync of source %s (%s) failed unexpectedly", source_id, shown)
+        message = f"the sync failed unexpectedly ({type(exc).__name__}); see the log for details"
+        return _interrupted(session, source_id, now, message, shown, logged=True)
 
 
 def _sync(
@@ -93,6 +109,9 @@ def _sync(
     horizon_end = now + settings.horizon_delta
     # The window moves on every day: past a day's drift, expand again even if the feed is the same.
     stale = source.expanded_until is None or horizon_end - source.expanded_until > timedelta(days=1)
+    # Never expanded, edited, or interrupted half-way: an anchor's fingerprint may then have
+    # been written without its notices being planned, so every live occurrence is planned.
+    replan_all = source.expanded_until is None
     try:
         fetched = fetcher(
             source.url,
@@ -140,6 +159,8 @@ def _sync(
         if anchor is not None and not anchor.cancelled:
             if anchor.data.get("fingerprint") == fingerprint:
                 report.unchanged += 1
+                if replan_all and anchor.id is not None:
+                    to_plan.append(anchor.id)
                 continue
             report.moved += 1
         elif anchor is not None:
@@ -224,6 +245,23 @@ def _existing_anchors(
     return found
 
 
+def _interrupted(
+    session: Session, source_id: int, now: datetime, message: str, shown: str, *, logged: bool
+) -> SyncReport:
+    """Record a sync that stopped half-way; the next one re-reads the feed and plans it all."""
+    try:
+        session.rollback()
+        source = session.get(Source, source_id)
+        if source is None:  # deleted while it was syncing: nothing to record it on
+            return SyncReport(status="error", error=message)
+        source.expanded_until = None
+        return _failed(session, source, now, message, logged=logged)
+    except Exception:
+        # The database itself failing: nothing can be recorded, but the caller goes on.
+        log.exception("could not record the failed sync of source %s (%s)", source_id, shown)
+        return SyncReport(status="error", error=message)
+
+
 def _succeeded(
     session: Session, source: Source, now: datetime, fetched: FetchResult, digest: str | None
 ) -> None:
@@ -245,7 +283,9 @@ def _period(source: Source) -> timedelta:
     return max(refresh_delta(source), hint)
 
 
-def _failed(session: Session, source: Source, now: datetime, error: str) -> SyncReport:
+def _failed(
+    session: Session, source: Source, now: datetime, error: str, *, logged: bool = False
+) -> SyncReport:
     source.last_sync_at = now
     source.last_error = error[:1000]
     source.error_count += 1
@@ -254,7 +294,8 @@ def _failed(session: Session, source: Source, now: datetime, error: str) -> Sync
     source.next_sync_at = now + _jittered(delay)
     session.add(source)
     session.commit()
-    log.warning("source %s (%s) failed: %s", source.id, redact_url(source.url), error)
+    if not logged:
+        log.warning("source %s (%s) failed: %s", source.id, redact_url(source.url), error)
     return SyncReport(status="error", error=error)
 
 
