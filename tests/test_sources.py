@@ -618,6 +618,7 @@ def test_the_periodic_sync_records_every_failure_and_goes_on(
     assert synced == 6
 
 
+@pytest.mark.slow  # the real command, in its own processes
 def test_cli_sync_reports_each_failed_feed_on_one_line_and_syncs_the_others(
     engine: Engine, feed: FeedServer, database_url: str
 ) -> None:
@@ -641,7 +642,11 @@ def test_cli_sync_reports_each_failed_feed_on_one_line_and_syncs_the_others(
         "main()\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
-    env.update(REMINDERS_DATABASE_URL=database_url, REMINDERS_ALLOW_PRIVATE_FEEDS="true")
+    env.update(
+        REMINDERS_DATABASE_URL=database_url,
+        REMINDERS_ALLOW_PRIVATE_FEEDS="true",
+        REMINDERS_QUIET_HOURS="off",
+    )
 
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
