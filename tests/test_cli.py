@@ -109,6 +109,20 @@ def test_apikey_bad_scope_is_one_line(sqlite_url: str, db: Engine) -> None:
         assert apikeys.list_keys(session) == []
 
 
+def test_apikey_revoke_refuses_the_last_admin_key(sqlite_url: str, db: Engine) -> None:
+    created = reminders("apikey", "create", "root", "--scope", "admin", database_url=sqlite_url)
+    assert created.returncode == 0, created.stderr
+    key_id = reminders("apikey", "list", database_url=sqlite_url).stdout.split("\t")[0]
+
+    refused = reminders("apikey", "revoke", key_id, database_url=sqlite_url)
+    assert refused.returncode == 1
+    line = assert_one_line_error(refused)
+    assert "last admin key" in line and key_id in line, line
+    assert refused.stdout == ""
+    with Session(db) as session:
+        assert [k.revoked_at for k in apikeys.list_keys(session)] == [None]
+
+
 # --- Schema ----------------------------------------------------------------------------------
 
 
