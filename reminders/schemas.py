@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from reminders.models import NoticeKind, NoticeStatus, Priority, Scope
+from reminders.models import Notice, NoticeKind, NoticeStatus, Priority, Scope
 from reminders.sender_ids import validate_sender_id
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -188,6 +188,9 @@ class AttemptOut(BaseModel):
     error: str | None
     segments: int | None
     encoding: str | None
+    text: str | None = Field(
+        description="The text handed to the gateway (null if it never got that far)."
+    )
     submitted_at: datetime
     delivered_at: datetime | None
 
@@ -202,7 +205,14 @@ class NoticeOut(BaseModel):
     anchor_id: int | None
     step: int | None
     phone: str
-    text: str = Field(description="The message, or for policy steps the template it renders.")
+    text: str | None = Field(
+        description="What the recipient gets: the text last handed to the gateway (rendered, "
+        "transliterated if asked, look-alikes replaced); until then the message as written, "
+        "or null for a policy step, whose template renders when it fires."
+    )
+    template: str | None = Field(
+        description="For a policy step, the Jinja2 template it renders; null for a message."
+    )
     sender_id: str | None
     send_at: datetime
     priority: Priority
@@ -210,6 +220,17 @@ class NoticeOut(BaseModel):
     sent_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_or_template(cls, data: Any) -> Any:
+        # The notices table keeps a step's template in ``text``, to render when it fires.
+        if not isinstance(data, Notice):
+            return data
+        values = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        values["template"] = data.text if data.is_template else None
+        values["text"] = data.sent_text or (None if data.is_template else data.text)
+        return values
 
 
 class NoticeDetail(NoticeOut):

@@ -185,7 +185,7 @@ def test_editing_steps_replans_events_to_come(client: TestClient, writer: Header
     assert datetime.fromisoformat(by_step[0]["send_at"]) == (start - timedelta(days=3)).replace(
         hour=10
     )
-    assert by_step[0]["text"] == "В {{ time }}"
+    assert by_step[0]["template"] == "В {{ time }}"
     assert by_step[1]["status"] == "cancelled"
 
 
