@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -43,7 +44,35 @@ def _sender_id(value: str) -> str:
     return validate_sender_id(value)
 
 
+# Free JSON kept on a contact (and a template preview's sample): enough for what templates use
+# (a doctor, an account number, a few nested details), never a store for documents.
+JSON_MAX_BYTES = 8192
+JSON_MAX_DEPTH = 5  # {"a": {"b": [1]}} is 3 deep
+JSON_MAX_KEYS = 100  # counted at every level
+
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    keys, depth = 0, 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            depth = max(depth, level)
+            if depth > JSON_MAX_DEPTH:
+                raise ValueError(f"may nest at most {JSON_MAX_DEPTH} levels deep")
+            children = list(item.values()) if isinstance(item, dict) else item
+            keys += len(item) if isinstance(item, dict) else 0
+            pending.extend((child, level + 1) for child in children)
+    if keys > JSON_MAX_KEYS:
+        raise ValueError(f"may hold at most {JSON_MAX_KEYS} keys, not {keys}")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > JSON_MAX_BYTES:
+        raise ValueError(f"may take at most {JSON_MAX_BYTES} bytes as JSON, not {size}")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_no_control_chars)]
+SmallJson = Annotated[dict[str, Any], AfterValidator(_small_json)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
 Phone = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_control_chars)]
 Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
@@ -68,7 +97,7 @@ class ContactCreate(Input):
     language: Language = "bg"
     external_id: ExternalId | None = None
     opted_out: bool = False
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: SmallJson = Field(default_factory=dict)
 
 
 class ContactUpdate(Input):
@@ -79,7 +108,7 @@ class ContactUpdate(Input):
     language: Language | None = None
     external_id: ExternalId | None = None
     opted_out: bool | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: SmallJson | None = None
 
 
 class ContactOut(BaseModel):
