@@ -7,10 +7,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import or_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
 from reminders.db import utcnow
-from reminders.errors import InvalidField, NotFound
+from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import ApiKey, Scope
 
 KEY_PREFIX = "rmd_"
@@ -67,10 +69,48 @@ def list_keys(session: Session) -> list[ApiKey]:
 
 
 def revoke_key(session: Session, key_id: int) -> ApiKey:
+    """Revoke a key, unless it is the last live admin key (nobody could manage keys after it).
+
+    The caller commits. Two revocations of the last two admin keys at once must not both pass:
+    the live admin keys are locked first (PostgreSQL; SQLite runs one writer at a time anyway),
+    so the second waits for the first, and the update itself only applies while another live
+    admin key remains.
+    """
     key = session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"no API key with id {key_id}", field="id")
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
-        session.add(key)
+    if key.revoked_at is not None:
+        return key
+    if key.scope == Scope.admin:
+        session.exec(
+            select(ApiKey.id)
+            .where(ApiKey.scope == Scope.admin, col(ApiKey.revoked_at).is_(None))
+            .order_by(col(ApiKey.id))
+            .with_for_update()
+        ).all()
+    other = aliased(ApiKey)
+    another_admin = (
+        select(other.id)
+        .where(
+            other.scope == Scope.admin,
+            col(other.revoked_at).is_(None),
+            other.id != key_id,
+        )
+        .exists()
+    )
+    result = session.exec(  # type: ignore[call-overload]
+        update(ApiKey)
+        .where(
+            col(ApiKey.id) == key_id,
+            col(ApiKey.revoked_at).is_(None),
+            or_(col(ApiKey.scope) != Scope.admin, another_admin),
+        )
+        .values(revoked_at=utcnow())
+    )
+    session.refresh(key)
+    if not result.rowcount and key.revoked_at is None:
+        raise Conflict(
+            f"key {key_id} is the last admin key; create another admin key before revoking it",
+            field="id",
+        )
     return key

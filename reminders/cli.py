@@ -14,7 +14,7 @@ import typer
 from sqlmodel import Session
 
 from reminders import apikeys
-from reminders.errors import DomainError
+from reminders.errors import Conflict, DomainError
 from reminders.migrate import SchemaError, current_revision, head_revision, upgrade
 from reminders.models import Scope
 from reminders.settings import Settings, SettingsError, load_settings
@@ -177,9 +177,12 @@ def apikey_list() -> None:
 @key_app.command("revoke")
 @one_line_errors
 def apikey_revoke(key_id: Annotated[int, typer.Argument(min=1)]) -> None:
-    """Revoke a key by id."""
+    """Revoke a key by id; the last admin key is refused (status 1)."""
     with Session(_engine()) as session:
-        apikeys.revoke_key(session, key_id)
+        try:
+            apikeys.revoke_key(session, key_id)
+        except Conflict as exc:
+            fail(f"{exc.field}: {exc.message}", code=1)
         session.commit()
     typer.echo(f"revoked key {key_id}")
 

@@ -267,6 +267,9 @@ class Notice(SQLModel, table=True):
     # the notice fires so that a contact's new name or an event's new room is used.
     text: str
     is_template: bool = Field(default=False)
+    # What was last handed to the gateway (rendered, transliterated, look-alikes replaced); each
+    # attempt keeps its own copy, this one saves the notice lists a join.
+    sent_text: str | None = Field(default=None)
     # "transactional" (alerts that must go at once, quiet hours or not) or "bulk".
     priority: str = Field(default="bulk", max_length=13)
     # Written in Latin letters (Bulgarian's official system): 160 characters a segment, not 70.
@@ -301,6 +304,8 @@ class Attempt(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=2000)
     segments: int | None = Field(default=None)
     encoding: str | None = Field(default=None, max_length=5)
+    # The text handed to the gateway, as composed: a template renders anew at each attempt.
+    text: str | None = Field(default=None)
     # The id the gateway or the operator's network gave the message once it had it, when a
     # report says so (Kannel: the SMSC's id, else Kannel's own); what an operator asks for.
     gateway_reference: str | None = Field(default=None, max_length=200)

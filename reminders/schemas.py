@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -9,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from reminders.models import NoticeKind, NoticeStatus, Priority, Scope
+from reminders.models import Notice, NoticeKind, NoticeStatus, Priority, Scope
 from reminders.sender_ids import validate_sender_id
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -43,7 +44,35 @@ def _sender_id(value: str) -> str:
     return validate_sender_id(value)
 
 
+# Free JSON kept on a contact (and a template preview's sample): enough for what templates use
+# (a doctor, an account number, a few nested details), never a store for documents.
+JSON_MAX_BYTES = 8192
+JSON_MAX_DEPTH = 5  # {"a": {"b": [1]}} is 3 deep
+JSON_MAX_KEYS = 100  # counted at every level
+
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    keys, depth = 0, 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            depth = max(depth, level)
+            if depth > JSON_MAX_DEPTH:
+                raise ValueError(f"may nest at most {JSON_MAX_DEPTH} levels deep")
+            children = list(item.values()) if isinstance(item, dict) else item
+            keys += len(item) if isinstance(item, dict) else 0
+            pending.extend((child, level + 1) for child in children)
+    if keys > JSON_MAX_KEYS:
+        raise ValueError(f"may hold at most {JSON_MAX_KEYS} keys, not {keys}")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > JSON_MAX_BYTES:
+        raise ValueError(f"may take at most {JSON_MAX_BYTES} bytes as JSON, not {size}")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_no_control_chars)]
+SmallJson = Annotated[dict[str, Any], AfterValidator(_small_json)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
 Phone = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_control_chars)]
 Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
@@ -68,7 +97,7 @@ class ContactCreate(Input):
     language: Language = "bg"
     external_id: ExternalId | None = None
     opted_out: bool = False
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: SmallJson = Field(default_factory=dict)
 
 
 class ContactUpdate(Input):
@@ -79,7 +108,7 @@ class ContactUpdate(Input):
     language: Language | None = None
     external_id: ExternalId | None = None
     opted_out: bool | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: SmallJson | None = None
 
 
 class ContactOut(BaseModel):
@@ -188,6 +217,9 @@ class AttemptOut(BaseModel):
     error: str | None
     segments: int | None
     encoding: str | None
+    text: str | None = Field(
+        description="The text handed to the gateway (null if it never got that far)."
+    )
     submitted_at: datetime
     delivered_at: datetime | None
 
@@ -202,7 +234,14 @@ class NoticeOut(BaseModel):
     anchor_id: int | None
     step: int | None
     phone: str
-    text: str = Field(description="The message, or for policy steps the template it renders.")
+    text: str | None = Field(
+        description="What the recipient gets: the text last handed to the gateway (rendered, "
+        "transliterated if asked, look-alikes replaced); until then the message as written, "
+        "or null for a policy step, whose template renders when it fires."
+    )
+    template: str | None = Field(
+        description="For a policy step, the Jinja2 template it renders; null for a message."
+    )
     sender_id: str | None
     send_at: datetime
     priority: Priority
@@ -210,6 +249,17 @@ class NoticeOut(BaseModel):
     sent_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_or_template(cls, data: Any) -> Any:
+        # The notices table keeps a step's template in ``text``, to render when it fires.
+        if not isinstance(data, Notice):
+            return data
+        values = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        values["template"] = data.text if data.is_template else None
+        values["text"] = data.sent_text or (None if data.is_template else data.text)
+        return values
 
 
 class NoticeDetail(NoticeOut):

@@ -181,7 +181,7 @@ def notice_stats(
 CSV_COLUMNS = (
     "id", "kind", "status", "status_reason", "phone", "contact_id", "send_at", "sent_at",
     "priority", "provider", "provider_message_id", "gateway_reference", "segments", "encoding",
-    "error",
+    "error", "text",
 )  # fmt: skip
 
 
@@ -211,6 +211,7 @@ def notice_rows(engine: Engine, *, start: datetime, end: datetime) -> Iterator[l
                 col(Attempt.segments),
                 col(Attempt.encoding),
                 col(Attempt.error),
+                col(Attempt.text),
             )
             .select_from(Notice)
             .outerjoin(latest, latest.c.notice_id == col(Notice.id))

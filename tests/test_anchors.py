@@ -97,6 +97,7 @@ def test_plan_move_and_cancel(
         assert report.as_dict() == {
             "created": 4,
             "moved": 0,
+            "updated": 0,
             "expired": 0,
             "cancelled": 0,
             "unchanged": 0,
@@ -214,6 +215,33 @@ def test_sent_notice_is_never_planned_again(
         report = plan_for(session, scheduler, anchor.id, settings=settings, now=now)
         assert report.moved == [two_hours.id]
         assert {n.id: n.status for n in notices(session, anchor)}[day_before.id] == "sent"
+
+
+def test_a_notice_an_earlier_start_puts_in_the_past_expires_and_loses_its_job(
+    engine: Engine, settings: Settings, scheduler: NoticeScheduler
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100008")
+        anchor = add_anchor(session, NOW + timedelta(days=10), [ivan])
+        plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        day_before, two_hours = notices(session, anchor)
+        assert set(jobs(engine)) == {job_id(day_before.id), job_id(two_hours.id)}
+
+        # The appointment comes forward to three hours from now: yesterday's 18:00 has passed.
+        anchor.at = NOW + timedelta(hours=3)
+        session.add(anchor)
+        session.commit()
+        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        assert (report.expired, report.moved, report.updated) == (
+            [day_before.id],
+            [two_hours.id],
+            [],
+        )
+        assert {n.id: n.status for n in notices(session, anchor)} == {
+            day_before.id: "expired",
+            two_hours.id: "scheduled",
+        }
+        assert set(jobs(engine)) == {job_id(two_hours.id)}
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,20 @@ def test_apikey_bad_scope_is_one_line(sqlite_url: str, db: Engine) -> None:
         assert apikeys.list_keys(session) == []
 
 
+def test_apikey_revoke_refuses_the_last_admin_key(sqlite_url: str, db: Engine) -> None:
+    created = reminders("apikey", "create", "root", "--scope", "admin", database_url=sqlite_url)
+    assert created.returncode == 0, created.stderr
+    key_id = reminders("apikey", "list", database_url=sqlite_url).stdout.split("\t")[0]
+
+    refused = reminders("apikey", "revoke", key_id, database_url=sqlite_url)
+    assert refused.returncode == 1
+    line = assert_one_line_error(refused)
+    assert "last admin key" in line and key_id in line, line
+    assert refused.stdout == ""
+    with Session(db) as session:
+        assert [k.revoked_at for k in apikeys.list_keys(session)] == [None]
+
+
 # --- Schema ----------------------------------------------------------------------------------
 
 
@@ -258,7 +272,7 @@ def test_import_semicolon_delimited_cyrillic_csv(
     source = tmp_path / "excel.csv"
     # What Excel writes for "CSV UTF-8" in a Bulgarian locale: a BOM and semicolons.
     source.write_text(
-        "\ufeffИме;name;phone;groups;external_id\n"
+        "\ufeffБележка;name;phone;groups;external_id\n"
         'x;Мария Георгиева;0888 123 470;"Група А;Група Б";bg-1\n'
         "y;Петър Стоянов;+359888123471;Група Б;bg-2\n",
         encoding="utf-8",
@@ -271,7 +285,7 @@ def test_import_semicolon_delimited_cyrillic_csv(
     assert contacts["bg-1"].name == "Мария Георгиева"
     assert contacts["bg-1"].phone == "+359888123470"
     assert contacts["bg-2"].name == "Петър Стоянов"
-    assert contacts["bg-1"].attributes == {"име": "x"}
+    assert contacts["bg-1"].attributes == {"бележка": "x"}
     assert group_members(db) == {"Група А": {"bg-1"}, "Група Б": {"bg-1", "bg-2"}}
 
 
@@ -292,6 +306,151 @@ def test_import_reports_the_file_line_past_blank_lines_and_quoted_line_breaks(
     with Session(db) as session:
         (a,) = session.exec(select(Contact)).all()
     assert a.attributes == {"note": "two\nlines"}
+
+
+def contacts_by_name(engine: Engine) -> dict[str, list[Contact]]:
+    with Session(engine) as session:
+        rows = session.exec(select(Contact).order_by(col(Contact.id))).all()
+    found: dict[str, list[Contact]] = {}
+    for contact in rows:
+        found.setdefault(contact.name, []).append(contact)
+    return found
+
+
+def test_rows_without_external_id_are_matched_by_phone_and_repeats_refused(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "patients.csv"
+    source.write_text(
+        "name,phone,doctor\n"
+        "Ясен Петков,0888 123 490,Д-р Иванова\n"
+        "Мария Колева,0888 123 491,\n"
+        "Ясен Петков,+359888123490,Д-р Иванова\n",
+        encoding="utf-8",
+    )
+    first = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert first.returncode == 1
+    assert first.stdout == "2 created, 0 updated, 1 refused\n"
+    assert first.stderr.splitlines() == [
+        "line 4: phone: the same number as line 2; one row per contact, "
+        "or an external_id column to tell people who share a phone apart"
+    ]
+
+    # The second run, with a new doctor for Ясен, updates the two contacts it made.
+    source.write_text(source.read_text(encoding="utf-8").replace("Иванова", "Петрова", 1))
+    again = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert again.stdout == "0 created, 2 updated, 1 refused\n"
+    found = contacts_by_name(db)
+    assert sorted(found) == ["Мария Колева", "Ясен Петков"]
+    [yasen] = found["Ясен Петков"]
+    assert (yasen.phone, yasen.attributes) == ("+359888123490", {"doctor": "Д-р Петрова"})
+
+
+def test_a_repeated_external_id_is_refused_and_a_shared_phone_is_not_guessed(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "family.csv"
+    source.write_text(
+        "name,phone,external_id\n"
+        "Иван Колев,0888 123 492,k-1\n"
+        "Мария Колева,0888 123 492,k-2\n"  # the same phone, another person: both kept
+        "Иван Колев,0888 123 493,k-1\n",
+        encoding="utf-8",
+    )
+    result = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert result.stdout == "2 created, 0 updated, 1 refused\n"
+    assert result.stderr.splitlines() == [
+        "line 4: external_id: 'k-1' is on line 2 already; one row per contact"
+    ]
+    assert set(contacts_by_external_id(db)) == {"k-1", "k-2"}
+
+    # Without an external_id, a number two contacts share cannot say which one to update.
+    source.write_text("name,phone\nИван Колев,0888 123 492\n", encoding="utf-8")
+    shared = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert shared.returncode == 1
+    assert shared.stderr.splitlines() == [
+        "line 2: phone: 2 contacts have this number; add an external_id column to say which"
+    ]
+    assert len(contacts_by_external_id(db)) == 2
+
+
+def test_bulgarian_headers_and_refused_rows_written_as_the_file_was(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "пациенти.csv"
+    header = "Име;Телефон;Имейл;Часова зона;Език;Групи;Външен номер;Отказ;Лекар"
+    source.write_text(
+        f"\ufeff{header}\n"
+        'Иван Петров;0888 123 494;ivan@example.com;Europe/Sofia;en;"Кардиология;VIP";p-1;не;'
+        "Д-р Иванова\n"
+        "Лош Номер;12345;;;;;p-2;;\n"
+        "Бележка Без Кавички;0888 123 495;;;;;p-3;да;обади се; после\n",
+        encoding="utf-8",
+    )
+    refused = tmp_path / "refused.csv"
+    result = reminders(
+        "contacts", "import", str(source), "--refused", str(refused), database_url=sqlite_url
+    )
+    assert result.stdout == "1 created, 0 updated, 2 refused\n"
+    assert result.stderr.splitlines() == [
+        "line 3: phone: '12345' is not a valid phone number",
+        "line 4: row: more cells (10) than header columns (9); "
+        "put a value that holds a ';' in double quotes",
+    ]
+    [ivan] = contacts_by_external_id(db).values()
+    assert (ivan.name, ivan.phone, ivan.email, ivan.timezone, ivan.language) == (
+        "Иван Петров",
+        "+359888123494",
+        "ivan@example.com",
+        "Europe/Sofia",
+        "en",
+    )
+    assert (ivan.external_id, ivan.opted_out, ivan.attributes) == (
+        "p-1",
+        False,
+        {"лекар": "Д-р Иванова"},
+    )
+    assert group_members(db) == {"Кардиология": {"p-1"}, "VIP": {"p-1"}}
+
+    # The file's own separator and header (and its BOM, which Excel needs to read UTF-8).
+    written = refused.read_text(encoding="utf-8").splitlines()
+    assert written == [
+        f"\ufeff{header};reason",
+        "Лош Номер;12345;;;;;p-2;;;phone: '12345' is not a valid phone number",
+        'Бележка Без Кавички;0888 123 495;;;;;p-3;да;"обади се; после";'
+        '"row: more cells (10) than header columns (9); '
+        "put a value that holds a ';' in double quotes\"",
+    ]
+
+
+def test_an_unquoted_separator_in_a_value_refuses_that_row_only(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "notes.csv"
+    source.write_text(
+        "name;phone;note\nИван;0888123497;обади се; после\nМария;0888123498;утре\n",
+        encoding="utf-8",
+    )
+    result = reminders("contacts", "import", str(source), database_url=sqlite_url)
+    assert result.stdout == "1 created, 0 updated, 1 refused\n"
+    assert result.stderr.splitlines() == [
+        "line 2: row: more cells (4) than header columns (3); "
+        "put a value that holds a ';' in double quotes"
+    ]
+    assert list(contacts_by_name(db)) == ["Мария"]
+
+
+def test_a_header_naming_a_column_twice_is_one_line(
+    sqlite_url: str, db: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "twice.csv"
+    source.write_text("Име,name,phone\nx,Иван,0888123496\n", encoding="utf-8")
+    line = assert_one_line_error(
+        reminders("contacts", "import", str(source), database_url=sqlite_url)
+    )
+    assert "the header names the name column 2 times ('Име', 'name')" in line, line
+    with Session(db) as session:
+        assert session.exec(select(Contact)).all() == []
 
 
 @pytest.mark.parametrize(

@@ -172,3 +172,18 @@ def test_search_by_name_any_case_and_by_phone(client: TestClient, writer: Header
     assert search("0888 123") == [ivan["name"]]
     assert search("+359888123456") == [ivan["name"]]
     assert search("50%") == []
+
+
+def test_a_too_long_search_text_is_refused_in_characters(
+    client: TestClient, writer: Headers
+) -> None:
+    too_long = client.get("/api/v1/contacts", params={"q": "и" * 201}, headers=writer)
+    assert too_long.status_code == 422, too_long.text
+    [error] = too_long.json()["errors"]
+    assert error["field"] == "q"
+    assert error["message"] == "the search text may be at most 200 characters long, not 201"
+    longest = client.get("/api/v1/contacts", params={"q": "и" * 200}, headers=writer)
+    assert longest.status_code == 200, longest.text
+    control = client.get("/api/v1/contacts", params={"q": "a\x00b"}, headers=writer)
+    assert control.status_code == 422
+    assert control.json()["errors"][0]["field"] == "q"

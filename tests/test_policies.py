@@ -174,6 +174,7 @@ def test_editing_steps_replans_events_to_come(client: TestClient, writer: Header
     assert patched.json()["planned"] == {
         "created": 0,
         "moved": 1,
+        "updated": 0,
         "expired": 0,
         "cancelled": 1,
         "unchanged": 0,
@@ -184,8 +185,44 @@ def test_editing_steps_replans_events_to_come(client: TestClient, writer: Header
     assert datetime.fromisoformat(by_step[0]["send_at"]) == (start - timedelta(days=3)).replace(
         hour=10
     )
-    assert by_step[0]["text"] == "В {{ time }}"
+    assert by_step[0]["template"] == "В {{ time }}"
     assert by_step[1]["status"] == "cancelled"
+
+
+def test_a_template_only_edit_moves_nothing(client: TestClient, writer: Headers) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    sofia = ZoneInfo("Europe/Sofia")
+    day = (datetime.now(sofia) + timedelta(days=10)).date()
+    start = datetime(day.year, day.month, day.day, 11, 0, tzinfo=sofia)
+    event = client.post(
+        "/api/v1/events",
+        json={
+            "title": "x",
+            "start": start.isoformat(),
+            "recipients": {"phones": ["0888700301", "0888700302", "0888700303"]},
+        },
+        headers=writer,
+    ).json()
+    before = {n["id"]: n["send_at"] for n in event["notices"]}
+    assert len(before) == 6
+    steps = client.get("/api/v1/policies/appointment", headers=writer).json()["steps"]
+    for step in steps:
+        step["template"] = "Нов текст: " + step["template"]
+    patched = client.patch("/api/v1/policies/appointment", json={"steps": steps}, headers=writer)
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["planned"] == {
+        "created": 0,
+        "moved": 0,
+        "updated": 6,
+        "expired": 0,
+        "cancelled": 0,
+        "unchanged": 0,
+    }
+    shown = client.get(f"/api/v1/events/{event['id']}", headers=writer).json()["notices"]
+    assert {n["id"]: n["send_at"] for n in shown} == before
+    assert all(n["status"] == "scheduled" for n in shown)
 
 
 @pytest.mark.parametrize(

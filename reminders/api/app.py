@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from reminders import __version__
 from reminders.api.errors import install_error_handlers
+from reminders.api.limits import BodyLimits
 from reminders.api.routes import (
     bills,
     contacts,
@@ -65,6 +66,7 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
+    app.add_middleware(BodyLimits)
     api = APIRouter(prefix="/api/v1")
     for module in (
         contacts,

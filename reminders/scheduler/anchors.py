@@ -47,7 +47,10 @@ _OPEN = {NoticeStatus.scheduled, NoticeStatus.expired, NoticeStatus.cancelled}
 @dataclass
 class PlanReport:
     created: list[int] = field(default_factory=list)
+    # Notices whose send time changed; ``updated`` ones changed only in what or how they send
+    # (a policy's template, lane, sender ID or transliteration), or came back at the same time.
     moved: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
     expired: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
     unchanged: int = 0
@@ -56,6 +59,7 @@ class PlanReport:
         return {
             "created": len(self.created),
             "moved": len(self.moved),
+            "updated": len(self.updated),
             "expired": len(self.expired),
             "cancelled": len(self.cancelled),
             "unchanged": self.unchanged,
@@ -330,6 +334,8 @@ def _diff(
             report.unchanged += 1
             continue
         assert notice.id is not None
+        # Read before the update, which also refreshes the notice object in the session.
+        was = (notice.status, notice.send_at, notice.priority)
         changed = _update_if_still(
             session,
             notice,
@@ -347,9 +353,14 @@ def _diff(
         if not changed:
             report.unchanged += 1
         elif status == NoticeStatus.scheduled:
-            report.moved.append(notice.id)
-            jobs_to_write.append((notice.id, send_at, policy.priority))
-        elif notice.status == NoticeStatus.scheduled:
+            if was[1] != send_at:
+                report.moved.append(notice.id)
+            else:
+                report.updated.append(notice.id)
+            # The job carries the time and the lane; a new text alone leaves it as it is.
+            if was != (NoticeStatus.scheduled, send_at, policy.priority):
+                jobs_to_write.append((notice.id, send_at, policy.priority))
+        elif was[0] == NoticeStatus.scheduled:
             report.expired.append(notice.id)
             jobs_to_drop.append(notice.id)
     for key, notice in existing.items():

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_decimal
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import String, bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -360,6 +360,7 @@ def _result(
         attempt = {
             "segments": sms.segments,
             "encoding": sms.encoding,
+            "text": sms.text,
             "provider": provider,
             "provider_message_id": result.provider_message_id,
             "status": result.status,
@@ -370,6 +371,7 @@ def _result(
     attempt = {
         "segments": sms.segments,
         "encoding": sms.encoding,
+        "text": sms.text,
         "provider": provider,
         "status": NoticeStatus.failed,
         "error_code": result.code,
@@ -395,6 +397,8 @@ _SET_OUTCOME = (
         status_reason=bindparam("b_reason"),
         sent_at=bindparam("b_sent_at"),
         send_at=func.coalesce(bindparam("b_retry_at", type_=UTCDateTime), _NOTICES.c.send_at),
+        # An outcome without a hand-over (expired, suppressed) keeps what went out before.
+        sent_text=func.coalesce(bindparam("b_text", type_=String), _NOTICES.c.sent_text),
         updated_at=bindparam("b_now"),
     )
 )
@@ -414,6 +418,7 @@ def _record(engine: Engine, outcomes: dict[int, _Outcome]) -> None:
             "delivered_at": None,
             "segments": None,
             "encoding": None,
+            "text": None,
             **outcome.attempt,
         }
         for notice_id, outcome in outcomes.items()
@@ -429,6 +434,7 @@ def _record(engine: Engine, outcomes: dict[int, _Outcome]) -> None:
                     "b_reason": outcome.reason,
                     "b_sent_at": outcome.sent_at,
                     "b_retry_at": outcome.retry_at,
+                    "b_text": (outcome.attempt or {}).get("text"),
                     "b_now": now,
                 }
                 for notice_id, outcome in outcomes.items()

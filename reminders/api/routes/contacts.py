@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from reminders import contacts
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
-from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
+from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit, SearchText
 from reminders.models import Contact
-from reminders.schemas import ContactCreate, ContactOut, ContactUpdate, Page, Text
+from reminders.schemas import ContactCreate, ContactOut, ContactUpdate, Page
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 
@@ -32,9 +30,7 @@ def create_contact(
 def list_contacts(
     session: SessionDep,
     _: ReadKey,
-    q: Annotated[
-        Text | None, Query(max_length=200, description="Part of a name or a phone.")
-    ] = None,
+    q: SearchText = None,
     limit: Limit = DEFAULT_PAGE,
     cursor: Cursor = None,
 ) -> Page[ContactOut]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from reminders.api.deps import ReadKey
 from reminders.errors import InvalidField
-from reminders.schemas import Input, _no_control_chars
+from reminders.schemas import Input, SmallJson, _no_control_chars
 from reminders.sender.compose import compose
 from reminders.templates import RenderError, check_template, render
 
@@ -20,7 +20,7 @@ Body = Annotated[str, Field(min_length=1, max_length=2000)]
 class PreviewIn(Input):
     text: Body | None = Field(default=None, description="The message as it will be sent.")
     template: Body | None = Field(default=None, description="Or a Jinja2 template ...")
-    sample: dict[str, Any] = Field(
+    sample: SmallJson = Field(
         default_factory=dict, description="... rendered with these values (name, title, time...)."
     )
     transliterate: bool = False
