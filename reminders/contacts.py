@@ -94,7 +94,13 @@ def edit_contact(
         changes["phone"] = normalize_mobile(changes["phone"], region)
     if "external_id" in changes:
         _check_external_id_free(session, changes["external_id"], contact_id)
-    return ContactEdited(contact, apply_changes(session, contact, changes))
+    try:
+        followed = apply_changes(session, contact, changes)
+    except IntegrityError:
+        # Two requests racing for the same external_id: the unique index decides.
+        session.rollback()
+        raise Conflict("external_id is already in use", field="external_id") from None
+    return ContactEdited(contact, followed)
 
 
 def apply_changes(session: Session, contact: Contact, changes: dict[str, Any]) -> NoticesFollowed:
@@ -112,7 +118,7 @@ def apply_changes(session: Session, contact: Contact, changes: dict[str, Any]) -
         contact.name_folded = contact.name.casefold()
     contact.updated_at = utcnow()
     session.add(contact)
-    _flush(session)
+    session.flush()
     assert contact.id is not None
     followed = NoticesFollowed()
     if changes.get("opted_out"):
