@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reminders import bill_batch
-from reminders.bill_batch import Lookups
+from reminders.bill_rules import Lookups
 from tests.test_bills import bill, due_in, settings  # noqa: F401  (the fixture, quiet hours off)
 
 Headers = dict[str, str]
