@@ -10,15 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reminders.settings import Settings, load_settings
-
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    """Quiet hours off: notices keep the times asked for, whatever the hour the suite runs at."""
-    return load_settings(database_url=database_url, quiet_hours="off")
 
 
 def add(client: TestClient, headers: Headers, **fields: Any) -> dict[str, Any]:
