@@ -1,23 +1,26 @@
-"""Bills from billing systems: anchors of kind "bill", due on a date, upserted by external_id."""
+"""Bills from billing systems: anchors of kind "bill", due on a date, upserted by external_id.
+
+This module holds their shapes, the rules about their amounts and titles, and what happens to a
+stored bill (read, listed, paid, a payment refused); writing them, one or many, is
+``bill_batch``'s.
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+from babel.numbers import get_currency_precision
 from pydantic import AfterValidator, BaseModel, Field
 from sqlmodel import Session, col, select
 
-from reminders.contacts import create_contact, find_by_external_id, get_contact
-from reminders.dates import DateParseError, parse_date
 from reminders.db import in_chunks, utcnow
-from reminders.errors import Conflict, DomainError, InvalidField, NotFound
+from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import (
     Anchor,
     AnchorKind,
@@ -29,16 +32,10 @@ from reminders.models import (
     Priority,
 )
 from reminders.notices import JobScheduler
-from reminders.phones import normalize_mobile
-from reminders.policies import get_policy_or_none, list_policies
-from reminders.scheduler.anchors import (
-    PlanReport,
-    cancel_for,
-    plan_for,
-    set_recipients,
-)
+from reminders.paging import page
+from reminders.scheduler.anchors import cancel_for
+from reminders.scheduler.firing import template_context
 from reminders.schemas import (
-    ContactCreate,
     Email,
     ExternalId,
     Id,
@@ -50,25 +47,30 @@ from reminders.schemas import (
     TimeZoneName,
     _no_control_chars,
 )
-from reminders.settings import Settings
+from reminders.templates import render
 
 KEY_PREFIX = "bill:ext:"
-_AMOUNT = re.compile(r"\d{1,12}(\.\d{1,4})?")
+_AMOUNT = re.compile(r"\d{1,12}(\.\d+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+# Without a title a bill is called this, in its customer's language.
+DEFAULT_TITLES = {"bg": "Сметка", "en": "Bill"}
+# Sent as it is written when the payment is refused; the reason only when the caller gave one.
 PAYMENT_FAILED = (
-    '{% if lang == "en" %}The payment of {{ title }} ({{ amount }} {{ currency }}) was refused '
-    "for lack of funds.{% else %}Плащането на {{ title }} ({{ amount }} {{ currency }}) беше "
-    "отказано поради недостиг на средства.{% endif %}"
+    '{% if lang == "en" %}The payment of {{ title }} ({{ amount }} {{ currency }}) was refused'
+    "{% if reason %}: {{ reason }}{% endif %}.{% else %}Плащането на {{ title }} "
+    "({{ amount }} {{ currency }}) беше отказано{% if reason %}: {{ reason }}{% endif %}."
+    "{% endif %}"
 )
 
 
 def _amount(value: str) -> str:
     if not _AMOUNT.fullmatch(value):
         raise ValueError("write the amount as a decimal string such as '84.20'")
-    try:
-        return str(Decimal(value))
-    except InvalidOperation:
-        raise ValueError("write the amount as a decimal string such as '84.20'") from None
+    whole, _, decimals = value.partition(".")
+    if len(decimals) > 2:
+        # Rounding someone's bill silently would send a wrong amount.
+        raise ValueError(f"{value!r} has more than two decimals")
+    return str(Decimal(value))
 
 
 def _currency(value: str) -> str:
@@ -77,31 +79,71 @@ def _currency(value: str) -> str:
     return value
 
 
+def check_minor_units(amount: str, currency: str) -> None:
+    """Refuse decimals the currency does not have (JPY, HUF: none); at most two for any."""
+    digits = min(2, get_currency_precision(currency))
+    exponent = Decimal(amount).normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > digits:
+        if digits == 0:
+            raise InvalidField(
+                f"{currency} has no minor unit: write a whole amount", field="amount"
+            )
+        raise InvalidField(f"{currency} amounts have at most {digits} decimals", field="amount")
+
+
+def bill_title(given: str | None, stored: str | None, language: str) -> str:
+    """The title given, else the one given before, else "Сметка" or "Bill" for the customer."""
+    if given:
+        return given
+    if stored and stored not in DEFAULT_TITLES.values():
+        return stored
+    return DEFAULT_TITLES.get(language, DEFAULT_TITLES["bg"])
+
+
 class BillContact(Input):
-    """The customer, matched by external_id, else by phone; created if unknown."""
+    """The customer, matched by external_id, else by phone; created if unknown.
+
+    A customer known by external_id needs nothing else, and the fields given change it (a new
+    phone takes its pending notices along); one matched by phone is used as it is. A new one
+    needs ``name`` and ``phone``.
+    """
 
     external_id: ExternalId | None = None
-    phone: Phone
-    name: Name
+    phone: Phone | None = None
+    name: Name | None = None
     email: Email | None = None
     language: Language | None = None
     timezone: TimeZoneName | None = None
 
 
 Text = Annotated[str, Field(max_length=200), AfterValidator(_no_control_chars)]
+ContactId = Annotated[Id, Field(description="a contact id")]
 
 
 class BillIn(Input):
     external_id: ExternalId
-    contact: Id | BillContact = Field(description="A contact id, or the customer inline.")
-    amount: Annotated[str, Field(max_length=20), AfterValidator(_amount)]
+    contact: ContactId | BillContact = Field(description="A contact id, or the customer inline.")
+    amount: Annotated[str, Field(max_length=20), AfterValidator(_amount)] = Field(
+        description="A decimal string, at most two decimals (none for JPY and the like)."
+    )
     currency: Annotated[str, AfterValidator(_currency)] = "BGN"
     due: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_control_chars)] = (
         Field(description="ISO date, 15.12.2026, or words: 'tomorrow', 'утре'.")
     )
     reference: Text | None = None
-    title: Text | None = Field(default=None, description="What the bill is for; default 'Bill'.")
+    title: Text | None = Field(
+        default=None,
+        description="What the bill is for; default 'Сметка' or 'Bill', in the customer's language.",
+    )
     policy: Annotated[str, Field(min_length=1, max_length=64)] = "bill"
+
+
+class PaymentFailedIn(Input):
+    reason: Text | None = Field(
+        default=None,
+        description="Why the payment was refused, in the customer's language; the SMS names "
+        "no reason without it.",
+    )
 
 
 class BillOut(BaseModel):
@@ -135,206 +177,34 @@ class BatchOut(BaseModel):
     refused: list[RowError]
 
 
-@dataclass
-class Upserted:
-    anchor: Anchor
-    created: bool
-    report: PlanReport = field(default_factory=PlanReport)
-
-
-@dataclass
-class Lookups:
-    """What a batch looks up row by row, fetched beforehand in a few queries."""
-
-    policies: set[str] = field(default_factory=set)
-    contacts_by_external_id: dict[str, Contact] = field(default_factory=dict)
-    contacts_by_phone: dict[str, Contact] = field(default_factory=dict)
-    contacts_by_id: dict[int, Contact] = field(default_factory=dict)
-    anchors_by_key: dict[str, Anchor] = field(default_factory=dict)
-
-    @classmethod
-    def prefetch(cls, session: Session, rows: Sequence[BillIn], region: str) -> Lookups:
-        found = cls(policies={p.name for p in list_policies(session)})
-        ext_ids = [r.contact.external_id for r in rows if isinstance(r.contact, BillContact)]
-        phones = []
-        for row in rows:
-            if isinstance(row.contact, BillContact):
-                try:
-                    phones.append(normalize_mobile(row.contact.phone, region))
-                except InvalidField:
-                    pass  # refused with its row
-        keys = [KEY_PREFIX + r.external_id for r in rows]
-        for chunk in in_chunks([e for e in ext_ids if e]):
-            for contact in session.exec(select(Contact).where(col(Contact.external_id).in_(chunk))):
-                found.contacts_by_external_id[contact.external_id or ""] = contact
-        for chunk in in_chunks(phones):
-            for contact in session.exec(select(Contact).where(col(Contact.phone).in_(chunk))):
-                found.contacts_by_phone.setdefault(contact.phone, contact)
-        for chunk in in_chunks(keys):
-            for anchor in session.exec(select(Anchor).where(col(Anchor.key).in_(chunk))):
-                found.anchors_by_key[anchor.key] = anchor
-        return found
-
-
-def _contact_for(
-    session: Session, spec: int | BillContact, settings: Settings, lookups: Lookups | None
-) -> Contact:
-    if isinstance(spec, int):
-        try:
-            return get_contact(session, spec)
-        except NotFound:
-            raise InvalidField(f"no contact with id {spec}", field="contact") from None
-    phone = normalize_mobile(spec.phone, settings.default_region, field="contact.phone")
-    if lookups is not None:
-        if spec.external_id:
-            found = lookups.contacts_by_external_id.get(spec.external_id)
-        else:
-            found = lookups.contacts_by_phone.get(phone)
-    else:
-        found = find_by_external_id(session, spec.external_id) if spec.external_id else None
-        if found is None and not spec.external_id:
-            found = session.exec(select(Contact).where(Contact.phone == phone)).first()
-    if found is not None:
-        return found
-    if lookups is not None and spec.external_id:
-        # The lookup already showed the external_id is free: skip create_contact's own check.
-        contact = Contact(
-            name=spec.name,
-            name_folded=spec.name.casefold(),
-            phone=phone,
-            email=spec.email,
-            external_id=spec.external_id,
-            language=spec.language or "bg",
-            timezone=spec.timezone,
-        )
-        session.add(contact)
-        session.flush()
-    else:
-        data = ContactCreate(
-            name=spec.name,
-            phone=phone,
-            email=spec.email,
-            external_id=spec.external_id,
-            language=spec.language or "bg",
-            timezone=spec.timezone,
-        )
-        contact = create_contact(session, data, region=settings.default_region)
-    if lookups is not None:
-        lookups.contacts_by_phone.setdefault(phone, contact)
-        if spec.external_id:
-            lookups.contacts_by_external_id[spec.external_id] = contact
-    return contact
-
-
-def upsert_bill(
-    session: Session,
-    scheduler: JobScheduler | None,
-    data: BillIn,
-    *,
-    settings: Settings,
-    now: datetime | None = None,
-) -> Upserted:
-    """Create the bill or update it (same external_id) and plan its notices."""
-    now = now or utcnow()
-    anchor, created = _store_bill(session, data, settings=settings, now=now)
-    session.commit()
-    assert anchor.id is not None
-    report = plan_for(session, scheduler, anchor.id, settings=settings, now=now)
-    return Upserted(anchor, created, report)
-
-
-def _store_bill(
-    session: Session,
-    data: BillIn,
-    *,
-    settings: Settings,
-    now: datetime,
-    lookups: Lookups | None = None,
-) -> tuple[Anchor, bool]:
-    """Write the bill, its customer and its recipient; flushed, not committed, not planned."""
-    if lookups is not None:
-        known = data.policy in lookups.policies
-    else:
-        known = get_policy_or_none(session, data.policy) is not None
-    if not known:
-        raise InvalidField(f"no policy named {data.policy!r}", field="policy")
-    contact = _contact_for(session, data.contact, settings, lookups)
-    zone_name = contact.timezone or settings.timezone
-    zone = ZoneInfo(zone_name)
-    try:
-        due = parse_date(data.due, zone=zone, now=now)
-    except DateParseError as exc:
-        raise InvalidField(str(exc), field="due") from None
-    # A bill is due on a day, wherever its customer is: local midnight of that day.
-    at = datetime.combine(due, time(0, 0), tzinfo=zone)
-    values = {
-        "amount": data.amount,
-        "currency": data.currency,
-        "reference": data.reference,
-        "due": due.isoformat(),
-    }
-    key = KEY_PREFIX + data.external_id
-    if lookups is not None:
-        anchor = lookups.anchors_by_key.get(key)
-    else:
-        anchor = session.exec(select(Anchor).where(Anchor.key == key)).first()
-    created = anchor is None
-    if anchor is None:
-        anchor = Anchor(
-            key=KEY_PREFIX + data.external_id, kind=AnchorKind.bill, title="", at=at, policy=""
-        )
-    elif anchor.cancelled:
-        raise Conflict(f"bill {data.external_id!r} was marked paid", field="external_id")
-    anchor.title = data.title or anchor.title or "Bill"
-    anchor.at, anchor.all_day, anchor.timezone, anchor.policy = at, True, zone_name, data.policy
-    anchor.data = {**anchor.data, **values}
-    anchor.updated_at = now
-    session.add(anchor)
-    session.flush()
-    assert anchor.id is not None and contact.id is not None
-    set_recipients(session, anchor.id, [(contact.phone, contact.id)], replace=not created)
-    return anchor, created
-
-
-def store_one_by_one(
-    session: Session,
-    rows: Sequence[tuple[int, BillIn]],
-    *,
-    settings: Settings,
-    now: datetime,
-) -> tuple[list[int], int, list[RowError]]:
-    """Write valid rows each inside a savepoint, so that a bad one leaves no trace; commit.
-
-    Returns the stored anchors' ids, how many of them are new, and the rows refused. The
-    batch path (``bill_batch``) falls back to this when its set-based write meets a conflict.
-    """
-    lookups = Lookups.prefetch(session, [data for _, data in rows], settings.default_region)
-    stored: list[int] = []
-    created = 0
-    refused: list[RowError] = []
-    for index, data in rows:
-        try:
-            with session.begin_nested():
-                anchor, is_new = _store_bill(
-                    session, data, settings=settings, now=now, lookups=lookups
-                )
-        except DomainError as exc:
-            errors = [{"field": exc.field or "row", "message": exc.message}]
-            refused.append(RowError(index=index, external_id=data.external_id, errors=errors))
-            continue
-        lookups.anchors_by_key[anchor.key] = anchor
-        assert anchor.id is not None
-        stored.append(anchor.id)
-        created += is_new
-    session.commit()
-    return stored, created, refused
-
-
 def get_bill(session: Session, bill_id: int) -> Anchor:
     anchor = session.get(Anchor, bill_id)
     if anchor is None or anchor.kind != AnchorKind.bill:
         raise NotFound(f"no bill with id {bill_id}", field="id")
     return anchor
+
+
+def list_bills(
+    session: Session,
+    *,
+    external_id: str | None = None,
+    contact_id: int | None = None,
+    status: Literal["paid", "unpaid"] | None = None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[Sequence[Anchor], str | None]:
+    query = select(Anchor).where(Anchor.kind == AnchorKind.bill)
+    if external_id is not None:
+        query = query.where(Anchor.key == KEY_PREFIX + external_id)
+    if contact_id is not None:
+        of_contact = select(AnchorRecipient.anchor_id).where(
+            AnchorRecipient.contact_id == contact_id
+        )
+        query = query.where(col(Anchor.id).in_(of_contact))
+    if status is not None:
+        # A paid bill is a cancelled anchor: paying it is the only way a bill is cancelled.
+        query = query.where(col(Anchor.cancelled) == (status == "paid"))
+    return page(session, query, Anchor.id, limit=limit, cursor=cursor)
 
 
 def mark_paid(session: Session, scheduler: JobScheduler | None, bill_id: int) -> Anchor:
@@ -349,15 +219,25 @@ def mark_paid(session: Session, scheduler: JobScheduler | None, bill_id: int) ->
     return anchor
 
 
-def payment_failed(session: Session, scheduler: JobScheduler | None, bill_id: int) -> Notice:
-    """An immediate transactional notice to the bill's customer: the payment was refused."""
+def payment_failed(
+    session: Session, scheduler: JobScheduler | None, bill_id: int, *, reason: str | None = None
+) -> Notice:
+    """An immediate transactional notice to the bill's customer: the payment was refused.
+
+    Its text is final when stored (it goes at once), so that the caller's ``reason`` is data in
+    the template's context, never template code.
+    """
     anchor = get_bill(session, bill_id)
     assert anchor.id is not None
+    if anchor.cancelled:
+        external_id = anchor.key.removeprefix(KEY_PREFIX)
+        raise Conflict(f"bill {external_id!r} was marked paid", field="id")
     recipient = session.exec(
         select(AnchorRecipient).where(AnchorRecipient.anchor_id == anchor.id)
     ).first()
     if recipient is None:
         raise Conflict("the bill has no recipient", field="id")
+    contact = session.get(Contact, recipient.contact_id) if recipient.contact_id else None
     now = utcnow()
     notice = Notice(
         key=f"anchor:{anchor.id}:payment-failed:{uuid.uuid4().hex[:12]}",
@@ -366,13 +246,15 @@ def payment_failed(session: Session, scheduler: JobScheduler | None, bill_id: in
         anchor_id=anchor.id,
         contact_id=recipient.contact_id,
         phone=recipient.phone,
-        text=PAYMENT_FAILED,
-        is_template=True,
+        text="",
         priority=Priority.transactional,
         send_at=now,
         created_at=now,
         updated_at=now,
     )
+    zone = ZoneInfo(anchor.timezone or "UTC")
+    context = template_context(notice, contact, anchor, zone)
+    notice.text = render(PAYMENT_FAILED, {**context, "reason": reason or ""})
     session.add(notice)
     session.commit()
     if scheduler is not None and notice.id is not None:
@@ -381,25 +263,48 @@ def payment_failed(session: Session, scheduler: JobScheduler | None, bill_id: in
 
 
 def bill_out(session: Session, anchor: Anchor, *, created: bool = False) -> BillOut:
-    assert anchor.id is not None
-    notices = session.exec(
-        select(Notice).where(Notice.anchor_id == anchor.id).order_by(col(Notice.send_at))
-    ).all()
-    recipient = session.exec(
-        select(AnchorRecipient).where(AnchorRecipient.anchor_id == anchor.id)
-    ).first()
-    data = anchor.data
-    return BillOut(
-        id=anchor.id,
-        external_id=anchor.key.removeprefix(KEY_PREFIX),
-        contact_id=recipient.contact_id if recipient else None,
-        title=anchor.title,
-        amount=data.get("amount", ""),
-        currency=data.get("currency", ""),
-        due=date.fromisoformat(data["due"]),
-        reference=data.get("reference"),
-        policy=anchor.policy,
-        paid=anchor.cancelled,
-        created=created,
-        notices=[NoticeOut.model_validate(n, from_attributes=True) for n in notices],
-    )
+    [out] = bills_out(session, [anchor])
+    return out.model_copy(update={"created": created})
+
+
+def bills_out(session: Session, anchors: Sequence[Anchor]) -> list[BillOut]:
+    """Bills as the API shows them, with their notices: two queries for the lot."""
+    ids = [anchor.id for anchor in anchors if anchor.id is not None]
+    notices: dict[int, list[Notice]] = {i: [] for i in ids}
+    customers: dict[int, int | None] = {}
+    for chunk in in_chunks(ids):
+        for notice in session.exec(
+            select(Notice)
+            .where(col(Notice.anchor_id).in_(chunk))
+            .order_by(col(Notice.send_at), col(Notice.id))
+        ):
+            notices[notice.anchor_id or 0].append(notice)
+        for anchor_id, contact_id in session.exec(
+            select(AnchorRecipient.anchor_id, AnchorRecipient.contact_id).where(
+                col(AnchorRecipient.anchor_id).in_(chunk)
+            )
+        ):
+            customers.setdefault(anchor_id, contact_id)
+    out = []
+    for anchor in anchors:
+        assert anchor.id is not None
+        data = anchor.data
+        out.append(
+            BillOut(
+                id=anchor.id,
+                external_id=anchor.key.removeprefix(KEY_PREFIX),
+                contact_id=customers.get(anchor.id),
+                title=anchor.title,
+                amount=data.get("amount", ""),
+                currency=data.get("currency", ""),
+                due=date.fromisoformat(data["due"]),
+                reference=data.get("reference"),
+                policy=anchor.policy,
+                paid=anchor.cancelled,
+                created=False,
+                notices=[
+                    NoticeOut.model_validate(n, from_attributes=True) for n in notices[anchor.id]
+                ],
+            )
+        )
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import or_, update
@@ -12,9 +13,43 @@ from sqlmodel import Session, col, select
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import Contact, Notice, NoticeStatus
+from reminders.notices import move_pending, suppress_pending
 from reminders.paging import page
 from reminders.phones import normalize_mobile
+from reminders.scheduler.anchors import move_recipient
 from reminders.schemas import ContactCreate, ContactUpdate
+
+
+@dataclass
+class NoticesFollowed:
+    """What a change of a contact did to its pending notices, by notice id."""
+
+    moved: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)  # the new number already had them
+    suppressed: list[int] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "moved": len(self.moved),
+            "cancelled": len(self.cancelled),
+            "suppressed": len(self.suppressed),
+        }
+
+    @property
+    def unscheduled(self) -> list[int]:
+        """Notices that will not be sent: their jobs can go once this is committed."""
+        return [*self.cancelled, *self.suppressed]
+
+    def extend(self, other: NoticesFollowed) -> None:
+        self.moved.extend(other.moved)
+        self.cancelled.extend(other.cancelled)
+        self.suppressed.extend(other.suppressed)
+
+
+@dataclass
+class ContactEdited:
+    contact: Contact
+    notices: NoticesFollowed
 
 
 def _escape_like(text: str) -> str:
@@ -42,6 +77,14 @@ def get_contact(session: Session, contact_id: int) -> Contact:
 def update_contact(
     session: Session, contact_id: int, data: ContactUpdate, *, region: str
 ) -> Contact:
+    """``edit_contact`` for callers that need the contact alone (the CSV import)."""
+    return edit_contact(session, contact_id, data, region=region).contact
+
+
+def edit_contact(
+    session: Session, contact_id: int, data: ContactUpdate, *, region: str
+) -> ContactEdited:
+    """Apply a PATCH: the fields it names change, and the pending notices follow (flushed)."""
     contact = get_contact(session, contact_id)
     changes: dict[str, Any] = data.model_dump(exclude_unset=True)
     for required in ("name", "phone", "language", "opted_out", "attributes"):
@@ -49,16 +92,45 @@ def update_contact(
             raise InvalidField("may not be null", field=required)
     if "phone" in changes:
         changes["phone"] = normalize_mobile(changes["phone"], region)
-    if "name" in changes:
-        changes["name_folded"] = changes["name"].casefold()
     if "external_id" in changes:
         _check_external_id_free(session, changes["external_id"], contact_id)
+    try:
+        followed = apply_changes(session, contact, changes)
+    except IntegrityError:
+        # Two requests racing for the same external_id: the unique index decides.
+        session.rollback()
+        raise Conflict("external_id is already in use", field="external_id") from None
+    return ContactEdited(contact, followed)
+
+
+def apply_changes(session: Session, contact: Contact, changes: dict[str, Any]) -> NoticesFollowed:
+    """Set fields already checked (the phone in E.164); the contact's pending notices follow.
+
+    The one way a stored contact changes (PATCH /contacts, the CSV import, a bill's inline
+    customer): opting out suppresses its scheduled notices; a new phone takes them along, and
+    the contact's place among the recipients of events and bills with them. Flushed, not
+    committed; the jobs of ``unscheduled`` notices can be dropped after the commit.
+    """
+    old_phone = contact.phone
     for name, value in changes.items():
         setattr(contact, name, value)
+    if "name" in changes:
+        contact.name_folded = contact.name.casefold()
     contact.updated_at = utcnow()
     session.add(contact)
-    _flush(session)
-    return contact
+    session.flush()
+    assert contact.id is not None
+    followed = NoticesFollowed()
+    if changes.get("opted_out"):
+        followed.suppressed = suppress_pending(
+            session, col(Notice.contact_id) == contact.id, reason="the contact opted out"
+        )
+    if contact.phone != old_phone:
+        move_recipient(session, contact.id, old_phone, contact.phone)
+        followed.moved, followed.cancelled = move_pending(
+            session, contact.id, old_phone, contact.phone
+        )
+    return followed
 
 
 def delete_contact(session: Session, contact_id: int) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.errors import InvalidField
-from reminders.models import Contact, InboundMessage, Notice, NoticeStatus
-from reminders.notices import JobScheduler
+from reminders.models import Contact, InboundMessage, Notice
+from reminders.notices import JobScheduler, suppress_pending
 from reminders.paging import page
 from reminders.phones import normalize_mobile
 from reminders.settings import Settings
@@ -70,7 +69,9 @@ def receive(
         for contact in contacts:
             contact.opted_out, contact.updated_at = True, now
             session.add(contact)
-        suppressed = _suppress_pending(session, phone, now)
+        suppressed = suppress_pending(
+            session, col(Notice.phone) == phone, reason="the recipient opted out by SMS"
+        )
     elif action == "opt_in":
         for contact in contacts:
             contact.opted_out, contact.updated_at = False, now
@@ -110,27 +111,6 @@ def _already_received(
             InboundMessage.provider_message_id == provider_message_id,
         )
     ).first()
-
-
-def _suppress_pending(session: Session, phone: str, now: object) -> list[int]:
-    ids = [
-        i
-        for i in session.exec(
-            select(Notice.id).where(Notice.phone == phone, Notice.status == NoticeStatus.scheduled)
-        )
-        if i is not None
-    ]
-    if ids:
-        session.exec(  # type: ignore[call-overload]
-            update(Notice)
-            .where(col(Notice.id).in_(ids), col(Notice.status) == NoticeStatus.scheduled)
-            .values(
-                status=NoticeStatus.suppressed,
-                status_reason="the recipient opted out by SMS",
-                updated_at=now,
-            )
-        )
-    return ids
 
 
 def list_inbound(

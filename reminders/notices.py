@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, String, and_, exists, func, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
@@ -94,3 +95,66 @@ def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: i
     if scheduler is not None:
         scheduler.unschedule([notice_id])
     return notice
+
+
+def suppress_pending(session: Session, which: ColumnElement[bool], *, reason: str) -> list[int]:
+    """Suppress the scheduled notices ``which`` selects; return their ids (their jobs can go).
+
+    Flushed, not committed. A notice claimed meanwhile is left to its sender.
+    """
+    result = session.execute(
+        update(Notice)
+        .where(which, col(Notice.status) == NoticeStatus.scheduled)
+        .values(status=NoticeStatus.suppressed, status_reason=reason, updated_at=utcnow())
+        .returning(col(Notice.id))
+    )
+    return [int(row[0]) for row in result]
+
+
+def move_pending(
+    session: Session, contact_id: int, old_phone: str, new_phone: str
+) -> tuple[list[int], list[int]]:
+    """Give the contact's scheduled notices to its new number; return (moved, cancelled) ids.
+
+    A natural key ends with its phone (``message:<id>:<phone>``, ``anchor:<id>:<step>:<phone>``)
+    and moves with it, so planning again finds the notice under the new number. When the new
+    number already has that key (it was a recipient of the same message or step, on its own or
+    as another contact), the contact's notice is cancelled instead: the number gets it once.
+    Notices already claimed or sent stay as they were. Flushed, not committed; a moved notice
+    keeps its id, so its job stays valid.
+    """
+    now = utcnow()
+    mine = and_(
+        col(Notice.contact_id) == contact_id,
+        col(Notice.phone) == old_phone,
+        col(Notice.status) == NoticeStatus.scheduled,
+    )
+    keyed = col(Notice.key).endswith(":" + old_phone, autoescape=True)
+    prefix = func.substr(Notice.key, 1, func.length(Notice.key) - len(old_phone), type_=String)
+    new_key = prefix.concat(new_phone)
+    other = aliased(Notice)
+    taken = exists().where(col(other.key) == new_key)
+    cancelled = session.execute(
+        update(Notice)
+        .where(mine, keyed, taken)
+        .values(
+            status=NoticeStatus.cancelled,
+            status_reason=f"the contact's new number {new_phone} already has this notice",
+            updated_at=now,
+        )
+        .returning(col(Notice.id))
+    )
+    cancelled_ids = [int(row[0]) for row in cancelled]
+    # Keys without a phone (a refused payment's) keep their key and change their phone only.
+    rekeyed = session.execute(
+        update(Notice)
+        .where(mine, keyed)
+        .values(key=new_key, phone=new_phone, updated_at=now)
+        .returning(col(Notice.id))
+    )
+    moved = [int(row[0]) for row in rekeyed]
+    rephoned = session.execute(
+        update(Notice).where(mine).values(phone=new_phone, updated_at=now).returning(col(Notice.id))
+    )
+    moved.extend(int(row[0]) for row in rephoned)
+    return moved, cancelled_ids

@@ -125,6 +125,19 @@ class ContactOut(BaseModel):
     updated_at: datetime
 
 
+class NoticesFollowedOut(BaseModel):
+    moved: int = Field(description="Pending notices that now go to the contact's new phone.")
+    cancelled: int = Field(
+        description="Pending notices the new phone already had (from the same message or "
+        "reminder step): cancelled, so that it gets each once."
+    )
+    suppressed: int = Field(description="Pending notices suppressed because the contact opted out.")
+
+
+class ContactPatched(ContactOut):
+    notices: NoticesFollowedOut = Field(description="What the change did to pending notices.")
+
+
 T = TypeVar("T")
 
 

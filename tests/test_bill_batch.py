@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reminders import bill_batch
-from reminders.bills import Lookups
+from reminders.bill_rules import Lookups
 from tests.test_bills import bill, due_in, settings  # noqa: F401  (the fixture, quiet hours off)
 
 Headers = dict[str, str]
@@ -122,7 +122,38 @@ def test_a_conflict_the_lookups_missed_falls_back_to_row_by_row(
     result = post(
         client, writer, [bill(external_id="r-1", contact=contact), bill(external_id="r-2")]
     )
-    assert len(calls) == 2  # the set write met the unique external_id and was redone
+    # The set write met the unique external_id; each row was then looked up again and written.
+    assert len(calls) == 3
     assert result == {"created": 2, "updated": 0, "refused": []}
     assert scalar(engine, "SELECT count(*) FROM contacts WHERE external_id = 'race'") == 1
     assert scalar(engine, "SELECT count(*) FROM anchors") == 2
+
+
+def test_a_known_customers_new_phone_in_a_batch(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    ivan = {"external_id": "cust-m", "phone": "0888 820 030", "name": "Иван"}
+    post(
+        client,
+        writer,
+        [bill(external_id="m-1", contact=ivan), bill(external_id="m-2", contact=ivan)],
+    )
+    moved = {"external_id": "cust-m", "phone": "0888 820 031"}
+    result = post(
+        client,
+        writer,
+        [
+            bill(external_id="m-1", contact=moved),
+            bill(external_id="m-3", contact={"external_id": "cust-m"}),
+        ],
+    )
+    assert result == {"created": 1, "updated": 1, "refused": []}
+    assert scalar(engine, "SELECT phone FROM contacts WHERE external_id = 'cust-m'") == (
+        "+359888820031"
+    )
+    ivan_id = scalar(engine, "SELECT id FROM contacts WHERE external_id = 'cust-m'")
+    for external_id in ("m-1", "m-2", "m-3"):
+        assert recipients(engine, external_id) == [("+359888820031", ivan_id)]
+    assert scalar(engine, "SELECT count(*) FROM notices WHERE phone = '+359888820031'") == 12
+    assert scalar(engine, "SELECT count(*) FROM notices WHERE key LIKE '%+359888820030'") == 0
+    assert scalar(engine, "SELECT count(*) FROM contacts") == 1

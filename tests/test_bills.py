@@ -86,22 +86,41 @@ def test_bill_lifecycle(client: TestClient, writer: Headers, engine: Engine) -> 
     assert client.post("/api/v1/bills", json=bill(), headers=writer).status_code == 409
 
 
+def sent_text(engine: Engine, notice_id: int) -> str:
+    def sent() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(
+                text("SELECT text FROM outbox WHERE notice_id = :n"), {"n": notice_id}
+            ).scalar()
+
+    return str(wait_for(sent, what=f"the SMS of notice {notice_id}"))
+
+
 def test_refused_payment_sends_at_once(client: TestClient, writer: Headers, engine: Engine) -> None:
     created = client.post("/api/v1/bills", json=bill(external_id="inv-2"), headers=writer).json()
     response = client.post(f"/api/v1/bills/{created['id']}/payment-failed", headers=writer)
     assert response.status_code == 201, response.text
     notice = response.json()
     assert notice["priority"] == "transactional" and notice["kind"] == "payment_failed"
+    # No reason was given: none is claimed.
+    assert sent_text(engine, notice["id"]) == "Плащането на Ток (84,20 BGN) беше отказано."
 
-    def sent() -> Any:
-        with engine.connect() as conn:
-            return conn.execute(
-                text("SELECT text FROM outbox WHERE notice_id = :n"), {"n": notice["id"]}
-            ).scalar()
-
-    assert wait_for(sent, what="the refused-payment SMS") == (
-        "Плащането на Ток (84,20 BGN) беше отказано поради недостиг на средства."
+    with_reason = client.post(
+        f"/api/v1/bills/{created['id']}/payment-failed",
+        json={"reason": "недостиг на средства"},
+        headers=writer,
     )
+    assert with_reason.status_code == 201, with_reason.text
+    assert sent_text(engine, with_reason.json()["id"]) == (
+        "Плащането на Ток (84,20 BGN) беше отказано: недостиг на средства."
+    )
+    # The reason is the caller's text, not template code.
+    braces = client.post(
+        f"/api/v1/bills/{created['id']}/payment-failed",
+        json={"reason": "{{ amount }}"},
+        headers=writer,
+    ).json()
+    assert sent_text(engine, braces["id"]).endswith("беше отказано: {{ amount }}.")
 
 
 def test_english_customer_gets_english_amounts(
@@ -111,17 +130,47 @@ def test_english_customer_gets_english_amounts(
     created = client.post(
         "/api/v1/bills", json=bill(external_id="inv-3", contact=english), headers=writer
     ).json()
-    notice = client.post(f"/api/v1/bills/{created['id']}/payment-failed", headers=writer).json()
-
-    def sent() -> Any:
-        with engine.connect() as conn:
-            return conn.execute(
-                text("SELECT text FROM outbox WHERE notice_id = :n"), {"n": notice["id"]}
-            ).scalar()
-
-    assert wait_for(sent, what="the SMS") == (
-        "The payment of Ток (84.20 BGN) was refused for lack of funds."
+    notice = client.post(
+        f"/api/v1/bills/{created['id']}/payment-failed",
+        json={"reason": "the card has expired"},
+        headers=writer,
+    ).json()
+    assert sent_text(engine, notice["id"]) == (
+        "The payment of Ток (84.20 BGN) was refused: the card has expired."
     )
+
+
+def test_a_paid_bill_cannot_fail_its_payment(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    created = client.post("/api/v1/bills", json=bill(external_id="inv-4"), headers=writer).json()
+    assert client.post(f"/api/v1/bills/{created['id']}/paid", headers=writer).status_code == 200
+    response = client.post(f"/api/v1/bills/{created['id']}/payment-failed", headers=writer)
+    assert response.status_code == 409, response.text
+    assert response.json()["errors"][0]["field"] == "id"
+    assert "paid" in response.json()["detail"]
+    with engine.connect() as conn:
+        kinds = conn.execute(text("SELECT kind FROM notices")).scalars().all()
+    assert "payment_failed" not in kinds
+
+
+def test_an_untitled_bill_is_named_in_its_customers_language(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    bulgarian = client.post(
+        "/api/v1/bills", json=bill(external_id="t-bg", title=None), headers=writer
+    ).json()
+    english = {"phone": "0888 800 003", "name": "John", "language": "en"}
+    untitled = bill(external_id="t-en", contact=english)
+    del untitled["title"]
+    in_english = client.post("/api/v1/bills", json=untitled, headers=writer).json()
+    assert (bulgarian["title"], in_english["title"]) == ("Сметка", "Bill")
+    notice = client.post(f"/api/v1/bills/{bulgarian['id']}/payment-failed", headers=writer).json()
+    assert sent_text(engine, notice["id"]) == "Плащането на Сметка (84,20 BGN) беше отказано."
+    # A title given once stays when the bill is posted again without one.
+    client.post("/api/v1/bills", json=bill(external_id="t-bg", title="Вода"), headers=writer)
+    again = client.post("/api/v1/bills", json=bill(external_id="t-bg", title=None), headers=writer)
+    assert again.json()["title"] == "Вода"
 
 
 @pytest.mark.parametrize(
@@ -129,6 +178,8 @@ def test_english_customer_gets_english_amounts(
     [
         ({"amount": "84,20"}, "amount", "decimal string"),
         ({"amount": 84.2}, "amount", "string"),
+        ({"amount": "84.205"}, "amount", "more than two decimals"),
+        ({"amount": "1500.50", "currency": "JPY"}, "amount", "JPY has no minor unit"),
         ({"currency": "лв"}, "currency", "ISO 4217"),
         ({"due": "някой ден"}, "due", "някой ден"),
         # Day first in every date field, as events read them; never re-read month first.
@@ -139,6 +190,12 @@ def test_english_customer_gets_english_amounts(
         ({"contact": {"phone": "123", "name": "x"}}, "contact.phone", "not a valid"),
         ({"policy": "nope"}, "policy", "no policy"),
         ({"external_id": ""}, "external_id", "at least 1"),
+        ({"contact": "ivan"}, "contact", "must be either a contact id or an object"),
+        ({"contact": [1]}, "contact", "must be either a contact id or an object"),
+        ({"contact": {"phone": "0888 800 001", "name": 5}}, "contact.name", "string"),
+        ({"contact": {"phone": "0888 800 001", "nick": "x"}}, "contact.nick", "not a known"),
+        ({"contact": {"external_id": "new-1", "name": "Иван"}}, "contact.phone", "required"),
+        ({"contact": {"phone": "0888 800 009"}}, "contact.name", "required for a new customer"),
     ],
 )
 def test_bad_bills_name_the_field(
@@ -147,7 +204,53 @@ def test_bad_bills_name_the_field(
     response = client.post("/api/v1/bills", json=bill(**changes), headers=writer)
     assert response.status_code == 422, response.text
     errors = response.json()["errors"]
-    assert any(e["field"].startswith(field) and message in e["message"] for e in errors), errors
+    assert [e["field"] for e in errors] == [field], errors
+    assert message in errors[0]["message"], errors
+    # The same row in a batch is refused for the same reason.
+    batch = client.post("/api/v1/bills/batch", json={"bills": [bill(**changes)]}, headers=writer)
+    assert batch.json()["refused"][0]["errors"] == [
+        {"field": e["field"], "message": e["message"]} for e in errors
+    ]
+
+
+def test_whole_amounts_in_a_currency_without_minor_units(
+    client: TestClient, writer: Headers
+) -> None:
+    created = client.post(
+        "/api/v1/bills", json=bill(amount="1500.00", currency="JPY"), headers=writer
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["amount"] == "1500.00"
+
+
+def test_a_known_customer_needs_only_its_external_id(client: TestClient, writer: Headers) -> None:
+    first = client.post("/api/v1/bills", json=bill(), headers=writer).json()
+    second = client.post(
+        "/api/v1/bills",
+        json=bill(external_id="inv-9", contact={"external_id": "cust-1"}),
+        headers=writer,
+    )
+    assert second.status_code == 201, second.text
+    assert second.json()["contact_id"] == first["contact_id"]
+    assert {n["phone"] for n in second.json()["notices"]} == {"+359888800001"}
+
+
+def test_a_known_customers_new_phone_takes_its_notices_along(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    first = client.post("/api/v1/bills", json=bill(), headers=writer).json()
+    other = client.post("/api/v1/bills", json=bill(external_id="inv-8"), headers=writer).json()
+    moved_contact = {"external_id": "cust-1", "phone": "0888 800 111", "name": "Иван Петров"}
+    again = client.post("/api/v1/bills", json=bill(contact=moved_contact), headers=writer)
+    assert again.status_code == 200, again.text
+    contact = client.get(f"/api/v1/contacts/{first['contact_id']}", headers=writer).json()
+    assert contact["phone"] == "+359888800111"
+    for shown in (again.json(), client.get(f"/api/v1/bills/{other['id']}", headers=writer).json()):
+        assert {n["phone"] for n in shown["notices"]} == {"+359888800111"}
+        assert len(shown["notices"]) == 4
+    with engine.connect() as conn:
+        keys = conn.execute(text("SELECT key FROM notices")).scalars().all()
+    assert len(keys) == 8 and all(k.endswith(":+359888800111") for k in keys)
 
 
 def test_batch_keeps_the_good_rows(client: TestClient, writer: Headers) -> None:
@@ -210,3 +313,44 @@ def test_a_due_date_a_little_in_the_past_is_taken(client: TestClient, writer: He
     response = client.post("/api/v1/bills", json=bill(due=due.strftime("%d.%m.%Y")), headers=writer)
     assert response.status_code == 201, response.text
     assert response.json()["due"] == due.isoformat()
+
+
+def test_bills_are_listed_and_found_by_external_id(
+    client: TestClient, writer: Headers, reader: Headers
+) -> None:
+    ivan = client.post("/api/v1/bills", json=bill(), headers=writer).json()
+    maria_contact = {"external_id": "cust-2", "phone": "0888 800 002", "name": "Мария"}
+    maria = [
+        client.post(
+            "/api/v1/bills", json=bill(external_id=f"m-{i}", contact=maria_contact), headers=writer
+        ).json()
+        for i in range(3)
+    ]
+    client.post(f"/api/v1/bills/{maria[1]['id']}/paid", headers=writer)
+
+    def listed(**params: Any) -> list[int]:
+        response = client.get("/api/v1/bills", params=params, headers=reader)
+        assert response.status_code == 200, response.text
+        return [b["id"] for b in response.json()["items"]]
+
+    assert listed() == [ivan["id"]] + [b["id"] for b in maria]
+    found = client.get("/api/v1/bills", params={"external_id": "inv-1"}, headers=reader).json()
+    assert found["items"] == [client.get(f"/api/v1/bills/{ivan['id']}", headers=reader).json()]
+    assert len(found["items"][0]["notices"]) == 4
+    assert listed(external_id="nope") == []
+    assert listed(contact_id=maria[0]["contact_id"]) == [b["id"] for b in maria]
+    assert listed(contact_id=maria[0]["contact_id"], status="unpaid") == [
+        maria[0]["id"],
+        maria[2]["id"],
+    ]
+    assert listed(status="paid") == [maria[1]["id"]]
+
+    first = client.get("/api/v1/bills", params={"limit": 3}, headers=reader).json()
+    assert len(first["items"]) == 3 and first["next_cursor"]
+    rest = client.get(
+        "/api/v1/bills", params={"limit": 3, "cursor": first["next_cursor"]}, headers=reader
+    ).json()
+    assert [b["id"] for b in rest["items"]] == [maria[2]["id"]] and rest["next_cursor"] is None
+
+    bad = client.get("/api/v1/bills", params={"status": "late"}, headers=reader)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "status"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 Headers = dict[str, str]
 
@@ -187,3 +190,138 @@ def test_a_too_long_search_text_is_refused_in_characters(
     control = client.get("/api/v1/contacts", params={"q": "a\x00b"}, headers=writer)
     assert control.status_code == 422
     assert control.json()["errors"][0]["field"] == "q"
+
+
+# What a contact's pending notices do when its phone or its opt-out changes.
+
+
+def later(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0).isoformat()
+
+
+def notices(client: TestClient, headers: Headers, **params: Any) -> list[dict[str, Any]]:
+    page = client.get("/api/v1/notices", params={"limit": 500, **params}, headers=headers)
+    assert page.status_code == 200, page.text
+    return list(page.json()["items"])
+
+
+def keys_and_jobs(engine: Engine) -> tuple[dict[int, tuple[str, str, str]], set[str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, key, phone, status FROM notices")).all()
+        jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+    return {i: (key, phone, status) for i, key, phone, status in rows}, jobs
+
+
+def test_a_new_phone_takes_the_pending_notices_along(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    ivan = add(client, writer, phone="0888 400 001")
+    message = client.post(
+        "/api/v1/messages",
+        json={"to": {"contacts": [ivan["id"]]}, "text": "Утре", "send_at": later(2)},
+        headers=writer,
+    ).json()
+    bill = client.post(
+        "/api/v1/bills",
+        json={"external_id": "inv-p", "contact": ivan["id"], "amount": "10", "due": later(20)[:10]},
+        headers=writer,
+    ).json()
+    pending = [n["id"] for n in notices(client, writer, contact_id=ivan["id"])]
+    assert len(pending) == 5
+    # One of the bill's notices already went out: it stays what it was.
+    gone = bill["notices"][0]["id"]
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE notices SET status = 'sent' WHERE id = :i"), {"i": gone})
+
+    patched = client.patch(
+        f"/api/v1/contacts/{ivan['id']}", json={"phone": "0888 400 002"}, headers=writer
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["phone"] == "+359888400002"
+
+    rows, jobs = keys_and_jobs(engine)
+    assert rows[gone][1:] == ("+359888400001", "sent")
+    assert rows[gone][0].endswith(":+359888400001")
+    for notice_id in set(pending) - {gone}:
+        key, phone, status = rows[notice_id]
+        assert (phone, status) == ("+359888400002", "scheduled")
+        assert key.endswith(":+359888400002")
+        assert f"notice:{notice_id}" in jobs  # the same notice, the same job
+    assert rows[pending[0]][0] == f"message:{message['id']}:+359888400002"
+    assert patched.json()["notices"] == {"moved": 4, "cancelled": 0, "suppressed": 0}
+
+    # Planning the bill again finds its notices where they moved: nothing new, nothing to the
+    # old number.
+    again = client.post(
+        "/api/v1/bills",
+        json={"external_id": "inv-p", "contact": ivan["id"], "amount": "10", "due": later(20)[:10]},
+        headers=writer,
+    ).json()
+    assert sorted(n["id"] for n in again["notices"]) == sorted(n["id"] for n in bill["notices"])
+    assert {n["phone"] for n in again["notices"] if n["status"] == "scheduled"} == {"+359888400002"}
+
+
+def test_a_new_phone_that_already_has_the_notice_gets_it_once(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    ivan = add(client, writer, phone="0888 400 011")
+    to = {"contacts": [ivan["id"]], "phones": ["0888 400 012"]}
+    message = client.post(
+        "/api/v1/messages", json={"to": to, "text": "Утре", "send_at": later(2)}, headers=writer
+    ).json()
+    event = client.post(
+        "/api/v1/events",
+        json={"title": "Преглед", "start": later(10), "recipients": to},
+        headers=writer,
+    ).json()
+    assert len(event["notices"]) == 4
+
+    patched = client.patch(
+        f"/api/v1/contacts/{ivan['id']}", json={"phone": "+359888400012"}, headers=writer
+    )
+    assert patched.status_code == 200, patched.text
+
+    rows, jobs = keys_and_jobs(engine)
+    live = [(key, phone) for key, phone, status in rows.values() if status == "scheduled"]
+    assert sorted(live) == sorted(
+        [(f"message:{message['id']}:+359888400012", "+359888400012")]
+        + [(f"anchor:{event['id']}:{step}:+359888400012", "+359888400012") for step in (0, 1)]
+    )
+    assert patched.json()["notices"] == {"moved": 0, "cancelled": 3, "suppressed": 0}
+    cancelled = [i for i, (_, _, status) in rows.items() if status == "cancelled"]
+    assert len(cancelled) == 3 and not {f"notice:{i}" for i in cancelled} & jobs
+    reason = client.get(f"/api/v1/notices/{cancelled[0]}", headers=writer).json()["status_reason"]
+    assert "+359888400012" in reason
+
+    # The event planned again keeps one notice per step for the number.
+    moved = client.patch(
+        f"/api/v1/events/{event['id']}", json={"start": later(11)}, headers=writer
+    ).json()
+    assert sorted(
+        (n["phone"], n["step"]) for n in moved["notices"] if n["status"] == "scheduled"
+    ) == [
+        ("+359888400012", 0),
+        ("+359888400012", 1),
+    ]
+
+
+def test_opting_out_suppresses_the_pending_notices(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    ivan = add(client, writer, phone="0888 400 021")
+    client.post(
+        "/api/v1/messages",
+        json={"to": {"contacts": [ivan["id"]]}, "text": "Утре", "send_at": later(2)},
+        headers=writer,
+    )
+    patched = client.patch(
+        f"/api/v1/contacts/{ivan['id']}",
+        json={"opted_out": True, "phone": "0888 400 022"},
+        headers=writer,
+    )
+    assert patched.status_code == 200, patched.text
+    [notice] = notices(client, writer, contact_id=ivan["id"])
+    assert (notice["status"], notice["status_reason"]) == ("suppressed", "the contact opted out")
+    assert patched.json()["notices"] == {"moved": 0, "cancelled": 0, "suppressed": 1}
+    _, jobs = keys_and_jobs(engine)
+    assert jobs == set()

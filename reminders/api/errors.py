@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,20 +13,33 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders.errors import DomainError
+from reminders.field_errors import field_errors
 
 log = logging.getLogger(__name__)
 
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
 
 
-def _field_name(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str | None]:
-    parts = list(loc)
-    where = parts.pop(0) if parts and parts[0] in _LOCATIONS else None
-    # pydantic adds the validator's name for Annotated/union members; it means nothing to users.
-    parts = [
-        p for p in parts if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-    ]
-    return ".".join(str(p) for p in parts) or (where or "request"), where
+def _body_model(request: Request) -> Any:
+    """The type the route reads its body as, so that errors can be told in its field names."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    return body_field.field_info.annotation if body_field is not None else Any
+
+
+def _validation_errors(request: Request, errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """One ``{"field", "in", "message"}`` per field, named as the user wrote it."""
+    by_place: dict[str | None, list[Any]] = {}
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        where = loc.pop(0) if loc and loc[0] in _LOCATIONS else None
+        by_place.setdefault(where, []).append({**error, "loc": tuple(loc)})
+    out: list[dict[str, Any]] = []
+    for where, group in by_place.items():
+        model = _body_model(request) if where == "body" else Any
+        for found in field_errors(model, group):
+            field = found.field or where or "request"
+            out.append({"field": field, "in": where, "message": found.message})
+    return out
 
 
 def _error_body(detail: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -40,18 +54,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_error_body(detail, errors), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for error in exc.errors():
-            field, where = _field_name(error.get("loc", ()))
-            message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
-            if error.get("type") == "extra_forbidden":
-                message = "is not a known field"
-            elif error.get("type") == "missing":
-                message = "is required"
-            elif error.get("type") == "json_invalid":
-                message = "the body is not valid JSON"
-            errors.append({"field": field, "in": where, "message": message})
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(request, exc.errors())
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return JSONResponse(_error_body(detail, errors), status_code=422)
 

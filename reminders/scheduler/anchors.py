@@ -42,6 +42,13 @@ REPLAN_BATCH = 2000  # anchors per plan_many when a policy changes
 DEFAULT_KIND = {"event": NoticeKind.event_reminder, "bill": NoticeKind.bill_due}
 # Notices that have not gone out and may still follow their anchor.
 _OPEN = {NoticeStatus.scheduled, NoticeStatus.expired, NoticeStatus.cancelled}
+# Notices that reached, or may have reached, their contact: under whatever number it had then.
+_REACHED = {
+    NoticeStatus.sending,
+    NoticeStatus.sent,
+    NoticeStatus.delivered,
+    NoticeStatus.unknown,
+}
 
 
 @dataclass
@@ -86,6 +93,20 @@ def set_recipients(
             insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
             [{"anchor_id": anchor_id, "phone": p, "contact_id": c} for p, c in recipients],
         )
+
+
+def move_recipient(session: Session, contact_id: int, old_phone: str, new_phone: str) -> None:
+    """The contact stays a recipient of its anchors under its new number; flushed, not committed.
+
+    Where the new number already is a recipient of an anchor (on its own or as another
+    contact), that entry stays and the contact's goes: one phone, one recipient.
+    """
+    table = AnchorRecipient.__table__  # type: ignore[attr-defined]
+    other = table.alias()
+    mine = (table.c.contact_id == contact_id) & (table.c.phone == old_phone)
+    already = select(other.c.anchor_id).where(other.c.phone == new_phone)
+    session.execute(delete(table).where(mine, table.c.anchor_id.in_(already)))
+    session.execute(update(table).where(mine).values(phone=new_phone))
 
 
 def notice_key(anchor_id: int, step: int, phone: str) -> str:
@@ -293,10 +314,20 @@ def _diff(
 ) -> PlanReport:
     """Compare what is wanted with what exists; queue inserts, apply conditional updates."""
     report = PlanReport()
+    # A contact whose phone changed is wanted under a new key; a step that already went to its
+    # old number is not sent to the new one.
+    reached = {
+        (n.contact_id, n.step)
+        for n in existing.values()
+        if n.status in _REACHED and n.contact_id is not None
+    }
     for key, (planned, recipient, template) in wanted.items():
         status = NoticeStatus(planned.status)
         send_at = planned.send_at or now
         notice = existing.get(key)
+        if notice is None and (recipient.contact_id, planned.step) in reached:
+            report.unchanged += 1
+            continue
         if notice is None:
             new_rows.append(
                 {

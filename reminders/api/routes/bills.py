@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
 
 from reminders import bill_batch, bills
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
-from reminders.api.routes.common import IdPath
-from reminders.bills import BatchIn, BatchOut, BillIn, BillOut
-from reminders.schemas import NoticeOut
+from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
+from reminders.bills import BatchIn, BatchOut, BillIn, BillOut, PaymentFailedIn
+from reminders.schemas import ExternalId, Id, NoticeOut, Page
 
 router = APIRouter(prefix="/bills", tags=["bills"])
 
@@ -23,7 +25,7 @@ def upsert_bill(
     _: WriteKey,
 ) -> BillOut:
     """Create the bill (201), or update the one with this external_id and re-plan it (200)."""
-    result = bills.upsert_bill(session, scheduler, data, settings=settings)
+    result = bill_batch.upsert_bill(session, scheduler, data, settings=settings)
     if not result.created:
         response.status_code = 200
     return bills.bill_out(session, result.anchor, created=result.created)
@@ -41,6 +43,30 @@ def upsert_batch(
     return bill_batch.upsert_many(session, scheduler, data.bills, settings=settings)
 
 
+@router.get("")
+def list_bills(
+    session: SessionDep,
+    _: ReadKey,
+    external_id: Annotated[
+        ExternalId | None, Query(description="The billing system's id of the bill.")
+    ] = None,
+    contact_id: Annotated[Id | None, Query(description="Bills of this customer.")] = None,
+    status: Annotated[Literal["paid", "unpaid"] | None, Query()] = None,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> Page[BillOut]:
+    """Bills, oldest first, each with its notices."""
+    rows, next_cursor = bills.list_bills(
+        session,
+        external_id=external_id,
+        contact_id=contact_id,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page[BillOut](items=bills.bills_out(session, rows), next_cursor=next_cursor)
+
+
 @router.get("/{bill_id}")
 def get_bill(bill_id: IdPath, session: SessionDep, _: ReadKey) -> BillOut:
     return bills.bill_out(session, bills.get_bill(session, bill_id))
@@ -56,8 +82,15 @@ def mark_paid(
 
 @router.post("/{bill_id}/payment-failed", status_code=201)
 def payment_failed(
-    bill_id: IdPath, session: SessionDep, scheduler: SchedulerDep, _: WriteKey
+    bill_id: IdPath,
+    session: SessionDep,
+    scheduler: SchedulerDep,
+    _: WriteKey,
+    data: PaymentFailedIn | None = None,
 ) -> NoticeOut:
-    """Send the customer an immediate, transactional notice that the payment was refused."""
-    notice = bills.payment_failed(session, scheduler, bill_id)
+    """Send the customer an immediate, transactional notice that the payment was refused.
+
+    A paid bill is refused (409)."""
+    reason = data.reason if data is not None else None
+    notice = bills.payment_failed(session, scheduler, bill_id, reason=reason)
     return NoticeOut.model_validate(notice, from_attributes=True)

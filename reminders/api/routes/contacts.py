@@ -5,10 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from reminders import contacts
-from reminders.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit, SearchText
 from reminders.models import Contact
-from reminders.schemas import ContactCreate, ContactOut, ContactUpdate, Page
+from reminders.schemas import (
+    ContactCreate,
+    ContactOut,
+    ContactPatched,
+    ContactUpdate,
+    NoticesFollowedOut,
+    Page,
+)
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 
@@ -45,11 +52,22 @@ def get_contact(contact_id: IdPath, session: SessionDep, _: ReadKey) -> ContactO
 
 @router.patch("/{contact_id}")
 def update_contact(
-    contact_id: IdPath, data: ContactUpdate, session: SessionDep, settings: SettingsDep, _: WriteKey
-) -> ContactOut:
-    contact = contacts.update_contact(session, contact_id, data, region=settings.default_region)
+    contact_id: IdPath,
+    data: ContactUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    _: WriteKey,
+) -> ContactPatched:
+    """Change the named fields; pending notices follow a new phone, and an opt-out."""
+    edited = contacts.edit_contact(session, contact_id, data, region=settings.default_region)
     session.commit()
-    return _out(contact)
+    if scheduler is not None and edited.notices.unscheduled:
+        scheduler.unschedule(edited.notices.unscheduled)
+    return ContactPatched(
+        **_out(edited.contact).model_dump(),
+        notices=NoticesFollowedOut(**edited.notices.counts()),
+    )
 
 
 @router.delete("/{contact_id}", status_code=204)
