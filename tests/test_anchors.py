@@ -11,7 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from reminders.models import Anchor, AnchorRecipient, Contact, Notice
+from reminders.models import Anchor, AnchorRecipient, Attempt, Contact, Notice
+from reminders.sandbox import MAX_STEPS
 from reminders.scheduler import firing
 from reminders.scheduler.anchors import cancel_for, plan_for
 from reminders.scheduler.firing import fire
@@ -395,3 +396,34 @@ def test_a_late_reminder_says_when_from_the_time_it_really_goes(
         patient = settings.model_copy(update={"late_grace": "PT6H"})
         sent = fire_at(monkeypatch, engine, patient, two_hours, THURSDAY.replace(minute=30))
         assert sent == "Напомняне: Dr. Petrova днес в 7:30, кабинет 5."
+
+
+@pytest.mark.timeout(60)
+def test_a_template_that_runs_away_fails_its_notice_with_the_reason(
+    engine: Engine,
+    settings: Settings,
+    scheduler: NoticeScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100011")
+        event = add_anchor(session, THURSDAY.replace(hour=10), [ivan], data={"n": 999})
+        plan_for(session, scheduler, event.id, settings=settings, now=NOW)
+        day_before = notices(session, event)[0]
+        # Saving checks templates on a sample; this one only runs away on the event's own data.
+        day_before.text = (
+            "{% for i in range(data.n) %}{% for j in range(data.n) %}{% endfor %}{% endfor %}x"
+        )
+        session.add(day_before)
+        session.commit()
+        monkeypatch.setattr(firing, "utcnow", lambda: day_before.send_at)
+        sender = OutboxSender(settings, engine)
+        assert fire(engine, sender, day_before.id, settings=settings) == "failed"
+        session.expire_all()
+        failed = session.get(Notice, day_before.id)
+        assert failed is not None
+        assert failed.status_reason == (
+            f"the template went over its bounds: more than {MAX_STEPS} steps"
+        )
+        [attempt] = session.exec(select(Attempt).where(Attempt.notice_id == failed.id)).all()
+        assert (attempt.error_code, attempt.status) == ("template", "failed")

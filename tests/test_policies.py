@@ -202,3 +202,33 @@ def test_bad_lane_or_sender_id_is_a_422(
         ).status_code
         == 422
     )
+
+
+STALL = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (STALL, "bounds"),
+        ("{% for i in range(999) %}{% for j in range(999) %}{% endfor %}{% endfor %}x", "steps"),
+        ("{{ 'x' * 999999999 }}", "characters"),
+        ("{{ title * 400 }}", "at most 1600"),
+    ],
+)
+def test_a_template_that_runs_away_is_refused_when_saved(
+    client: TestClient, writer: Headers, template: str, message: str
+) -> None:
+    steps = [
+        {"offset": "-P1D", "template": "Fine {{ title }}"},
+        {"offset": "-PT2H", "template": template},
+    ]
+    created = client.post("/api/v1/policies", json={"name": "p2", "steps": steps}, headers=writer)
+    assert created.status_code == 422, created.text
+    [error] = created.json()["errors"]
+    assert error["field"] == "steps.1.template" and message in error["message"], error
+    patched = client.patch("/api/v1/policies/appointment", json={"steps": steps}, headers=writer)
+    assert patched.status_code == 422, patched.text
+    assert patched.json()["errors"][0]["field"] == "steps.1.template"
+    assert client.get("/api/v1/policies/p2", headers=writer).status_code == 404

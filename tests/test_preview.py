@@ -51,7 +51,11 @@ def test_a_template_renders_with_sample_values(client: TestClient, reader: Heade
         ({}, "body", "either text or template"),
         ({"text": "a", "template": "b"}, "body", "either text or template"),
         ({"template": "{{ oops"}, "template", "line 1"),
-        ({"template": "{{ x.__class__.__mro__ }}", "sample": {"x": 1}}, "template", "sandbox"),
+        (
+            {"template": "{{ name.__class__.__mro__ }}", "sample": {"name": 1}},
+            "template",
+            "sandbox",
+        ),
         ({"text": ""}, "text", "at least 1"),
     ],
 )
@@ -66,3 +70,25 @@ def test_bad_previews(
 
 def test_preview_needs_a_key(client: TestClient) -> None:
     assert client.post("/api/v1/sms/preview", json={"text": "x"}).status_code == 401
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
+            "range of 99999",
+        ),
+        ("{% for i in range(999) %}{% for j in range(999) %}{% endfor %}{% endfor %}x", "steps"),
+        ("{{ 'x' * 999999999 }}", "characters"),
+        ("{{ name * 999 }}", "at most 1600"),
+    ],
+)
+def test_a_template_that_runs_away_is_a_422(
+    client: TestClient, reader: Headers, template: str, message: str
+) -> None:
+    response = preview(client, reader, template=template, sample={"name": "Jo"})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "template" and message in error["message"], error
