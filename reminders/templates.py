@@ -6,11 +6,11 @@ They run in the bounded sandbox of ``reminders.sandbox``; here a render streams 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, Undefined
+from jinja2 import TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 
 from reminders.errors import InvalidField
@@ -35,16 +35,28 @@ def check_template(
     source: str,
     *,
     field: str,
+    variables: Collection[str] | None = None,
     samples: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Refuse a template that does not compile, naming the line and the reason; with
-    ``samples``, also one that goes over its bounds rendering any of them."""
+    """Refuse a template that does not compile, naming the line and the reason.
+
+    With ``variables``, also refuse one that uses a name not among them (the 422 lists those
+    available); with ``samples``, one that goes over its bounds rendering any of them.
+    """
     try:
-        _lenient.parse(source)
+        tree = _lenient.parse(source)
     except TemplateSyntaxError as exc:
         raise InvalidField(f"line {exc.lineno}: {exc.message}", field=field) from None
     except RecursionError:
         raise InvalidField("the template is nested too deeply", field=field) from None
+    if variables is not None:
+        unknown = unknown_variables(tree, variables)
+        if unknown:
+            raise InvalidField(
+                f"unknown {'name' if len(unknown) == 1 else 'names'} {', '.join(unknown)}; "
+                f"a template can use {', '.join(sorted(variables))}",
+                field=field,
+            )
     for sample in samples:
         try:
             render(source, sample)
@@ -52,6 +64,18 @@ def check_template(
             raise InvalidField(str(exc), field=field) from None
         except RenderError:
             pass  # it may well render with the real values (a key the sample's data lacks)
+
+
+def unknown_variables(template: str | nodes.Template, variables: Collection[str]) -> list[str]:
+    """The names ``template`` reads that are neither in ``variables`` nor built in (``range``,
+    ``namespace``...), sorted. A source that does not compile has none."""
+    if isinstance(template, str):
+        try:
+            template = _lenient.parse(template)
+        except (TemplateSyntaxError, RecursionError):
+            return []
+    used = meta.find_undeclared_variables(template)
+    return sorted(used - set(variables) - set(_lenient.globals))
 
 
 @lru_cache(maxsize=256)

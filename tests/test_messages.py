@@ -305,3 +305,18 @@ def test_bulk_waits_for_the_end_of_quiet_hours_on_the_recipients_clock(engine: E
         urgent = send("transactional")
         assert {n.send_at for n in urgent.values()} == {now}
         assert {n.priority for n in urgent.values()} == {"transactional"}
+
+
+def test_a_message_is_sent_as_written_not_rendered_as_a_template(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    # Only policy steps are templates; a message's braces are its own text.
+    written = "Код {{ event.title }} {% for i in range(9) %}"
+    response = send(client, writer, to={"phones": ["0888 300 010"]}, text=written)
+    assert response.status_code == 201, response.text
+    message = response.json()
+    wait_for(
+        lambda: all(n["status"] == "sent" for n in notices_of(client, writer, message["id"])),
+        what="the notice sent",
+    )
+    assert [r[2] for r in outbox(engine)] == [written]

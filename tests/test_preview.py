@@ -92,3 +92,20 @@ def test_a_template_that_runs_away_is_a_422(
     assert response.status_code == 422, response.text
     [error] = response.json()["errors"]
     assert error["field"] == "template" and message in error["message"], error
+
+
+def test_unknown_names_are_refused_and_the_known_ones_listed(
+    client: TestClient, reader: Headers
+) -> None:
+    response = preview(client, reader, template="{{ event.title }}")
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "template"
+    assert error["message"].startswith("unknown name event; a template can use amount, contact,")
+    typo = preview(client, reader, template="{{ name }}", sample={"nmae": "Jo"})
+    assert typo.status_code == 422, typo.text
+    assert typo.json()["errors"][0]["field"] == "sample.nmae"
+    body = preview(client, reader, template="{{ when }}", sample={"when": "утре в 8:15"}).json()
+    assert body["text"] == "утре в 8:15"
+    assert {"name", "title", "when", "location", "amount"} <= set(body["variables"])
+    assert body["variables"] == sorted(body["variables"])
