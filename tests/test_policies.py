@@ -68,6 +68,11 @@ def test_policy_lifecycle(client: TestClient, writer: Headers) -> None:
             "line 3: unexpected",
         ),
         ({"offset": "-P1D", "template": "{% if x %}never closed"}, "steps.0.template", "endif"),
+        (
+            {"offset": "-P1D", "template": "{{ " + "(" * 200 + "1" + ")" * 200 + " }}"},
+            "steps.0.template",
+            "nested too deeply",
+        ),
         ({"offset": "-P1D", "template": "x", "kind": "message"}, "steps.0.kind", "event_reminder"),
         ({"offset": "-P1D", "template": "x", "extra": 1}, "steps.0.extra", "not a known field"),
     ],

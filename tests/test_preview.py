@@ -57,6 +57,7 @@ def test_a_template_renders_with_sample_values(client: TestClient, reader: Heade
             "sandbox",
         ),
         ({"text": ""}, "text", "at least 1"),
+        ({"template": "{{ " + "(" * 200 + "1" + ")" * 200 + " }}"}, "template", "too deeply"),
     ],
 )
 def test_bad_previews(
