@@ -70,12 +70,64 @@ def _set_appointment_steps(engine: Engine, steps: list[dict[str, Any]]) -> None:
         )
 
 
+def _before_appointment_when(engine: Engine) -> str:
+    script = ScriptDirectory.from_config(alembic_config(engine)).get_revision(APPOINTMENT_WHEN)
+    assert script is not None and isinstance(script.down_revision, str)
+    return script.down_revision
+
+
 def _migrated_to_before_appointment_when(database_url: str) -> Engine:
     engine = make_engine(database_url)
-    before = ScriptDirectory.from_config(alembic_config(engine)).get_revision(APPOINTMENT_WHEN)
-    assert before is not None and isinstance(before.down_revision, str)
-    command.upgrade(alembic_config(engine), before.down_revision)
+    command.upgrade(alembic_config(engine), _before_appointment_when(engine))
     return engine
+
+
+def _add_notices(engine: Engine, steps: list[dict[str, Any]]) -> None:
+    """Scheduled and sent notices with the old texts, of an appointment and of another policy."""
+    now = datetime(2026, 11, 25)
+    with engine.begin() as conn:
+        for key, policy in (("a", "appointment"), ("b", "mine")):
+            conn.execute(
+                text(
+                    "INSERT INTO anchors (key, kind, title, at, all_day, policy, data, cancelled,"
+                    " created_at, updated_at) VALUES (:key, 'event', 'x', :now, :no, :policy,"
+                    " '{}', :no, :now, :now)"
+                ),
+                {"key": key, "policy": policy, "now": now, "no": False},
+            )
+        anchors = dict(conn.execute(text("SELECT key, id FROM anchors")).all())
+        rows = [
+            ("a", 0, "scheduled"),
+            ("a", 1, "scheduled"),
+            ("a", 1, "sent"),
+            ("b", 1, "scheduled"),
+        ]
+        conn.execute(
+            text(
+                "INSERT INTO notices (key, kind, status, anchor_id, step, phone, text, is_template,"
+                " priority, transliterate, send_at, created_at, updated_at) VALUES (:key,"
+                " 'event_reminder', :status, :anchor, :step, '+359888100001', :text, :yes, 'bulk',"
+                " :no, :now, :now, :now)"
+            ),
+            [
+                {
+                    "key": f"{anchor}:{step}:{status}",
+                    "status": status,
+                    "anchor": anchors[anchor],
+                    "step": step,
+                    "text": steps[step]["template"],
+                    "yes": True,
+                    "no": False,
+                    "now": now,
+                }
+                for anchor, step, status in rows
+            ],
+        )
+
+
+def _notice_texts(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT key, text FROM notices")).all())
 
 
 def test_the_seeded_appointment_texts_are_replaced_when_untouched(database_url: str) -> None:
@@ -83,28 +135,22 @@ def test_the_seeded_appointment_texts_are_replaced_when_untouched(database_url: 
     try:
         old = _appointment_steps(engine)
         assert "днес в {{ time }} ч." in old[1]["template"]
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO notices (key, kind, status, phone, text, is_template, priority,"
-                    " transliterate, send_at, created_at, updated_at, step) VALUES"
-                    " (:key, 'event_reminder', :status, '+359888100001', :text, :yes, 'bulk',"
-                    " :no, :now, :now, :now, 1)"
-                ),
-                [
-                    {"key": f"k{status}", "status": status, "text": old[1]["template"]}
-                    | {"yes": True, "no": False, "now": datetime(2026, 11, 25)}
-                    for status in ("scheduled", "sent")
-                ],
-            )
+        _add_notices(engine, old)
         upgrade(engine)
         new = _appointment_steps(engine)
         assert [(s["offset"], s["at"]) for s in new] == [("-P1D", "18:00"), ("-PT2H", None)]
         assert all("{{ when }}" in s["template"] and "днес" not in s["template"] for s in new)
-        with engine.connect() as conn:
-            texts = dict(conn.execute(text("SELECT status, text FROM notices")).all())
-        # A notice still to go gets the new text; one that went out keeps what it was.
-        assert texts == {"scheduled": new[1]["template"], "sent": old[1]["template"]}
+        # The appointment's notices still to go get the new text; one that went out, and
+        # another policy's with the same words, keep theirs.
+        assert _notice_texts(engine) == {
+            "a:0:scheduled": new[0]["template"],
+            "a:1:scheduled": new[1]["template"],
+            "a:1:sent": old[1]["template"],
+            "b:1:scheduled": old[1]["template"],
+        }
+        command.downgrade(alembic_config(engine), _before_appointment_when(engine))
+        assert _appointment_steps(engine) == old
+        assert set(_notice_texts(engine).values()) == {s["template"] for s in old}
     finally:
         engine.dispose()
 
@@ -115,7 +161,10 @@ def test_an_edited_appointment_policy_is_left_alone(database_url: str) -> None:
         edited = _appointment_steps(engine)
         edited[0]["at"] = "19:00"
         _set_appointment_steps(engine, edited)
+        _add_notices(engine, edited)
+        before = _notice_texts(engine)
         upgrade(engine)
         assert _appointment_steps(engine) == edited
+        assert _notice_texts(engine) == before
     finally:
         engine.dispose()

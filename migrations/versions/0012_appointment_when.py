@@ -2,8 +2,8 @@
 
 The old texts said "днес"/"today" in the 2-hours-before step, also when quiet hours moved it to
 the evening before, and "в  ч." for an all-day event. Only a policy whose steps are still the
-seeded ones is changed: a user's edit is theirs. Notices still to go that carry an old text get
-the new one, as re-planning them would do.
+seeded ones is changed: a user's edit is theirs. Its notices still to go that carry an old text
+get the new one, as re-planning them would do.
 
 Revision ID: 0012_appointment_when
 Revises: 0011
@@ -53,8 +53,10 @@ _policies = sa.table(
     sa.column("steps", sa.JSON),
     sa.column("updated_at", sa.DateTime),
 )
+_anchors = sa.table("anchors", sa.column("id", sa.Integer), sa.column("policy", sa.String))
 _notices = sa.table(
     "notices",
+    sa.column("anchor_id", sa.Integer),
     sa.column("status", sa.String),
     sa.column("is_template", sa.Boolean),
     sa.column("step", sa.Integer),
@@ -62,41 +64,49 @@ _notices = sa.table(
 )
 
 
-def _replace(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+def _replace(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """Give the appointment policy the ``new`` steps if it has exactly the ``old`` ones."""
     # Compared in Python: PostgreSQL's json type has no equality operator.
     conn = op.get_bind()
-    rows = conn.execute(
+    row = conn.execute(
         sa.select(_policies.c.id, _policies.c.steps).where(_policies.c.name == "appointment")
-    ).all()
-    for policy_id, steps in rows:
-        if isinstance(steps, str):
-            steps = json.loads(steps)
-        if steps == old:
-            conn.execute(
-                _policies.update()
-                .where(_policies.c.id == policy_id)
-                .values(steps=new, updated_at=datetime.now(UTC).replace(tzinfo=None))
-            )
-
-
-def _retext(old: str, new: str, step: int | None = None) -> None:
-    query = _notices.update().where(
-        _notices.c.status == "scheduled",
-        _notices.c.is_template.is_(True),
-        _notices.c.text == old,
+    ).first()
+    if row is None:
+        return False
+    steps = json.loads(row.steps) if isinstance(row.steps, str) else row.steps
+    if steps != old:
+        return False
+    conn.execute(
+        _policies.update()
+        .where(_policies.c.id == row.id)
+        .values(steps=new, updated_at=datetime.now(UTC).replace(tzinfo=None))
     )
-    if step is not None:
-        query = query.where(_notices.c.step == step)
-    op.get_bind().execute(query.values(text=new))
+    return True
+
+
+def _retext(old: str, new: str, step: int) -> None:
+    """The appointment notices still to go: the text their policy now has."""
+    appointments = sa.select(_anchors.c.id).where(_anchors.c.policy == "appointment")
+    op.get_bind().execute(
+        _notices.update()
+        .where(
+            _notices.c.status == "scheduled",
+            _notices.c.is_template.is_(True),
+            _notices.c.step == step,
+            _notices.c.text == old,
+            _notices.c.anchor_id.in_(appointments),
+        )
+        .values(text=new)
+    )
 
 
 def upgrade() -> None:
-    _replace(OLD_STEPS, NEW_STEPS)
-    _retext(OLD_DAY_BEFORE, NEW_TEMPLATE)
-    _retext(OLD_SAME_DAY, NEW_TEMPLATE)
+    if _replace(OLD_STEPS, NEW_STEPS):
+        _retext(OLD_DAY_BEFORE, NEW_TEMPLATE, step=0)
+        _retext(OLD_SAME_DAY, NEW_TEMPLATE, step=1)
 
 
 def downgrade() -> None:
-    _replace(NEW_STEPS, OLD_STEPS)
-    _retext(NEW_TEMPLATE, OLD_DAY_BEFORE, step=0)
-    _retext(NEW_TEMPLATE, OLD_SAME_DAY, step=1)
+    if _replace(NEW_STEPS, OLD_STEPS):
+        _retext(NEW_TEMPLATE, OLD_DAY_BEFORE, step=0)
+        _retext(NEW_TEMPLATE, OLD_SAME_DAY, step=1)
