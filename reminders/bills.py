@@ -34,7 +34,7 @@ from reminders.models import (
 from reminders.notices import JobScheduler
 from reminders.paging import page
 from reminders.scheduler.anchors import cancel_for
-from reminders.scheduler.firing import template_context
+from reminders.scheduler.context import template_context
 from reminders.schemas import (
     Email,
     ExternalId,
@@ -253,7 +253,7 @@ def payment_failed(
         updated_at=now,
     )
     zone = ZoneInfo(anchor.timezone or "UTC")
-    context = template_context(notice, contact, anchor, zone)
+    context = template_context(notice, contact, anchor, zone, now)
     notice.text = render(PAYMENT_FAILED, {**context, "reason": reason or ""})
     session.add(notice)
     session.commit()

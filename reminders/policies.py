@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import Anchor, NoticeKind, Policy, Priority
+from reminders.scheduler.context import SAMPLE_CONTEXTS, TEMPLATE_VARIABLES
 from reminders.scheduler.planning import Offset, Step, parse_time
 from reminders.schemas import Input, SenderId, _no_control_chars
 from reminders.templates import check_template
@@ -113,7 +114,13 @@ def _checked_steps(steps: Sequence[StepIn]) -> list[dict[str, Any]]:
             raise InvalidField(
                 "must be event_reminder, bill_due or bill_overdue", field=f"steps.{index}.kind"
             )
-        check_template(step.template, field=f"steps.{index}.template")
+        # Only the names a notice provides when it fires, and within bounds on a typical one.
+        check_template(
+            step.template,
+            field=f"steps.{index}.template",
+            variables=TEMPLATE_VARIABLES,
+            samples=SAMPLE_CONTEXTS,
+        )
     return [step.model_dump(mode="json") for step in steps]
 
 

@@ -11,7 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from reminders.models import Anchor, AnchorRecipient, Contact, Notice
+from reminders.models import Anchor, AnchorRecipient, Attempt, Contact, Notice
+from reminders.sandbox import MAX_STEPS
+from reminders.scheduler import firing
 from reminders.scheduler.anchors import cancel_for, plan_for
 from reminders.scheduler.firing import fire
 from reminders.scheduler.service import NoticeScheduler, job_id
@@ -307,3 +309,155 @@ def test_opted_out_contact_is_suppressed_when_the_reminder_fires(
             fire(engine, OutboxSender(settings, engine), notice.id, settings=settings)
             == "suppressed"
         )
+
+
+def fire_at(
+    monkeypatch: pytest.MonkeyPatch,
+    engine: Engine,
+    settings: Settings,
+    notice: Notice,
+    moment: datetime,
+) -> str:
+    """Fire ``notice`` as if the clock read ``moment``; the text the outbox got."""
+    monkeypatch.setattr(firing, "utcnow", lambda: moment.astimezone(UTC))
+    assert fire(engine, OutboxSender(settings, engine), notice.id, settings=settings) == "sent"
+    with engine.connect() as conn:
+        query = text("SELECT text FROM outbox WHERE notice_id = :id")
+        return str(conn.execute(query, {"id": notice.id}).scalar_one())
+
+
+THURSDAY = datetime(2026, 12, 10, tzinfo=SOFIA)
+
+
+@pytest.mark.parametrize(
+    ("language", "zone", "at", "anchor", "moved", "expected"),
+    [
+        # 2 hours before 07:30 is in quiet hours: it goes the evening before, so "tomorrow".
+        (
+            "bg",
+            "Europe/Sofia",
+            THURSDAY.replace(hour=7, minute=30),
+            {"data": {"location": "кабинет 5"}},
+            "20:59",
+            ["Напомняне: Dr. Petrova утре в 7:30, кабинет 5."] * 2,
+        ),
+        # The same event in London is at 5:30 on the recipient's clock.
+        (
+            "en",
+            "Europe/London",
+            THURSDAY.replace(hour=7, minute=30),
+            {"data": {"location": "room 5"}},
+            "20:59",
+            ["Reminder: Dr. Petrova tomorrow at 5:30, room 5."] * 2,
+        ),
+        (
+            "bg",
+            "Europe/Sofia",
+            THURSDAY.replace(hour=10, minute=30),
+            {"data": {"location": "кабинет 5"}},
+            "08:30",
+            [
+                "Напомняне: Dr. Petrova утре в 10:30, кабинет 5.",
+                "Напомняне: Dr. Petrova днес в 10:30, кабинет 5.",
+            ],
+        ),
+        (
+            "en",
+            "Europe/Sofia",
+            THURSDAY.replace(hour=10, minute=30),
+            {"data": {}},
+            "08:30",
+            ["Reminder: Dr. Petrova tomorrow at 10:30.", "Reminder: Dr. Petrova today at 10:30."],
+        ),
+        # An all-day event has no time; 2 hours before its midnight is 22:00 the evening before.
+        (
+            "bg",
+            "Europe/Sofia",
+            THURSDAY,
+            {"data": {}, "all_day": True, "timezone": "Europe/Sofia"},
+            "20:59",
+            ["Напомняне: Dr. Petrova утре."] * 2,
+        ),
+        (
+            "en",
+            "Europe/London",
+            THURSDAY,
+            {"data": {"location": "home"}, "all_day": True, "timezone": "Europe/Sofia"},
+            "20:59",
+            ["Reminder: Dr. Petrova tomorrow, home."] * 2,
+        ),
+    ],
+)
+def test_seeded_appointment_texts_are_true_on_the_day_they_go_out(
+    engine: Engine,
+    settings: Settings,
+    scheduler: NoticeScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+    language: str,
+    zone: str,
+    at: datetime,
+    anchor: dict[str, Any],
+    moved: str,
+    expected: list[str],
+) -> None:
+    with Session(engine) as session:
+        contact = add_contact(session, "Ivan", "+359888100009", language=language, timezone=zone)
+        event = add_anchor(session, at, [contact], **anchor)
+        plan_for(session, scheduler, event.id, settings=settings, now=NOW)
+        day_before, two_hours = notices(session, event)
+        # The all-day event's reminders land on its own zone's clock, the others on the contact's.
+        local = ZoneInfo(event.timezone or zone)
+        assert f"{two_hours.send_at.astimezone(local):%H:%M}" == moved
+        sent = [
+            fire_at(monkeypatch, engine, settings, n, n.send_at) for n in (day_before, two_hours)
+        ]
+        assert sent == expected
+
+
+def test_a_late_reminder_says_when_from_the_time_it_really_goes(
+    engine: Engine,
+    settings: Settings,
+    scheduler: NoticeScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100010")
+        event = add_anchor(session, THURSDAY.replace(hour=7, minute=30), [ivan])
+        plan_for(session, scheduler, event.id, settings=settings, now=NOW)
+        two_hours = notices(session, event)[1]
+        assert two_hours.send_at.astimezone(SOFIA) == datetime(2026, 12, 9, 20, 59, tzinfo=SOFIA)
+        # The service was down until 00:30: the reminder goes out after midnight, on the day.
+        patient = settings.model_copy(update={"late_grace": "PT6H"})
+        sent = fire_at(monkeypatch, engine, patient, two_hours, THURSDAY.replace(minute=30))
+        assert sent == "Напомняне: Dr. Petrova днес в 7:30, кабинет 5."
+
+
+@pytest.mark.timeout(60)
+def test_a_template_that_runs_away_fails_its_notice_with_the_reason(
+    engine: Engine,
+    settings: Settings,
+    scheduler: NoticeScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Session(engine) as session:
+        ivan = add_contact(session, "Иван", "+359888100011")
+        event = add_anchor(session, THURSDAY.replace(hour=10), [ivan], data={"n": 999})
+        plan_for(session, scheduler, event.id, settings=settings, now=NOW)
+        day_before = notices(session, event)[0]
+        # Saving checks templates on a sample; this one only runs away on the event's own data.
+        day_before.text = (
+            "{% for i in range(data.n) %}{% for j in range(data.n) %}{% endfor %}{% endfor %}x"
+        )
+        session.add(day_before)
+        session.commit()
+        monkeypatch.setattr(firing, "utcnow", lambda: day_before.send_at)
+        sender = OutboxSender(settings, engine)
+        assert fire(engine, sender, day_before.id, settings=settings) == "failed"
+        session.expire_all()
+        failed = session.get(Notice, day_before.id)
+        assert failed is not None
+        assert failed.status_reason == (
+            f"the template went over its bounds: more than {MAX_STEPS} steps"
+        )
+        [attempt] = session.exec(select(Attempt).where(Attempt.notice_id == failed.id)).all()
+        assert (attempt.error_code, attempt.status) == ("template", "failed")

@@ -24,7 +24,7 @@ from sqlmodel import col
 
 from reminders.db import make_engine
 from reminders.models import Attempt, Notice, OutboxMessage
-from tests.conftest import wait_for
+from tests.conftest import make_key, wait_for
 
 pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
 
@@ -293,3 +293,28 @@ def test_first_start_prints_an_admin_key_once(servers: list[Server], tmp_path: P
     assert "admin key was created" not in second.stdout
     for server in servers:
         assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_a_runaway_template_preview_answers_at_once_and_sigterm_still_stops_serve(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'preview.db'}"
+    server = start(servers, database_url, free_port(), tmp_path)
+    engine = make_engine(database_url)
+    try:
+        key = make_key(engine, "read")
+    finally:
+        engine.dispose()
+    stall = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
+    # Before templates were bounded this took minutes and gigabytes, and SIGTERM waited on it.
+    response = httpx.post(
+        f"{server.base_url}/api/v1/sms/preview",
+        json={"template": stall},
+        headers=key,
+        timeout=10,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "template"
+    assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    assert server.terminate() == 0, server.stderr
+    assert "Traceback" not in server.stderr, server.stderr

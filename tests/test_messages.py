@@ -437,3 +437,18 @@ def test_send_at_in_words_over_the_api(client: TestClient, writer: Headers) -> N
     expected = datetime(day.year, day.month, day.day, 10, 0, tzinfo=SOFIA)
     assert datetime.fromisoformat(response.json()["send_at"]) == expected
     assert datetime.fromisoformat(response.json()["notices"][0]["send_at"]) == expected
+
+
+def test_a_message_is_sent_as_written_not_rendered_as_a_template(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    # Only policy steps are templates; a message's braces are its own text.
+    written = "Код {{ event.title }} {% for i in range(9) %}"
+    response = send(client, writer, to={"phones": ["0888 300 010"]}, text=written)
+    assert response.status_code == 201, response.text
+    message = response.json()
+    wait_for(
+        lambda: all(n["status"] == "sent" for n in notices_of(client, writer, message["id"])),
+        what="the notice sent",
+    )
+    assert [r[2] for r in outbox(engine)] == [written]

@@ -70,6 +70,11 @@ def test_policy_lifecycle(client: TestClient, writer: Headers) -> None:
             "line 3: unexpected",
         ),
         ({"offset": "-P1D", "template": "{% if x %}never closed"}, "steps.0.template", "endif"),
+        (
+            {"offset": "-P1D", "template": "{{ " + "(" * 200 + "1" + ")" * 200 + " }}"},
+            "steps.0.template",
+            "nested too deeply",
+        ),
         ({"offset": "-P1D", "template": "x", "kind": "message"}, "steps.0.kind", "event_reminder"),
         ({"offset": "-P1D", "template": "x", "extra": 1}, "steps.0.extra", "not a known field"),
     ],
@@ -243,4 +248,85 @@ def test_bad_lane_or_sender_id_is_a_422(
             "/api/v1/policies/appointment", json={"priority": None}, headers=writer
         ).status_code
         == 422
+    )
+
+
+STALL = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (STALL, "bounds"),
+        ("{% for i in range(999) %}{% for j in range(999) %}{% endfor %}{% endfor %}x", "steps"),
+        ("{{ 'x' * 999999999 }}", "characters"),
+        ("{{ title * 400 }}", "at most 1600"),
+    ],
+)
+def test_a_template_that_runs_away_is_refused_when_saved(
+    client: TestClient, writer: Headers, template: str, message: str
+) -> None:
+    steps = [
+        {"offset": "-P1D", "template": "Fine {{ title }}"},
+        {"offset": "-PT2H", "template": template},
+    ]
+    created = client.post("/api/v1/policies", json={"name": "p2", "steps": steps}, headers=writer)
+    assert created.status_code == 422, created.text
+    [error] = created.json()["errors"]
+    assert error["field"] == "steps.1.template" and message in error["message"], error
+    patched = client.patch("/api/v1/policies/appointment", json={"steps": steps}, headers=writer)
+    assert patched.status_code == 422, patched.text
+    assert patched.json()["errors"][0]["field"] == "steps.1.template"
+    assert client.get("/api/v1/policies/p2", headers=writer).status_code == 404
+
+
+def test_a_template_with_names_a_notice_does_not_have_is_refused(
+    client: TestClient, writer: Headers
+) -> None:
+    steps = [{"offset": "-P1D", "template": "{{ event.title }} at {{ time }}, {{ place }}"}]
+    created = client.post("/api/v1/policies", json={"name": "p3", "steps": steps}, headers=writer)
+    assert created.status_code == 422, created.text
+    [error] = created.json()["errors"]
+    assert error["field"] == "steps.0.template"
+    # The unknown names, then every name a template can use.
+    assert error["message"].startswith("unknown names event, place; a template can use amount,")
+    for name in ("first_name", "location", "title", "when"):
+        assert name in error["message"]
+    patched = client.patch("/api/v1/policies/appointment", json={"steps": steps}, headers=writer)
+    assert patched.status_code == 422, patched.text
+    # Names a template sets itself, loop variables and Jinja's own globals are fine.
+    fine = (
+        "{% set who = first_name or name %}{% for k in contact %}{{ k }}{% endfor %}"
+        "{% set ns = namespace(n=1) %}{{ who }} {{ range(2)|join }} {{ ns.n }} {{ when }}"
+    )
+    created = client.post(
+        "/api/v1/policies",
+        json={"name": "p3", "steps": [{"offset": "-P1D", "template": fine}]},
+        headers=writer,
+    )
+    assert created.status_code == 201, created.text
+
+
+def test_the_seeded_and_built_in_texts_pass_the_checks_a_saved_template_gets(
+    client: TestClient, writer: Headers
+) -> None:
+    from reminders.bills import PAYMENT_FAILED
+    from reminders.scheduler.anchors import ALARM_TEMPLATE
+    from reminders.scheduler.context import SAMPLE_CONTEXTS, TEMPLATE_VARIABLES
+    from reminders.templates import check_template
+
+    for policy in client.get("/api/v1/policies", headers=writer).json():
+        steps = [{k: v for k, v in s.items() if v is not None} for s in policy["steps"]]
+        saved = client.patch(
+            f"/api/v1/policies/{policy['name']}", json={"steps": steps}, headers=writer
+        )
+        assert saved.status_code == 200, saved.text
+    check_template(ALARM_TEMPLATE, field="t", variables=TEMPLATE_VARIABLES, samples=SAMPLE_CONTEXTS)
+    # The payment-failed text is rendered when the failure is reported, with its reason too.
+    check_template(
+        PAYMENT_FAILED,
+        field="t",
+        variables=TEMPLATE_VARIABLES | {"reason"},
+        samples=[{**sample, "reason": "x" * 500} for sample in SAMPLE_CONTEXTS],
     )

@@ -51,8 +51,13 @@ def test_a_template_renders_with_sample_values(client: TestClient, reader: Heade
         ({}, "body", "either text or template"),
         ({"text": "a", "template": "b"}, "body", "either text or template"),
         ({"template": "{{ oops"}, "template", "line 1"),
-        ({"template": "{{ x.__class__.__mro__ }}", "sample": {"x": 1}}, "template", "sandbox"),
+        (
+            {"template": "{{ name.__class__.__mro__ }}", "sample": {"name": 1}},
+            "template",
+            "sandbox",
+        ),
         ({"text": ""}, "text", "at least 1"),
+        ({"template": "{{ " + "(" * 200 + "1" + ")" * 200 + " }}"}, "template", "too deeply"),
     ],
 )
 def test_bad_previews(
@@ -66,3 +71,42 @@ def test_bad_previews(
 
 def test_preview_needs_a_key(client: TestClient) -> None:
     assert client.post("/api/v1/sms/preview", json={"text": "x"}).status_code == 401
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
+            "range of 99999",
+        ),
+        ("{% for i in range(999) %}{% for j in range(999) %}{% endfor %}{% endfor %}x", "steps"),
+        ("{{ 'x' * 999999999 }}", "characters"),
+        ("{{ name * 999 }}", "at most 1600"),
+    ],
+)
+def test_a_template_that_runs_away_is_a_422(
+    client: TestClient, reader: Headers, template: str, message: str
+) -> None:
+    response = preview(client, reader, template=template, sample={"name": "Jo"})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "template" and message in error["message"], error
+
+
+def test_unknown_names_are_refused_and_the_known_ones_listed(
+    client: TestClient, reader: Headers
+) -> None:
+    response = preview(client, reader, template="{{ event.title }}")
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "template"
+    assert error["message"].startswith("unknown name event; a template can use amount, contact,")
+    typo = preview(client, reader, template="{{ name }}", sample={"nmae": "Jo"})
+    assert typo.status_code == 422, typo.text
+    assert typo.json()["errors"][0]["field"] == "sample.nmae"
+    body = preview(client, reader, template="{{ when }}", sample={"when": "утре в 8:15"}).json()
+    assert body["text"] == "утре в 8:15"
+    assert {"name", "title", "when", "location", "amount"} <= set(body["variables"])
+    assert body["variables"] == sorted(body["variables"])

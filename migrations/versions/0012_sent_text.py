@@ -1,6 +1,6 @@
 """Attempts keep the text they handed to the gateway; notices the last one.
 
-Revision ID: 0012_sent_text
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-30
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_sent_text"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

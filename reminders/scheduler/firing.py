@@ -8,14 +8,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel import Locale
-from babel.dates import format_date
-from babel.numbers import format_decimal
 from sqlalchemy import String, bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
@@ -24,6 +19,7 @@ from reminders.db import UTCDateTime, in_chunks, utcnow
 from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus, Priority
 from reminders.notices import JobItem, JobScheduler
+from reminders.scheduler.context import template_context
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.compose import compose
 from reminders.sender.rate import SendRate
@@ -57,59 +53,6 @@ def _human(delta: timedelta) -> str:
         return f"{minutes} min"
     hours = minutes // 60
     return f"{hours} h" if hours < 48 else f"{hours // 24} days"
-
-
-def template_context(
-    notice: Notice, contact: Contact | None, anchor: Anchor | None, zone: ZoneInfo
-) -> dict[str, Any]:
-    """What a policy's template can use; times are on the recipient's clock."""
-    context: dict[str, Any] = {
-        "phone": notice.phone,
-        "lang": contact.language if contact else "bg",
-        "name": contact.name if contact else "",
-        "first_name": contact.name.split()[0] if contact and contact.name.split() else "",
-        "contact": dict(contact.attributes) if contact else {},
-    }
-    if anchor is not None:
-        start = anchor.at.astimezone(zone)
-        data = dict(anchor.data)
-        lang = context["lang"]
-        context.update(
-            {
-                "title": anchor.title,
-                "start": start,
-                "date": format_date(
-                    start.date(), DATE_FORMAT.get(lang, "d.MM.y"), locale=_locale(lang)
-                ),
-                "time": "" if anchor.all_day else start.strftime("%H:%M"),
-                "location": data.get("location", ""),
-                "amount": _amount_text(data.get("amount"), lang),
-                "currency": data.get("currency", ""),
-                "data": data,
-            }
-        )
-    return context
-
-
-# "15.12.2026" in Bulgarian, "15 Dec 2026" in English: short, and all GSM-7 in English.
-DATE_FORMAT = {"bg": "d.MM.y", "en": "d MMM y"}
-
-
-@lru_cache(maxsize=8)
-def _locale(lang: str) -> Locale:
-    # Babel looks the locale's data files up on every call given a name; a burst pays for it.
-    return Locale.parse(lang)
-
-
-def _amount_text(amount: Any, lang: str) -> str:
-    """84,20 in Bulgarian, 84.20 in English; no grouping separator, since Babel's Bulgarian one
-    is a non-breaking space, which alone would turn an English SMS into UCS-2."""
-    if amount in (None, ""):
-        return ""
-    try:
-        return format_decimal(Decimal(str(amount)), format="0.00", locale=_locale(lang))
-    except (InvalidOperation, ValueError):
-        return str(amount)
 
 
 @dataclass
@@ -329,7 +272,7 @@ def _prepare(
             or settings.timezone
         )
         try:
-            text = render(notice.text, template_context(notice, contact, anchor, zone))
+            text = render(notice.text, template_context(notice, contact, anchor, zone, now))
         except RenderError as exc:
             attempt = {
                 "provider": provider,
