@@ -100,6 +100,7 @@ def test_plan_move_and_cancel(
             "created": 4,
             "moved": 0,
             "updated": 0,
+            "restored": 0,
             "expired": 0,
             "cancelled": 0,
             "unchanged": 0,

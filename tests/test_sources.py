@@ -446,7 +446,7 @@ def test_an_event_cancelled_then_restored_in_the_calendar_gets_its_reminders_bac
     restored = sync(client, writer, source["id"])
     assert restored["status"] == "synced", restored
     assert restored["restored"] == 1 and restored["created"] == 0
-    assert restored["notices"]["moved"] == 1  # the cancelled reminder is planned again
+    assert restored["notices"]["restored"] == 1  # the cancelled reminder is planned again
     assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"sent", "scheduled"}
     assert notices_of(engine, "a@clinic")[0][0] == "sent"  # never sent twice
     event = client.get(f"/api/v1/events/{event_id(engine, 'a@clinic')}", headers=writer).json()
@@ -480,7 +480,7 @@ def test_an_event_removed_then_back_in_the_calendar_is_restored(
     assert sync(client, writer, source["id"])["cancelled"] == 1
     feed.body = calendar(appointment(f"{day(5)}T100000"), other)
     restored = sync(client, writer, source["id"])
-    assert restored["restored"] == 1 and restored["notices"]["moved"] == 2, restored
+    assert restored["restored"] == 1 and restored["notices"]["restored"] == 2, restored
     assert {s for s, _ in notices_of(engine, "a@clinic").values()} == {"scheduled"}
 
 

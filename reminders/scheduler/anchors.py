@@ -58,6 +58,8 @@ class PlanReport:
     # (a policy's template, lane, sender ID or transliteration), or came back at the same time.
     moved: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)
+    # Notices planned again after they were cancelled or expired (a feed event restored).
+    restored: list[int] = field(default_factory=list)
     expired: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
     unchanged: int = 0
@@ -67,6 +69,7 @@ class PlanReport:
             "created": len(self.created),
             "moved": len(self.moved),
             "updated": len(self.updated),
+            "restored": len(self.restored),
             "expired": len(self.expired),
             "cancelled": len(self.cancelled),
             "unchanged": self.unchanged,
@@ -384,7 +387,9 @@ def _diff(
         if not changed:
             report.unchanged += 1
         elif status == NoticeStatus.scheduled:
-            if was[1] != send_at:
+            if was[0] != NoticeStatus.scheduled:
+                report.restored.append(notice.id)
+            elif was[1] != send_at:
                 report.moved.append(notice.id)
             else:
                 report.updated.append(notice.id)
