@@ -31,7 +31,7 @@ from reminders.models import (
     NoticeStatus,
     Priority,
 )
-from reminders.notices import JobScheduler
+from reminders.notices import JobScheduler, notices_by_anchor
 from reminders.paging import page
 from reminders.scheduler.anchors import cancel_for
 from reminders.scheduler.context import template_context
@@ -270,15 +270,9 @@ def bill_out(session: Session, anchor: Anchor, *, created: bool = False) -> Bill
 def bills_out(session: Session, anchors: Sequence[Anchor]) -> list[BillOut]:
     """Bills as the API shows them, with their notices: two queries for the lot."""
     ids = [anchor.id for anchor in anchors if anchor.id is not None]
-    notices: dict[int, list[Notice]] = {i: [] for i in ids}
+    notices = notices_by_anchor(session, ids)
     customers: dict[int, int | None] = {}
     for chunk in in_chunks(ids):
-        for notice in session.exec(
-            select(Notice)
-            .where(col(Notice.anchor_id).in_(chunk))
-            .order_by(col(Notice.send_at), col(Notice.id))
-        ):
-            notices[notice.anchor_id or 0].append(notice)
         for anchor_id, contact_id in session.exec(
             select(AnchorRecipient.anchor_id, AnchorRecipient.contact_id).where(
                 col(AnchorRecipient.anchor_id).in_(chunk)

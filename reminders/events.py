@@ -16,7 +16,7 @@ from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.messages import resolve_recipients
 from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice
-from reminders.notices import JobScheduler
+from reminders.notices import JobScheduler, notices_by_anchor
 from reminders.paging import page
 from reminders.policies import get_policy_or_none
 from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for, set_recipients
@@ -237,15 +237,9 @@ def events_out(
 ) -> list[EventOut]:
     """The events as the API shows them: two queries for a whole page, not two per event."""
     ids = [anchor.id for anchor in anchors if anchor.id is not None]
-    notices: dict[int, list[Notice]] = {i: [] for i in ids}
+    notices = notices_by_anchor(session, ids)
     phones: dict[int, list[str]] = {i: [] for i in ids}
     if ids:
-        for notice in session.exec(
-            select(Notice)
-            .where(col(Notice.anchor_id).in_(ids))
-            .order_by(col(Notice.send_at), col(Notice.id))
-        ):
-            notices[notice.anchor_id or 0].append(notice)
         for anchor_id, phone in session.exec(
             select(AnchorRecipient.anchor_id, AnchorRecipient.phone).where(
                 col(AnchorRecipient.anchor_id).in_(ids)

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, String, and_, exists, func, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.errors import Conflict, NotFound
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.paging import page
@@ -26,6 +26,19 @@ class JobScheduler(Protocol):
     def schedule(self, items: Sequence[JobItem], *, new: bool = False) -> None: ...
 
     def unschedule(self, notice_ids: Sequence[int]) -> None: ...
+
+
+def notices_by_anchor(session: Session, anchor_ids: Sequence[int]) -> dict[int, list[Notice]]:
+    """Each anchor's notices in send order, for events and bills as the API shows them."""
+    found: dict[int, list[Notice]] = {i: [] for i in anchor_ids}
+    for chunk in in_chunks(list(anchor_ids)):
+        for notice in session.exec(
+            select(Notice)
+            .where(col(Notice.anchor_id).in_(chunk))
+            .order_by(col(Notice.send_at), col(Notice.id))
+        ):
+            found[notice.anchor_id or 0].append(notice)
+    return found
 
 
 def list_notices(
