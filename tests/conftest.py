@@ -169,3 +169,35 @@ def gateway() -> Iterator[Gateway]:
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster of this test's own, which it may stop and restart (tests/throwaway.py)."""
+    from tests.throwaway import PgCluster
+
+    cluster = PgCluster()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[Any]:
+    """A redis-server of this test's own, which it may stop and start again."""
+    from tests.throwaway import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Any]:
+    """A 4 MB tmpfs this test may fill up (for a SQLite database that runs out of space)."""
+    from tests.throwaway import SmallDisk
+
+    disk = SmallDisk()
+    yield disk
+    disk.destroy()
