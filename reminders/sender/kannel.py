@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy.engine import Engine
 
+from reminders.redaction import REDACT_SECRETS
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError, transport_error
 from reminders.sender.compose import compose, is_gsm7
 from reminders.settings import Settings, SettingsError
@@ -58,26 +59,6 @@ def dlr_url(public_url: str, secret: str, notice_id: int) -> str:
     return ours.replace("%", "%%") + "&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I"
 
 
-class _RedactCredentials(logging.Filter):
-    """Hide the Kannel password and the webhook secret in httpx's request log lines.
-
-    Kannel takes its password in the query string, and httpx logs each request's full URL at
-    INFO, so without this every send would write the password to the service log.
-    """
-
-    PATTERN: Final = re.compile(r"((?:password|secret)(?:=|%3D))(?:[^&\s\"]*?)(?=%26|&|\"|\s|$)")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.PATTERN.sub(r"\1***", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-_REDACT = _RedactCredentials()
-
-
 class KannelSender(Sender):
     name = "kannel"
 
@@ -97,7 +78,8 @@ class KannelSender(Sender):
         self.max_parts = settings.kannel_max_parts
         # Kannel is local or near: a slow connect means it is down, not busy.
         self.client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0))
-        logging.getLogger("httpx").addFilter(_REDACT)  # a set: adding twice keeps one
+        # httpx logs each request's full URL, and Kannel takes its password in the query.
+        logging.getLogger("httpx").addFilter(REDACT_SECRETS)
 
     def send(self, sms: OutgoingSms) -> Accepted:
         params = self.params(sms)
