@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import redis
@@ -19,6 +18,7 @@ from reminders.db import make_engine
 from reminders.metrics import make_metrics
 from reminders.migrate import ensure_schema
 from reminders.models import Scope
+from reminders.redaction import REDACT_SECRETS
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
 from reminders.scheduler.service import NoticeScheduler
@@ -33,26 +33,12 @@ class StartupError(Exception):
     """The process cannot start; the message is one sentence for the operator."""
 
 
-_SECRET_PARAMS = re.compile(r"((?:secret|password|token)=)[^&\s\"]+", re.IGNORECASE)
-
-
-class RedactSecrets(logging.Filter):
-    """Secrets travel in gateway URLs (Kannel's password, our callbacks' secret): never log them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = _SECRET_PARAMS.sub(r"\1…", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for name in ("uvicorn.access", "httpx", "httpcore"):
-        logging.getLogger(name).addFilter(RedactSecrets())
+        logging.getLogger(name).addFilter(REDACT_SECRETS)
     # APScheduler logs every job it adds and runs at INFO: one line per notice is noise.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # httpx logs each request's URL at INFO, and a gateway's URL holds the recipient's number

@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
-        description="Secret token put in callback URLs for gateways that cannot sign (Kannel).",
+        description="Kannel's callbacks: signs each send's dlr-url, and is the inbound "
+        "get-url's secret.",
     )
     http_sender_url: str | None = Field(
         default=None, description="The in-house gateway the http sender POSTs JSON to."
