@@ -101,8 +101,13 @@ class Settings(BaseSettings):
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
-        description="Kannel's callbacks: signs each send's dlr-url, and is the inbound "
-        "get-url's secret.",
+        description="Kannel's callbacks: the keys that sign each send's dlr-url and make the "
+        "inbound get-url's token are derived from it; it never travels itself.",
+    )
+    kannel_inbound_legacy_secret: bool = Field(
+        default=False,
+        description="Also take inbound SMS at the old get-url that carries the webhook secret "
+        "itself, while kannel.conf is being changed to the token form (logged once).",
     )
     http_sender_url: str | None = Field(
         default=None, description="The in-house gateway the http sender POSTs JSON to."

@@ -33,6 +33,7 @@ from reminders.sender.kannel_dlr import (
     signature_valid,
 )
 from reminders.settings import Settings, load_settings
+from reminders.webhook_keys import inbound_token
 from tests.conftest import fall_due, make_key
 
 SECRET = "dlr-secret-ü/%A&x"  # what Kannel would mangle if sent as is: non-ASCII, "%A", "&"
@@ -131,6 +132,8 @@ def test_the_signed_url_holds_no_secret_and_survives_kannels_escapes() -> None:
     assert not signature_valid(SECRET, 42, "0123456789abcdeg", sig)
     assert not signature_valid("another secret", 42, "0123456789abcdef", sig)
     assert new_attempt() != new_attempt()
+    # URLs in flight survive an upgrade only if the derivation never drifts.
+    assert signature("x", 42, "0123456789abcdef") == "jM8keQ34HmoiG5FpjTJBsQ"
 
 
 @pytest.mark.parametrize(
@@ -211,6 +214,26 @@ def test_a_forged_or_borrowed_signature_is_refused(
         response = client.get(with_param(path, "notice", bad_id))
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "notice"
     assert client.get(path).text == "applied"  # the genuine one still works
+
+
+def test_the_inbound_get_urls_token_signs_no_report(
+    client: TestClient, engine: Engine, settings: Settings
+) -> None:
+    """Whoever reads the inbound get-url in smsbox's log holds its token: no report with it."""
+    notice = new_notice(engine, "0888 123 008")
+    path = kannel_calls(fire_through_kannel(settings, engine, notice), 16)
+    attempt = path.split("attempt=")[1][:16]
+    token = inbound_token(SECRET)
+    for bad in (
+        with_param(path, "sig", signature(token, notice, attempt)),  # the token as the key
+        with_param(path, "sig", token),
+        with_param(path, "sig", token[:22]),
+    ):
+        assert client.get(bad).status_code == 403, bad
+    # Nor as the secret of the old, unsigned form.
+    assert unsigned_dlr(client, notice, 16, secret=token).status_code == 403
+    assert notice_status(engine, notice) == "sent"
+    assert client.get(path).text == "applied"
 
 
 def test_a_report_about_an_earlier_send_moves_nothing(

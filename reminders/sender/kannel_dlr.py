@@ -4,8 +4,9 @@ Kannel cannot sign its callbacks, so the dlr-url it calls is the credential, and
 it whole (at ERROR whenever a callback fails). So it holds no secret: each send of a notice
 (each attempt) gets an id of its own, and its dlr-url carries the notice id, that attempt id
 and ``sig``, an HMAC-SHA256 of the two under a key derived from ``REMINDERS_WEBHOOK_SECRET``
-for this purpose alone. A leaked URL names one send of one notice: it can move that notice
-forward only, once to a final status, and a report about any other send of it moves nothing.
+for this purpose alone (``reminders.webhook_keys``). A leaked URL names one send of one
+notice: it can move that notice forward only, once to a final status, and a report about any
+other send of it moves nothing.
 
 Before signed URLs the dlr-url carried the secret itself, and the send was recorded as
 ``notice-{id}``. Such reports are still taken, with the secret, for those sends alone and
@@ -26,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from reminders.models import Attempt
 from reminders.sender.reports import ReportStatus
+from reminders.webhook_keys import DLR_URL, derived_key
 
 DLR_PATH: Final = "/webhooks/kannel/dlr"
 # 1 delivered, 2 undelivered, 4 buffered, 8 accepted by the SMSC, 16 rejected by the SMSC.
@@ -33,8 +35,6 @@ DLR_MASK: Final = 1 | 2 | 4 | 8 | 16
 # Kannel's escapes, filled in when it calls: %d the DLR type, %i the SMSC, %A the SMSC's
 # reply, %F the SMSC's own id for the message, %I Kannel's.
 KANNEL_ESCAPES: Final = "&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I"
-# The key signs dlr-urls and nothing else: the same secret may serve other purposes.
-_PURPOSE: Final = b"reminders kannel dlr-url v1"
 _SIGNATURE_BYTES: Final = 16  # 128 bits: a guess is hopeless, and the URL stays short
 
 
@@ -55,7 +55,8 @@ def unsigned_message_id(notice_id: int) -> str:
 
 def signature(secret: str, notice_id: int, attempt: str) -> str:
     """``sig`` for one send's dlr-url: URL-safe base64 of a truncated HMAC-SHA256."""
-    key = hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
+    # The key signs dlr-urls and nothing else: the same secret serves other purposes.
+    key = derived_key(secret, DLR_URL)
     mac = hmac.new(key, f"{notice_id}.{attempt}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac[:_SIGNATURE_BYTES]).rstrip(b"=").decode()
 

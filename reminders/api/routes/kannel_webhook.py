@@ -4,20 +4,24 @@ Kannel cannot sign a request, so the URLs it calls are the credentials. A delive
 to the dlr-url the Kannel sender gives with each send, signed for that send alone (see
 ``reminders.sender.kannel_dlr``); Kannel fills in ``type`` (%d), ``smsc`` (%i) and ``reply``
 (%A, the SMSC's words). An inbound SMS comes to the get-url of an ``sms-service`` in
-kannel.conf (``inbound_get_url``), which carries ``settings.webhook_secret``.
+kannel.conf (``inbound_get_url``, printed by ``reminders kannel get-url``), which carries a
+token derived from ``settings.webhook_secret`` for that use alone: smsbox logs the URL whole,
+and the token it shows can neither sign a delivery report nor give the secret away.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated, Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.db import utcnow
+from reminders.errors import InvalidField
 from reminders.inbound import receive
 from reminders.models import Notice, NoticeStatus
 from reminders.schemas import MAX_ID
@@ -31,6 +35,9 @@ from reminders.sender.kannel_dlr import (
 )
 from reminders.sender.reports import DeliveryReport, apply_report
 from reminders.settings import Settings
+from reminders.webhook_keys import inbound_token, inbound_token_valid
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix=DLR_PATH.removesuffix("/dlr"), tags=["webhooks"])
 
@@ -49,10 +56,11 @@ EIGHT_BIT: Final = 1
 def inbound_get_url(public_url: str, secret: str) -> str:
     """The ``get-url`` of the sms-service in kannel.conf that sends inbound SMS here.
 
-    As with the dlr-url, Kannel expands %-escapes in it, so each "%" of our percent-encoded
-    secret is doubled ("%%" comes back as "%") before Kannel's own escapes are added.
+    It carries the token derived from ``secret``, never the secret. As with the dlr-url, Kannel
+    expands %-escapes in it, so each "%" of ours (a percent-encoded public URL) is doubled
+    ("%%" comes back as "%") before Kannel's own escapes are added.
     """
-    ours = f"{public_url}{INBOUND_PATH}?secret={quote(secret, safe='')}"
+    ours = f"{public_url}{INBOUND_PATH}?token={inbound_token(secret)}"
     return ours.replace("%", "%%") + INBOUND_ESCAPES
 
 
@@ -94,6 +102,53 @@ def _configured_secret(settings: Settings, what: str) -> str:
 def _require_secret(given: str, settings: Settings, what: str) -> None:
     expected = _configured_secret(settings, what)
     if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(403, "the secret does not match")
+
+
+_OLD_GET_URL: Final = (
+    "kannel.conf's inbound get-url still carries REMINDERS_WEBHOOK_SECRET itself (smsbox logs "
+    "it): put the one `reminders kannel get-url` prints in its place"
+)
+_old_get_url_noted = False  # once per process: smsbox would fill the log with it otherwise
+
+
+def _note_old_get_url(accepted: bool) -> None:
+    global _old_get_url_noted
+    if not _old_get_url_noted:
+        _old_get_url_noted = True
+        if accepted:
+            log.warning("%s, then unset REMINDERS_KANNEL_INBOUND_LEGACY_SECRET", _OLD_GET_URL)
+        else:
+            log.warning("%s; refused until then", _OLD_GET_URL)
+
+
+def _require_inbound_credential(token: str | None, secret: str | None, settings: Settings) -> None:
+    """The get-url's token; or, before kannel.conf is changed, the secret itself if allowed.
+
+    The old form is refused with the same answer whatever secret it carries, unless
+    REMINDERS_KANNEL_INBOUND_LEGACY_SECRET allows it: a secret read from an old smsbox log then
+    learns nothing, and the log says so (once) only when it really is kannel.conf's.
+    """
+    expected = _configured_secret(settings, "inbound messages")
+    if token is not None:
+        if not inbound_token_valid(expected, token):
+            raise HTTPException(403, "the token does not match")
+        return
+    if secret is None:
+        raise InvalidField(
+            "is required: the get-url `reminders kannel get-url` prints carries it", field="token"
+        )
+    genuine = hmac.compare_digest(secret.encode(), expected.encode())
+    allowed = settings.kannel_inbound_legacy_secret
+    if genuine:
+        _note_old_get_url(accepted=allowed)
+    if not allowed:
+        raise HTTPException(
+            403,
+            "the secret itself is no longer taken: the get-url carries a token "
+            "(`reminders kannel get-url` prints it)",
+        )
+    if not genuine:
         raise HTTPException(403, "the secret does not match")
 
 
@@ -175,13 +230,23 @@ def kannel_inbound(
     session: SessionDep,
     settings: SettingsDep,
     scheduler: SchedulerDep,
-    secret: Annotated[str, Query(description="REMINDERS_WEBHOOK_SECRET, from the get-url.")],
     sender: Annotated[
         str, Query(alias="from", min_length=1, max_length=40, description="The sender (%p).")
     ],
     # Declared for validation and the docs; the value is read again as bytes (see mo_text).
     text: Annotated[str, Query(description="The message as Kannel holds it (%b).")],
     coding: Annotated[int, Query(ge=-1, le=2, description="0 GSM-7, 1 8-bit, 2 UCS-2 (%c).")],
+    token: Annotated[
+        str | None,
+        Query(max_length=100, description="From the get-url: derived from the webhook secret."),
+    ] = None,
+    secret: Annotated[
+        str | None,
+        Query(
+            description="REMINDERS_WEBHOOK_SECRET itself, in get-urls made before tokens; "
+            "taken only with REMINDERS_KANNEL_INBOUND_LEGACY_SECRET=true."
+        ),
+    ] = None,
     charset: Annotated[str, Query(max_length=40, description="The bytes' charset (%C).")] = "",
     to: Annotated[str, Query(max_length=40, description="Our number it was sent to (%P).")] = "",
     id: Annotated[  # noqa: A002
@@ -193,7 +258,7 @@ def kannel_inbound(
     The answer is empty: whatever it held, smsbox would send it to the customer as a reply
     (kannel.conf's sms-service also has max-messages = 0, so that nothing ever goes back).
     """
-    _require_secret(secret, settings, "inbound messages")
+    _require_inbound_credential(token, secret, settings)
     receive(
         session,
         scheduler,
