@@ -104,3 +104,7 @@ class Faults:
         if rule.then is not None:
             rule.then()
         return self.error("injected: the connection to the database was lost")  # type: ignore[no-any-return]
+
+
+# APScheduler's own question after each round: when is the next job due?
+NEXT_RUN_TIME = r"^SELECT apscheduler_jobs\.next_run_time\s+FROM apscheduler_jobs"

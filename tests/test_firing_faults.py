@@ -28,7 +28,7 @@ from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings
 from tests.conftest import wait_for
-from tests.db_faults import CLAIM, LOAD, OUTBOX, RECORD, RELEASE, Faults
+from tests.db_faults import CLAIM, LOAD, NEXT_RUN_TIME, OUTBOX, RECORD, RELEASE, Faults
 from tests.test_scheduler import make_notices, status_of
 
 FAST = Backoff(first=0.01, cap=0.05, give_up_after=0.5)
@@ -232,6 +232,29 @@ def test_the_active_scheduler_gives_a_due_notice_its_job_back(
 
 class OneByOne(Gateway):
     batch_size = 1
+
+
+def test_the_scheduler_waits_out_a_job_store_error(
+    engine: Engine,
+    settings: Settings,
+    faults: Faults,
+    gateway: Gateway,
+    installed: Callable[[Sender], None],
+) -> None:
+    """APScheduler does not guard its own loop against the store: one error ended its thread."""
+    installed(gateway)
+    scheduler = NoticeScheduler(engine)
+    scheduler.start()
+    try:
+        faults.fail(NEXT_RUN_TIME, times=3)
+        wait_for(lambda: faults.injected == 3, what="the store to fail three times")
+        data = MessageCreate.model_validate({"to": {"phones": ["0888 611 001"]}, "text": "x"})
+        with Session(engine, expire_on_commit=False) as session:
+            _, [notice] = create_message(session, scheduler, data, region="BG")
+        assert notice.id is not None
+        wait_for(lambda: status_of(engine, notice.id or 0) == "sent", what="the notice to go")
+    finally:
+        scheduler.shutdown()
 
 
 def test_the_check_leaves_alone_what_a_lane_holds(
