@@ -310,3 +310,11 @@ def test_the_check_looks_only_at_due_notices(engine: Engine, settings: Settings)
     assert jobs == {job_id(due), job_id(cancelled.id)}
     assert status_of(engine, future) == "scheduled"
     assert scheduler.reconcile() == {"rescheduled": 1, "removed": 1}
+
+
+def test_the_check_interval_is_a_setting() -> None:
+    from reminders.settings import SettingsError, load_settings
+
+    assert load_settings(reconcile_every="PT45S").reconcile_every_delta == timedelta(seconds=45)
+    with pytest.raises(SettingsError, match="REMINDERS_RECONCILE_EVERY: must be a positive"):
+        load_settings(reconcile_every="PT0S")
