@@ -112,7 +112,7 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         metrics=make_metrics(client, prefix=settings.redis_prefix),
     )
     runtime.install(rt)
-    scheduler = NoticeScheduler(engine, token=token)
+    scheduler = NoticeScheduler(engine, token=token, reconcile_every=settings.reconcile_every_delta)
     rt.scheduler = scheduler
     leadership = None
     if run_scheduler and client is not None:

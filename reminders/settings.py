@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description="Messages per second for all instances together, transactional ones "
         "first; unset means as fast as the gateway takes them.",
     )
+    reconcile_every: str = Field(
+        default="PT30S",
+        description="How often the active scheduler gives a job back to a due notice that "
+        "lost its own (ISO 8601 duration).",
+    )
     send_attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per SMS when the gateway fails transiently."
     )
@@ -171,6 +176,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_late_grace(cls, value: str) -> str:
         return _at_least(value, timedelta(seconds=1), "PT2H")
+
+    @field_validator("reconcile_every")
+    @classmethod
+    def _check_reconcile_every(cls, value: str) -> str:
+        return _at_least(value, timedelta(seconds=1), "PT30S")
+
+    @property
+    def reconcile_every_delta(self) -> timedelta:
+        return Offset.parse(self.reconcile_every).as_timedelta()
 
     @property
     def quiet(self) -> QuietHours | None:
