@@ -57,9 +57,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# The scheduler's and sender's pool: 10 feed-sync threads, 3 lane threads, the scheduler's own
-# loop (the job store) and a leadership change may all hold one at once.
-SEND_POOL_SIZE, SEND_POOL_OVERFLOW = 5, 15
+# The scheduler's and sender's pool: 10 feed-sync threads, 3 lane threads (2 connections each
+# while a sender records what it sent), the scheduler's own loop (the job store), a leadership
+# change and the health checks may all hold one at once. Past 5, connections close when freed.
+SEND_POOL_SIZE, SEND_POOL_OVERFLOW = 5, 25
 
 
 def make_engine(
