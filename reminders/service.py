@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from reminders import apikeys, runtime
 from reminders.api import create_app
+from reminders.api.admission import API_POOL_TIMEOUT, api_pool_size
 from reminders.db import make_engine
 from reminders.metrics import make_metrics
 from reminders.migrate import ensure_schema
@@ -91,7 +92,12 @@ class Process:
 
 
 def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> Process:
-    """Assemble a process. Without ``run_scheduler`` it still writes jobs, for another to fire."""
+    """Assemble a process. Without ``run_scheduler`` it still writes jobs, for another to fire.
+
+    ``engine`` is the scheduler's and the sender's; the API gets an engine of its own, its pool
+    sized for what admission lets in, so that no number of API callers can take the
+    connections sending needs.
+    """
     try:
         sender = registry.load(settings.sender)(settings, engine)
     except SettingsError:
@@ -110,6 +116,12 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         token=token,
         rate=rate,
         metrics=make_metrics(client, prefix=settings.redis_prefix),
+        api_engine=make_engine(
+            settings.database_url,
+            pool_size=api_pool_size(settings),
+            max_overflow=0,
+            pool_timeout=API_POOL_TIMEOUT,
+        ),
     )
     runtime.install(rt)
     scheduler = NoticeScheduler(engine, token=token, reconcile_every=settings.reconcile_every_delta)

@@ -129,6 +129,19 @@ class Settings(BaseSettings):
     kannel_max_parts: int = Field(
         default=10, ge=1, le=255, description="The sendsms user's max-messages in Kannel."
     )
+    api_concurrency: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="API requests worked on at once; one more is answered 503 with Retry-After "
+        "at once. The API's own database pool is sized from it.",
+    )
+    api_streams: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Live statistics streams (GET /api/v1/stats/stream) open at once.",
+    )
     horizon: str = Field(
         default="P35D", description="How far ahead feeds are expanded (ISO 8601 duration)."
     )
@@ -203,6 +216,9 @@ class Settings(BaseSettings):
             raise ValueError("is not a database URL such as sqlite:///./reminders.db") from None
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError("must point to SQLite or PostgreSQL")
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            # Every connection would get a database of its own, empty, lost at exit.
+            raise ValueError("must name a SQLite file such as sqlite:///./reminders.db")
         return value
 
     @field_validator("redis_url")
