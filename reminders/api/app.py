@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from reminders import __version__
 from reminders.api.errors import install_error_handlers
+from reminders.api.gate import KeyGate
 from reminders.api.limits import BodyLimits
 from reminders.api.routes import (
     bills,
@@ -66,7 +67,9 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
+    # The last added runs first: the key is checked before the body is read.
     app.add_middleware(BodyLimits)
+    app.add_middleware(KeyGate)
     api = APIRouter(prefix="/api/v1")
     for module in (
         contacts,

@@ -58,17 +58,24 @@ class CallbackOut(BaseModel):
 
 
 async def _signed_body(request: Request, settings: Settings) -> bytes:
+    """The body, once its signature proves the gateway sent it.
+
+    What the headers alone can tell is checked before the body is read: a caller without a
+    fresh timestamp and a signature never gets to send one.
+    """
     secret = settings.http_sender_secret
     if secret is None or not secret.get_secret_value():
         raise HTTPException(404, "the http gateway's callbacks are not configured")
-    body = await request.body()
     stamp = request.headers.get("X-Reminders-Timestamp", "")
     given = request.headers.get("X-Reminders-Signature", "")
-    expected = sign(secret.get_secret_value(), stamp, body)
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not given.startswith("sha256="):
         raise HTTPException(403, "the X-Reminders-Signature does not match")
     if not stamp.isdigit() or abs(time.time() - int(stamp)) > MAX_SKEW:
         raise HTTPException(403, "the X-Reminders-Timestamp is more than 5 minutes off")
+    body = await request.body()
+    expected = sign(secret.get_secret_value(), stamp, body)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(403, "the X-Reminders-Signature does not match")
     return body
 
 

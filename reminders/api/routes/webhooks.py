@@ -17,16 +17,21 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
 async def _signed_twilio_params(request: Request, settings: Settings) -> dict[str, str]:
-    """The callback's form parameters, once X-Twilio-Signature proves Twilio sent them."""
+    """The callback's form parameters, once X-Twilio-Signature proves Twilio sent them.
+
+    The signature covers the body, so it is read, but not for a request that has none.
+    """
     token = settings.twilio_auth_token
     if token is None or settings.public_url is None:
         raise HTTPException(404, "the twilio sender is not configured")
+    given = request.headers.get("X-Twilio-Signature", "")
+    if not given:
+        raise HTTPException(403, "the X-Twilio-Signature does not match")
     body = (await request.body()).decode("utf-8", errors="replace")
     params = dict(parse_qsl(body, keep_blank_values=True))
     url = settings.public_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    given = request.headers.get("X-Twilio-Signature", "")
     if not signature_valid(token.get_secret_value(), url, params, given):
         raise HTTPException(403, "the X-Twilio-Signature does not match")
     return params
