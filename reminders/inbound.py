@@ -14,6 +14,7 @@ from reminders.notices import JobScheduler, suppress_pending
 from reminders.paging import page
 from reminders.phones import normalize_mobile
 from reminders.settings import Settings
+from reminders.storable import UNREADABLE, storable
 
 
 def _keywords(setting: str) -> set[str]:
@@ -45,7 +46,14 @@ def receive(
     provider_message_id: str | None = None,
 ) -> InboundMessage:
     """Keep the message and act on its keyword; a message the gateway sends again (same
-    provider message id, a retry after a lost answer) is returned as first stored."""
+    provider message id, a retry after a lost answer) is returned as first stored.
+
+    A NUL a gateway let through is dropped from the numbers and the id, and marked in the text:
+    the message is kept either way.
+    """
+    from_phone, to = storable(from_phone), storable(to)
+    provider_message_id = storable(provider_message_id)
+    text = storable(text, mark=UNREADABLE)
     if provider_message_id:
         earlier = _already_received(session, provider, provider_message_id)
         if earlier is not None:

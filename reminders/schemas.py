@@ -19,6 +19,12 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_ID = 2**31 - 1
 
 
+def as_id(text: str) -> int | None:
+    """``text`` as one of our ids, or None: a gateway echoing back a number past the ids'
+    range names nothing of ours (and PostgreSQL would refuse to even compare it)."""
+    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_ID else None
+
+
 def _no_control_chars(value: str) -> str:
     # PostgreSQL refuses NUL in text, and no name or SMS needs control characters.
     if _CONTROL.search(value):

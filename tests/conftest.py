@@ -202,6 +202,7 @@ def small_disk() -> Iterator[Any]:
     yield disk
     disk.destroy()
 
+
 @pytest.fixture
 def live_server(process: Process) -> Iterator[str]:
     """The process's app on a real uvicorn (in a thread, on a free 127.0.0.1 port): real

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.schemas import as_id
 from reminders.sender.http import sign
 from reminders.sender.reports import DeliveryReport, apply_report
 from reminders.settings import Settings
@@ -99,10 +100,9 @@ def _documented(model: type[BaseModel]) -> dict[str, Any]:
 async def http_status(request: Request, session: SessionDep, settings: SettingsDep) -> CallbackOut:
     """A delivery report for a message the ``http`` sender posted; applied once, forward only."""
     report: StatusIn = _parse(StatusIn, await _signed_body(request, settings))
-    number = report.id.removeprefix(_OUR_ID)
-    if not report.id.startswith(_OUR_ID) or not number.isdigit():
+    notice_id = as_id(report.id.removeprefix(_OUR_ID))
+    if not report.id.startswith(_OUR_ID) or notice_id is None:
         raise HTTPException(422, f"id: {report.id!r} is not an id we sent (notice-<number>)")
-    notice_id = int(number)
     notice = session.get(Notice, notice_id)
     if notice is not None and notice.status == NoticeStatus.sending:
         # The report beat our own record of the send: ask the gateway to try again shortly.

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
+from reminders.schemas import as_id
 from reminders.sender.reports import apply_report
 from reminders.sender.twilio import CALLBACK_PATH, report_from_callback, signature_valid
 from reminders.settings import Settings
@@ -41,8 +42,7 @@ async def _signed_twilio_params(request: Request, settings: Settings) -> dict[st
 async def twilio_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Twilio's status callback: checked against X-Twilio-Signature, then applied once."""
     params = await _signed_twilio_params(request, settings)
-    notice = request.query_params.get("notice")
-    report = report_from_callback(params, int(notice) if notice and notice.isdigit() else None)
+    report = report_from_callback(params, as_id(request.query_params.get("notice", "")))
     if report is not None:
         apply_report(session, report)
     return Response(status_code=204)
