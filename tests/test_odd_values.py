@@ -46,7 +46,9 @@ def settings(database_url: str) -> Settings:
     )
 
 
-def refused(response: Any, field: str, words: str = "must not contain NUL characters") -> None:
+def refused(
+    response: Any, field: str, words: str = "must not contain control characters such as NUL"
+) -> None:
     assert response.status_code == 422, response.text
     body = response.json()
     assert body["errors"][0]["field"] == field, body

@@ -31,7 +31,7 @@ _PUBLIC_PATHS = frozenset(
 )
 _PUBLIC_PREFIXES = ("/webhooks/",)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-NUL_MESSAGE = "must not contain NUL characters"
+NUL_MESSAGE = "must not contain control characters such as NUL"
 
 
 def is_public(path: str) -> bool:

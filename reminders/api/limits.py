@@ -18,13 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders.api.errors import FieldError, send_error
 from reminders.api.gate import NUL_MESSAGE, has_body, is_public
+from reminders.schemas import MAX_JSON_DEPTH
 
 MB = 1024 * 1024
 BODY_LIMIT = 1 * MB
 # A batch of 10,000 bills measured 2.2 MB with short values, and 8.1 MB with every usual field
 # filled in Cyrillic and \u-escaped (what most JSON encoders write by default).
 ROUTE_LIMITS = {("POST", "/api/v1/bills/batch"): 16 * MB}
-MAX_JSON_DEPTH = 32
 
 # Everything but brackets and quotes, deleted in one pass; escaped backslashes and quotes go
 # first, so that what is left between two quotes is exactly a string's content.
