@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.errors import InvalidField
+from reminders.keylocks import lock_keys, phone_key
 from reminders.models import Contact, InboundMessage, Notice
 from reminders.notices import JobScheduler, suppress_pending
 from reminders.paging import page
@@ -64,6 +65,8 @@ def receive(
         phone = from_phone.strip()[:40]  # kept as written: someone may still want to read it
     action = keyword_action(text, settings)
     suppressed: list[int] = []
+    # Two STOPs from a number we do not know, at once, make one contact of it.
+    lock_keys(session, [phone_key(phone)])
     contacts = list(session.exec(select(Contact).where(Contact.phone == phone)))
     now = utcnow()
     if action == "opt_out":
