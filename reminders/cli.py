@@ -17,6 +17,7 @@ from reminders import apikeys
 from reminders.errors import Conflict, DomainError
 from reminders.migrate import SchemaError, current_revision, head_revision, upgrade
 from reminders.models import Scope
+from reminders.schemas import MAX_ID
 from reminders.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -178,7 +179,7 @@ def apikey_list() -> None:
 
 @key_app.command("revoke")
 @one_line_errors
-def apikey_revoke(key_id: Annotated[int, typer.Argument(min=1)]) -> None:
+def apikey_revoke(key_id: Annotated[int, typer.Argument(min=1, max=MAX_ID)]) -> None:
     """Revoke a key by id; the last admin key is refused (status 1)."""
     with Session(_engine()) as session:
         try:
@@ -229,7 +230,7 @@ def contacts_import(
 @one_line_errors
 def sources_sync(
     source_id: Annotated[
-        int | None, typer.Argument(min=1, help="One source; all if left out.")
+        int | None, typer.Argument(min=1, max=MAX_ID, help="One source; all if left out.")
     ] = None,
 ) -> None:
     """Sync feeds now and print what changed, one line per source (a failed one on stderr)."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from reminders import __version__
 from reminders.api.admission import install_admission
 from reminders.api.errors import install_error_handlers
+from reminders.api.gate import KeyGate
 from reminders.api.limits import BodyLimits
 from reminders.api.live import LiveTotals
 from reminders.api.routes import (
@@ -72,8 +73,11 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
+    # The last added runs first: the key is checked before the body is read.
     app.add_middleware(BodyLimits)
-    # Last, so outermost: a request turned away costs no body read, thread or connection.
+    app.add_middleware(KeyGate)
+    # Last, so outermost: a request turned away costs no key check, body read, thread or
+    # connection, and the key check's own connection is counted with the request's.
     app.state.gates = install_admission(app, runtime.settings)
     api = APIRouter(prefix="/api/v1")
     for module in (

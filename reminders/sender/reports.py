@@ -8,7 +8,7 @@ was sent or whose send is unknown, and only through its latest send, never an ea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -17,6 +17,7 @@ from sqlmodel import Session, col, func, select
 
 from reminders.db import utcnow
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.storable import UNREADABLE, storable
 
 ReportStatus = Literal["sent", "delivered", "undelivered", "failed"]
 # How far along a notice is; a report may only move it to a higher rank. A notice in any other
@@ -45,6 +46,13 @@ class DeliveryReport:
 def apply_report(session: Session, report: DeliveryReport, *, now: datetime | None = None) -> str:
     """Record the report; returns "applied", "ignored" (stale or repeated) or "unknown"."""
     now = now or utcnow()
+    report = replace(  # a NUL the gateway let through: PostgreSQL cannot even compare it
+        report,
+        provider_message_id=storable(report.provider_message_id),
+        error_code=storable(report.error_code),
+        error=storable(report.error, mark=UNREADABLE),
+        reference=storable(report.reference),
+    )
     query = select(Attempt).where(
         Attempt.provider == report.provider,
         Attempt.provider_message_id == report.provider_message_id,
