@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -93,6 +94,11 @@ class KeyGate:
         engine: Engine = scope["app"].state.engine  # the API's own pool
         try:
             key = await run_in_threadpool(_identify, engine, authorization)
+        except PoolTimeout:
+            # No connection came free in time: busy, as admission would say, not a 500.
+            busy = scope["app"].state.gates.requests.busy_answer()
+            await busy(scope, receive, send)
+            return
         except HTTPException as exc:
             # The body is never read: the connection cannot carry another request after it.
             await send_error(
