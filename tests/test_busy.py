@@ -135,8 +135,11 @@ def test_sixty_concurrent_reads_get_200_or_a_fast_503_and_never_touch_the_sender
 
 
 @contextmanager
-def unfinished_uploads(base_url: str, count: int) -> Iterator[None]:
-    """Requests whose body never finishes arriving: each holds a request slot until it leaves."""
+def unfinished_uploads(base_url: str, count: int, key: Headers) -> Iterator[None]:
+    """Requests whose body never finishes arriving: each holds a request slot until it leaves.
+
+    They carry a valid key: without one the door answers 401 before waiting for the body."""
+    authorization = key["Authorization"].encode()
     host, port = base_url.removeprefix("http://").split(":")
     sockets = []
     try:
@@ -144,6 +147,7 @@ def unfinished_uploads(base_url: str, count: int) -> Iterator[None]:
             sock = socket.create_connection((host, int(port)))
             sock.sendall(
                 b"POST /api/v1/messages HTTP/1.1\r\nHost: test\r\n"
+                b"Authorization: " + authorization + b"\r\n"
                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
             )
             sockets.append(sock)
@@ -158,7 +162,7 @@ def test_with_every_slot_taken_the_api_says_503_at_once_and_health_checks_still_
 ) -> None:
     with service(database_url, engine, api_concurrency=2) as (base, process):
         gates = process.app.state.gates
-        with unfinished_uploads(base, 2):
+        with unfinished_uploads(base, 2, reader):
             wait_for(lambda: gates.requests.busy == 2, timeout=10, what="two slots taken")
             started = time.monotonic()
             refused = httpx.get(f"{base}{NOTICES}", headers=reader, timeout=60)
