@@ -126,7 +126,9 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         metrics=make_metrics(client, prefix=settings.redis_prefix),
     )
     runtime.install(rt)
-    scheduler = NoticeScheduler(engine, token=token)
+    scheduler = NoticeScheduler(
+        engine, token=token, stall_after=settings.scheduler_stall_delta.total_seconds()
+    )
     rt.scheduler = scheduler
     leadership = None
     if run_scheduler and client is not None:
@@ -136,6 +138,7 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
             token=token,
             on_elected=scheduler.activate,
             on_deposed=scheduler.deactivate,
+            cannot_lead=scheduler.cannot_lead,
         )
     app = create_app(rt, scheduler, run_scheduler=run_scheduler, leadership=leadership)
     return Process(runtime=rt, scheduler=scheduler, leadership=leadership, app=app)
