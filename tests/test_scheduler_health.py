@@ -173,8 +173,11 @@ def test_the_loop_survives_a_failing_store_says_so_and_recovers(
     wait_for(lambda: status_of(engine, second) == "sent", what="a new notice to go")
     wait_for(lambda: not job_rows(engine), what="the fired jobs to be deleted")
     assert outbox_count(engine, first) == outbox_count(engine, second) == 1
-    body = readiness(client)[1]
-    assert body["scheduler"]["store_failures"] == 0 and body["scheduler"]["last_loop_at"]
+    body = wait_for(
+        lambda: (b := readiness(client)[1])["scheduler"]["store_failures"] == 0 and b,
+        what="the watchdog's probe to pass again",
+    )
+    assert body["scheduler"]["last_loop_at"] and body["scheduler"]["failing_for"] == 0
 
 
 def test_reads_that_fail_are_retried_too(
@@ -186,6 +189,20 @@ def test_reads_that_fail_are_retried_too(
         wait_for(lambda: readiness(client)[0] == 503, what="/readyz to answer 503")
         assert status_of(engine, notice) == "scheduled"
     wait_for(lambda: status_of(engine, notice) == "sent", what="the notice to go")
+    wait_for(lambda: readiness(client)[0] == 200, what="/readyz to recover")
+
+
+def test_a_database_that_takes_no_writes_is_found_while_idle(
+    client: TestClient, engine: Engine
+) -> None:
+    """A full disk: reads still work, so an idle loop would not notice; the probe's write does."""
+    with faults(engine, "INSERT") as injected:
+        injected.on = True
+        code, body = wait_for(
+            lambda: (r := readiness(client))[0] == 503 and r, what="/readyz to answer 503"
+        )
+        assert body["checks"]["scheduler"].startswith("error: the database has refused a write")
+        assert body["checks"]["database"] == "ok"
     wait_for(lambda: readiness(client)[0] == 200, what="/readyz to recover")
 
 
@@ -298,6 +315,37 @@ def test_a_takeover_that_fails_frees_the_lock(prefix: str) -> None:
         assert lock.get(f"{prefix}scheduler:leader") in (None, b"b")  # freed (or taken anew)
     finally:
         process.stop()
+
+
+def test_a_standby_whose_takeover_failed_waits_for_its_store(
+    engine: Engine, settings: Settings, prefix: str
+) -> None:
+    runtime.install(
+        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    )
+    scheduler = NoticeScheduler(engine, token="me", stall_after=1.0)
+    process = leadership(
+        prefix,
+        "me",
+        on_elected=scheduler.activate,
+        on_deposed=scheduler.deactivate,
+        cannot_lead=scheduler.cannot_lead,
+    )
+    lock = redis.Redis.from_url(REDIS_URL)
+    try:
+        with faults(engine, "SELECT") as injected:
+            injected.on = True
+            scheduler.start(process)
+            wait_for(lambda: scheduler.health.failures, what="the takeover to fail")
+            wait_for(lambda: not process.is_leader, what="the failed takeover to step down")
+            time.sleep(0.5)  # many polls: it does not stand while its store fails
+            assert lock.get(f"{prefix}scheduler:leader") is None
+            assert scheduler.state == "standby"
+        wait_for(lambda: scheduler.state == "active", what="the recovered process to take over")
+        assert scheduler.health.failures == 0
+    finally:
+        scheduler.shutdown()
+        runtime.install(None)
 
 
 # --- losing the lock stops firing --------------------------------------------------------------

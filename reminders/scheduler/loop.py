@@ -7,19 +7,22 @@ catches them all, waits (doubling from half a second, at most five) and tries ag
 keeps its pending deletes meanwhile. Each pass is recorded in a ``LoopHealth``.
 
 The ``Watchdog`` covers the rest: it starts the thread again if it ended anyway (a bug, an
-error we did not foresee), and while a scheduler is paused after failures (a leader that gave up
-the lock) it tries the store now and then, so the process knows when it can run again.
+error we did not foresee), and every few seconds (every second while anything fails) it probes
+the store with a read and a write. The write finds a full disk, which a loop with nothing new to
+fire never would; and while a scheduler is paused after failures (a leader that gave up the
+lock, a standby whose takeover failed) the probe is how it learns that it can run again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
 
-from reminders.scheduler.health import LoopHealth
+from reminders.scheduler.health import LOOP, PROBE, LoopHealth
 from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
@@ -60,13 +63,14 @@ class PollingScheduler(BackgroundScheduler):
             log.warning(
                 "the job store failed (%s, %d in a row); trying again in %.1f s",
                 error,
-                self.health.failures,
+                self.health.failures_of(LOOP),
                 delay,
             )
             return delay
-        if self.health.failures:
-            log.warning("the job store answers again after %d failures", self.health.failures)
-        self.health.succeeded()
+        if self.health.failures_of(LOOP):
+            failures = self.health.failures_of(LOOP)
+            log.warning("the job store answers again after %d failures", failures)
+        self.health.succeeded(LOOP)
         return self.max_sleep if wait is None else min(wait, self.max_sleep)
 
     def _main_loop(self) -> None:
@@ -96,12 +100,19 @@ class Watchdog:
     """Checks the scheduler every ``every`` seconds; ``check`` is one look."""
 
     def __init__(
-        self, scheduler: PollingScheduler, store: BatchJobStore, *, every: float = 1.0
+        self,
+        scheduler: PollingScheduler,
+        store: BatchJobStore,
+        *,
+        every: float = 1.0,
+        probe_every: float = 5.0,
     ) -> None:
         self.scheduler = scheduler
         self.store = store
         self.health = scheduler.health
         self.every = every
+        self.probe_every = probe_every
+        self._next_probe = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler-watchdog", daemon=True)
 
@@ -129,12 +140,22 @@ class Watchdog:
             log.error("the scheduler's thread is gone; starting it again")
             self.scheduler.revive()
             return
-        if state == STATE_PAUSED and self.health.failures:
-            try:
-                with self.scheduler._jobstores_lock:
-                    self.store.probe()
-            except Exception as exc:
-                self.health.failed(exc)
-                return
-            log.warning("the job store answers again; this scheduler may run")
-            self.health.succeeded()
+        now = time.monotonic()
+        if not self.health.failures and now < self._next_probe:
+            return
+        self._next_probe = now + self.probe_every
+        try:
+            with self.scheduler._jobstores_lock:
+                self.store.probe()
+        except Exception as exc:
+            if not self.health.failures:
+                log.warning("the job store failed a probe: %s", exc)
+            self.health.failed(exc, PROBE)
+            return
+        if state == STATE_PAUSED:
+            # A paused loop makes no passes: the probe answers for it too.
+            if self.health.failures:
+                log.warning("the job store answers again; this scheduler may run")
+            self.health.succeeded(LOOP, PROBE)
+        else:
+            self.health.succeeded(PROBE)

@@ -17,6 +17,7 @@ calls; ``NoticeScheduler.schedule`` takes it around ``add_jobs``), so the sets n
 from __future__ import annotations
 
 import pickle
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,7 @@ class BatchJobStore(SQLAlchemyJobStore):
         # The error of the last get_due_jobs, which APScheduler catches and only logs: the
         # scheduler's loop reads it to know that its pass failed.
         self.due_error: Exception | None = None
+        self._probe_id = f"probe:{uuid.uuid4().hex}"  # this process's own: probes never collide
 
     def add_job_states(self, states: Sequence[dict[str, Any]], *, replace: bool = True) -> None:
         """Insert or replace jobs, given as ``Job.__getstate__()`` dicts, in one transaction.
@@ -149,8 +151,18 @@ class BatchJobStore(SQLAlchemyJobStore):
         super().update_job(job)
 
     def probe(self) -> None:
-        """Reach the database as the loop does (deleting what is pending); raise if it cannot."""
+        """Read as the loop does (deleting what is pending), then write a row and take it back
+        in one transaction; raise if the database refuses either.
+
+        The write is what finds a full disk: reads go on working there. Nobody else sees the
+        row, and with no run time it could never be due.
+        """
         self.get_next_run_time()
+        with self.engine.begin() as connection:
+            connection.execute(
+                self.jobs_t.insert().values(id=self._probe_id, next_run_time=None, job_state=b"")
+            )
+            connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id == self._probe_id))
 
     def forget_fired(self) -> int:
         """Drop the pending deletes; return how many. For a process that stopped firing: the
