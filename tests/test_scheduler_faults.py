@@ -25,7 +25,7 @@ from tests.conftest import create_pg_database, make_key, wait_for
 from tests.http_gateway import SECRET, Gateway
 from tests.test_e2e import free_port
 from tests.test_failover import Cluster, counts
-from tests.throwaway import TcpProxy
+from tests.throwaway import SmallDisk, TcpProxy
 
 pytestmark = pytest.mark.slow  # real processes, servers stopped and started
 
@@ -63,6 +63,14 @@ class Fleet(Cluster):
                 proc.kill()
             proc.wait(timeout=10)
         # The Redis is the test's own and goes with it.
+
+    def wait_alive(self, count: int) -> None:
+        """Until ``count`` processes have connected and say they are alive in Redis."""
+        wait_for(
+            lambda: len(list(self.redis.scan_iter(match=f"{self.prefix}alive:*"))) >= count,
+            timeout=30,
+            what=f"{count} processes to be up",
+        )
 
     def log(self, pid: int) -> str:
         return self.logs[pid].read_text()
@@ -133,6 +141,7 @@ def test_the_leader_survives_postgresql_restarts_during_a_drain(
         fleet.wait_until_up(base)
         wait_for(lambda: fleet.leader_pid() == leader.pid, timeout=20, what="serve to lead")
         standby = fleet.start("worker")
+        fleet.wait_alive(2)  # connected before PostgreSQL restarts: a start refuses a dead one
 
         total = 1000  # ten seconds at 100 a second
         post_message(base, key, phones(total, 0), "drain")
@@ -220,12 +229,21 @@ def test_a_leader_cut_off_from_its_database_hands_over_and_comes_back(
         proxy.close()
 
 
+@pytest.fixture
+def disk() -> Iterator[SmallDisk]:
+    """A tmpfs to fill. 16 MB rather than conftest's 4: SQLite's WAL alone grows to 4 MB between
+    checkpoints, so on 4 MB the drain that follows the outage would fill the disk again."""
+    tmpfs = SmallDisk(16 * 1024 * 1024)
+    yield tmpfs
+    tmpfs.destroy()
+
+
 def test_a_full_disk_is_reported_and_sending_resumes_once_there_is_room(
-    small_disk: Any, gateway: Gateway, tmp_path: Path
+    disk: SmallDisk, gateway: Gateway, tmp_path: Path
 ) -> None:
     """SQLite, one process: while the disk is full /readyz answers 503 and says why; once
     space is back the scheduler runs again by itself and a new message goes out."""
-    url = f"sqlite:///{small_disk.path / 'reminders.db'}"
+    url = f"sqlite:///{disk.path / 'reminders.db'}"
     engine = make_engine(url)
     upgrade(engine)
     fleet = Fleet(url, tmp_path, "", gateway)
@@ -239,14 +257,14 @@ def test_a_full_disk_is_reported_and_sending_resumes_once_there_is_room(
         total = 600  # twelve seconds at 50 a second
         post_message(base, key, phones(total, 300), "disk")
         wait_for(lambda: len(gateway.received) >= 50, timeout=30, what="the drain to start")
-        small_disk.fill()
+        disk.fill()
         code, body = wait_for(
             lambda: (r := ready(base))[0] == 503 and r, timeout=30, what="/readyz to say 503"
         )
         assert body["checks"]["scheduler"].startswith("error: the database has refused a write")
         assert body["checks"]["database"] == "ok"  # it still reads: only the scheduler is stuck
 
-        small_disk.free()
+        disk.free()
         wait_for(lambda: ready(base)[0] == 200, timeout=30, what="the scheduler to recover")
         before = len(gateway.received)
         post_message(base, key, phones(1, 900_000), "after")
@@ -285,6 +303,7 @@ def test_losing_redis_stops_the_leader_sending_at_once(
         assert isinstance(raw, bytes)
         token = raw.decode()
         other = fleet.start("worker")
+        fleet.wait_alive(2)
         total = 1500
         post_message(base, key, phones(total, 500), "redis")
         wait_for(lambda: len(gateway.received) >= 200, timeout=30, what="the drain to start")
