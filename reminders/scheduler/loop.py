@@ -145,8 +145,11 @@ class Watchdog:
             return
         self._next_probe = now + self.probe_every
         try:
-            with self.scheduler._jobstores_lock:
-                self.store.probe()
+            if state == STATE_PAUSED:
+                # What the loop would do (deleting what is pending); a running loop does it.
+                with self.scheduler._jobstores_lock:
+                    self.store.get_next_run_time()
+            self.store.probe_write()
         except Exception as exc:
             if not self.health.failures:
                 log.warning("the job store failed a probe: %s", exc)

@@ -150,14 +150,13 @@ class BatchJobStore(SQLAlchemyJobStore):
         self._flush_fired()
         super().update_job(job)
 
-    def probe(self) -> None:
-        """Read as the loop does (deleting what is pending), then write a row and take it back
-        in one transaction; raise if the database refuses either.
+    def probe_write(self) -> None:
+        """Write a row and take it back in one transaction; raise if the database refuses.
 
-        The write is what finds a full disk: reads go on working there. Nobody else sees the
-        row, and with no run time it could never be due.
+        This finds a full disk, where reads go on working. Nobody else sees the row, and with
+        no run time it could never be due. It touches none of the store's own state, so it needs
+        no lock (and waits for no write in progress while holding one).
         """
-        self.get_next_run_time()
         with self.engine.begin() as connection:
             connection.execute(
                 self.jobs_t.insert().values(id=self._probe_id, next_run_time=None, job_state=b"")
