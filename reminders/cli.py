@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from sqlmodel import Session
@@ -26,15 +26,17 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 sources_app = typer.Typer(help="iCalendar feed sources.", no_args_is_help=True)
+kannel_app = typer.Typer(help="The Kannel gateway's configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(key_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(sources_app, name="sources")
+app.add_typer(kannel_app, name="kannel")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -263,6 +265,25 @@ def sources_sync(
                 )
     if failed:
         raise typer.Exit(1)
+
+
+@kannel_app.command("get-url")
+@one_line_errors
+def kannel_get_url() -> None:
+    """Print the get-url line of kannel.conf's sms-service, which brings inbound SMS here.
+
+    It carries a token derived from REMINDERS_WEBHOOK_SECRET for this use alone, never the
+    secret, and is made of REMINDERS_PUBLIC_URL: run it with the service's settings.
+    """
+    from reminders.api.routes.kannel_webhook import inbound_get_url
+
+    settings = _settings()
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    if not secret:
+        fail("REMINDERS_WEBHOOK_SECRET is not set: the get-url's token is derived from it")
+    if not settings.public_url:
+        fail("REMINDERS_PUBLIC_URL is not set: it is where Kannel reaches this service")
+    typer.echo(f'get-url = "{inbound_get_url(settings.public_url, secret)}"')
 
 
 def _command_logging(settings: Settings) -> None:

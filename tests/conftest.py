@@ -173,7 +173,7 @@ def gateway() -> Iterator[Gateway]:
 
 @pytest.fixture
 def pg_cluster() -> Iterator[Any]:
-    """A PostgreSQL cluster of this test's own, which it may stop and restart (tests/throwaway.py)."""
+    """A PostgreSQL cluster of this test's own, which it may stop and restart (throwaway.py)."""
     from tests.throwaway import PgCluster
 
     cluster = PgCluster()

@@ -354,10 +354,12 @@ def test_a_standby_whose_takeover_failed_waits_for_its_store(
 def test_a_halted_lane_drops_its_queue_and_stops_the_batch_in_progress() -> None:
     started = threading.Event()
     release = threading.Event()
-    seen: list[tuple[list[int], threading.Event]] = []
+    seen: list[tuple[list[int], threading.Event, threading.Event]] = []
 
-    def handler(ids: list[int], lane: str, stop: threading.Event) -> None:
-        seen.append((ids, stop))
+    def handler(
+        ids: list[int], lane: str, stop: threading.Event, shutdown: threading.Event
+    ) -> None:
+        seen.append((ids, stop, shutdown))
         started.set()
         release.wait(5)
 
@@ -370,11 +372,12 @@ def test_a_halted_lane_drops_its_queue_and_stops_the_batch_in_progress() -> None
         started.wait(5)
         assert lane.halt() == 4  # the four still queued
         assert seen[0][1].is_set()  # the batch in progress is told to stop before its next claim
+        assert not seen[0][2].is_set()  # but not to give up recording what it already sent
         late = SimpleNamespace(id="notice:9", args=(9,), max_instances=1)
         lane.submit_job(late, [])  # what the scheduler still submits is dropped too
         release.set()
         wait_for(lambda: not lane._instances, what="every instance to be released")
-        assert [ids for ids, _ in seen] == [[0]]
+        assert [ids for ids, _, _ in seen] == [[0]]
 
         lane.resume()
         lane.submit_job(jobs[1], [])  # the same job again: not refused as a second instance
@@ -383,6 +386,7 @@ def test_a_halted_lane_drops_its_queue_and_stops_the_batch_in_progress() -> None
     finally:
         release.set()
         lane.shutdown(wait=True)
+    assert seen[0][2].is_set()  # shutdown is what ends the writes that must not be lost
 
 
 def set_sending(engine: Engine, notice_id: int, token: str) -> None:

@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from reminders import __version__
+from reminders.api.admission import install_admission
 from reminders.api.errors import install_error_handlers
 from reminders.api.limits import BodyLimits
+from reminders.api.live import LiveTotals
 from reminders.api.routes import (
     bills,
     contacts,
@@ -55,6 +57,8 @@ def create_app(
         finally:
             scheduler.shutdown(wait=True)
             runtime.sender.close()
+            if runtime.api_engine is not None:
+                runtime.api_engine.dispose()
 
     app = FastAPI(
         title="reminders",
@@ -63,10 +67,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.engine = runtime.api_engine or runtime.engine
+    app.state.live_totals = LiveTotals(app.state.engine, runtime.settings.dlr_timeout_delta)
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
     app.add_middleware(BodyLimits)
+    # Last, so outermost: a request turned away costs no body read, thread or connection.
+    app.state.gates = install_admission(app, runtime.settings)
     api = APIRouter(prefix="/api/v1")
     for module in (
         contacts,

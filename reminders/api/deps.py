@@ -23,8 +23,10 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-    with Session(runtime.engine, expire_on_commit=False) as session:
+def get_session(request: Request) -> Iterator[Session]:
+    """A session on the API's own pool, closed when the route returns: before the answer is
+    sent, so that a streamed answer holds no connection while it streams."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
 
 
@@ -37,7 +39,7 @@ def get_scheduler(request: Request) -> JobScheduler | None:
     return scheduler
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SchedulerDep = Annotated[JobScheduler | None, Depends(get_scheduler)]
 

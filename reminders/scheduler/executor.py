@@ -11,7 +11,9 @@ queue and threads: a transactional notice never queues behind a bulk backlog.
 
 A process that loses the scheduler lock ``halt``s its lanes: what is queued is dropped and the
 batch in progress stops before its next claim, so only what was already handed to the gateway
-still goes out. The dropped notices are still ``scheduled``; the next leader fires them.
+still goes out, and its outcome is recorded however long the database takes to answer (only
+a shutdown gives that up). The dropped notices are still ``scheduled``; the next leader fires
+them.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
-# handler(notice ids, lane, stop): fire them, giving up early (leaving them scheduled) once
-# ``stop`` is set.
-Handler = Callable[[list[int], str, threading.Event], None]
+# handler(notice ids, lane, stop, shutdown): fire them, claiming no more (leaving the rest
+# scheduled) once ``stop`` is set; what was claimed is still recorded until ``shutdown`` is set.
+Handler = Callable[[list[int], str, threading.Event, threading.Event], None]
 
 
 class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
@@ -103,6 +105,17 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
         # reconcile gives it back, maybe to this process) would be refused as a second instance.
         self._run_job_success(job.id, [])
 
+    def holding(self) -> set[str]:
+        """Ids of the jobs this lane has taken and not finished: queued, or being fired.
+
+        Their jobs are gone from the store (APScheduler removes a date job once submitted), and
+        their notices still ``scheduled``: the periodic reconcile must not take them for lost.
+        """
+        if self._lock is None:  # not started
+            return set()
+        with self._lock:
+            return {job_id for job_id, running in self._instances.items() if running}
+
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         self._queue.put(job)
 
@@ -129,10 +142,13 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
                     break
                 batch.append(item)
             try:
-                self._handler([int(job.args[0]) for job in batch], self.lane, halted)
+                # A halt stops the claims; only shutdown may stop recording what was claimed.
+                self._handler(
+                    [int(job.args[0]) for job in batch], self.lane, halted, self._stopping
+                )
             except Exception:
-                # The notices stay claimed ("sending"): a restart records them as unknown rather
-                # than risk sending them twice.
+                # A bug, not the database (``fire_many`` waits that out): the notices it had not
+                # claimed stay scheduled, and the periodic reconcile gives them jobs again.
                 log.exception("firing a batch of %d notices failed", len(batch))
             finally:
                 for job in batch:

@@ -7,7 +7,9 @@ Facts that shaped it (see the APScheduler notes in the project's references):
   or while the executor was busy, so it is disabled: whether a late notice is still useful is
   decided by the notice, not by the scheduler;
 - the notices table is the truth and the job only a trigger, so ``reconcile`` repairs the job
-  store from the table at start.
+  store from the table at start, and the active scheduler looks again every ``reconcile_every``
+  for due notices left without a job (a firing the database interrupted gives its notices back
+  ``scheduled``, and their jobs went when the lane took them).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
 from reminders.notices import JobItem
 from reminders.scheduler.executor import BatchingExecutor
@@ -34,6 +38,7 @@ from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.jobs import fire_notices
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.loop import PollingScheduler, Watchdog
+from reminders.scheduler.retrying import reason
 from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,7 @@ LANE_EXECUTORS: dict[str, str] = {
 }
 SOURCE_PREFIX = "source:"
 SYNC_SOURCE_REF = "reminders.sources.jobs:sync_if_due"
+RECONCILE_EVERY = timedelta(seconds=30)
 
 
 def job_id(notice_id: int) -> str:
@@ -95,6 +101,7 @@ class NoticeScheduler:
         threads: int = 10,
         batch_size: int = 1000,
         stall_after: float = 30.0,
+        reconcile_every: timedelta = RECONCILE_EVERY,
     ) -> None:
         self.engine = engine
         self.token = token
@@ -111,13 +118,22 @@ class NoticeScheduler:
         }
         self._scheduler = PollingScheduler(
             health=self.health,
-            jobstores={"default": self._store},
+            # "local" holds this process's own periodic work, which runs only while it is the
+            # active scheduler and is never shared through the database.
+            jobstores={"default": self._store, "local": MemoryJobStore()},
             executors={
                 "default": ThreadPoolExecutor(threads),
                 **{LANE_EXECUTORS[lane]: executor for lane, executor in self.lanes.items()},
             },
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
+        )
+        self._scheduler.add_job(
+            self.check_due,
+            IntervalTrigger(seconds=reconcile_every.total_seconds(), timezone=UTC),
+            id="check-due",
+            jobstore="local",
+            executor="default",
         )
         self._watchdog = Watchdog(self._scheduler, self._store)
 
@@ -316,28 +332,34 @@ class NoticeScheduler:
             log.warning("%d notice(s) were being sent when a process stopped: now unknown", count)
         return count
 
-    def reconcile(self) -> dict[str, int]:
+    def reconcile(self, *, due_by: datetime | None = None) -> dict[str, int]:
         """Make the job store agree with the notices table after a stop or a crash.
 
         A scheduled notice without a job gets one (it fires at once if due); a job whose notice
         is no longer scheduled is removed. A job that fires twice because of a race here is
         harmless: the second firing finds the notice already claimed.
+
+        With ``due_by`` only notices due by then are looked at, and no job is removed: the
+        cheap check ``check_due`` runs while this scheduler is active.
         """
-        # Jobs are read before notices: a notice created in between then looks "missing" (its job
-        # is re-added, harmless) rather than its job looking orphaned (removed, a lost notice).
-        with Session(self.engine) as session:
-            job_ids = set(session.execute(select(apscheduler_jobs.c.id)).scalars())
-        with Session(self.engine) as session:
-            scheduled = session.execute(
-                select(col(Notice.id), col(Notice.send_at), col(Notice.priority)).where(
-                    col(Notice.status) == NoticeStatus.scheduled
-                )
-            ).all()
+        if due_by is None:
+            # Jobs are read before notices: a notice created in between then looks "missing" (its
+            # job is re-added, harmless) rather than its job looking orphaned (removed, a lost
+            # notice).
+            job_ids = self._job_ids()
+            scheduled = self._scheduled()
+        else:
+            scheduled = self._scheduled(due_by)
+            job_ids = self._job_ids([job_id(notice_id) for notice_id, _, _ in scheduled])
+        # A notice a lane has taken has no job any more, and is not lost: it is being fired.
+        known = job_ids.union(*(lane.holding() for lane in self.lanes.values()))
         live = {job_id(notice_id) for notice_id, _, _ in scheduled}
-        missing: list[JobItem] = [
-            (nid, at, priority) for nid, at, priority in scheduled if job_id(nid) not in job_ids
-        ]
-        orphans = [j for j in job_ids if j.startswith(JOB_PREFIX) and j not in live]
+        missing: list[JobItem] = [item for item in scheduled if job_id(item[0]) not in known]
+        orphans = (
+            [j for j in job_ids if j.startswith(JOB_PREFIX) and j not in live]
+            if due_by is None
+            else []
+        )
         self.schedule(missing)
         if orphans:
             with self._scheduler._jobstores_lock:
@@ -346,3 +368,33 @@ class NoticeScheduler:
         if any(report.values()):
             log.info("reconciled notices with the job store: %s", report)
         return report
+
+    def _job_ids(self, among: list[str] | None = None) -> set[str]:
+        """The ids of the stored jobs, or of those ``among`` these."""
+        query = select(apscheduler_jobs.c.id)
+        with Session(self.engine) as session:
+            if among is None:
+                return set(session.execute(query).scalars())
+            found: set[str] = set()
+            for chunk in in_chunks(among):
+                found.update(
+                    session.execute(query.where(apscheduler_jobs.c.id.in_(chunk))).scalars()
+                )
+            return found
+
+    def _scheduled(self, due_by: datetime | None = None) -> list[tuple[int, datetime, str]]:
+        """(id, send time, priority) of the scheduled notices, or of those due by ``due_by``."""
+        query = select(col(Notice.id), col(Notice.send_at), col(Notice.priority)).where(
+            col(Notice.status) == NoticeStatus.scheduled
+        )
+        if due_by is not None:
+            query = query.where(col(Notice.send_at) <= due_by)
+        with Session(self.engine) as session:
+            return [(nid, at, priority) for nid, at, priority in session.execute(query)]
+
+    def check_due(self) -> None:
+        """Give a job to every due notice left without one, while this scheduler is active."""
+        try:
+            self.reconcile(due_by=utcnow())
+        except SQLAlchemyError as exc:
+            log.warning("could not look for due notices without a job (%s)", reason(exc))
