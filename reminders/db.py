@@ -58,8 +58,9 @@ def utcnow() -> datetime:
 
 
 # The scheduler's and sender's pool: 10 feed-sync threads, 3 lane threads (2 connections each
-# while a sender records what it sent), the scheduler's own loop (the job store), a leadership
-# change and the health checks may all hold one at once. Past 5, connections close when freed.
+# while a sender records what it sent), the scheduler's own loop (the job store), its
+# watchdog's write probe, a leadership change and the health checks may all hold one at once.
+# Past 5, connections close when freed.
 SEND_POOL_SIZE, SEND_POOL_OVERFLOW = 5, 25
 
 

@@ -124,7 +124,12 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         ),
     )
     runtime.install(rt)
-    scheduler = NoticeScheduler(engine, token=token, reconcile_every=settings.reconcile_every_delta)
+    scheduler = NoticeScheduler(
+        engine,
+        token=token,
+        stall_after=settings.scheduler_stall_delta.total_seconds(),
+        reconcile_every=settings.reconcile_every_delta,
+    )
     rt.scheduler = scheduler
     leadership = None
     if run_scheduler and client is not None:
@@ -134,6 +139,7 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
             token=token,
             on_elected=scheduler.activate,
             on_deposed=scheduler.deactivate,
+            cannot_lead=scheduler.cannot_lead,
         )
     app = create_app(rt, scheduler, run_scheduler=run_scheduler, leadership=leadership)
     return Process(runtime=rt, scheduler=scheduler, leadership=leadership, app=app)

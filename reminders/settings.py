@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     allow_private_feeds: bool = Field(
         default=False, description="Let feed URLs reach loopback and private networks."
     )
+    scheduler_stall: str = Field(
+        default="PT30S",
+        description="How long the scheduler's job store may keep failing before the process "
+        "reports it in /readyz and gives up the scheduler lock (ISO 8601 duration).",
+    )
     feed_max_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1024, description="Largest feed accepted, in bytes."
     )
@@ -170,6 +175,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_dlr_timeout(cls, value: str) -> str:
         return _at_least(value, timedelta(seconds=1), "PT48H")
+
+    @field_validator("scheduler_stall")
+    @classmethod
+    def _check_scheduler_stall(cls, value: str) -> str:
+        return _at_least(value, timedelta(seconds=1), "PT30S")
+
+    @property
+    def scheduler_stall_delta(self) -> timedelta:
+        return Offset.parse(self.scheduler_stall).as_timedelta()
 
     @property
     def dlr_timeout_delta(self) -> timedelta:

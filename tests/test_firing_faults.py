@@ -10,8 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -20,7 +22,9 @@ from reminders import runtime
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
 from reminders.runtime import Runtime
+from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.firing import fire_many
+from reminders.scheduler.jobs import fire_notices
 from reminders.scheduler.retrying import Backoff
 from reminders.scheduler.service import NoticeScheduler, job_id
 from reminders.schemas import MessageCreate
@@ -154,13 +158,65 @@ def test_a_stop_while_recording_leaves_the_batch_sending(
     stop = threading.Event()
     gateway.on_send = stop.set  # the service is asked to stop while the gateway takes them
     faults.fail(RECORD, times=10_000)
-    assert fire_many(engine, gateway, ids, settings=settings, backoff=FAST, stop=stop) == {}
+    # Stopping the service sets both: claim no more, and give up the writes still waiting.
+    outcomes = fire_many(
+        engine, gateway, ids, settings=settings, backoff=FAST, stop=stop, shutdown=stop
+    )
+    assert outcomes == {}
     assert faults.injected == 1  # one try, after the stop: it failed, so they stay
     assert sorted(gateway.received) == sorted(ids)
     assert set(statuses(engine, ids).values()) == {"sending"}
     faults.clear()
     assert NoticeScheduler(engine).settle_interrupted(alive=None) == 2
     assert set(statuses(engine, ids).values()) == {"unknown"}
+
+
+def test_a_deposed_lane_still_records_what_the_gateway_took(
+    engine: Engine,
+    settings: Settings,
+    faults: Faults,
+    gateway: Gateway,
+    installed: Callable[[Sender], None],
+) -> None:
+    """The lock is lost while the gateway takes a batch and the database is away: the lane
+    claims nothing more, but records what it sent once the database answers, rather than
+    leaving its own notices ``sending`` (to end ``unknown``) while the process lives on."""
+    installed(gateway)
+    ids = make_notices(engine, phones(6, 11))
+    lane = BatchingExecutor(fire_notices, lane="bulk", threads=1)
+    gateway.on_send = lane.halt  # what ``NoticeScheduler.deactivate`` does
+    faults.fail(RECORD, times=3)  # about 2 s of the real back-off: it outlasts the halt
+    lane.start(BackgroundScheduler(), "notices")
+    try:
+        for notice_id in ids:
+            job = SimpleNamespace(id=job_id(notice_id), args=(notice_id,), max_instances=1)
+            lane.submit_job(job, [])
+        wait_for(lambda: not lane.holding(), what="the lane to end its batch")
+        assert faults.injected == 3
+        sent = set(gateway.received)
+        assert sent and len(gateway.received) == len(sent)
+        assert len(sent) <= gateway.batch_size  # the one batch claimed before the halt
+        assert statuses(engine, ids) == {i: "sent" if i in sent else "scheduled" for i in ids}
+    finally:
+        lane.shutdown(wait=True)
+
+
+def test_a_claim_in_doubt_is_undone_by_a_deposed_process(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
+) -> None:
+    """Deposed while a claim's answer was lost and the database is away: the claim is still
+    put back once it answers, so the next leader can fire those notices."""
+    ids = make_notices(engine, phones(3, 12))
+    halted, shutdown = threading.Event(), threading.Event()
+    faults.fail(CLAIM, at="answer", then=halted.set)
+    faults.fail(RELEASE, times=3)
+    outcomes = fire_many(
+        engine, gateway, ids, settings=settings, backoff=FAST, stop=halted, shutdown=shutdown
+    )
+    assert outcomes == {}  # deposed: not claimed again
+    assert faults.injected == 4
+    assert gateway.received == []
+    assert set(statuses(engine, ids).values()) == {"scheduled"}
 
 
 class Exploding(Gateway):

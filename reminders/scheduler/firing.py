@@ -95,6 +95,7 @@ def fire_many(
     rate: SendRate | None = None,
     lane: str = Priority.bulk,
     stop: threading.Event | None = None,
+    shutdown: threading.Event | None = None,
     metrics: SendMetrics | None = None,
     backoff: Backoff = DB_BACKOFF,
 ) -> dict[int, str]:
@@ -110,6 +111,11 @@ def fire_many(
     With a send ``rate``, each batch waits for its budget in ``lane`` before it is claimed, so a
     notice is never held "sending" while it waits; if ``stop`` is set meanwhile, the rest stay
     scheduled for whoever fires next.
+
+    ``stop`` (this process lost the scheduler lock, or is stopping) means "claim no more".
+    The two writes that must not be lost, undoing a claim in doubt and recording what the
+    gateway answered, watch ``shutdown`` alone (None: they wait as long as it takes): a process
+    deposed while the database is away still puts its own notices right once it answers.
     """
     rate = rate or SendRate()
     outcomes: dict[int, str] = {}
@@ -129,6 +135,7 @@ def fire_many(
             metrics=metrics,
             backoff=backoff,
             stop=stop,
+            shutdown=shutdown,
         )
         if fired is None:
             # Their jobs went when the lane took them: the periodic check gives them new ones.
@@ -152,9 +159,10 @@ def _fire_batch(
     metrics: SendMetrics | None,
     backoff: Backoff,
     stop: threading.Event | None,
+    shutdown: threading.Event | None,
 ) -> dict[int, str] | None:
     """Fire one batch; None if the database stayed away before anything was claimed."""
-    taken = _take(engine, notice_ids, settings, sender.name, token, backoff, stop)
+    taken = _take(engine, notice_ids, settings, sender.name, token, backoff, stop, shutdown)
     if taken is None:
         return None
     notices, claimed = taken
@@ -170,7 +178,7 @@ def _fire_batch(
     done, final = until_written(
         lambda: record(engine, outcomes, attempts=settings.send_attempts, sent_at=sent_at),
         backoff,
-        stop,
+        shutdown,
         what=f"recording what became of {len(outcomes)} notice(s)",
     )
     if not done or final is None:
@@ -194,11 +202,13 @@ def _take(
     token: str,
     backoff: Backoff,
     stop: threading.Event | None,
+    shutdown: threading.Event | None,
 ) -> tuple[dict[int, Any], dict[int, Ready]] | None:
     """Load, prepare and claim the batch, trying again while the database is away.
 
     Returns the notices loaded and what to do with each one claimed; None once
-    ``backoff.give_up_after`` has passed (or ``stop`` was set), with nothing left claimed.
+    ``backoff.give_up_after`` has passed (or ``stop`` was set), with nothing left claimed
+    (unless ``shutdown`` cut short the undoing of a claim in doubt).
     """
     deadline = time.monotonic() + backoff.give_up_after
     tries = 0
@@ -209,7 +219,7 @@ def _take(
             done, _ = until_written(
                 partial(release, engine, doubt.notice_ids, token),
                 backoff,
-                stop,
+                shutdown,
                 what=f"putting back {len(doubt.notice_ids)} notice(s) whose claim may have failed",
             )
             if not done:

@@ -15,13 +15,13 @@ Facts that shaped it (see the APScheduler notes in the project's references):
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -34,8 +34,10 @@ from reminders.db import in_chunks, utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
 from reminders.notices import JobItem
 from reminders.scheduler.executor import BatchingExecutor
+from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.jobs import fire_notices
 from reminders.scheduler.leader import Leadership
+from reminders.scheduler.loop import PollingScheduler, Watchdog
 from reminders.scheduler.retrying import reason
 from reminders.scheduler.store import BatchJobStore
 
@@ -83,28 +85,6 @@ def job_state(notice_id: int, send_at: datetime, priority: str = Priority.bulk) 
     }
 
 
-class _PollingScheduler(BackgroundScheduler):
-    """Wakes at least every ``max_sleep`` seconds.
-
-    ``wakeup()`` is an in-process event, so jobs that another process (``reminders web``) adds to
-    the shared store would otherwise wait until the next job this process knows about.
-    """
-
-    max_sleep = 1.0
-
-    def _process_jobs(self) -> float:
-        try:
-            wait: float | None = super()._process_jobs()
-        except SQLAlchemyError as exc:
-            # APScheduler lets a job store's error out of its loop (only reading due jobs is
-            # guarded), which ends the scheduler's thread for good: wait the database out.
-            log.warning(
-                "the job store failed (%s); trying again in %.0f s", reason(exc), self.max_sleep
-            )
-            return self.max_sleep
-        return self.max_sleep if wait is None else min(wait, self.max_sleep)
-
-
 class NoticeScheduler:
     """Writes notices' jobs, and in the one active process also fires them.
 
@@ -120,11 +100,14 @@ class NoticeScheduler:
         token: str = "",
         threads: int = 10,
         batch_size: int = 1000,
+        stall_after: float = 30.0,
         reconcile_every: timedelta = RECONCILE_EVERY,
     ) -> None:
         self.engine = engine
         self.token = token
         self.leadership: Leadership | None = None
+        self.health = LoopHealth(stall_after=stall_after)
+        self._settle_timer: threading.Timer | None = None
         self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
         self.lanes = {
             Priority.bulk: BatchingExecutor(fire_notices, lane=Priority.bulk, threads=2),
@@ -133,7 +116,8 @@ class NoticeScheduler:
                 fire_notices, lane=Priority.transactional, threads=1
             ),
         }
-        self._scheduler = _PollingScheduler(
+        self._scheduler = PollingScheduler(
+            health=self.health,
             # "local" holds this process's own periodic work, which runs only while it is the
             # active scheduler and is never shared through the database.
             jobstores={"default": self._store, "local": MemoryJobStore()},
@@ -151,6 +135,7 @@ class NoticeScheduler:
             jobstore="local",
             executor="default",
         )
+        self._watchdog = Watchdog(self._scheduler, self._store)
 
     @property
     def running(self) -> bool:
@@ -165,6 +150,23 @@ class NoticeScheduler:
             return "standby"
         return "stopped"
 
+    def problem(self) -> str | None:
+        """Why this scheduler cannot run (for ``/readyz``), or None while it can."""
+        return None if self.state == "stopped" else self.health.problem()
+
+    def cannot_lead(self) -> str | None:
+        """Why this process should not hold, or seek, the scheduler lock; None if it may.
+
+        A leader keeps the lock through a short run of store failures (a database restart);
+        a process with failures not yet cleared does not campaign: elected, it would fail to
+        reconcile and only delay a healthy standby.
+        """
+        if self.state == "active":
+            return self.health.problem()
+        if self.health.failures or not self.health.thread_alive:
+            return self.health.problem() or "the job store failed and has not answered since"
+        return None
+
     def start(self, leadership: Leadership | None = None) -> None:
         if leadership is None:
             # Alone: whatever a previous run left in "sending" was interrupted. Settled before
@@ -174,27 +176,84 @@ class NoticeScheduler:
             # unfired-but-jobless, and it would be given a second (harmless, useless) job.
             self.reconcile()
             self._scheduler.start()
+            self._watchdog.start()
             return
         self.leadership = leadership
+        for lane in self.lanes.values():
+            lane.halt()  # until elected
         self._scheduler.start(paused=True)
+        self._watchdog.start()
         leadership.start()
 
     def activate(self) -> None:
-        """Called when this process is elected: settle, reconcile, then fire."""
-        alive = self.leadership.live_tokens() if self.leadership else None
-        self.settle_interrupted(alive=alive)
-        self.reconcile()
+        """Called when this process is elected: reconcile, then fire.
+
+        Notices that stopped processes left "sending" are settled one alive-key lifetime later:
+        right after Redis restarts empty, a live process's alive key is missing until it next
+        writes it, and its notices in flight would be taken for a dead one's.
+        """
+        with self._scheduler._jobstores_lock:
+            # Deletes left from an earlier term: another leader may have re-created those jobs.
+            self._store.forget_fired()
+        try:
+            self.reconcile()
+        except Exception as exc:
+            self.health.failed(exc)
+            raise
+        for lane in self.lanes.values():
+            lane.resume()
         self._scheduler.resume()
+        if self.leadership is not None:
+            self._settle_later(self.leadership.alive_ttl)
 
     def deactivate(self) -> None:
+        """Called when this process loses the lock or gives it up: stop claiming at once.
+
+        The lanes drop their queues and the batches in progress stop before their next claim;
+        what was handed to the gateway still finishes and is recorded. The dropped notices stay
+        ``scheduled``; the next leader's reconcile gives them jobs again.
+        """
+        self._cancel_settle()
         if self._scheduler.state == STATE_RUNNING:
             self._scheduler.pause()
+        dropped = sum(lane.halt() for lane in self.lanes.values())
+        # Under the lock, so a pass still running ends before; it submits to halted lanes.
+        with self._scheduler._jobstores_lock:
+            self._store.forget_fired()
+        if dropped:
+            log.warning("stopped firing: %d queued notice(s) left for the next leader", dropped)
 
     def shutdown(self, *, wait: bool = True) -> None:
+        self._watchdog.stop()
+        self._cancel_settle()
         if self.leadership is not None:
             self.leadership.stop()
         if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)
+
+    def _settle_later(self, delay: float) -> None:
+        self._cancel_settle()
+        timer = threading.Timer(delay, self._settle_dead)
+        timer.daemon = True
+        timer.name = "settle-interrupted"
+        self._settle_timer = timer
+        timer.start()
+
+    def _cancel_settle(self) -> None:
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+
+    def _settle_dead(self) -> None:
+        leadership = self.leadership
+        if leadership is None or not leadership.is_leader:
+            return
+        try:
+            # This process's own notices are never a stopped process's, alive key or not.
+            self.settle_interrupted(alive=leadership.live_tokens() | {self.token})
+        except Exception as exc:
+            log.warning("settling stopped processes' notices failed (%s); trying again", exc)
+            self._settle_later(leadership.alive_ttl)
 
     def schedule(self, items: Iterable[JobItem], *, new: bool = False) -> None:
         """Create or replace the job of each (notice id, send time[, priority]), all in one
