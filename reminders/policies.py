@@ -12,12 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
+from reminders.durations import Offset
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import Anchor, NoticeKind, Policy, Priority
 from reminders.scheduler.context import SAMPLE_CONTEXTS, TEMPLATE_VARIABLES
-from reminders.scheduler.planning import Offset, Step, parse_time
+from reminders.scheduler.planning import Step
 from reminders.schemas import Input, SenderId, _no_control_chars
 from reminders.templates import check_template
+from reminders.wall_clock import parse_time
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 STEP_KINDS = (NoticeKind.event_reminder, NoticeKind.bill_due, NoticeKind.bill_overdue)

@@ -127,8 +127,8 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
     scheduler = NoticeScheduler(
         engine,
         token=token,
-        stall_after=settings.scheduler_stall_delta.total_seconds(),
-        reconcile_every=settings.reconcile_every_delta,
+        stall_after=settings.scheduler_stall.total_seconds(),
+        reconcile_every=settings.reconcile_every,
     )
     rt.scheduler = scheduler
     leadership = None

@@ -371,6 +371,6 @@ def test_the_check_looks_only_at_due_notices(engine: Engine, settings: Settings)
 def test_the_check_interval_is_a_setting() -> None:
     from reminders.settings import SettingsError, load_settings
 
-    assert load_settings(reconcile_every="PT45S").reconcile_every_delta == timedelta(seconds=45)
+    assert load_settings(reconcile_every="PT45S").reconcile_every == timedelta(seconds=45)
     with pytest.raises(SettingsError, match="REMINDERS_RECONCILE_EVERY: must be a positive"):
         load_settings(reconcile_every="PT0S")

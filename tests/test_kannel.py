@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders import runtime
 from reminders.models import Attempt, Notice, NoticeStatus
-from reminders.sender import registry
 from reminders.sender.base import OutgoingSms, SendError
 from reminders.sender.kannel import KannelSender, parts
 from reminders.sender.kannel_dlr import DLR_PATH
@@ -288,11 +287,8 @@ def live_service(
     kannel: harness.Kannel,
     database_url: str,
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Service]:
     """The service on a real port, sending through Kannel and getting its callbacks."""
-    if "kannel" not in registry.available():  # until the registry lists it
-        monkeypatch.setitem(registry._BUILTIN, "kannel", "reminders.sender.kannel:KannelSender")
     [port] = harness.free_ports(1)
     base_url = f"http://127.0.0.1:{port}"
     settings = kannel_settings(

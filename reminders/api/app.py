@@ -69,7 +69,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.engine = runtime.api_engine or runtime.engine
-    app.state.live_totals = LiveTotals(app.state.engine, runtime.settings.dlr_timeout_delta)
+    app.state.live_totals = LiveTotals(app.state.engine, runtime.settings.dlr_timeout)
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)

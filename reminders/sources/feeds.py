@@ -10,13 +10,13 @@ from pydantic import AfterValidator, BaseModel, Field
 from sqlmodel import Session, col, func, select
 
 from reminders.db import utcnow
+from reminders.durations import Offset
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
 from reminders.models import Anchor, Contact, Notice, NoticeStatus, Source
 from reminders.notices import JobScheduler
 from reminders.policies import get_policy_or_none
 from reminders.scheduler.anchors import cancel_for
-from reminders.scheduler.planning import Offset
 from reminders.schemas import Id, Input, Name, TimeZoneName, _no_control_chars
 from reminders.sources.fetch import Resolver, check_feed_address, normalize_feed_url, redact_url
 

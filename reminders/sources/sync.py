@@ -22,11 +22,11 @@ from typing import Any
 from sqlmodel import Session, col, or_, select
 
 from reminders.db import in_chunks, utcnow
+from reminders.durations import Offset
 from reminders.errors import DomainError, NotFound
 from reminders.models import Anchor, AnchorKind, Source
 from reminders.notices import JobScheduler
 from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
-from reminders.scheduler.planning import Offset
 from reminders.settings import Settings
 from reminders.sources.fetch import FetchError, FetchResult, fetch_feed, redact_url
 from reminders.sources.ical import FeedError, Occurrence, content_hash, parse_feed
@@ -106,7 +106,7 @@ def _sync(
     now: datetime,
     fetcher: Fetcher,
 ) -> SyncReport:
-    horizon_end = now + settings.horizon_delta
+    horizon_end = now + settings.horizon
     # The window moves on every day: past a day's drift, expand again even if the feed is the same.
     stale = source.expanded_until is None or horizon_end - source.expanded_until > timedelta(days=1)
     # Never expanded, edited, or interrupted half-way: an anchor's fingerprint may then have

@@ -204,7 +204,7 @@ def kannel_dlr(
     if current is not None and current.status == NoticeStatus.sending:
         raise HTTPException(503, "the notice is still being sent; try again")
     if unsigned:
-        verdict = unsigned_verdict(session, notice, now=utcnow(), window=settings.dlr_timeout_delta)
+        verdict = unsigned_verdict(session, notice, now=utcnow(), window=settings.dlr_timeout)
         if verdict == "signed":
             raise HTTPException(
                 403, "this notice was sent with a signed dlr-url: the secret alone does not move it"

@@ -40,7 +40,7 @@ def create_message(
         scheduler,
         data,
         region=settings.default_region,
-        quiet=settings.quiet,
+        quiet=settings.quiet_hours,
         zone=settings.timezone,
         transliterate=settings.transliterate,
     )

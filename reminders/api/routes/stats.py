@@ -131,7 +131,7 @@ def stats(
         start=start,
         end=end,
         bucket=bucket,
-        dlr_timeout=settings.dlr_timeout_delta,
+        dlr_timeout=settings.dlr_timeout,
         now=utcnow(),
         zone=zone,
     )
