@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from bench.common import database, report
 from reminders import apikeys, runtime
-from reminders.service import build
+from reminders.process import build
 from reminders.settings import load_settings
 
 BATCH = 10_000

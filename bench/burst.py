@@ -38,7 +38,7 @@ def run_ours(kind: str, n: int) -> dict[str, Any]:
     from reminders import runtime
     from reminders.models import Anchor, Contact, Notice
     from reminders.runtime import Runtime
-    from reminders.scheduler.service import NoticeScheduler
+    from reminders.scheduler.notice_scheduler import NoticeScheduler
     from reminders.sender.outbox import OutboxSender
     from reminders.settings import load_settings
 
@@ -141,7 +141,7 @@ def run_stock(kind: str, n: int) -> dict[str, Any]:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from reminders.scheduler.service import job_state
+    from reminders.scheduler.notice_scheduler import job_state
     from reminders.scheduler.store import BatchJobStore
 
     with database(kind) as engine:

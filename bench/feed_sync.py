@@ -25,7 +25,7 @@ import recurring_ical_events
 from sqlmodel import Session
 
 from bench.common import database, report
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.settings import load_settings
 from reminders.sources.feeds import SourceCreate, create_source
 from reminders.sources.sync import sync_source

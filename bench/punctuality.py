@@ -44,7 +44,7 @@ def run_ours(kind: str, pending: int) -> dict[str, Any]:
     from reminders import runtime
     from reminders.models import Notice, OutboxMessage
     from reminders.runtime import Runtime
-    from reminders.scheduler.service import NoticeScheduler
+    from reminders.scheduler.notice_scheduler import NoticeScheduler
     from reminders.sender.outbox import OutboxSender
     from reminders.settings import load_settings
 
@@ -119,7 +119,7 @@ def run_stock(kind: str, pending: int) -> dict[str, Any]:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     import bench.punctuality as jobs_module
-    from reminders.scheduler.service import job_state
+    from reminders.scheduler.notice_scheduler import job_state
     from reminders.scheduler.store import BatchJobStore
 
     with database(kind) as engine:

@@ -31,7 +31,7 @@ from sqlmodel import Session, col
 from bench.common import database, report
 from reminders import apikeys, runtime
 from reminders.models import Attempt, Notice, Scope
-from reminders.service import build
+from reminders.process import build
 from reminders.settings import load_settings
 from tests import kannel as harness
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from reminders import runtime
 from reminders.db import make_engine
 from reminders.migrate import upgrade
-from reminders.service import Process, build
+from reminders.process import Process, build
 from reminders.settings import Settings, load_settings
 from tests.http_gateway import Gateway
 

@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from reminders import runtime
 from reminders.api import admission
 from reminders.api.admission import Admission, Gates, api_pool_size
-from reminders.service import Process, build
+from reminders.process import Process, build
 from reminders.settings import Settings, SettingsError, load_settings
 
 Headers = dict[str, str]
@@ -220,7 +220,7 @@ def test_a_request_that_cannot_get_a_connection_is_told_to_retry_not_kept_waitin
 ) -> None:
     """Admission keeps the pool large enough; if a bug ever takes its connections, a request
     waits a few seconds at most and gets a 503, never 30 s and a 500."""
-    monkeypatch.setattr("reminders.service.API_POOL_TIMEOUT", 0.2)
+    monkeypatch.setattr("reminders.process.API_POOL_TIMEOUT", 0.2)
     process = build(settings, engine)
     api = process.runtime.api_engine
     assert api is not None

@@ -16,7 +16,7 @@ from reminders.sandbox import MAX_STEPS
 from reminders.scheduler import firing
 from reminders.scheduler.anchors import cancel_for, plan_for
 from reminders.scheduler.firing import fire
-from reminders.scheduler.service import NoticeScheduler, job_id
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings, load_settings
 

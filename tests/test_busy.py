@@ -27,7 +27,7 @@ from sqlmodel import col
 
 from reminders import runtime
 from reminders.models import Notice
-from reminders.service import Process, build
+from reminders.process import Process, build
 from reminders.settings import load_settings
 from tests.conftest import wait_for
 from tests.kannel import serving

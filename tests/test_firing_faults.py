@@ -25,8 +25,8 @@ from reminders.runtime import Runtime
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.firing import fire_many
 from reminders.scheduler.jobs import fire_notices
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.scheduler.retrying import Backoff
-from reminders.scheduler.service import NoticeScheduler, job_id
 from reminders.schemas import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender

@@ -22,10 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders import runtime
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.process import build
 from reminders.sender.base import OutgoingSms, SendError
 from reminders.sender.kannel import KannelSender, parts
 from reminders.sender.kannel_dlr import DLR_PATH
-from reminders.service import build
 from reminders.settings import Settings, SettingsError, load_settings
 from tests import kannel as harness
 from tests.conftest import make_key, wait_for

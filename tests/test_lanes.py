@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from reminders import runtime
 from reminders.models import Attempt, Notice
-from reminders.scheduler.service import NoticeScheduler, job_state
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_state
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 

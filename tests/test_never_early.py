@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from reminders.models import Notice
+from reminders.process import Process
 from reminders.scheduler.jobs import fire_notices
-from reminders.service import Process
 
 Headers = dict[str, str]
 

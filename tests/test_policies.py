@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from reminders.service import Process
+from reminders.process import Process
 
 Headers = dict[str, str]
 

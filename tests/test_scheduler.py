@@ -12,7 +12,7 @@ from sqlmodel import Session
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
 from reminders.scheduler.firing import fire
-from reminders.scheduler.service import NoticeScheduler, job_id
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.schemas import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
@@ -204,7 +204,7 @@ def test_job_state_is_what_apscheduler_would_store(engine: Engine) -> None:
     from apscheduler.triggers.date import DateTrigger
 
     from reminders.scheduler.jobs import fire_notice
-    from reminders.scheduler.service import job_state
+    from reminders.scheduler.notice_scheduler import job_state
 
     when = datetime(2027, 3, 28, 3, 30, tzinfo=UTC)
     scheduler = NoticeScheduler(engine)

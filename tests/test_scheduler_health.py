@@ -30,7 +30,7 @@ from reminders.runtime import Runtime
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.leader import Leadership
-from reminders.scheduler.service import NoticeScheduler, job_state
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_state
 from reminders.scheduler.store import BatchJobStore
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings, load_settings

@@ -34,7 +34,7 @@ from reminders.api.routes import (
 )
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.sources import feeds
 from reminders.sources.feeds import SourceCreate, SourceOut, SourceUpdate
 from reminders.sources.sync import refresh_delta, sync_source

@@ -22,7 +22,7 @@ from reminders.models import Scope
 from reminders.redaction import REDACT_SECRETS
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.sender import registry
 from reminders.sender.rate import make_rate
 from reminders.settings import Settings, SettingsError
