@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from reminders import runtime
 from reminders.db import make_engine
 from reminders.migrate import upgrade
 from reminders.process import Process, build
@@ -85,7 +84,6 @@ def process(settings: Settings, engine: Engine) -> Iterator[Process]:
     proc = build(settings, engine)
     yield proc
     proc.scheduler.shutdown(wait=True)
-    runtime.install(None)
 
 
 @pytest.fixture

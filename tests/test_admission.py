@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from starlette.types import Message, Receive, Scope, Send
 
-from reminders import runtime
 from reminders.api import admission
 from reminders.api.admission import Admission, Gates, api_pool_size
 from reminders.process import Process, build
@@ -224,20 +223,17 @@ def test_a_request_that_cannot_get_a_connection_is_told_to_retry_not_kept_waitin
     process = build(settings, engine)
     api = process.runtime.api_engine
     assert api is not None
-    try:
-        with TestClient(process.app, raise_server_exceptions=False) as client:
-            taken = [api.connect() for _ in range(api_pool_size(settings))]
-            try:
-                response = client.get("/api/v1/notices", headers=reader)
-            finally:
-                for conn in taken:
-                    conn.close()
-            assert response.status_code == 503, response.text
-            assert response.headers["retry-after"] == "1"
-            assert response.json()["detail"].startswith("the service is busy")
-            assert client.get("/api/v1/notices", headers=reader).status_code == 200
-    finally:
-        runtime.install(None)
+    with TestClient(process.app, raise_server_exceptions=False) as client:
+        taken = [api.connect() for _ in range(api_pool_size(settings))]
+        try:
+            response = client.get("/api/v1/notices", headers=reader)
+        finally:
+            for conn in taken:
+                conn.close()
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["detail"].startswith("the service is busy")
+        assert client.get("/api/v1/notices", headers=reader).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reminders import runtime
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.process import build
 from reminders.sender.base import OutgoingSms, SendError
@@ -311,7 +310,6 @@ def live_service(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        runtime.install(None)
     assert not thread.is_alive(), "the service did not stop"
 
 
