@@ -30,7 +30,7 @@ from reminders.api.routes import (
     sms,
     sources,
     stats,
-    webhooks,
+    twilio_webhook,
 )
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
@@ -97,7 +97,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
-    app.include_router(webhooks.router)
+    app.include_router(twilio_webhook.router)
     app.include_router(kannel_webhook.router)
     app.include_router(http_webhook.router)
     app.include_router(stats.metrics_router)

@@ -17,9 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
+from reminders.api.delivery_reports import refuse_while_sending
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
-from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.models import Attempt
 from reminders.schemas import as_id
 from reminders.sender.http import sign
 from reminders.sender.reports import DeliveryReport, apply_report
@@ -103,10 +104,7 @@ async def http_status(request: Request, session: SessionDep, settings: SettingsD
     notice_id = as_id(report.id.removeprefix(_OUR_ID))
     if not report.id.startswith(_OUR_ID) or notice_id is None:
         raise HTTPException(422, f"id: {report.id!r} is not an id we sent (notice-<number>)")
-    notice = session.get(Notice, notice_id)
-    if notice is not None and notice.status == NoticeStatus.sending:
-        # The report beat our own record of the send: ask the gateway to try again shortly.
-        raise HTTPException(503, "the notice is still being sent; try again")
+    refuse_while_sending(session, notice_id)
     attempt = session.exec(
         select(Attempt)
         .where(Attempt.notice_id == notice_id, Attempt.provider == "http")

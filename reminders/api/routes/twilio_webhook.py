@@ -1,4 +1,4 @@
-"""Gateways' callbacks: authenticated by their signature, not by an API key."""
+"""Twilio's callbacks: status reports and inbound SMS, authenticated by X-Twilio-Signature."""
 
 from __future__ import annotations
 
