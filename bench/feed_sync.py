@@ -26,8 +26,9 @@ from sqlmodel import Session
 
 from bench.common import database, report
 from reminders.scheduler.notice_scheduler import NoticeScheduler
+from reminders.schemas.sources import SourceCreate
 from reminders.settings import load_settings
-from reminders.sources.feeds import SourceCreate, create_source
+from reminders.sources.feeds import create_source
 from reminders.sources.sync import sync_source
 
 

@@ -17,7 +17,7 @@ from reminders import apikeys
 from reminders.errors import Conflict, DomainError
 from reminders.migrate import SchemaError, current_revision, head_revision, upgrade
 from reminders.models import Scope
-from reminders.schemas import MAX_ID
+from reminders.schemas.common import MAX_ID
 from reminders.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(

@@ -18,7 +18,7 @@ from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus,
 from reminders.notices import JobScheduler
 from reminders.phones import normalize_mobile
 from reminders.scheduler.planning import Step, plan
-from reminders.schemas import MessageCreate, Recipients
+from reminders.schemas.messages import MessageCreate, Recipients
 from reminders.wall_clock import QuietHours
 
 # A send_at a little in the past is a clock skew or a slow client, and means "now"; further back

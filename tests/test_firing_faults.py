@@ -27,7 +27,7 @@ from reminders.scheduler.firing import fire_many
 from reminders.scheduler.jobs import fire_notices
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.scheduler.retrying import Backoff
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings

@@ -22,7 +22,7 @@ from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.process import Process
 from reminders.scheduler.firing import fire
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.kannel import KannelSender
 from reminders.sender.kannel_dlr import (
     DLR_PATH,

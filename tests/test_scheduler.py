@@ -14,7 +14,7 @@ from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
 from reminders.scheduler.firing import fire
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings

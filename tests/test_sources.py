@@ -132,7 +132,7 @@ def add_source(engine: Engine, url: str, **extra: Any) -> dict[str, Any]:
     """A source made without its periodic job, so that only the test's own syncs run."""
     from sqlmodel import Session
 
-    from reminders.sources.feeds import SourceCreate
+    from reminders.schemas.sources import SourceCreate
     from reminders.sources.feeds import create_source as make_source
 
     with Session(engine) as session:

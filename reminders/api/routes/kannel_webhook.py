@@ -24,7 +24,7 @@ from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.inbound import receive
-from reminders.schemas import MAX_ID
+from reminders.schemas.common import MAX_ID
 from reminders.sender.kannel_dlr import (
     DLR_PATH,
     message_id,

@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep
 from reminders.api.live import LiveTotals
 from reminders.db import utcnow
 from reminders.errors import InvalidField
+from reminders.schemas.stats import CountsOut, StatsOut
 from reminders.settings import Settings
 from reminders.stats import (
     CSV_COLUMNS,
@@ -47,23 +47,6 @@ Zone = Annotated[
 # Far enough for any real report, and far from the ends of Python's datetime range, where
 # moving a value to another zone overflows.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
-
-
-class CountsOut(BaseModel):
-    start: str
-    statuses: dict[str, int] = Field(description="sent, delivered, undelivered, no_report...")
-    kinds: dict[str, int]
-    segments: int
-    received: int
-
-
-class StatsOut(BaseModel):
-    start: datetime
-    end: datetime
-    bucket: str
-    timezone: str = Field(description="The zone whose clock the buckets follow.")
-    totals: CountsOut
-    buckets: list[CountsOut]
 
 
 def _zone(name: str | None, settings: Settings) -> ZoneInfo:
