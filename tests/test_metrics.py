@@ -172,15 +172,9 @@ def test_the_whole_exposition_parses_with_its_families_and_types(
     process.runtime.metrics.count_errors("kannel", ["http_503"])  # as a failed send would
     body = {"to": {"phones": ["0888 402 001"]}, "text": "Hi", "priority": "bulk"}
     assert client.post("/api/v1/messages", json=body, headers=writer).status_code == 201
+    latency = "reminders_send_latency_seconds_count"
     wait_for(
-        lambda: (
-            sample(
-                client.get("/metrics", headers=reader).text,
-                "reminders_send_latency_seconds_count",
-                lane="bulk",
-            )
-            == 1
-        ),
+        lambda: sample(client.get("/metrics", headers=reader).text, latency, lane="bulk") == 1,
         what="the message's latency",
     )
     response = client.get("/metrics", headers=reader)
@@ -196,18 +190,15 @@ def test_the_whole_exposition_parses_with_its_families_and_types(
             bucket = each.name.endswith("_bucket")
             assert set(each.labels) == labels | ({"le"} if bucket else set()), each
     in_progress = {s.labels["kind"]: s.value for s in found["reminders_api_in_progress"].samples}
-    assert in_progress == {
-        kind: (1 if kind == "monitoring" else 0) for kind in KINDS
-    }  # this scrape
+    # This very scrape is the one caller in progress.
+    assert in_progress == {kind: int(kind == "monitoring") for kind in KINDS}
     refused = {s.labels["kind"]: s.value for s in found["reminders_api_refused"].samples}
     assert refused == dict.fromkeys(KINDS, 0)
     assert {s.name for s in found["reminders_send_latency_seconds"].samples} == {
         f"reminders_send_latency_seconds_{end}" for end in ("bucket", "sum", "count")
     }
-    assert (
-        sample(response.text, "reminders_gateway_errors_total", provider="kannel", code="http_503")
-        == 1
-    )
+    errors = "reminders_gateway_errors_total"
+    assert sample(response.text, errors, provider="kannel", code="http_503") == 1
 
 
 def test_two_apps_in_one_process_each_report_their_own(
