@@ -578,3 +578,42 @@ def test_an_event_the_calendar_dropped_is_not_held_by_a_cancel_through_the_api(
         assert "cancelled_through_api_at" not in anchor.data
     calendar.series[dropped.uid] = dropped
     assert db.sync(calendar.export(), START).restored == 1
+
+
+def test_a_capped_series_is_read_at_every_sync(
+    engine: Engine, settings: Settings, parsed: list[set[str]], tmp_path: Path
+) -> None:
+    """Which 500 occurrences a capped series keeps moves with the window's start."""
+    twin_engine = make_engine(f"sqlite:///{tmp_path / 'twin.db'}")
+    upgrade(twin_engine)
+    db, twin, calendar = Db(engine, settings), Db(twin_engine, settings), clinic(2)
+    calendar.series["hourly@clinic"] = Series(
+        "hourly@clinic",
+        day=0,
+        hour=8,
+        zone="UTC",
+        summary="Дежурство",
+        phone=3,
+        rule="FREQ=HOURLY;COUNT=900",
+    )
+    for step, now in enumerate([START, START + timedelta(hours=5)]):
+        calendar.series["e1@clinic"] = replace(calendar.series["e1@clinic"], hour=9 + step)
+        calendar.stamp += 1
+        got, want = db.sync(calendar.export(), now), twin.sync(calendar.export(), now, full=True)
+        assert report_of(got) == report_of(want)
+        assert 'series "Дежурство" capped at 500 occurrences' in got.warnings
+        assert_same(snapshot(db, now, ahead_only=False), snapshot(twin, now, ahead_only=False))
+    assert parsed[-2] == {"e1@clinic", "hourly@clinic"}  # not e0@clinic
+    twin_engine.dispose()
+
+
+def test_a_feed_with_an_event_without_uid_is_read_whole(
+    engine: Engine, settings: Settings, parsed: list[set[str]]
+) -> None:
+    db, calendar = Db(engine, settings), clinic(3)
+    orphan = "BEGIN:VEVENT\r\nDTSTART:20270325T100000Z\r\nSUMMARY:Без UID\r\nEND:VEVENT\r\n"
+    for hour in (10, 11):
+        calendar.series["e1@clinic"] = replace(calendar.series["e1@clinic"], hour=hour)
+        body = calendar.export().replace(b"END:VCALENDAR", orphan.encode() + b"END:VCALENDAR")
+        assert db.sync(body, START).status == "synced"
+        assert parsed[-1] == set(calendar.series) | {""}
