@@ -42,6 +42,7 @@ from reminders.scheduler.firing import fire_many
 from reminders.schemas import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms
 from reminders.sender.kannel import KannelSender
+from reminders.sender.kannel_dlr import new_attempt
 from reminders.settings import Settings, load_settings
 from tests import kannel as harness
 
@@ -148,10 +149,13 @@ def main() -> None:
         try:
             # The same query for both: the sender's own parameters, URL-encoded once here.
             bare = messages("+3598881", args.n, text)
-            queries = [urlencode(sender.params(sms)) for sms in bare]
+            queries = [urlencode(sender.params(sms, new_attempt())) for sms in bare]
             service = messages("+3598882", args.n, text)
             warm_up = messages("+3598880", WARM_UP, text)  # counted by neither run
-            bare_loop(kannel.sendsms_url, [urlencode(sender.params(sms)) for sms in warm_up])
+            bare_loop(
+                kannel.sendsms_url,
+                [urlencode(sender.params(sms, new_attempt())) for sms in warm_up],
+            )
             service_loop(sender, warm_up)
             baseline = timed(
                 kannel,

@@ -23,12 +23,13 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from reminders.bill_rules import Customers, Lookups, Resolved, resolve
+from reminders.bill_rules import Customers, Lookups, Resolved, natural_keys, resolve
 from reminders.bills import KEY_PREFIX, BatchOut, BillIn, RowError
 from reminders.contacts import NoticesFollowed, apply_changes
 from reminders.db import in_chunks, utcnow
 from reminders.errors import Conflict, DomainError
 from reminders.field_errors import field_errors
+from reminders.keylocks import lock_keys
 from reminders.models import Anchor, AnchorKind, AnchorRecipient, Contact
 from reminders.notices import JobScheduler
 from reminders.scheduler.anchors import PlanReport, plan_many
@@ -145,8 +146,14 @@ def _validate(rows: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, BillIn]],
 def store(
     session: Session, rows: Sequence[tuple[int, BillIn]], *, settings: Settings, now: datetime
 ) -> Stored:
-    """Resolve the rows, write the good ones together, and commit; not planned yet."""
-    lookups = Lookups.prefetch(session, [data for _, data in rows], settings.default_region)
+    """Resolve the rows, write the good ones together, and commit; not planned yet.
+
+    The rows' natural keys are locked first: the same bill or new customer posted twice at once
+    is written by the first, and found by the second.
+    """
+    region = settings.default_region
+    lock_keys(session, natural_keys([data for _, data in rows], region))
+    lookups = Lookups.prefetch(session, [data for _, data in rows], region)
     customers = Customers()
     resolved: list[Resolved] = []
     refused: dict[int, DomainError] = {}
@@ -175,6 +182,7 @@ def _store_one_by_one(
     """Each row looked up again and written in its own savepoint, so a conflict costs that row
     alone; commit."""
     stored = Stored()
+    lock_keys(session, natural_keys([row.data for row in rows], settings.default_region))
     for row in rows:
         try:
             with session.begin_nested():

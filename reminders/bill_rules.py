@@ -20,6 +20,7 @@ from reminders.bills import KEY_PREFIX, BillContact, BillIn, bill_title, check_m
 from reminders.dates import DateParseError, parse_date
 from reminders.db import in_chunks
 from reminders.errors import Conflict, InvalidField
+from reminders.keylocks import contact_key, phone_key
 from reminders.models import Anchor, Contact
 from reminders.phones import normalize_mobile
 from reminders.policies import list_policies
@@ -42,15 +43,7 @@ class Lookups:
     @classmethod
     def prefetch(cls, session: Session, rows: Sequence[BillIn], region: str) -> Lookups:
         found = cls(policies={p.name for p in list_policies(session)})
-        specs = [r.contact for r in rows if isinstance(r.contact, BillContact)]
-        ext_ids = [s.external_id for s in specs if s.external_id]
-        phones = []
-        for spec in specs:
-            if spec.phone is not None:
-                try:
-                    phones.append(normalize_mobile(spec.phone, region))
-                except InvalidField:
-                    pass  # refused with its row
+        ext_ids, phones = _inline_customers(rows, region)
         ids = sorted({r.contact for r in rows if isinstance(r.contact, int)})
         keys = [KEY_PREFIX + r.external_id for r in rows]
         for chunk in in_chunks(ext_ids):
@@ -66,6 +59,30 @@ class Lookups:
             for anchor in session.exec(select(Anchor).where(col(Anchor.key).in_(chunk))):
                 found.anchors_by_key[anchor.key] = anchor
         return found
+
+
+def _inline_customers(rows: Sequence[BillIn], region: str) -> tuple[list[str], list[str]]:
+    """The external ids and the phones (E.164) of the rows' inline customers."""
+    specs = [r.contact for r in rows if isinstance(r.contact, BillContact)]
+    phones = []
+    for spec in specs:
+        if spec.phone is not None:
+            try:
+                phones.append(normalize_mobile(spec.phone, region))
+            except InvalidField:
+                pass  # refused with its row
+    return [s.external_id for s in specs if s.external_id], phones
+
+
+def natural_keys(rows: Sequence[BillIn], region: str) -> list[str]:
+    """What the rows are looked up by, to lock before ``Lookups.prefetch`` (``keylocks``): their
+    bills' keys, and their new or known customers' external ids and phones."""
+    ext_ids, phones = _inline_customers(rows, region)
+    return [
+        *(KEY_PREFIX + row.external_id for row in rows),
+        *(contact_key(ext_id) for ext_id in ext_ids),
+        *(phone_key(phone) for phone in phones),
+    ]
 
 
 @dataclass(eq=False)

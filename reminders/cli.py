@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from sqlmodel import Session
@@ -17,6 +17,7 @@ from reminders import apikeys
 from reminders.errors import Conflict, DomainError
 from reminders.migrate import SchemaError, current_revision, head_revision, upgrade
 from reminders.models import Scope
+from reminders.schemas import MAX_ID
 from reminders.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -26,15 +27,17 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 sources_app = typer.Typer(help="iCalendar feed sources.", no_args_is_help=True)
+kannel_app = typer.Typer(help="The Kannel gateway's configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(key_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(sources_app, name="sources")
+app.add_typer(kannel_app, name="kannel")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -176,7 +179,7 @@ def apikey_list() -> None:
 
 @key_app.command("revoke")
 @one_line_errors
-def apikey_revoke(key_id: Annotated[int, typer.Argument(min=1)]) -> None:
+def apikey_revoke(key_id: Annotated[int, typer.Argument(min=1, max=MAX_ID)]) -> None:
     """Revoke a key by id; the last admin key is refused (status 1)."""
     with Session(_engine()) as session:
         try:
@@ -227,7 +230,7 @@ def contacts_import(
 @one_line_errors
 def sources_sync(
     source_id: Annotated[
-        int | None, typer.Argument(min=1, help="One source; all if left out.")
+        int | None, typer.Argument(min=1, max=MAX_ID, help="One source; all if left out.")
     ] = None,
 ) -> None:
     """Sync feeds now and print what changed, one line per source (a failed one on stderr)."""
@@ -263,6 +266,25 @@ def sources_sync(
                 )
     if failed:
         raise typer.Exit(1)
+
+
+@kannel_app.command("get-url")
+@one_line_errors
+def kannel_get_url() -> None:
+    """Print the get-url line of kannel.conf's sms-service, which brings inbound SMS here.
+
+    It carries a token derived from REMINDERS_WEBHOOK_SECRET for this use alone, never the
+    secret, and is made of REMINDERS_PUBLIC_URL: run it with the service's settings.
+    """
+    from reminders.api.routes.kannel_webhook import inbound_get_url
+
+    settings = _settings()
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    if not secret:
+        fail("REMINDERS_WEBHOOK_SECRET is not set: the get-url's token is derived from it")
+    if not settings.public_url:
+        fail("REMINDERS_PUBLIC_URL is not set: it is where Kannel reaches this service")
+    typer.echo(f'get-url = "{inbound_get_url(settings.public_url, secret)}"')
 
 
 def _command_logging(settings: Settings) -> None:

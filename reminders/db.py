@@ -1,4 +1,9 @@
-"""Engine and sessions: one engine per process, shared by the API, scheduler and job store."""
+"""Engines and sessions.
+
+A process has two engines on the same database, each with its own pool: one for the scheduler
+and the sender (firing, the job store, outcomes, feed syncs), one for the API. Sharing one pool
+let a burst of API readers take every connection while the sender waited for one.
+"""
 
 from __future__ import annotations
 
@@ -52,12 +57,38 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
+# The scheduler's and sender's pool: 10 feed-sync threads, 3 lane threads (2 connections each
+# while a sender records what it sent), the scheduler's own loop (the job store), its
+# watchdog's write probe, a leadership change and the health checks may all hold one at once.
+# Past 5, connections close when freed.
+SEND_POOL_SIZE, SEND_POOL_OVERFLOW = 5, 25
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = SEND_POOL_SIZE,
+    max_overflow: int = SEND_POOL_OVERFLOW,
+    pool_timeout: float = 30.0,
+) -> Engine:
+    """An engine whose pool opens ``pool_size`` connections and up to ``max_overflow`` more on
+    demand; a checkout waits ``pool_timeout`` seconds for a free one before it fails."""
     parsed = make_url(url)
+    pool: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": pool_timeout,
+    }
     if parsed.get_backend_name() == "sqlite":
-        # The API threads, the scheduler thread and the job store all write; WAL lets readers
-        # go on while one writes, and the busy timeout makes writers queue instead of failing.
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        if parsed.database in (None, "", ":memory:"):
+            # An in-memory database lives in its connection, and SQLAlchemy keeps one per
+            # thread: no pool to size (tools and tests only; the settings refuse it).
+            pool.clear()
+        # Both engines' threads write; WAL lets readers go on while one writes, and the busy
+        # timeout makes writers queue for SQLite's one write lock instead of failing.
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **pool
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -69,4 +100,4 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **pool)

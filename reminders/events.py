@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from reminders.dates import DateParseError, parse_datetime
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
+from reminders.keylocks import lock_keys
 from reminders.messages import resolve_recipients
 from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice
 from reminders.notices import JobScheduler, notices_by_anchor
@@ -101,6 +102,9 @@ def create_event(
     if end is not None and end < start:
         raise InvalidField("is before the start", field="end")
     _check_policy(session, data.policy)
+    if data.external_id:
+        # The same event posted twice at once: the second waits, then finds the first.
+        lock_keys(session, [EXTERNAL_PREFIX + data.external_id])
     if data.external_id and find_by_external_id(session, data.external_id) is not None:
         raise Conflict(
             f"an event with external_id {data.external_id!r} exists; PATCH it instead",

@@ -9,11 +9,13 @@ from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.errors import InvalidField
+from reminders.keylocks import lock_keys, phone_key
 from reminders.models import Contact, InboundMessage, Notice
 from reminders.notices import JobScheduler, suppress_pending
 from reminders.paging import page
 from reminders.phones import normalize_mobile
 from reminders.settings import Settings
+from reminders.storable import UNREADABLE, storable
 
 
 def _keywords(setting: str) -> set[str]:
@@ -45,7 +47,14 @@ def receive(
     provider_message_id: str | None = None,
 ) -> InboundMessage:
     """Keep the message and act on its keyword; a message the gateway sends again (same
-    provider message id, a retry after a lost answer) is returned as first stored."""
+    provider message id, a retry after a lost answer) is returned as first stored.
+
+    A NUL a gateway let through is dropped from the numbers and the id, and marked in the text:
+    the message is kept either way.
+    """
+    from_phone, to = storable(from_phone), storable(to)
+    provider_message_id = storable(provider_message_id)
+    text = storable(text, mark=UNREADABLE)
     if provider_message_id:
         earlier = _already_received(session, provider, provider_message_id)
         if earlier is not None:
@@ -56,6 +65,8 @@ def receive(
         phone = from_phone.strip()[:40]  # kept as written: someone may still want to read it
     action = keyword_action(text, settings)
     suppressed: list[int] = []
+    # Two STOPs from a number we do not know, at once, make one contact of it.
+    lock_keys(session, [phone_key(phone)])
     contacts = list(session.exec(select(Contact).where(Contact.phone == phone)))
     now = utcnow()
     if action == "opt_out":

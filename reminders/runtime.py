@@ -20,12 +20,15 @@ from reminders.settings import Settings
 @dataclass
 class Runtime:
     settings: Settings
-    engine: Engine
+    engine: Engine  # the scheduler's and the sender's: firing, the job store, outcomes, feeds
     sender: Sender
     token: str = ""  # this process, as recorded on the notices it claims
     scheduler: Any = None  # the process's NoticeScheduler, for jobs that plan notices
     rate: SendRate = field(default_factory=SendRate)
     metrics: SendMetrics = field(default_factory=SendMetrics)
+    # The API's, with a pool of its own (``service.build`` makes it). A runtime made by hand
+    # (tests, benchmarks) may leave it out: its API then uses ``engine``.
+    api_engine: Engine | None = None
 
 
 _current: Runtime | None = None

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from reminders.models import Notice, NoticeKind, NoticeStatus, Priority, Scope
 from reminders.sender_ids import validate_sender_id
@@ -17,6 +17,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # Ids are INTEGER columns: PostgreSQL refuses a larger value in a query with an error, not a miss.
 MAX_ID = 2**31 - 1
+
+
+def as_id(text: str) -> int | None:
+    """``text`` as one of our ids, or None: a gateway echoing back a number past the ids'
+    range names nothing of ours (and PostgreSQL would refuse to even compare it)."""
+    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_ID else None
 
 
 def _no_control_chars(value: str) -> str:
@@ -71,6 +77,30 @@ def _small_json(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+# No request needs JSON nested deeper (api.limits refuses such a body before parsing it), and
+# pydantic cannot serialise much past 250 levels.
+MAX_JSON_DEPTH = 32
+
+
+def shown_json(value: Any, depth: int = 1) -> Any:
+    """``value`` as a response can carry it: containers nested past ``MAX_JSON_DEPTH`` given as
+    their JSON text.
+
+    Only a row stored before attributes had limits can be that deep (a 300-level one answered
+    every read that held it with a 500); it is shown, not refused, and a PATCH can replace it.
+    """
+    if not isinstance(value, dict | list):
+        return value
+    if depth > MAX_JSON_DEPTH:
+        try:
+            return json.dumps(value, ensure_ascii=False)
+        except (RecursionError, ValueError):
+            return "…"
+    if isinstance(value, dict):
+        return {key: shown_json(child, depth + 1) for key, child in value.items()}
+    return [shown_json(child, depth + 1) for child in value]
+
+
 Text = Annotated[str, AfterValidator(_no_control_chars)]
 SmallJson = Annotated[dict[str, Any], AfterValidator(_small_json)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_chars)]
@@ -120,7 +150,7 @@ class ContactOut(BaseModel):
     language: str
     external_id: str | None
     opted_out: bool
-    attributes: dict[str, Any]
+    attributes: Annotated[dict[str, Any], BeforeValidator(shown_json)]
     created_at: datetime
     updated_at: datetime
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import redis
@@ -15,10 +14,12 @@ from sqlmodel import Session
 
 from reminders import apikeys, runtime
 from reminders.api import create_app
+from reminders.api.admission import API_POOL_TIMEOUT, api_pool_size
 from reminders.db import make_engine
 from reminders.metrics import make_metrics
 from reminders.migrate import ensure_schema
 from reminders.models import Scope
+from reminders.redaction import REDACT_SECRETS
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
 from reminders.scheduler.service import NoticeScheduler
@@ -33,26 +34,12 @@ class StartupError(Exception):
     """The process cannot start; the message is one sentence for the operator."""
 
 
-_SECRET_PARAMS = re.compile(r"((?:secret|password|token)=)[^&\s\"]+", re.IGNORECASE)
-
-
-class RedactSecrets(logging.Filter):
-    """Secrets travel in gateway URLs (Kannel's password, our callbacks' secret): never log them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = _SECRET_PARAMS.sub(r"\1…", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for name in ("uvicorn.access", "httpx", "httpcore"):
-        logging.getLogger(name).addFilter(RedactSecrets())
+        logging.getLogger(name).addFilter(REDACT_SECRETS)
     # APScheduler logs every job it adds and runs at INFO: one line per notice is noise.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # httpx logs each request's URL at INFO, and a gateway's URL holds the recipient's number
@@ -105,7 +92,12 @@ class Process:
 
 
 def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> Process:
-    """Assemble a process. Without ``run_scheduler`` it still writes jobs, for another to fire."""
+    """Assemble a process. Without ``run_scheduler`` it still writes jobs, for another to fire.
+
+    ``engine`` is the scheduler's and the sender's; the API gets an engine of its own, its pool
+    sized for what admission lets in, so that no number of API callers can take the
+    connections sending needs.
+    """
     try:
         sender = registry.load(settings.sender)(settings, engine)
     except SettingsError:
@@ -124,9 +116,20 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         token=token,
         rate=rate,
         metrics=make_metrics(client, prefix=settings.redis_prefix),
+        api_engine=make_engine(
+            settings.database_url,
+            pool_size=api_pool_size(settings),
+            max_overflow=0,
+            pool_timeout=API_POOL_TIMEOUT,
+        ),
     )
     runtime.install(rt)
-    scheduler = NoticeScheduler(engine, token=token)
+    scheduler = NoticeScheduler(
+        engine,
+        token=token,
+        stall_after=settings.scheduler_stall_delta.total_seconds(),
+        reconcile_every=settings.reconcile_every_delta,
+    )
     rt.scheduler = scheduler
     leadership = None
     if run_scheduler and client is not None:
@@ -136,6 +139,7 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
             token=token,
             on_elected=scheduler.activate,
             on_deposed=scheduler.deactivate,
+            cannot_lead=scheduler.cannot_lead,
         )
     app = create_app(rt, scheduler, run_scheduler=run_scheduler, leadership=leadership)
     return Process(runtime=rt, scheduler=scheduler, leadership=leadership, app=app)

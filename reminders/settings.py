@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description="Messages per second for all instances together, transactional ones "
         "first; unset means as fast as the gateway takes them.",
     )
+    reconcile_every: str = Field(
+        default="PT30S",
+        description="How often the active scheduler gives a job back to a due notice that "
+        "lost its own (ISO 8601 duration).",
+    )
     send_attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per SMS when the gateway fails transiently."
     )
@@ -101,7 +106,13 @@ class Settings(BaseSettings):
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
-        description="Secret token put in callback URLs for gateways that cannot sign (Kannel).",
+        description="Kannel's callbacks: the keys that sign each send's dlr-url and make the "
+        "inbound get-url's token are derived from it; it never travels itself.",
+    )
+    kannel_inbound_legacy_secret: bool = Field(
+        default=False,
+        description="Also take inbound SMS at the old get-url that carries the webhook secret "
+        "itself, while kannel.conf is being changed to the token form (logged once).",
     )
     http_sender_url: str | None = Field(
         default=None, description="The in-house gateway the http sender POSTs JSON to."
@@ -118,11 +129,29 @@ class Settings(BaseSettings):
     kannel_max_parts: int = Field(
         default=10, ge=1, le=255, description="The sendsms user's max-messages in Kannel."
     )
+    api_concurrency: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="API requests worked on at once; one more is answered 503 with Retry-After "
+        "at once. The API's own database pool is sized from it.",
+    )
+    api_streams: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Live statistics streams (GET /api/v1/stats/stream) open at once.",
+    )
     horizon: str = Field(
         default="P35D", description="How far ahead feeds are expanded (ISO 8601 duration)."
     )
     allow_private_feeds: bool = Field(
         default=False, description="Let feed URLs reach loopback and private networks."
+    )
+    scheduler_stall: str = Field(
+        default="PT30S",
+        description="How long the scheduler's job store may keep failing before the process "
+        "reports it in /readyz and gives up the scheduler lock (ISO 8601 duration).",
     )
     feed_max_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1024, description="Largest feed accepted, in bytes."
@@ -147,6 +176,15 @@ class Settings(BaseSettings):
     def _check_dlr_timeout(cls, value: str) -> str:
         return _at_least(value, timedelta(seconds=1), "PT48H")
 
+    @field_validator("scheduler_stall")
+    @classmethod
+    def _check_scheduler_stall(cls, value: str) -> str:
+        return _at_least(value, timedelta(seconds=1), "PT30S")
+
+    @property
+    def scheduler_stall_delta(self) -> timedelta:
+        return Offset.parse(self.scheduler_stall).as_timedelta()
+
     @property
     def dlr_timeout_delta(self) -> timedelta:
         return Offset.parse(self.dlr_timeout).as_timedelta()
@@ -166,6 +204,15 @@ class Settings(BaseSettings):
     def _check_late_grace(cls, value: str) -> str:
         return _at_least(value, timedelta(seconds=1), "PT2H")
 
+    @field_validator("reconcile_every")
+    @classmethod
+    def _check_reconcile_every(cls, value: str) -> str:
+        return _at_least(value, timedelta(seconds=1), "PT30S")
+
+    @property
+    def reconcile_every_delta(self) -> timedelta:
+        return Offset.parse(self.reconcile_every).as_timedelta()
+
     @property
     def quiet(self) -> QuietHours | None:
         return QuietHours.parse(self.quiet_hours)
@@ -183,6 +230,9 @@ class Settings(BaseSettings):
             raise ValueError("is not a database URL such as sqlite:///./reminders.db") from None
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError("must point to SQLite or PostgreSQL")
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            # Every connection would get a database of its own, empty, lost at exit.
+            raise ValueError("must name a SQLite file such as sqlite:///./reminders.db")
         return value
 
     @field_validator("redis_url")

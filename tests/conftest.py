@@ -173,7 +173,7 @@ def gateway() -> Iterator[Gateway]:
 
 @pytest.fixture
 def pg_cluster() -> Iterator[Any]:
-    """A PostgreSQL cluster of this test's own, which it may stop and restart (tests/throwaway.py)."""
+    """A PostgreSQL cluster of this test's own, which it may stop and restart (throwaway.py)."""
     from tests.throwaway import PgCluster
 
     cluster = PgCluster()
@@ -201,3 +201,13 @@ def small_disk() -> Iterator[Any]:
     disk = SmallDisk()
     yield disk
     disk.destroy()
+
+
+@pytest.fixture
+def live_server(process: Process) -> Iterator[str]:
+    """The process's app on a real uvicorn (in a thread, on a free 127.0.0.1 port): real
+    sockets, and real concurrency in uvicorn's thread pool. Yields the base URL."""
+    from tests.kannel import serving
+
+    with serving(process.app) as base_url:
+        yield base_url

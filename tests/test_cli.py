@@ -18,6 +18,7 @@ from reminders import apikeys
 from reminders.db import make_engine
 from reminders.migrate import head_revision
 from reminders.models import Contact, Group, GroupMember
+from reminders.webhook_keys import inbound_token
 from tests.conftest import create_pg_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -476,3 +477,23 @@ def test_an_unusable_file_fails_with_one_line(
 def test_import_of_a_missing_file_is_one_line(sqlite_url: str, tmp_path: Path) -> None:
     result = reminders("contacts", "import", str(tmp_path / "nope.csv"), database_url=sqlite_url)
     assert "nope.csv" in assert_one_line_error(result)
+
+
+# --- Kannel ----------------------------------------------------------------------------------
+
+
+def test_kannel_get_url_prints_the_line_for_kannel_conf_without_the_secret() -> None:
+    secret = "cli-secret-%A&ü"
+    env = {"REMINDERS_WEBHOOK_SECRET": secret, "REMINDERS_PUBLIC_URL": "https://sms.example.bg/"}
+    result = reminders("kannel", "get-url", env=env)
+    assert result.returncode == 0 and result.stderr == "", result
+    assert result.stdout == (
+        'get-url = "https://sms.example.bg/webhooks/kannel/inbound'
+        f"?token={inbound_token(secret)}"
+        '&from=%p&to=%P&text=%b&coding=%c&charset=%C&id=%I"\n'
+    )
+    missing = reminders("kannel", "get-url", env={"REMINDERS_PUBLIC_URL": "https://x.example"})
+    assert "REMINDERS_WEBHOOK_SECRET" in assert_one_line_error(missing)
+    missing = reminders("kannel", "get-url", env={"REMINDERS_WEBHOOK_SECRET": secret})
+    line = assert_one_line_error(missing)
+    assert "REMINDERS_PUBLIC_URL" in line and secret not in line

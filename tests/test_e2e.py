@@ -50,7 +50,14 @@ def cli_env(database_url: str) -> dict[str, str]:
 class Server:
     """One ``reminders serve`` subprocess with its output in files."""
 
-    def __init__(self, database_url: str, port: int, workdir: Path, name: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        port: int,
+        workdir: Path,
+        name: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.stdout_path = workdir / f"{name}.stdout"
@@ -59,7 +66,7 @@ class Server:
             self.proc = subprocess.Popen(
                 [str(REMINDERS), "serve", "--port", str(port)],
                 cwd=workdir,
-                env=cli_env(database_url),
+                env={**cli_env(database_url), **(env or {})},
                 stdout=out,
                 stderr=err,
             )
@@ -112,8 +119,14 @@ def db(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def start(servers: list[Server], database_url: str, port: int, workdir: Path) -> Server:
-    server = Server(database_url, port, workdir, name=f"serve{len(servers) + 1}")
+def start(
+    servers: list[Server],
+    database_url: str,
+    port: int,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+) -> Server:
+    server = Server(database_url, port, workdir, name=f"serve{len(servers) + 1}", env=env)
     servers.append(server)
     server.wait_healthy()
     return server

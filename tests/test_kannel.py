@@ -11,35 +11,29 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders import runtime
-from reminders.api.routes import kannel_webhook
-from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
-from reminders.scheduler.firing import fire
-from reminders.schemas import MessageCreate
 from reminders.sender import registry
 from reminders.sender.base import OutgoingSms, SendError
-from reminders.sender.kannel import DLR_PATH, KannelSender, dlr_url, parts
+from reminders.sender.kannel import KannelSender, parts
+from reminders.sender.kannel_dlr import DLR_PATH
 from reminders.service import build
 from reminders.settings import Settings, SettingsError, load_settings
 from tests import kannel as harness
-from tests.conftest import fall_due, make_key, wait_for
+from tests.conftest import make_key, wait_for
+from tests.test_kannel_dlr import SECRET, new_notice, notice_status, unsigned_dlr
 
 pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
 
-SECRET = "dlr-secret-ü/%A&x"  # what Kannel would mangle if sent as is: non-ASCII, "%A", "&"
 SENDER_ID = "MyShop"
 DENIED = "invalid_number"
 _numbers = itertools.count(359888100001)
@@ -107,7 +101,8 @@ def test_gsm7_text_reaches_the_operator_exactly(
     text = "Hello Ivan, 3 Dec 10:30 @ Dr Petrov's. Fee €5 {cash} [card] ~ ^ | \\ £ é Ä Δ 100%"
     message = sms(text)
     accepted = sender.send(message)
-    assert accepted.provider_message_id == "notice-7" and accepted.status == "sent"
+    assert re.fullmatch(r"notice-7\.[0-9a-f]{16}", accepted.provider_message_id or "")
+    assert accepted.status == "sent"
     [got] = received_by(kannel, message.to, 1)
     assert (got.sender, got.receiver, got.kind) == (SENDER_ID, message.to, "text")
     assert got.decode() == text
@@ -240,7 +235,7 @@ def test_missing_settings_stop_start_up(bare_engine: Engine) -> None:
         KannelSender(load_settings(kannel_url="http://k", kannel_username="u"), bare_engine)
 
 
-def test_the_password_and_secret_stay_out_of_the_log(
+def test_the_password_and_signature_stay_out_of_the_log(
     kannel: harness.Kannel, bare_engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = kannel_settings(kannel, public_url="http://127.0.0.1:9", webhook_secret=SECRET)
@@ -251,172 +246,10 @@ def test_the_password_and_secret_stay_out_of_the_log(
     finally:
         logged.close()
     assert "HTTP Request: GET" in caplog.text
-    assert harness.PASSWORD not in caplog.text and "secret%3D" in caplog.text
-    assert "dlr-secret" not in caplog.text
-
-
-def test_dlr_url_survives_kannels_escapes() -> None:
-    url = dlr_url("https://sms.example.bg", SECRET, 42)
-    assert url.endswith("&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I")
-    # Each "%" of ours is doubled; Kannel reads "%%" as one "%".
-    ours = url.removesuffix("&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I").replace("%%", "%")
-    assert ours == (
-        "https://sms.example.bg/webhooks/kannel/dlr?notice=42&secret=dlr-secret-%C3%BC%2F%25A%26x"
-    )
-
-
-# --- The delivery-report route, without Kannel ---------------------------------------------
-
-
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    """The conftest's settings with a webhook secret, for the route tests' ``client``."""
-    return load_settings(
-        database_url=database_url,
-        quiet_hours="off",
-        webhook_secret=SECRET,
-        public_url="http://127.0.0.1:9",
-        kannel_url="http://127.0.0.1:9/cgi-bin/sendsms",
-        kannel_username=harness.USERNAME,
-        kannel_password=harness.PASSWORD,
-    )
-
-
-@pytest.fixture
-def route_client(client: TestClient) -> TestClient:
-    """The service's client with the Kannel route, whether or not the app wires it yet."""
-    include_kannel_route(client.app)  # type: ignore[arg-type]
-    return client
-
-
-def include_kannel_route(app: FastAPI) -> None:
-    paths = {getattr(route, "path", None) for route in app.routes}
-    if DLR_PATH not in paths:
-        app.include_router(kannel_webhook.router)
-
-
-def new_notice(engine: Engine, phone: str = "0888 123 456") -> int:
-    """A scheduled notice that is due in an hour: only the test fires it, never the scheduler."""
-    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    data = MessageCreate.model_validate({"to": {"phones": [phone]}, "text": "x", "send_at": later})
-    with Session(engine, expire_on_commit=False) as session:
-        _, [notice] = create_message(session, None, data, region="BG")
-    assert notice.id is not None
-    return notice.id
-
-
-def notice_status(engine: Engine, notice_id: int) -> str:
-    with Session(engine) as session:
-        notice = session.get(Notice, notice_id)
-        assert notice is not None
-        return notice.status
-
-
-def fire_accepted(settings: Settings, engine: Engine, notice_id: int) -> None:
-    """Fire the notice through a Kannel that accepts it (the route tests need no real one)."""
-    accept = httpx.MockTransport(lambda r: httpx.Response(202, text="0: Accepted for delivery"))
-    mocked = KannelSender(settings, engine, client=httpx.Client(transport=accept))
-    fall_due(engine, notice_id)
-    assert fire(engine, mocked, notice_id, settings=settings) == "sent"
-
-
-def dlr(
-    client: TestClient | httpx.Client, notice: int | str, kind: int, **extra: str
-) -> httpx.Response:
-    """Call the DLR route as Kannel does, with the right secret unless ``extra`` says else."""
-    params: dict[str, str | int] = {
-        "notice": notice,
-        "secret": SECRET,
-        "type": kind,
-        "smsc": "fake",
-        **extra,
-    }
-    return client.get(DLR_PATH, params=params)
-
-
-def test_dlr_is_refused_without_the_secret(
-    route_client: TestClient, engine: Engine, settings: Settings
-) -> None:
-    notice = new_notice(engine)
-    fire_accepted(settings, engine, notice)
-    response = dlr(route_client, notice, 1, secret="wrong")
-    assert response.status_code == 403 and response.json()["detail"] == "the secret does not match"
-    assert notice_status(engine, notice) == "sent"
-    for bad in ("0", "-3", "abc"):
-        response = dlr(route_client, bad, 1)
-        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "notice"
-    params = {"secret": SECRET, "type": 1}
-    assert route_client.get(DLR_PATH, params=params).status_code == 422
-
-
-def test_dlr_is_not_found_without_a_webhook_secret(
-    route_client: TestClient, settings: Settings
-) -> None:
-    rt = runtime.current()
-    rt.settings = settings.model_copy(update={"webhook_secret": None})
-    response = dlr(route_client, 1, 1)
-    assert response.status_code == 404 and "not configured" in response.json()["detail"]
-
-
-def test_dlr_types_map_to_statuses(
-    route_client: TestClient, engine: Engine, settings: Settings
-) -> None:
-    rejected, buffered = new_notice(engine, "0888 123 001"), new_notice(engine, "0888 123 002")
-    fire_accepted(settings, engine, rejected)
-    fire_accepted(settings, engine, buffered)
-    assert dlr(route_client, buffered, 4).text == "ignored"  # buffered: nothing to record
-    assert dlr(route_client, buffered, 8).text == "ignored"  # accepted: already "sent"
-    assert notice_status(engine, buffered) == "sent"
-    response = dlr(route_client, rejected, 16, reply="NACK/0x0000000b/Invalid Destination")
-    assert response.status_code == 200 and response.text == "applied"
-    detail = route_client.get(f"/api/v1/notices/{rejected}", headers=make_key(engine, "read"))
-    assert detail.json()["status"] == "failed"
-    [attempt] = detail.json()["attempts"]
-    assert (
-        attempt["provider"] == "kannel" and attempt["provider_message_id"] == f"notice-{rejected}"
-    )
-    assert attempt["error_code"] == "16"
-    assert attempt["error"] == "NACK/0x0000000b/Invalid Destination"
-    assert dlr(route_client, rejected, 1).text == "ignored"  # final stays final
-    assert dlr(route_client, 999_999, 1).text == "unknown"
-
-
-def test_the_smscs_own_id_is_kept_from_whichever_report_brings_it(
-    route_client: TestClient, engine: Engine, settings: Settings
-) -> None:
-    notice = new_notice(engine, "0888 123 003")
-    fire_accepted(settings, engine, notice)
-    reader = make_key(engine, "read")
-
-    def reference() -> str | None:
-        detail = route_client.get(f"/api/v1/notices/{notice}", headers=reader).json()
-        return detail["attempts"][0]["gateway_reference"]
-
-    # Delivered first, without the SMSC's id: Kannel's own is kept meanwhile.
-    assert dlr(route_client, notice, 1, fid="", kid="k-1").text == "applied"
-    assert reference() == "k-1"
-    # A later, stale report changes no status and no reference already known.
-    assert dlr(route_client, notice, 8, fid="smsc-77", kid="k-1").text == "ignored"
-    assert reference() == "k-1"
-    other = new_notice(engine, "0888 123 004")
-    fire_accepted(settings, engine, other)
-    assert dlr(route_client, other, 8, fid="smsc-78", kid="k-2").text == "ignored"
-    detail = route_client.get(f"/api/v1/notices/{other}", headers=reader).json()
-    assert detail["attempts"][0]["gateway_reference"] == "smsc-78"  # the SMSC's id first
-
-
-def test_a_dlr_before_the_send_is_recorded_asks_kannel_to_retry(
-    route_client: TestClient, engine: Engine
-) -> None:
-    notice = new_notice(engine)
-    with Session(engine) as session:
-        stored = session.get(Notice, notice)
-        assert stored is not None
-        stored.status = NoticeStatus.sending  # claimed, Kannel called, attempt not yet written
-        session.add(stored)
-        session.commit()
-    assert dlr(route_client, notice, 1).status_code == 503
-    assert notice_status(engine, notice) == "sending"
+    assert harness.PASSWORD not in caplog.text and "password=…" in caplog.text
+    # The dlr-url, URL-encoded in the query, holds a signature (shown redacted), no secret.
+    assert "sig%3D…" in caplog.text and not re.search("sig%3D[A-Za-z0-9]", caplog.text)
+    assert "secret" not in caplog.text
 
 
 # --- End to end: the service, Kannel and fakesmsc, with Kannel's real callbacks ------------
@@ -472,7 +305,6 @@ def live_service(
         quiet_hours="off",
     )
     process = build(settings, engine)
-    include_kannel_route(process.app)
     log = StatusLog(process.app)
     server = uvicorn.Server(uvicorn.Config(log, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
@@ -509,7 +341,9 @@ def test_end_to_end_a_message_is_delivered_through_kannels_report(
         detail = wait_for(delivered, timeout=15, what="Kannel's delivery report")
         [attempt] = detail["attempts"]
         assert attempt["provider"] == "kannel"
-        assert attempt["provider_message_id"] == f"notice-{notice['id']}"
+        assert re.fullmatch(
+            rf"notice-{notice['id']}\.[0-9a-f]{{16}}", attempt["provider_message_id"]
+        )
         assert attempt["delivered_at"] is not None and attempt["error"] is None
         # Kannel's own id for the message (%I, a UUID) or the SMSC's (%F), from its report.
         assert re.fullmatch(
@@ -518,11 +352,17 @@ def test_end_to_end_a_message_is_delivered_through_kannels_report(
         [got] = received_by(kannel, number, 1)
         assert got.sender == SENDER_ID and got.decode() == text
 
-        # The callback as Kannel makes it, by hand: a wrong secret is refused ...
-        assert dlr(api, notice["id"], 2, secret="guess").status_code == 403
-        # ... and the same report again, or a late one, changes nothing.
-        assert dlr(api, notice["id"], 1).text == "ignored"
-        assert dlr(api, notice["id"], 2, reply="NACK/late").text == "ignored"
+        # Kannel called the signed dlr-url of this send: no secret in it.
+        calls = [q for q, _ in live_service.log.seen if q.startswith(f"notice={notice['id']}&")]
+        assert calls and all("&sig=" in q and "secret" not in q for q in calls)
+        # Its call again, or a late one, changes nothing; Kannel is answered 200.
+        assert api.get(f"{DLR_PATH}?{calls[-1]}").text == "ignored"
+        late = re.sub(r"&type=\d+", "&type=2", calls[-1])
+        assert api.get(f"{DLR_PATH}?{late}").text == "ignored"
+        # The secret alone does not move a signed send, nor does a signature of another send.
+        assert unsigned_dlr(api, notice["id"], 2).status_code == 403
+        other = re.sub(r"&attempt=[0-9a-f]+", "&attempt=0123456789abcdef", late)
+        assert api.get(f"{DLR_PATH}?{other}").status_code == 403
         after = api.get(f"/api/v1/notices/{notice['id']}", headers=reader).json()
         assert after["status"] == "delivered" and after["attempts"] == detail["attempts"]
 
@@ -542,7 +382,9 @@ def test_a_report_that_beats_the_record_is_retried_by_kannel(
         session.commit()
     sender = KannelSender(live_service.settings, engine)
     try:
-        sender.send(OutgoingSms(notice_id=notice, to=number, text="x", sender_id=SENDER_ID))
+        accepted = sender.send(
+            OutgoingSms(notice_id=notice, to=number, text="x", sender_id=SENDER_ID)
+        )
     finally:
         sender.close()
 
@@ -560,7 +402,7 @@ def test_a_report_that_beats_the_record_is_retried_by_kannel(
             Attempt(
                 notice_id=notice,
                 provider="kannel",
-                provider_message_id=f"notice-{notice}",
+                provider_message_id=accepted.provider_message_id,
                 status=NoticeStatus.sent,
             )
         )

@@ -1,8 +1,9 @@
 """SMS our customers send us through Kannel: a real Kannel calls GET /webhooks/kannel/inbound.
 
 A handset is fakesmsc on a second fake link (tests/kannel.py); smsbox's default sms-service
-GETs the service with the get-url ``inbound_get_url`` builds. One Kannel and one front server
-serve the module; each test puts its own service (database, settings) behind the front.
+GETs the service with the get-url ``inbound_get_url`` builds (its token is tested in
+tests/test_kannel_inbound_token.py). One Kannel and one front server serve the module; each
+test puts its own service (database, settings) behind the front.
 
 smsbox logs "No reply sent, denied." once it has the service's answer and has decided not to
 answer the customer: the tests wait for that line, so they need no sleeps.
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reminders.api.routes.kannel_webhook import INBOUND_PATH, inbound_get_url, mo_text
 from reminders.service import Process
 from reminders.settings import Settings, load_settings
+from reminders.webhook_keys import inbound_token
 from tests import kannel as harness
 from tests.conftest import wait_for
 
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
 
 # What Kannel would mangle if it were not escaped: non-ASCII, "%A" (an escape), "&", "/".
 SECRET = "inbound-secret-ü/%A&x"
+TOKEN = inbound_token(SECRET)  # what the get-url carries instead
 OUR_NUMBER = "1234"  # the short number customers text
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 Headers = dict[str, str]
@@ -215,7 +218,7 @@ def test_an_ordinary_text_is_only_kept(
     assert {m["contact_id"] for m in stored} == {contact_id}
 
 
-def test_a_wrong_secret_is_refused_and_the_customer_gets_no_reply(
+def test_a_stale_token_is_refused_and_the_customer_gets_no_reply(
     live: TestClient,
     kannel: harness.Kannel,
     front: Front,
@@ -238,10 +241,10 @@ def test_a_wrong_secret_is_refused_and_the_customer_gets_no_reply(
     # either (the live fixture checks the handsets' link received nothing).
     response = httpx.get(
         front.base_url + INBOUND_PATH,
-        params={"secret": SECRET, "from": "+359888600005", "text": "STOP", "coding": 0},
+        params={"token": TOKEN, "from": "+359888600005", "text": "STOP", "coding": 0},
     )
     assert response.status_code == 403
-    assert response.json() == {"detail": "the secret does not match", "errors": []}
+    assert response.json() == {"detail": "the token does not match", "errors": []}
 
 
 # --- The route's answers, without Kannel ---------------------------------------------------
@@ -249,7 +252,7 @@ def test_a_wrong_secret_is_refused_and_the_customer_gets_no_reply(
 
 def get_inbound(client: TestClient, **params: object) -> httpx.Response:
     query: dict[str, object] = {
-        "secret": SECRET,
+        "token": TOKEN,
         "from": "+359888600006",
         "to": OUR_NUMBER,
         "text": "STOP",
@@ -277,7 +280,7 @@ def test_the_answer_is_empty_so_kannel_sends_no_reply(client: TestClient) -> Non
         ({"coding": "ucs2"}, "coding"),
         ({"coding": 3}, "coding"),
         ({"to": "1" * 41}, "to"),
-        ({"secret": None}, "secret"),
+        ({"token": None}, "token"),
     ],
     ids=[
         "no-from",
@@ -288,7 +291,7 @@ def test_the_answer_is_empty_so_kannel_sends_no_reply(client: TestClient) -> Non
         "coding-not-a-number",
         "coding-unknown",
         "long-to",
-        "no-secret",
+        "no-token",
     ],
 )
 def test_a_malformed_request_is_a_json_422(
@@ -301,12 +304,12 @@ def test_a_malformed_request_is_a_json_422(
     assert inbound(client, writer) == []
 
 
-def test_a_wrong_secret_is_403_and_no_secret_configured_is_404(
+def test_a_wrong_token_is_403_and_no_secret_configured_is_404(
     client: TestClient, process: Process, writer: Headers
 ) -> None:
-    response = get_inbound(client, secret="guess")
+    response = get_inbound(client, token="guess")
     assert response.status_code == 403
-    assert response.json()["detail"] == "the secret does not match"
+    assert response.json()["detail"] == "the token does not match"
     process.runtime.settings = process.runtime.settings.model_copy(update={"webhook_secret": None})
     response = get_inbound(client)
     assert response.status_code == 404
@@ -321,10 +324,8 @@ def test_the_get_url_survives_kannels_escapes() -> None:
     url = inbound_get_url("https://reminders.example.org", SECRET)
     escapes = "&from=%p&to=%P&text=%b&coding=%c&charset=%C&id=%I"
     assert url.endswith(escapes)
-    # Each "%" of ours is doubled; Kannel reads "%%" as one "%".
-    assert url.removesuffix(escapes).replace("%%", "%") == (
-        "https://reminders.example.org/webhooks/kannel/inbound"
-        "?secret=inbound-secret-%C3%BC%2F%25A%26x"
+    assert url.removesuffix(escapes) == (
+        f"https://reminders.example.org/webhooks/kannel/inbound?token={TOKEN}"
     )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from reminders.api.limits import BODY_LIMIT, MB, ROUTE_LIMITS
 
@@ -149,3 +151,64 @@ def test_a_bill_batch_has_its_own_higher_limit(client: TestClient, writer: Heade
     # The higher limit is the batch's alone.
     one = json.dumps({"external_id": "x" * BODY_LIMIT, "contact": 1, "amount": "1"}).encode()
     assert_body_error(post(client, "/bills", one, writer), 413, "at most 1 MB")
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """{"a": {"a": ... {}}}, ``levels`` objects deep."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_attributes_300_levels_deep_are_refused_and_nothing_is_stored(
+    client: TestClient, writer: Headers
+) -> None:
+    deep = nested(300)
+    assert_body_error(post(client, "/contacts", contact_with(deep), writer), 422, "32 levels")
+    assert contact_count(client, writer) == 0
+    created = post(client, "/contacts", contact_with({"doctor": "Д-р Иванова"}), writer).json()
+    patched = client.patch(
+        f"/api/v1/contacts/{created['id']}", json={"attributes": deep}, headers=writer
+    )
+    assert_body_error(patched, 422, "32 levels")
+    shown = client.get(f"/api/v1/contacts/{created['id']}", headers=writer).json()
+    assert shown["attributes"] == {"doctor": "Д-р Иванова"}
+
+
+def test_a_contact_stored_too_deep_before_the_limits_does_not_poison_reads(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    """Rows written before attributes had limits: every read that held one was a 500."""
+    ids = [
+        post(client, "/contacts", contact_with({}), writer).json()["id"],
+        post(client, "/contacts", contact_with({}), writer).json()["id"],
+    ]
+    group = client.post("/api/v1/groups", json={"name": "g"}, headers=writer).json()["id"]
+    client.post(f"/api/v1/groups/{group}/members", json={"contact_ids": ids}, headers=writer)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE contacts SET attributes = :value WHERE id = :id"),
+            {"value": json.dumps({"doctor": "Д-р", "deep": nested(300)}), "id": ids[0]},
+        )
+    reads = [
+        "/api/v1/contacts",
+        f"/api/v1/contacts/{ids[0]}",
+        "/api/v1/contacts?q=Иван",
+        f"/api/v1/groups/{group}/members",
+    ]
+    for path in reads:
+        response = client.get(path, headers=writer)
+        assert response.status_code == 200, (path, response.text[:300])
+    shown = client.get(f"/api/v1/contacts/{ids[0]}", headers=writer).json()["attributes"]
+    # Shown down to 32 levels; what lies deeper is given as its JSON text, nothing lost.
+    assert shown["doctor"] == "Д-р"
+    level, depth = shown["deep"], 2
+    while isinstance(level, dict):
+        level, depth = level["a"], depth + 1
+    assert depth == 33 and json.loads(level) == nested(300 - 31)
+    # And it can be put right.
+    fixed = client.patch(
+        f"/api/v1/contacts/{ids[0]}", json={"attributes": {"doctor": "Д-р"}}, headers=writer
+    )
+    assert fixed.status_code == 200 and fixed.json()["attributes"] == {"doctor": "Д-р"}

@@ -287,7 +287,7 @@ class FlakySender(Sender):
 
 
 def test_transient_failures_are_retried_with_back_off(engine: Engine, settings: Settings) -> None:
-    from reminders.scheduler.firing import RETRY_BASE
+    from reminders.scheduler.outcomes import RETRY_BASE
 
     FlakySender.calls = 0
     [notice_id] = make_notices(engine, ["0888 400 501"])

@@ -10,7 +10,9 @@ from reminders.service import Process
 from tests.kannel import serving
 
 
-def test_after_a_500_the_same_keep_alive_connection_still_works(process: Process) -> None:
+def test_after_a_500_the_same_keep_alive_connection_still_works(
+    process: Process, reader: dict[str, str]
+) -> None:
     def boom() -> None:
         raise RuntimeError("a bug, not the user's mistake")
 
@@ -19,7 +21,7 @@ def test_after_a_500_the_same_keep_alive_connection_still_works(process: Process
         url = urlsplit(base)
         conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
         try:
-            conn.request("GET", "/boom")
+            conn.request("GET", "/boom", headers=reader)  # a path without a key is a 401
             response = conn.getresponse()
             body = json.loads(response.read())
             assert response.status == 500

@@ -47,3 +47,23 @@ def test_small_disk_fills_and_frees(small_disk: Any) -> None:
     db.execute("INSERT INTO t VALUES (?)", (b"x" * 100_000,))
     db.commit()
     db.close()
+
+
+def test_a_cut_link_refuses_until_mended() -> None:
+    from tests.throwaway import TcpProxy
+
+    proxy = TcpProxy(5432)  # the machine's PostgreSQL, only reached through the link
+    dsn = f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres"
+    try:
+        conn = psycopg.connect(dsn, autocommit=True)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        proxy.cut()
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")  # the open connection is ended
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(dsn, connect_timeout=2)  # and a new one refused
+        proxy.mend()
+        with psycopg.connect(dsn, autocommit=True) as fresh:
+            assert fresh.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        proxy.close()

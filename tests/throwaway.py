@@ -3,6 +3,8 @@
 - ``PgCluster``: a PostgreSQL cluster of its own (``initdb`` + ``pg_ctl``) on a free port.
 - ``RedisServer``: a ``redis-server`` of its own on a free port, stopped and started at will.
 - ``SmallDisk``: a tiny tmpfs, for a SQLite database that runs out of space.
+- ``TcpProxy``: a link to a server that a test can cut (one process loses its database while
+  the others keep theirs) and mend.
 
 Each cleans up after itself. PostgreSQL refuses to run as root, so as root the cluster runs as
 the ``postgres`` user.
@@ -16,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -168,3 +171,73 @@ class SmallDisk:
     def destroy(self) -> None:
         subprocess.run(["umount", "-l", str(self.path)], check=False, capture_output=True)
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to ``target_port``. ``cut`` closes every connection and
+    refuses new ones at once (as a firewall's reject would), ``mend`` lets them through again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            for sock in self._open:
+                _close(sock)
+            self._open.clear()
+
+    def mend(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self.cut()
+        _close(self._listener)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._cut:
+                    _close(client)
+                    continue
+                try:
+                    server = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                except OSError:
+                    _close(client)
+                    continue
+                server.settimeout(None)
+                self._open.update((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open.discard(source)
+                self._open.discard(sink)
+            _close(source)
+            _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -9,8 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from reminders import __version__
+from reminders.api.admission import install_admission
 from reminders.api.errors import install_error_handlers
+from reminders.api.gate import KeyGate
 from reminders.api.limits import BodyLimits
+from reminders.api.live import LiveTotals
 from reminders.api.routes import (
     bills,
     contacts,
@@ -55,6 +58,8 @@ def create_app(
         finally:
             scheduler.shutdown(wait=True)
             runtime.sender.close()
+            if runtime.api_engine is not None:
+                runtime.api_engine.dispose()
 
     app = FastAPI(
         title="reminders",
@@ -63,10 +68,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.engine = runtime.api_engine or runtime.engine
+    app.state.live_totals = LiveTotals(app.state.engine, runtime.settings.dlr_timeout_delta)
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
+    # The last added runs first: the key is checked before the body is read.
     app.add_middleware(BodyLimits)
+    app.add_middleware(KeyGate)
+    # Last, so outermost: a request turned away costs no key check, body read, thread or
+    # connection, and the key check's own connection is counted with the request's.
+    app.state.gates = install_admission(app, runtime.settings)
     api = APIRouter(prefix="/api/v1")
     for module in (
         contacts,

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from reminders import apikeys
+from reminders.api.gate import identify
 from reminders.models import ApiKey, Scope
 from reminders.notices import JobScheduler
 from reminders.runtime import Runtime
@@ -23,8 +23,10 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-    with Session(runtime.engine, expire_on_commit=False) as session:
+def get_session(request: Request) -> Iterator[Session]:
+    """A session on the API's own pool, closed when the route returns: before the answer is
+    sent, so that a streamed answer holds no connection while it streams."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
 
 
@@ -37,26 +39,26 @@ def get_scheduler(request: Request) -> JobScheduler | None:
     return scheduler
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SchedulerDep = Annotated[JobScheduler | None, Depends(get_scheduler)]
 
 
 def require(scope: Scope) -> Callable[..., ApiKey]:
-    """A dependency that lets through keys whose scope covers ``scope``."""
+    """A dependency that lets through keys whose scope covers ``scope``.
+
+    The key itself was checked at the door (``gate.KeyGate``), before the body was read.
+    """
 
     def check(
+        request: Request,
         session: SessionDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        # Not read: it puts the bearer scheme in the API's documentation.
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiKey:
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(
-                401, "an API key is required: Authorization: Bearer <key>", challenge
-            )
-        key = apikeys.authenticate(session, credentials.credentials)
-        if key is None:
-            raise HTTPException(401, "the API key is not valid or was revoked", challenge)
+        key: ApiKey | None = getattr(request.state, "api_key", None)
+        if key is None:  # a route on a public path that still asks for a key
+            key = identify(session, request.headers.get("authorization"))
         if not Scope(key.scope).allows(scope):
             raise HTTPException(403, f"this key has the {key.scope} scope; {scope} is needed")
         return key

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from reminders.db import in_chunks, utcnow
 from reminders.errors import NotFound
+from reminders.keylocks import lock_keys
 from reminders.models import (
     Anchor,
     AnchorRecipient,
@@ -219,9 +220,13 @@ def plan_many(
     """``plan_for`` for many anchors at once: one query per kind of row, one insert, one commit.
 
     A billing system's batch of thousands of bills is planned in the time of a few statements.
+    The anchors are locked first (``keylocks``), so that two requests planning the same anchor
+    at once (the same bill posted twice) do it one after the other: the second finds the
+    notices the first created.
     """
     now = now or utcnow()
     ids = list(dict.fromkeys(anchor_ids))
+    lock_keys(session, (f"anchor:{anchor_id}" for anchor_id in ids))
     loaded = _Loaded.read(session, ids)
     reports: dict[int, PlanReport] = {}
     policies: dict[str, PolicyPlan] = {}

@@ -8,6 +8,12 @@ statement per batch. Jobs stay one per notice in the store, as before.
 
 There is one such executor per lane (a job's ``executor`` names its lane), each with its own
 queue and threads: a transactional notice never queues behind a bulk backlog.
+
+A process that loses the scheduler lock ``halt``s its lanes: what is queued is dropped and the
+batch in progress stops before its next claim, so only what was already handed to the gateway
+still goes out, and its outcome is recorded however long the database takes to answer (only
+a shutdown gives that up). The dropped notices are still ``scheduled``; the next leader fires
+them.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
-# handler(notice ids, lane, stop): fire them, giving up early (leaving them scheduled) once
-# ``stop`` is set.
-Handler = Callable[[list[int], str, threading.Event], None]
+# handler(notice ids, lane, stop, shutdown): fire them, claiming no more (leaving the rest
+# scheduled) once ``stop`` is set; what was claimed is still recorded until ``shutdown`` is set.
+Handler = Callable[[list[int], str, threading.Event, threading.Event], None]
 
 
 class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
@@ -44,6 +50,9 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
         self._queue: queue.Queue[Any] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        # Set to stop firing: by shutdown, or by halt until resume puts a fresh one in its place.
+        # Each batch is handed the one current when it started, so a halt stops it for good.
+        self._halted = threading.Event()
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
@@ -59,11 +68,53 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
         # minutes. Those notices are still "scheduled" with their jobs gone, and the next start
         # (or the next elected instance) gives them jobs again when it reconciles.
         self._stopping.set()
+        self._halted.set()
         for _ in self._threads:
             self._queue.put(_STOP)
         if wait:
             for thread in self._threads:
                 thread.join()
+
+    def halt(self) -> int:
+        """Stop firing until ``resume``: drop what is queued (and whatever the scheduler still
+        submits meanwhile), and stop the batch in progress before its next claim. Returns how
+        many notices were dropped."""
+        self._halted.set()
+        dropped = 0
+        stops = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stops += 1
+            else:
+                self._drop(item)
+                dropped += 1
+        for _ in range(stops):
+            self._queue.put(_STOP)
+        return dropped
+
+    def resume(self) -> None:
+        if self._halted.is_set() and not self._stopping.is_set():
+            self._halted = threading.Event()
+
+    def _drop(self, job: Job) -> None:
+        # Not fired: release its instance, or a later firing of the same job (the next leader's
+        # reconcile gives it back, maybe to this process) would be refused as a second instance.
+        self._run_job_success(job.id, [])
+
+    def holding(self) -> set[str]:
+        """Ids of the jobs this lane has taken and not finished: queued, or being fired.
+
+        Their jobs are gone from the store (APScheduler removes a date job once submitted), and
+        their notices still ``scheduled``: the periodic reconcile must not take them for lost.
+        """
+        if self._lock is None:  # not started
+            return set()
+        with self._lock:
+            return {job_id for job_id, running in self._instances.items() if running}
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         self._queue.put(job)
@@ -74,6 +125,10 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
             if first is _STOP:
                 return
             if self._stopping.is_set():
+                continue
+            halted = self._halted
+            if halted.is_set():
+                self._drop(first)
                 continue
             batch: list[Job] = [first]
             stop_after = False
@@ -87,10 +142,13 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
                     break
                 batch.append(item)
             try:
-                self._handler([int(job.args[0]) for job in batch], self.lane, self._stopping)
+                # A halt stops the claims; only shutdown may stop recording what was claimed.
+                self._handler(
+                    [int(job.args[0]) for job in batch], self.lane, halted, self._stopping
+                )
             except Exception:
-                # The notices stay claimed ("sending"): a restart records them as unknown rather
-                # than risk sending them twice.
+                # A bug, not the database (``fire_many`` waits that out): the notices it had not
+                # claimed stay scheduled, and the periodic reconcile gives them jobs again.
                 log.exception("firing a batch of %d notices failed", len(batch))
             finally:
                 for job in batch:

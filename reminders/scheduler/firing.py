@@ -1,78 +1,31 @@
-"""Firing a notice: claim it, hand it to the sender once, record what happened."""
+"""Firing a notice: read and render it, claim it, hand it to the sender once, record the outcome."""
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import partial
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, bindparam, insert, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
-from reminders.db import UTCDateTime, in_chunks, utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.metrics import SendMetrics
-from reminders.models import Anchor, Attempt, Contact, Notice, NoticeKind, NoticeStatus, Priority
+from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
 from reminders.notices import JobItem, JobScheduler
-from reminders.scheduler.context import template_context
+from reminders.scheduler.outcomes import Outcome, from_result, record, release
+from reminders.scheduler.preparing import Ready, prepare
+from reminders.scheduler.retrying import Backoff, is_transient, reason, until_written
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
-from reminders.sender.compose import compose
 from reminders.sender.rate import SendRate
 from reminders.settings import Settings
-from reminders.templates import RenderError, render
 
 log = logging.getLogger(__name__)
-
-
-BILL_GRACE = timedelta(days=1)
-
-
-def lateness(notice: Notice, anchor: Anchor | None, now: datetime, grace: timedelta) -> str | None:
-    """Why a notice that fires at ``now`` is no longer worth sending, or None if it still is.
-
-    A notice fires late when the service was down or busy when it came due. An event reminder
-    is useful until the event starts and within the grace period; a bill notice for a day.
-    """
-    late_by = now - notice.send_at
-    if notice.kind == NoticeKind.event_reminder and anchor is not None and now >= anchor.at:
-        return "the event had already started when the reminder could be sent"
-    limit = BILL_GRACE if notice.kind in (NoticeKind.bill_due, NoticeKind.bill_overdue) else grace
-    if late_by > limit:
-        return f"it came due {_human(late_by)} earlier, past the {_human(limit)} it may be late"
-    return None
-
-
-def _human(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    hours = minutes // 60
-    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
-
-
-@dataclass
-class _Outcome:
-    status: NoticeStatus
-    reason: str | None = None
-    attempt: dict[str, Any] | None = None
-    sent_at: datetime | None = None
-    transient: bool = False  # a failure that trying again may fix (a timeout, a 5xx)
-    retry_at: datetime | None = None
-
-
-RETRY_BASE = timedelta(seconds=30)
-RETRY_CAP = timedelta(minutes=15)
-
-
-def retry_delay(failures: int) -> timedelta:
-    """Exponential back-off with jitter: about 30 s, 1 min, 2 min... at most 15 min."""
-    delay = min(RETRY_BASE * 2 ** max(failures - 1, 0), RETRY_CAP)
-    return delay * random.uniform(0.8, 1.2)
 
 
 def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token: str) -> list[int]:
@@ -98,8 +51,30 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
             .returning(col(Notice.id))
         )
         claimed.extend(int(row[0]) for row in result)
-    session.commit()
+    try:
+        session.commit()
+    except Exception as exc:
+        if claimed:
+            raise ClaimInDoubt(claimed) from exc
+        raise
     return claimed
+
+
+class ClaimInDoubt(Exception):
+    """The claim's commit failed: the database may have taken it or not.
+
+    Its notices were not handed to the sender, so they are put back to ``scheduled``.
+    """
+
+    def __init__(self, notice_ids: list[int]) -> None:
+        super().__init__(f"the claim of {len(notice_ids)} notice(s) may or may not have been kept")
+        self.notice_ids = notice_ids
+
+
+# While the database is away, a batch not claimed yet is tried again for half a minute, then
+# left ``scheduled`` for the periodic check (``NoticeScheduler.reconcile``); a claim to undo or
+# an outcome to record is tried until the database answers.
+DB_BACKOFF = Backoff()
 
 
 def fire(
@@ -120,17 +95,27 @@ def fire_many(
     rate: SendRate | None = None,
     lane: str = Priority.bulk,
     stop: threading.Event | None = None,
+    shutdown: threading.Event | None = None,
     metrics: SendMetrics | None = None,
+    backoff: Backoff = DB_BACKOFF,
 ) -> dict[int, str]:
-    """Fire the notices that are still due to go; return the final status of each one claimed.
+    """Fire the notices that are still due to go; return the final status of each one recorded.
 
-    Work goes by ``sender.batch_size`` notices: claim, load, send, record, each one statement per
-    batch. A crash between a claim and its record leaves that batch "sending", recorded as
-    unknown at the next start, so the batch size bounds how many outcomes a crash can lose.
+    Work goes by ``sender.batch_size`` notices: load, render, claim, send, record, each one
+    statement per batch. The claim comes last before the hand-over, so a database error never
+    strands a claimed notice: one before the claim leaves the batch ``scheduled`` and it is
+    tried again; outcomes wait in memory until they are written. Only a process that dies
+    between a claim and its record leaves notices ``sending`` (unknown at the next start), so
+    the batch size bounds how many outcomes a crash can lose.
 
     With a send ``rate``, each batch waits for its budget in ``lane`` before it is claimed, so a
     notice is never held "sending" while it waits; if ``stop`` is set meanwhile, the rest stay
     scheduled for whoever fires next.
+
+    ``stop`` (this process lost the scheduler lock, or is stopping) means "claim no more".
+    The two writes that must not be lost, undoing a claim in doubt and recording what the
+    gateway answered, watch ``shutdown`` alone (None: they wait as long as it takes): a process
+    deposed while the database is away still puts its own notices right once it answers.
     """
     rate = rate or SendRate()
     outcomes: dict[int, str] = {}
@@ -140,17 +125,26 @@ def fire_many(
         chunk = unique[start : start + size]
         if (stop is not None and stop.is_set()) or not rate.acquire(lane, len(chunk), stop):
             break
-        outcomes.update(
-            _fire_batch(
-                engine,
-                sender,
-                chunk,
-                settings=settings,
-                token=token,
-                scheduler=scheduler,
-                metrics=metrics,
-            )
+        fired = _fire_batch(
+            engine,
+            sender,
+            chunk,
+            settings=settings,
+            token=token,
+            scheduler=scheduler,
+            metrics=metrics,
+            backoff=backoff,
+            stop=stop,
+            shutdown=shutdown,
         )
+        if fired is None:
+            # Their jobs went when the lane took them: the periodic check gives them new ones.
+            log.warning(
+                "%d notice(s) stay scheduled, to be fired again once the database answers",
+                len(unique) - start,
+            )
+            break
+        outcomes.update(fired)
     return outcomes
 
 
@@ -163,42 +157,158 @@ def _fire_batch(
     token: str,
     scheduler: JobScheduler | None,
     metrics: SendMetrics | None,
-) -> dict[int, str]:
-    now = utcnow()
-    with Session(engine, expire_on_commit=False) as session:
-        claimed = claim_many(session, notice_ids, now, token)
-        if not claimed:
-            return {}
-        notices = _load(session, Notice, claimed)
-        contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
-        anchors = _load(session, Anchor, {n.anchor_id for n in notices.values() if n.anchor_id})
-
-    outcomes: dict[int, _Outcome] = {}
-    outgoing: list[OutgoingSms] = []
-    for notice_id in claimed:
-        notice = notices[notice_id]
-        contact = contacts.get(notice.contact_id or 0)
-        anchor = anchors.get(notice.anchor_id or 0)
-        ready = _prepare(notice, contact, anchor, now, settings, sender.name)
-        if isinstance(ready, _Outcome):
-            outcomes[notice_id] = ready
-        else:
-            outgoing.append(ready)
+    backoff: Backoff,
+    stop: threading.Event | None,
+    shutdown: threading.Event | None,
+) -> dict[int, str] | None:
+    """Fire one batch; None if the database stayed away before anything was claimed."""
+    taken = _take(engine, notice_ids, settings, sender.name, token, backoff, stop, shutdown)
+    if taken is None:
+        return None
+    notices, claimed = taken
+    outcomes = {i: ready for i, ready in claimed.items() if isinstance(ready, Outcome)}
+    outgoing = [ready for ready in claimed.values() if isinstance(ready, OutgoingSms)]
+    sent_at = utcnow()
+    results: list[Accepted | SendError] = []
     if outgoing:
-        results = sender.send_many(outgoing)
+        results = _send(sender, outgoing)  # once: whatever fails after this, never again
         sent_at = utcnow()
         for sms, result in zip(outgoing, results, strict=True):
-            outcomes[sms.notice_id] = _result(sms, result, sender.name, sent_at)
-        if metrics is not None:
+            outcomes[sms.notice_id] = from_result(sms, result, sender.name, sent_at)
+    done, final = until_written(
+        lambda: record(engine, outcomes, attempts=settings.send_attempts, sent_at=sent_at),
+        backoff,
+        shutdown,
+        what=f"recording what became of {len(outcomes)} notice(s)",
+    )
+    if not done or final is None:
+        # They stay "sending", and the next start records them as unknown: some were handed
+        # over, and sending them again could send them twice.
+        return {}
+    _schedule_retries(scheduler, final, notices)
+    if metrics is not None and outgoing:
+        try:
             _count(metrics, sender.name, outgoing, results, notices, sent_at)
-        _plan_retries(engine, outcomes, settings.send_attempts, sent_at)
-    _record(engine, outcomes)
+        except Exception:
+            log.exception("counting the send metrics failed")
+    return {notice_id: outcome.status.value for notice_id, outcome in final.items()}
+
+
+def _take(
+    engine: Engine,
+    notice_ids: list[int],
+    settings: Settings,
+    provider: str,
+    token: str,
+    backoff: Backoff,
+    stop: threading.Event | None,
+    shutdown: threading.Event | None,
+) -> tuple[dict[int, Any], dict[int, Ready]] | None:
+    """Load, prepare and claim the batch, trying again while the database is away.
+
+    Returns the notices loaded and what to do with each one claimed; None once
+    ``backoff.give_up_after`` has passed (or ``stop`` was set), with nothing left claimed
+    (unless ``shutdown`` cut short the undoing of a claim in doubt).
+    """
+    deadline = time.monotonic() + backoff.give_up_after
+    tries = 0
+    while True:
+        try:
+            return _load_and_claim(engine, notice_ids, settings, provider, token)
+        except ClaimInDoubt as doubt:
+            done, _ = until_written(
+                partial(release, engine, doubt.notice_ids, token),
+                backoff,
+                shutdown,
+                what=f"putting back {len(doubt.notice_ids)} notice(s) whose claim may have failed",
+            )
+            if not done:
+                return None  # they may stay "sending": the next start records them unknown
+            failure: BaseException = doubt.__cause__ or doubt
+        except Exception as exc:
+            failure = exc
+        if not is_transient(failure):
+            raise failure
+        tries += 1
+        if tries == 1:
+            log.warning(
+                "firing %d notice(s) failed before they were claimed (%s); trying again",
+                len(notice_ids),
+                reason(failure),
+            )
+        if time.monotonic() >= deadline or backoff.pause(tries, stop):
+            return None
+
+
+def _load_and_claim(
+    engine: Engine, notice_ids: list[int], settings: Settings, provider: str, token: str
+) -> tuple[dict[int, Any], dict[int, Ready]]:
+    """Everything a hand-over needs is read and rendered before the claim, so that a claimed
+    notice waits on nothing but the sender."""
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        table = Notice.__table__  # type: ignore[attr-defined]
+        notices = _load(
+            session,
+            Notice,
+            notice_ids,
+            table.c.status == NoticeStatus.scheduled,
+            table.c.send_at <= now,
+        )
+        if not notices:
+            return {}, {}
+        contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
+        anchors = _load(session, Anchor, {n.anchor_id for n in notices.values() if n.anchor_id})
+        ready = {
+            notice_id: prepare(
+                notice,
+                contacts.get(notice.contact_id or 0),
+                anchors.get(notice.anchor_id or 0),
+                now,
+                settings,
+                provider,
+            )
+            for notice_id, notice in notices.items()
+        }
+        claimed = claim_many(session, list(ready), now, token)
+    return notices, {notice_id: ready[notice_id] for notice_id in claimed}
+
+
+def _send(sender: Sender, outgoing: list[OutgoingSms]) -> list[Accepted | SendError]:
+    """One result per message, whatever the sender does."""
+    try:
+        results = list(sender.send_many(outgoing))
+        if len(results) == len(outgoing):
+            return results
+        problem = f"it gave {len(results)} results for {len(outgoing)} messages"
+        log.error("sender %s: %s", sender.name, problem)
+    except Exception as exc:
+        log.exception("sender %s raised while sending %d notice(s)", sender.name, len(outgoing))
+        problem = f"{type(exc).__name__}: {exc}"
+    # Some may have gone out: unknown, rather than a second SMS.
+    error = SendError(
+        f"the sender failed ({problem}); it may have sent the message",
+        permanent=True,
+        code="sender",
+        ambiguous=True,
+    )
+    return [error] * len(outgoing)
+
+
+def _schedule_retries(
+    scheduler: JobScheduler | None, outcomes: dict[int, Outcome], notices: dict[int, Any]
+) -> None:
     retries: list[JobItem] = [
         (i, o.retry_at, notices[i].priority) for i, o in outcomes.items() if o.retry_at is not None
     ]
-    if retries and scheduler is not None:
+    if not retries or scheduler is None:
+        return
+    try:
         scheduler.schedule(retries)
-    return {notice_id: outcome.status.value for notice_id, outcome in outcomes.items()}
+    except Exception as exc:
+        # The notices are recorded "scheduled" for their retry: the periodic check gives them
+        # their jobs once they are due.
+        log.warning("could not write the jobs of %d retries (%s)", len(retries), reason(exc))
 
 
 def _count(
@@ -224,176 +334,14 @@ def _count(
     metrics.count_errors(provider, errors)
 
 
-def _plan_retries(
-    engine: Engine, outcomes: dict[int, _Outcome], attempts: int, now: datetime
-) -> None:
-    """Put transient failures back on the schedule, until a notice has had ``attempts`` tries."""
-    transient = [i for i, o in outcomes.items() if o.transient]
-    if not transient:
-        return
-    with Session(engine) as session:
-        earlier = dict(
-            session.exec(
-                select(Attempt.notice_id, func.count())
-                .where(col(Attempt.notice_id).in_(transient))
-                .group_by(col(Attempt.notice_id))
-            ).all()
-        )
-    for notice_id in transient:
-        outcome = outcomes[notice_id]
-        tries = earlier.get(notice_id, 0) + 1  # this one is recorded with the outcome
-        if tries >= attempts:
-            outcome.reason = f"{outcome.reason} (gave up after {tries} attempts)"
-            continue
-        outcome.retry_at = now + retry_delay(tries)
-        outcome.status = NoticeStatus.scheduled
-        outcome.reason = f"attempt {tries} failed ({outcome.reason}); trying again"
-
-
-def _prepare(
-    notice: Notice,
-    contact: Contact | None,
-    anchor: Anchor | None,
-    now: datetime,
-    settings: Settings,
-    provider: str,
-) -> OutgoingSms | _Outcome:
-    """The SMS to send for this notice, or the outcome that ends it without sending."""
-    late = lateness(notice, anchor, now, settings.late_grace_delta)
-    if late is not None:
-        return _Outcome(NoticeStatus.expired, late)
-    if contact is not None and contact.opted_out:
-        return _Outcome(NoticeStatus.suppressed, "the contact opted out")
-    text = notice.text
-    if notice.is_template:
-        zone = ZoneInfo(
-            (anchor.timezone if anchor and anchor.all_day else None)
-            or (contact.timezone if contact else None)
-            or settings.timezone
-        )
-        try:
-            text = render(notice.text, template_context(notice, contact, anchor, zone, now))
-        except RenderError as exc:
-            attempt = {
-                "provider": provider,
-                "status": NoticeStatus.failed,
-                "error_code": "template",
-                "error": str(exc)[:2000],
-                "submitted_at": now,
-            }
-            return _Outcome(NoticeStatus.failed, str(exc)[:500], attempt)
-    assert notice.id is not None
-    # Composed at the last moment, from the text as it now reads: a "„" or a non-breaking space
-    # from a template would otherwise turn the whole SMS into UCS-2 and double its price.
-    composed = compose(text, transliterate=notice.transliterate)
-    return OutgoingSms(
-        notice_id=notice.id,
-        to=notice.phone,
-        text=composed.text,
-        sender_id=notice.sender_id or settings.sender_id,
-        segments=composed.segments,
-        encoding=composed.encoding,
-    )
-
-
-def _result(
-    sms: OutgoingSms, result: Accepted | SendError, provider: str, now: datetime
-) -> _Outcome:
-    if isinstance(result, Accepted):
-        attempt = {
-            "segments": sms.segments,
-            "encoding": sms.encoding,
-            "text": sms.text,
-            "provider": provider,
-            "provider_message_id": result.provider_message_id,
-            "status": result.status,
-            "submitted_at": now,
-            "delivered_at": now if result.status == "delivered" else None,
-        }
-        return _Outcome(NoticeStatus(result.status), None, attempt, sent_at=now)
-    attempt = {
-        "segments": sms.segments,
-        "encoding": sms.encoding,
-        "text": sms.text,
-        "provider": provider,
-        "status": NoticeStatus.failed,
-        "error_code": result.code,
-        "error": result.message[:2000],
-        "submitted_at": now,
-    }
-    if result.ambiguous:
-        attempt["status"] = NoticeStatus.unknown
-        return _Outcome(NoticeStatus.unknown, result.message[:500], attempt)
-    return _Outcome(
-        NoticeStatus.failed, result.message[:500], attempt, transient=not result.permanent
-    )
-
-
-_NOTICES = Notice.__table__  # type: ignore[attr-defined]
-_ATTEMPTS = Attempt.__table__  # type: ignore[attr-defined]
-# Core statements, run as executemany: the ORM's bulk paths cost more per row than SQLite does.
-_SET_OUTCOME = (
-    update(_NOTICES)
-    .where(_NOTICES.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        status_reason=bindparam("b_reason"),
-        sent_at=bindparam("b_sent_at"),
-        send_at=func.coalesce(bindparam("b_retry_at", type_=UTCDateTime), _NOTICES.c.send_at),
-        # An outcome without a hand-over (expired, suppressed) keeps what went out before.
-        sent_text=func.coalesce(bindparam("b_text", type_=String), _NOTICES.c.sent_text),
-        updated_at=bindparam("b_now"),
-    )
-)
-
-
-def _record(engine: Engine, outcomes: dict[int, _Outcome]) -> None:
-    """Write the outcomes and their attempts in one transaction."""
-    if not outcomes:
-        return
-    now = utcnow()
-    attempts = [
-        {
-            "notice_id": notice_id,
-            "provider_message_id": None,
-            "error_code": None,
-            "error": None,
-            "delivered_at": None,
-            "segments": None,
-            "encoding": None,
-            "text": None,
-            **outcome.attempt,
-        }
-        for notice_id, outcome in outcomes.items()
-        if outcome.attempt is not None
-    ]
-    with engine.begin() as conn:
-        conn.execute(
-            _SET_OUTCOME,
-            [
-                {
-                    "b_id": notice_id,
-                    "b_status": outcome.status,
-                    "b_reason": outcome.reason,
-                    "b_sent_at": outcome.sent_at,
-                    "b_retry_at": outcome.retry_at,
-                    "b_text": (outcome.attempt or {}).get("text"),
-                    "b_now": now,
-                }
-                for notice_id, outcome in outcomes.items()
-            ],
-        )
-        if attempts:
-            conn.execute(insert(_ATTEMPTS), attempts)
-
-
-def _load(session: Session, model: Any, ids: Iterable[int | None]) -> dict[int, Any]:
-    """Rows of ``model`` by id, as plain rows (read-only, attribute access like the model)."""
+def _load(session: Session, model: Any, ids: Iterable[int | None], *where: Any) -> dict[int, Any]:
+    """Rows of ``model`` by id (and ``where``), as plain rows (read-only, attribute access like
+    the model)."""
     wanted = [i for i in ids if i is not None]
     table = model.__table__
     found: dict[int, Any] = {}
     for chunk in in_chunks(wanted):
-        query = select(table).where(table.c.id.in_(chunk))
+        query = select(table).where(table.c.id.in_(chunk), *where)
         for row in session.execute(query):
             found[row.id] = row
     return found

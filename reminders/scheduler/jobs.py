@@ -15,9 +15,14 @@ def fire_notice(notice_id: int) -> None:
 
 
 def fire_notices(
-    notice_ids: list[int], lane: str = Priority.bulk, stop: threading.Event | None = None
+    notice_ids: list[int],
+    lane: str = Priority.bulk,
+    stop: threading.Event | None = None,
+    shutdown: threading.Event | None = None,
 ) -> None:
-    """What a lane's batching executor calls with the notice ids of the jobs it collected."""
+    """What a lane's batching executor calls with the notice ids of the jobs it collected:
+    ``stop`` when it must claim no more (deposed or stopping), ``shutdown`` when the process
+    stops (see ``fire_many``)."""
     rt = runtime.current()
     fire_many(
         rt.engine,
@@ -29,5 +34,6 @@ def fire_notices(
         rate=rt.rate,
         lane=lane,
         stop=stop,
+        shutdown=shutdown,
         metrics=rt.metrics,
     )

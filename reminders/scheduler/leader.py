@@ -5,6 +5,11 @@ key with a TTL, renewed every few seconds) resumes its scheduler; a process that
 pauses at once. If the holder dies, its key expires and another process takes over within
 ``ttl + poll`` seconds, then reconciles the notices with the job store.
 
+A leader whose scheduler cannot run (its job store has failed for too long, see
+``scheduler/health.py``) gives the lock up, so a standby takes over, and does not campaign again
+until its store answers. A process that cannot reach Redis pauses at once: it cannot know that
+nobody else took over.
+
 Each process also keeps a short-lived "alive" key. A new leader uses them to tell a notice left in
 ``sending`` by a dead process (its outcome is unknown) from one a live process is still sending.
 """
@@ -50,6 +55,7 @@ class Leadership:
         token: str,
         on_elected: Callable[[], None],
         on_deposed: Callable[[], None],
+        cannot_lead: Callable[[], str | None] = lambda: None,
         ttl: float = 10.0,
         renew_every: float = 3.0,
         poll_every: float = 1.0,
@@ -63,6 +69,8 @@ class Leadership:
         self.poll_every = poll_every
         self._on_elected = on_elected
         self._on_deposed = on_deposed
+        self._cannot_lead = cannot_lead
+        self._abstaining = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
         self.is_leader = False
@@ -82,6 +90,11 @@ class Leadership:
         except redis.RedisError:
             pass  # the keys expire on their own
 
+    @property
+    def alive_ttl(self) -> float:
+        """Seconds an alive key outlives its process's last write."""
+        return self.ttl_ms / 1000
+
     def live_tokens(self) -> set[str]:
         """Tokens of the processes whose alive key has not expired."""
         found: set[str] = set()
@@ -93,15 +106,7 @@ class Leadership:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.client.set(self.alive_prefix + self.token, "1", px=self.ttl_ms)
-                if self.is_leader:
-                    if not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
-                        log.warning("lost the scheduler lock; pausing this scheduler")
-                        self._depose()
-                elif self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
-                    log.info("took the scheduler lock; this process now runs the scheduler")
-                    self.is_leader = True
-                    self._on_elected()
+                self._step()
             except redis.RedisError as exc:
                 if self.is_leader:
                     # Without Redis we cannot know that nobody else took over: stop firing.
@@ -110,8 +115,45 @@ class Leadership:
             except Exception:
                 log.exception("leadership step failed")
                 if self.is_leader:
-                    self._depose()
+                    self._step_down()
             self._stop.wait(self.renew_every if self.is_leader else self.poll_every)
+
+    def _step(self) -> None:
+        self.client.set(self.alive_prefix + self.token, "1", px=self.ttl_ms)
+        unable = self._cannot_lead()
+        if self.is_leader:
+            if unable is not None:
+                log.warning("this scheduler cannot run (%s); giving up the scheduler lock", unable)
+                self._abstaining = True
+                self._step_down()
+            elif not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
+                log.warning("lost the scheduler lock; pausing this scheduler")
+                self._depose()
+            return
+        if unable is not None:
+            if not self._abstaining:
+                log.warning("not standing for the scheduler lock: %s", unable)
+                self._abstaining = True
+            return
+        if self._abstaining:
+            log.info("this scheduler can run again; standing for the scheduler lock")
+            self._abstaining = False
+        if self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            log.info("took the scheduler lock; this process now runs the scheduler")
+            self.is_leader = True
+            try:
+                self._on_elected()
+            except Exception:
+                log.exception("taking over the scheduler failed; giving the lock up")
+                self._step_down()
+
+    def _step_down(self) -> None:
+        """Stop firing, then free the lock so that another process takes over at once."""
+        self._depose()
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.token)
+        except redis.RedisError:
+            pass  # it expires on its own
 
     def _depose(self) -> None:
         self.is_leader = False

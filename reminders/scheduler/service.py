@@ -7,31 +7,38 @@ Facts that shaped it (see the APScheduler notes in the project's references):
   or while the executor was busy, so it is disabled: whether a late notice is still useful is
   decided by the notice, not by the scheduler;
 - the notices table is the truth and the job only a trigger, so ``reconcile`` repairs the job
-  store from the table at start.
+  store from the table at start, and the active scheduler looks again every ``reconcile_every``
+  for due notices left without a job (a firing the database interrupted gives its notices back
+  ``scheduled``, and their jobs went when the lane took them).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
 from reminders.notices import JobItem
 from reminders.scheduler.executor import BatchingExecutor
+from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.jobs import fire_notices
 from reminders.scheduler.leader import Leadership
+from reminders.scheduler.loop import PollingScheduler, Watchdog
+from reminders.scheduler.retrying import reason
 from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,7 @@ LANE_EXECUTORS: dict[str, str] = {
 }
 SOURCE_PREFIX = "source:"
 SYNC_SOURCE_REF = "reminders.sources.jobs:sync_if_due"
+RECONCILE_EVERY = timedelta(seconds=30)
 
 
 def job_id(notice_id: int) -> str:
@@ -77,20 +85,6 @@ def job_state(notice_id: int, send_at: datetime, priority: str = Priority.bulk) 
     }
 
 
-class _PollingScheduler(BackgroundScheduler):
-    """Wakes at least every ``max_sleep`` seconds.
-
-    ``wakeup()`` is an in-process event, so jobs that another process (``reminders web``) adds to
-    the shared store would otherwise wait until the next job this process knows about.
-    """
-
-    max_sleep = 1.0
-
-    def _process_jobs(self) -> float:
-        wait: float | None = super()._process_jobs()
-        return self.max_sleep if wait is None else min(wait, self.max_sleep)
-
-
 class NoticeScheduler:
     """Writes notices' jobs, and in the one active process also fires them.
 
@@ -100,11 +94,20 @@ class NoticeScheduler:
     """
 
     def __init__(
-        self, engine: Engine, *, token: str = "", threads: int = 10, batch_size: int = 1000
+        self,
+        engine: Engine,
+        *,
+        token: str = "",
+        threads: int = 10,
+        batch_size: int = 1000,
+        stall_after: float = 30.0,
+        reconcile_every: timedelta = RECONCILE_EVERY,
     ) -> None:
         self.engine = engine
         self.token = token
         self.leadership: Leadership | None = None
+        self.health = LoopHealth(stall_after=stall_after)
+        self._settle_timer: threading.Timer | None = None
         self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
         self.lanes = {
             Priority.bulk: BatchingExecutor(fire_notices, lane=Priority.bulk, threads=2),
@@ -113,8 +116,11 @@ class NoticeScheduler:
                 fire_notices, lane=Priority.transactional, threads=1
             ),
         }
-        self._scheduler = _PollingScheduler(
-            jobstores={"default": self._store},
+        self._scheduler = PollingScheduler(
+            health=self.health,
+            # "local" holds this process's own periodic work, which runs only while it is the
+            # active scheduler and is never shared through the database.
+            jobstores={"default": self._store, "local": MemoryJobStore()},
             executors={
                 "default": ThreadPoolExecutor(threads),
                 **{LANE_EXECUTORS[lane]: executor for lane, executor in self.lanes.items()},
@@ -122,6 +128,14 @@ class NoticeScheduler:
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
+        self._scheduler.add_job(
+            self.check_due,
+            IntervalTrigger(seconds=reconcile_every.total_seconds(), timezone=UTC),
+            id="check-due",
+            jobstore="local",
+            executor="default",
+        )
+        self._watchdog = Watchdog(self._scheduler, self._store)
 
     @property
     def running(self) -> bool:
@@ -136,6 +150,23 @@ class NoticeScheduler:
             return "standby"
         return "stopped"
 
+    def problem(self) -> str | None:
+        """Why this scheduler cannot run (for ``/readyz``), or None while it can."""
+        return None if self.state == "stopped" else self.health.problem()
+
+    def cannot_lead(self) -> str | None:
+        """Why this process should not hold, or seek, the scheduler lock; None if it may.
+
+        A leader keeps the lock through a short run of store failures (a database restart);
+        a process with failures not yet cleared does not campaign: elected, it would fail to
+        reconcile and only delay a healthy standby.
+        """
+        if self.state == "active":
+            return self.health.problem()
+        if self.health.failures or not self.health.thread_alive:
+            return self.health.problem() or "the job store failed and has not answered since"
+        return None
+
     def start(self, leadership: Leadership | None = None) -> None:
         if leadership is None:
             # Alone: whatever a previous run left in "sending" was interrupted. Settled before
@@ -145,27 +176,84 @@ class NoticeScheduler:
             # unfired-but-jobless, and it would be given a second (harmless, useless) job.
             self.reconcile()
             self._scheduler.start()
+            self._watchdog.start()
             return
         self.leadership = leadership
+        for lane in self.lanes.values():
+            lane.halt()  # until elected
         self._scheduler.start(paused=True)
+        self._watchdog.start()
         leadership.start()
 
     def activate(self) -> None:
-        """Called when this process is elected: settle, reconcile, then fire."""
-        alive = self.leadership.live_tokens() if self.leadership else None
-        self.settle_interrupted(alive=alive)
-        self.reconcile()
+        """Called when this process is elected: reconcile, then fire.
+
+        Notices that stopped processes left "sending" are settled one alive-key lifetime later:
+        right after Redis restarts empty, a live process's alive key is missing until it next
+        writes it, and its notices in flight would be taken for a dead one's.
+        """
+        with self._scheduler._jobstores_lock:
+            # Deletes left from an earlier term: another leader may have re-created those jobs.
+            self._store.forget_fired()
+        try:
+            self.reconcile()
+        except Exception as exc:
+            self.health.failed(exc)
+            raise
+        for lane in self.lanes.values():
+            lane.resume()
         self._scheduler.resume()
+        if self.leadership is not None:
+            self._settle_later(self.leadership.alive_ttl)
 
     def deactivate(self) -> None:
+        """Called when this process loses the lock or gives it up: stop claiming at once.
+
+        The lanes drop their queues and the batches in progress stop before their next claim;
+        what was handed to the gateway still finishes and is recorded. The dropped notices stay
+        ``scheduled``; the next leader's reconcile gives them jobs again.
+        """
+        self._cancel_settle()
         if self._scheduler.state == STATE_RUNNING:
             self._scheduler.pause()
+        dropped = sum(lane.halt() for lane in self.lanes.values())
+        # Under the lock, so a pass still running ends before; it submits to halted lanes.
+        with self._scheduler._jobstores_lock:
+            self._store.forget_fired()
+        if dropped:
+            log.warning("stopped firing: %d queued notice(s) left for the next leader", dropped)
 
     def shutdown(self, *, wait: bool = True) -> None:
+        self._watchdog.stop()
+        self._cancel_settle()
         if self.leadership is not None:
             self.leadership.stop()
         if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)
+
+    def _settle_later(self, delay: float) -> None:
+        self._cancel_settle()
+        timer = threading.Timer(delay, self._settle_dead)
+        timer.daemon = True
+        timer.name = "settle-interrupted"
+        self._settle_timer = timer
+        timer.start()
+
+    def _cancel_settle(self) -> None:
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+
+    def _settle_dead(self) -> None:
+        leadership = self.leadership
+        if leadership is None or not leadership.is_leader:
+            return
+        try:
+            # This process's own notices are never a stopped process's, alive key or not.
+            self.settle_interrupted(alive=leadership.live_tokens() | {self.token})
+        except Exception as exc:
+            log.warning("settling stopped processes' notices failed (%s); trying again", exc)
+            self._settle_later(leadership.alive_ttl)
 
     def schedule(self, items: Iterable[JobItem], *, new: bool = False) -> None:
         """Create or replace the job of each (notice id, send time[, priority]), all in one
@@ -244,28 +332,34 @@ class NoticeScheduler:
             log.warning("%d notice(s) were being sent when a process stopped: now unknown", count)
         return count
 
-    def reconcile(self) -> dict[str, int]:
+    def reconcile(self, *, due_by: datetime | None = None) -> dict[str, int]:
         """Make the job store agree with the notices table after a stop or a crash.
 
         A scheduled notice without a job gets one (it fires at once if due); a job whose notice
         is no longer scheduled is removed. A job that fires twice because of a race here is
         harmless: the second firing finds the notice already claimed.
+
+        With ``due_by`` only notices due by then are looked at, and no job is removed: the
+        cheap check ``check_due`` runs while this scheduler is active.
         """
-        # Jobs are read before notices: a notice created in between then looks "missing" (its job
-        # is re-added, harmless) rather than its job looking orphaned (removed, a lost notice).
-        with Session(self.engine) as session:
-            job_ids = set(session.execute(select(apscheduler_jobs.c.id)).scalars())
-        with Session(self.engine) as session:
-            scheduled = session.execute(
-                select(col(Notice.id), col(Notice.send_at), col(Notice.priority)).where(
-                    col(Notice.status) == NoticeStatus.scheduled
-                )
-            ).all()
+        if due_by is None:
+            # Jobs are read before notices: a notice created in between then looks "missing" (its
+            # job is re-added, harmless) rather than its job looking orphaned (removed, a lost
+            # notice).
+            job_ids = self._job_ids()
+            scheduled = self._scheduled()
+        else:
+            scheduled = self._scheduled(due_by)
+            job_ids = self._job_ids([job_id(notice_id) for notice_id, _, _ in scheduled])
+        # A notice a lane has taken has no job any more, and is not lost: it is being fired.
+        known = job_ids.union(*(lane.holding() for lane in self.lanes.values()))
         live = {job_id(notice_id) for notice_id, _, _ in scheduled}
-        missing: list[JobItem] = [
-            (nid, at, priority) for nid, at, priority in scheduled if job_id(nid) not in job_ids
-        ]
-        orphans = [j for j in job_ids if j.startswith(JOB_PREFIX) and j not in live]
+        missing: list[JobItem] = [item for item in scheduled if job_id(item[0]) not in known]
+        orphans = (
+            [j for j in job_ids if j.startswith(JOB_PREFIX) and j not in live]
+            if due_by is None
+            else []
+        )
         self.schedule(missing)
         if orphans:
             with self._scheduler._jobstores_lock:
@@ -274,3 +368,33 @@ class NoticeScheduler:
         if any(report.values()):
             log.info("reconciled notices with the job store: %s", report)
         return report
+
+    def _job_ids(self, among: list[str] | None = None) -> set[str]:
+        """The ids of the stored jobs, or of those ``among`` these."""
+        query = select(apscheduler_jobs.c.id)
+        with Session(self.engine) as session:
+            if among is None:
+                return set(session.execute(query).scalars())
+            found: set[str] = set()
+            for chunk in in_chunks(among):
+                found.update(
+                    session.execute(query.where(apscheduler_jobs.c.id.in_(chunk))).scalars()
+                )
+            return found
+
+    def _scheduled(self, due_by: datetime | None = None) -> list[tuple[int, datetime, str]]:
+        """(id, send time, priority) of the scheduled notices, or of those due by ``due_by``."""
+        query = select(col(Notice.id), col(Notice.send_at), col(Notice.priority)).where(
+            col(Notice.status) == NoticeStatus.scheduled
+        )
+        if due_by is not None:
+            query = query.where(col(Notice.send_at) <= due_by)
+        with Session(self.engine) as session:
+            return [(nid, at, priority) for nid, at, priority in session.execute(query)]
+
+    def check_due(self) -> None:
+        """Give a job to every due notice left without one, while this scheduler is active."""
+        try:
+            self.reconcile(due_by=utcnow())
+        except SQLAlchemyError as exc:
+            log.warning("could not look for due notices without a job (%s)", reason(exc))

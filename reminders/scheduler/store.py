@@ -5,7 +5,10 @@ jobs: 43 s and 137 MB on SQLite here) and deletes each fired job in its own tran
 subclass adds many jobs in one transaction, hands out due jobs ``batch_size`` at a time, and
 deletes the fired ones in one statement per loop. Deferring those deletes is safe because the
 notices table, not the job store, decides whether a notice is sent: a job that fires again after
-a crash finds its notice already claimed.
+a crash finds its notice already claimed. So when a delete fails (the database restarting, a
+full disk), the ids are kept and deleted at the next call that reaches the database; and a
+process that loses the scheduler lock forgets them (``forget_fired``): the next leader's
+reconcile removes the jobs of notices that went, and fires those that did not.
 
 Every method here runs under the scheduler's job-store lock (APScheduler takes it around store
 calls; ``NoticeScheduler.schedule`` takes it around ``add_jobs``), so the sets need no lock.
@@ -14,6 +17,7 @@ calls; ``NoticeScheduler.schedule`` takes it around ``add_jobs``), so the sets n
 from __future__ import annotations
 
 import pickle
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -34,6 +38,10 @@ class BatchJobStore(SQLAlchemyJobStore):
         self.batch_size = batch_size
         self._handed_out: set[str] = set()
         self._fired: set[str] = set()
+        # The error of the last get_due_jobs, which APScheduler catches and only logs: the
+        # scheduler's loop reads it to know that its pass failed.
+        self.due_error: Exception | None = None
+        self._probe_id = f"probe:{uuid.uuid4().hex}"  # this process's own: probes never collide
 
     def add_job_states(self, states: Sequence[dict[str, Any]], *, replace: bool = True) -> None:
         """Insert or replace jobs, given as ``Job.__getstate__()`` dicts, in one transaction.
@@ -84,6 +92,13 @@ class BatchJobStore(SQLAlchemyJobStore):
         self._flush_fired()
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
+        try:
+            return self._due_jobs(now)
+        except Exception as exc:
+            self.due_error = exc
+            raise
+
+    def _due_jobs(self, now: datetime) -> list[Job]:
         self._flush_fired()
         timestamp = datetime_to_utc_timestamp(now)
         query = (
@@ -135,14 +150,43 @@ class BatchJobStore(SQLAlchemyJobStore):
         self._flush_fired()
         super().update_job(job)
 
+    def probe_write(self) -> None:
+        """Write a row and take it back in one transaction; raise if the database refuses.
+
+        This finds a full disk, where reads go on working. Nobody else sees the row, and with
+        no run time it could never be due. It touches none of the store's own state, so it needs
+        no lock (and waits for no write in progress while holding one).
+        """
+        with self.engine.begin() as connection:
+            connection.execute(
+                self.jobs_t.insert().values(id=self._probe_id, next_run_time=None, job_state=b"")
+            )
+            connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id == self._probe_id))
+
+    def forget_fired(self) -> int:
+        """Drop the pending deletes; return how many. For a process that stopped firing: the
+        next leader may already have given some of those notices new jobs, which a late delete
+        would remove. The jobs left behind are harmless (see the module docstring)."""
+        count = len(self._fired)
+        self._fired.clear()
+        self._handed_out.clear()
+        return count
+
     def shutdown(self) -> None:
-        self._flush_fired()
+        try:
+            self._flush_fired()
+        except Exception as exc:
+            self._logger.warning(
+                "could not delete %d fired jobs at stop: %s", len(self._fired), exc
+            )
         # The engine is the service's own, shared with the API: do not dispose of it here.
 
     def _flush_fired(self) -> None:
         if not self._fired:
             return
-        fired, self._fired = list(self._fired), set()
+        fired = list(self._fired)
         with self.engine.begin() as connection:
             for chunk in in_chunks(fired):
                 connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.in_(chunk)))
+        # Only once committed: a failed delete is tried again at the next call, never lost.
+        self._fired.difference_update(fired)

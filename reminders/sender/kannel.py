@@ -1,12 +1,12 @@
-"""Kannel's sendsms HTTP interface, with delivery reports through a dlr-url that holds a secret.
+"""Kannel's sendsms HTTP interface, with delivery reports through a signed dlr-url.
 
 Request: GET {kannel_url}?username=&password=&to=&from=&text= (plus ``coding=2`` for text
 outside GSM-7, and ``dlr-mask``/``dlr-url`` when the service has a public URL and a webhook
 secret). Kannel answers 202 "0: Accepted for delivery" (or "3: Queued for later delivery"
 while the operator link is down), 403 for a wrong user or password, 400 for a refused number.
 
-Kannel returns no message id, so the attempt is recorded as ``notice-{id}`` and a delivery
-report is matched by the notice id that the dlr-url carries.
+Kannel returns no message id, so each send is recorded as ``notice-{id}.{attempt}``, the
+notice and the attempt id that its dlr-url names and signs (see ``kannel_dlr``).
 """
 
 from __future__ import annotations
@@ -14,18 +14,16 @@ from __future__ import annotations
 import logging
 import re
 from typing import Final
-from urllib.parse import quote
 
 import httpx
 from sqlalchemy.engine import Engine
 
+from reminders.redaction import REDACT_SECRETS
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError, transport_error
 from reminders.sender.compose import compose, is_gsm7
+from reminders.sender.kannel_dlr import DLR_MASK, dlr_url, message_id, new_attempt
 from reminders.settings import Settings, SettingsError
 
-DLR_PATH: Final = "/webhooks/kannel/dlr"
-# 1 delivered, 2 undelivered, 4 buffered, 8 accepted by the SMSC, 16 rejected by the SMSC.
-DLR_MASK: Final = 1 | 2 | 4 | 8 | 16
 # "0: Accepted for delivery", "3: Queued for later delivery": both mean Kannel has it.
 ACCEPTED_ANSWERS: Final = ("0:", "3:")
 # Kannel reads "to" as a list split on spaces and drops characters outside "0123456789 +-",
@@ -35,47 +33,10 @@ E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 log = logging.getLogger(__name__)
 
 
-def message_id(notice_id: int) -> str:
-    """The provider message id recorded for a notice (Kannel gives none of its own)."""
-    return f"notice-{notice_id}"
-
-
 def parts(text: str) -> int:
     """How many SMS ``text`` takes as sent (GSM-7 160/153 septets, UCS-2 70/67 units)."""
     # No look-alike replacement: the text goes to Kannel exactly as it is.
     return compose(text, replace_lookalikes=False).segments
-
-
-def dlr_url(public_url: str, secret: str, notice_id: int) -> str:
-    """The dlr-url for a notice, in Kannel's own syntax.
-
-    Kannel expands %-escapes in the URL before calling it (%d type, %i SMSC, %A its reply,
-    %F the SMSC's own id for the message, %I Kannel's),
-    and a percent-encoded secret would be taken for escapes too ("%C3%A9": "%C" is the
-    charset, "%A" the reply), so every "%" of ours is doubled: Kannel turns "%%" back into "%".
-    """
-    ours = f"{public_url}{DLR_PATH}?notice={notice_id}&secret={quote(secret, safe='')}"
-    return ours.replace("%", "%%") + "&type=%d&smsc=%i&reply=%A&fid=%F&kid=%I"
-
-
-class _RedactCredentials(logging.Filter):
-    """Hide the Kannel password and the webhook secret in httpx's request log lines.
-
-    Kannel takes its password in the query string, and httpx logs each request's full URL at
-    INFO, so without this every send would write the password to the service log.
-    """
-
-    PATTERN: Final = re.compile(r"((?:password|secret)(?:=|%3D))(?:[^&\s\"]*?)(?=%26|&|\"|\s|$)")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.PATTERN.sub(r"\1***", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-_REDACT = _RedactCredentials()
 
 
 class KannelSender(Sender):
@@ -97,19 +58,22 @@ class KannelSender(Sender):
         self.max_parts = settings.kannel_max_parts
         # Kannel is local or near: a slow connect means it is down, not busy.
         self.client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0))
-        logging.getLogger("httpx").addFilter(_REDACT)  # a set: adding twice keeps one
+        # httpx logs each request's full URL, and Kannel takes its password in the query.
+        logging.getLogger("httpx").addFilter(REDACT_SECRETS)
 
     def send(self, sms: OutgoingSms) -> Accepted:
-        params = self.params(sms)
+        attempt = new_attempt()
+        params = self.params(sms, attempt)
         try:
             response = self.client.get(self.url, params=params)
         except httpx.TransportError as exc:
             raise transport_error(exc, "Kannel") from None
-        return self._answer(sms, response)
+        return self._answer(sms, attempt, response)
 
-    def params(self, sms: OutgoingSms) -> dict[str, str | int]:
-        """The sendsms query for ``sms``; raises a permanent ``SendError`` for what Kannel
-        would mangle while still answering 202 (a malformed number, too many parts)."""
+    def params(self, sms: OutgoingSms, attempt: str) -> dict[str, str | int]:
+        """The sendsms query for this ``attempt`` at ``sms``; raises a permanent ``SendError``
+        for what Kannel would mangle while still answering 202 (a malformed number, too many
+        parts)."""
         if not E164.fullmatch(sms.to):
             raise SendError(
                 f"{sms.to!r} is not an E.164 number", permanent=True, code="invalid_number"
@@ -138,16 +102,16 @@ class KannelSender(Sender):
         if self.settings.public_url and secret is not None and secret.get_secret_value():
             params["dlr-mask"] = DLR_MASK
             params["dlr-url"] = dlr_url(
-                self.settings.public_url, secret.get_secret_value(), sms.notice_id
+                self.settings.public_url, secret.get_secret_value(), sms.notice_id, attempt
             )
         return params
 
-    def _answer(self, sms: OutgoingSms, response: httpx.Response) -> Accepted:
+    def _answer(self, sms: OutgoingSms, attempt: str, response: httpx.Response) -> Accepted:
         status, body = response.status_code, response.text.strip()
         if status == 202:
             if not body.startswith(ACCEPTED_ANSWERS):
                 log.warning("Kannel took notice %s with an unusual answer: %s", sms.notice_id, body)
-            return Accepted(provider_message_id=message_id(sms.notice_id))
+            return Accepted(provider_message_id=message_id(sms.notice_id, attempt))
         message = f"Kannel answered {status}: {body[:200]}" if body else f"Kannel answered {status}"
         if status >= 500:
             raise SendError(message, permanent=False, code="kannel_unavailable")

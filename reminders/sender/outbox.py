@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from reminders.db import utcnow
@@ -29,14 +30,33 @@ class OutboxSender(Sender):
             for sms in messages
         ]
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        with self.engine.begin() as conn:
-            ids = (
-                conn.execute(
-                    insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        # The outbox is the database: when it is away the messages were not taken (worth
+        # trying again), unless only the commit's answer was lost (they may be in: unknown).
+        ids: list[int] = []
+        step = "insert"
+        try:
+            with self.engine.connect() as conn:
+                query = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+                ids = list(conn.execute(query, rows).scalars())
+                step = "commit"
+                conn.commit()
+                step = "done"
+        except SQLAlchemyError as exc:
+            if step == "insert":
+                error = SendError(
+                    f"the outbox could not be written ({type(exc).__name__})",
+                    permanent=False,
+                    code="database",
                 )
-                .scalars()
-                .all()
-            )
+                return [error] * len(messages)
+            if step == "commit":
+                error = SendError(
+                    f"the outbox may or may not have kept the message ({type(exc).__name__})",
+                    permanent=True,
+                    code="database",
+                    ambiguous=True,
+                )
+                return [error] * len(messages)
         return [Accepted(provider_message_id=f"outbox-{row_id}") for row_id in ids]
 
     def send(self, sms: OutgoingSms) -> Accepted:

@@ -2,22 +2,26 @@
 
 Reports move a notice forward only: a late "sent" never overwrites "delivered", a final status
 (delivered, undelivered, failed) is never changed, and the same report twice changes nothing.
+Only a send the gateway took can be reported on: a report moves a notice that is being sent,
+was sent or whose send is unknown, and only through its latest send, never an earlier one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from reminders.db import utcnow
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.storable import UNREADABLE, storable
 
 ReportStatus = Literal["sent", "delivered", "undelivered", "failed"]
-# How far along a notice is; a report may only move it to a higher rank.
+# How far along a notice is; a report may only move it to a higher rank. A notice in any other
+# status (scheduled for a retry, cancelled, expired...) has no send a report could be about.
 RANK = {
     NoticeStatus.sending: 1,
     NoticeStatus.unknown: 1,
@@ -42,6 +46,13 @@ class DeliveryReport:
 def apply_report(session: Session, report: DeliveryReport, *, now: datetime | None = None) -> str:
     """Record the report; returns "applied", "ignored" (stale or repeated) or "unknown"."""
     now = now or utcnow()
+    report = replace(  # a NUL the gateway let through: PostgreSQL cannot even compare it
+        report,
+        provider_message_id=storable(report.provider_message_id),
+        error_code=storable(report.error_code),
+        error=storable(report.error, mark=UNREADABLE),
+        reference=storable(report.reference),
+    )
     query = select(Attempt).where(
         Attempt.provider == report.provider,
         Attempt.provider_message_id == report.provider_message_id,
@@ -60,7 +71,11 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
         session.add(attempt)
     new = NoticeStatus(report.status)
     current = NoticeStatus(notice.status)
-    if RANK.get(new, 0) <= RANK.get(current, 0):
+    if (
+        current not in RANK
+        or RANK.get(new, 0) <= RANK[current]
+        or attempt.id != _latest_attempt_id(session, notice.id)
+    ):
         session.commit()  # the reference, if this report brought one
         return "ignored"
     # Conditional on the status we read: two reports racing cannot both move it.
@@ -87,3 +102,7 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
     session.add(attempt)
     session.commit()
     return "applied"
+
+
+def _latest_attempt_id(session: Session, notice_id: int | None) -> int | None:
+    return session.exec(select(func.max(Attempt.id)).where(Attempt.notice_id == notice_id)).one()

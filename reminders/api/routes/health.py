@@ -32,10 +32,16 @@ def readyz(request: Request) -> JSONResponse:
     scheduler = request.app.state.scheduler
     if request.app.state.run_scheduler:
         # "standby": another process holds the scheduler lock, and this one takes over if it
-        # dies; both are healthy.
+        # dies; both are healthy. A scheduler whose job store keeps failing, or whose thread
+        # ended, is not: the reason is the check's value.
         state = scheduler.state
-        checks["scheduler"] = "ok" if state in ("active", "standby") else state
+        problem = scheduler.problem()
+        if problem is not None:
+            checks["scheduler"] = f"error: {problem}"
+        else:
+            checks["scheduler"] = "ok" if state in ("active", "standby") else state
         body_extra["scheduler_role"] = state
+        body_extra["scheduler"] = scheduler.health.snapshot()
     else:
         body_extra["scheduler_role"] = "off"
     if runtime.settings.redis_url:

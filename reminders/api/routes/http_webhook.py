@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.schemas import as_id
 from reminders.sender.http import sign
 from reminders.sender.reports import DeliveryReport, apply_report
 from reminders.settings import Settings
@@ -58,17 +59,24 @@ class CallbackOut(BaseModel):
 
 
 async def _signed_body(request: Request, settings: Settings) -> bytes:
+    """The body, once its signature proves the gateway sent it.
+
+    What the headers alone can tell is checked before the body is read: a caller without a
+    fresh timestamp and a signature never gets to send one.
+    """
     secret = settings.http_sender_secret
     if secret is None or not secret.get_secret_value():
         raise HTTPException(404, "the http gateway's callbacks are not configured")
-    body = await request.body()
     stamp = request.headers.get("X-Reminders-Timestamp", "")
     given = request.headers.get("X-Reminders-Signature", "")
-    expected = sign(secret.get_secret_value(), stamp, body)
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not given.startswith("sha256="):
         raise HTTPException(403, "the X-Reminders-Signature does not match")
     if not stamp.isdigit() or abs(time.time() - int(stamp)) > MAX_SKEW:
         raise HTTPException(403, "the X-Reminders-Timestamp is more than 5 minutes off")
+    body = await request.body()
+    expected = sign(secret.get_secret_value(), stamp, body)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(403, "the X-Reminders-Signature does not match")
     return body
 
 
@@ -92,10 +100,9 @@ def _documented(model: type[BaseModel]) -> dict[str, Any]:
 async def http_status(request: Request, session: SessionDep, settings: SettingsDep) -> CallbackOut:
     """A delivery report for a message the ``http`` sender posted; applied once, forward only."""
     report: StatusIn = _parse(StatusIn, await _signed_body(request, settings))
-    number = report.id.removeprefix(_OUR_ID)
-    if not report.id.startswith(_OUR_ID) or not number.isdigit():
+    notice_id = as_id(report.id.removeprefix(_OUR_ID))
+    if not report.id.startswith(_OUR_ID) or notice_id is None:
         raise HTTPException(422, f"id: {report.id!r} is not an id we sent (notice-<number>)")
-    notice_id = int(number)
     notice = session.get(Notice, notice_id)
     if notice is not None and notice.status == NoticeStatus.sending:
         # The report beat our own record of the send: ask the gateway to try again shortly.

@@ -1,26 +1,43 @@
 """Kannel's callbacks: delivery reports, and SMS our customers send us (mobile-originated).
 
-Kannel cannot sign a request, so both URLs carry ``settings.webhook_secret``. A delivery
-report comes to the dlr-url the Kannel sender gives with each message: the notice id is ours,
-and Kannel fills in ``type`` (%d), ``smsc`` (%i) and ``reply`` (%A, the SMSC's words). An
-inbound SMS comes to the get-url of an ``sms-service`` in kannel.conf (``inbound_get_url``).
+Kannel cannot sign a request, so the URLs it calls are the credentials. A delivery report comes
+to the dlr-url the Kannel sender gives with each send, signed for that send alone (see
+``reminders.sender.kannel_dlr``); Kannel fills in ``type`` (%d), ``smsc`` (%i) and ``reply``
+(%A, the SMSC's words). An inbound SMS comes to the get-url of an ``sms-service`` in
+kannel.conf (``inbound_get_url``, printed by ``reminders kannel get-url``), which carries a
+token derived from ``settings.webhook_secret`` for that use alone: smsbox logs the URL whole,
+and the token it shows can neither sign a delivery report nor give the secret away.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated, Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
+from reminders.db import utcnow
+from reminders.errors import InvalidField
 from reminders.inbound import receive
 from reminders.models import Notice, NoticeStatus
-from reminders.sender.kannel import DLR_PATH, message_id
-from reminders.sender.reports import DeliveryReport, ReportStatus, apply_report
+from reminders.schemas import MAX_ID
+from reminders.sender.kannel_dlr import (
+    DLR_PATH,
+    message_id,
+    report_status,
+    signature_valid,
+    unsigned_message_id,
+    unsigned_verdict,
+)
+from reminders.sender.reports import DeliveryReport, apply_report
 from reminders.settings import Settings
+from reminders.webhook_keys import inbound_token, inbound_token_valid
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix=DLR_PATH.removesuffix("/dlr"), tags=["webhooks"])
 
@@ -31,14 +48,6 @@ INBOUND_PATH: Final = DLR_PATH.removesuffix("/dlr") + "/inbound"
 # say how to read the bytes; %p is the sender, %P our number, %I Kannel's id for the message.
 INBOUND_ESCAPES: Final = "&from=%p&to=%P&text=%b&coding=%c&charset=%C&id=%I"
 
-# Kannel's DLR types; 4 (buffered by the SMSC) says nothing a notice can record.
-STATUSES: Final[dict[int, ReportStatus]] = {
-    1: "delivered",
-    2: "undelivered",
-    8: "sent",  # accepted by the SMSC
-    16: "failed",  # rejected by the SMSC
-}
-
 # Kannel's data codings (%c): -1 undefined, 0 GSM-7, 1 8-bit data, 2 UCS-2.
 UCS2: Final = 2
 EIGHT_BIT: Final = 1
@@ -47,10 +56,11 @@ EIGHT_BIT: Final = 1
 def inbound_get_url(public_url: str, secret: str) -> str:
     """The ``get-url`` of the sms-service in kannel.conf that sends inbound SMS here.
 
-    As with the dlr-url, Kannel expands %-escapes in it, so each "%" of our percent-encoded
-    secret is doubled ("%%" comes back as "%") before Kannel's own escapes are added.
+    It carries the token derived from ``secret``, never the secret. As with the dlr-url, Kannel
+    expands %-escapes in it, so each "%" of ours (a percent-encoded public URL) is doubled
+    ("%%" comes back as "%") before Kannel's own escapes are added.
     """
-    ours = f"{public_url}{INBOUND_PATH}?secret={quote(secret, safe='')}"
+    ours = f"{public_url}{INBOUND_PATH}?token={inbound_token(secret)}"
     return ours.replace("%", "%%") + INBOUND_ESCAPES
 
 
@@ -82,11 +92,63 @@ def _raw_query_value(request: Request, name: str) -> bytes:
     return values[-1].encode("latin-1") if values else b""
 
 
-def _require_secret(given: str, settings: Settings, what: str) -> None:
+def _configured_secret(settings: Settings, what: str) -> str:
     expected = settings.webhook_secret
     if expected is None or not expected.get_secret_value():
         raise HTTPException(404, f"the kannel {what} are not configured")
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    return expected.get_secret_value()
+
+
+def _require_secret(given: str, settings: Settings, what: str) -> None:
+    expected = _configured_secret(settings, what)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(403, "the secret does not match")
+
+
+_OLD_GET_URL: Final = (
+    "kannel.conf's inbound get-url still carries REMINDERS_WEBHOOK_SECRET itself (smsbox logs "
+    "it): put the one `reminders kannel get-url` prints in its place"
+)
+_old_get_url_noted = False  # once per process: smsbox would fill the log with it otherwise
+
+
+def _note_old_get_url(accepted: bool) -> None:
+    global _old_get_url_noted
+    if not _old_get_url_noted:
+        _old_get_url_noted = True
+        if accepted:
+            log.warning("%s, then unset REMINDERS_KANNEL_INBOUND_LEGACY_SECRET", _OLD_GET_URL)
+        else:
+            log.warning("%s; refused until then", _OLD_GET_URL)
+
+
+def _require_inbound_credential(token: str | None, secret: str | None, settings: Settings) -> None:
+    """The get-url's token; or, before kannel.conf is changed, the secret itself if allowed.
+
+    The old form is refused with the same answer whatever secret it carries, unless
+    REMINDERS_KANNEL_INBOUND_LEGACY_SECRET allows it: a secret read from an old smsbox log then
+    learns nothing, and the log says so (once) only when it really is kannel.conf's.
+    """
+    expected = _configured_secret(settings, "inbound messages")
+    if token is not None:
+        if not inbound_token_valid(expected, token):
+            raise HTTPException(403, "the token does not match")
+        return
+    if secret is None:
+        raise InvalidField(
+            "is required: the get-url `reminders kannel get-url` prints carries it", field="token"
+        )
+    genuine = hmac.compare_digest(secret.encode(), expected.encode())
+    allowed = settings.kannel_inbound_legacy_secret
+    if genuine:
+        _note_old_get_url(accepted=allowed)
+    if not allowed:
+        raise HTTPException(
+            403,
+            "the secret itself is no longer taken: the get-url carries a token "
+            "(`reminders kannel get-url` prints it)",
+        )
+    if not genuine:
         raise HTTPException(403, "the secret does not match")
 
 
@@ -94,9 +156,22 @@ def _require_secret(given: str, settings: Settings, what: str) -> None:
 def kannel_dlr(
     session: SessionDep,
     settings: SettingsDep,
-    notice: Annotated[int, Query(gt=0, description="Our notice id, from the dlr-url.")],
-    secret: Annotated[str, Query(description="REMINDERS_WEBHOOK_SECRET, from the dlr-url.")],
+    notice: Annotated[int, Query(gt=0, le=MAX_ID, description="Our notice id, from the dlr-url.")],
     type: Annotated[int, Query(description="Kannel's DLR type (%d).")],  # noqa: A002
+    attempt: Annotated[
+        str | None, Query(max_length=64, description="The send, from the signed dlr-url.")
+    ] = None,
+    sig: Annotated[
+        str | None,
+        Query(max_length=64, description="The dlr-url's signature of the notice and the send."),
+    ] = None,
+    secret: Annotated[
+        str | None,
+        Query(
+            description="REMINDERS_WEBHOOK_SECRET, in the unsigned dlr-urls of sends made "
+            "before signing; taken for those alone."
+        ),
+    ] = None,
     smsc: Annotated[str, Query(description="The SMSC id (%i).")] = "",
     reply: Annotated[str, Query(description="The SMSC's reply (%A).")] = "",
     fid: Annotated[
@@ -104,9 +179,21 @@ def kannel_dlr(
     ] = "",
     kid: Annotated[str, Query(max_length=200, description="Kannel's id for it (%I).")] = "",
 ) -> PlainTextResponse:
-    """Apply one delivery report; the body is for Kannel's log only."""
-    _require_secret(secret, settings, "delivery reports")
-    status = STATUSES.get(type)
+    """Apply one delivery report; the body is for Kannel's log only.
+
+    Whatever moves nothing (a repeated or stale report, one about an earlier send) is answered
+    200 "ignored": any other answer makes Kannel call again (http-request-retry).
+    """
+    key = _configured_secret(settings, "delivery reports")
+    unsigned = secret is not None and attempt is None and sig is None
+    if unsigned:
+        _require_secret(secret or "", settings, "delivery reports")
+        provider_message_id = unsigned_message_id(notice)
+    elif attempt and sig and signature_valid(key, notice, attempt, sig):
+        provider_message_id = message_id(notice, attempt)
+    else:
+        raise HTTPException(403, "the signature does not match")
+    status = report_status(type)
     if status is None:
         return PlainTextResponse("ignored")
     # The report can beat the sender's own record: Kannel calls back within milliseconds, while
@@ -116,10 +203,18 @@ def kannel_dlr(
     current = session.get(Notice, notice)
     if current is not None and current.status == NoticeStatus.sending:
         raise HTTPException(503, "the notice is still being sent; try again")
+    if unsigned:
+        verdict = unsigned_verdict(session, notice, now=utcnow(), window=settings.dlr_timeout_delta)
+        if verdict == "signed":
+            raise HTTPException(
+                403, "this notice was sent with a signed dlr-url: the secret alone does not move it"
+            )
+        if verdict != "accept":
+            return PlainTextResponse("ignored" if verdict == "expired" else "unknown")
     failed = status in ("undelivered", "failed")
     report = DeliveryReport(
         provider="kannel",
-        provider_message_id=message_id(notice),
+        provider_message_id=provider_message_id,
         status=status,
         notice_id=notice,
         error_code=str(type) if failed else None,
@@ -135,13 +230,23 @@ def kannel_inbound(
     session: SessionDep,
     settings: SettingsDep,
     scheduler: SchedulerDep,
-    secret: Annotated[str, Query(description="REMINDERS_WEBHOOK_SECRET, from the get-url.")],
     sender: Annotated[
         str, Query(alias="from", min_length=1, max_length=40, description="The sender (%p).")
     ],
     # Declared for validation and the docs; the value is read again as bytes (see mo_text).
     text: Annotated[str, Query(description="The message as Kannel holds it (%b).")],
     coding: Annotated[int, Query(ge=-1, le=2, description="0 GSM-7, 1 8-bit, 2 UCS-2 (%c).")],
+    token: Annotated[
+        str | None,
+        Query(max_length=100, description="From the get-url: derived from the webhook secret."),
+    ] = None,
+    secret: Annotated[
+        str | None,
+        Query(
+            description="REMINDERS_WEBHOOK_SECRET itself, in get-urls made before tokens; "
+            "taken only with REMINDERS_KANNEL_INBOUND_LEGACY_SECRET=true."
+        ),
+    ] = None,
     charset: Annotated[str, Query(max_length=40, description="The bytes' charset (%C).")] = "",
     to: Annotated[str, Query(max_length=40, description="Our number it was sent to (%P).")] = "",
     id: Annotated[  # noqa: A002
@@ -153,7 +258,7 @@ def kannel_inbound(
     The answer is empty: whatever it held, smsbox would send it to the customer as a reply
     (kannel.conf's sms-service also has max-messages = 0, so that nothing ever goes back).
     """
-    _require_secret(secret, settings, "inbound messages")
+    _require_inbound_credential(token, secret, settings)
     receive(
         session,
         scheduler,

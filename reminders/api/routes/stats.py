@@ -5,18 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep
+from reminders.api.live import LiveTotals
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.settings import Settings
@@ -146,9 +146,8 @@ def stats(
 
 
 @router.get("/stats/stream", response_class=StreamingResponse)
-def stats_stream(
+async def stats_stream(
     request: Request,
-    settings: SettingsDep,
     _: ReadKey,
     every: Annotated[float, Query(ge=0.5, le=60, description="Seconds between updates.")] = 2.0,
     limit: Annotated[
@@ -157,26 +156,18 @@ def stats_stream(
 ) -> StreamingResponse:
     """Server-sent events: every few seconds, the totals of the notices due in the 24 hours up
     to now (not those still to come) and of the messages received in them."""
-    engine = request.app.state.runtime.engine
+    live: LiveTotals = request.app.state.live_totals
 
-    def events() -> Iterator[str]:
+    async def events() -> AsyncIterator[str]:
+        # Between ticks the stream only waits: no thread, no connection (see api/live.py).
         sent = 0
         while limit is None or sent < limit:
-            now = utcnow()
-            with Session(engine) as session:
-                totals, _ = notice_stats(
-                    session,
-                    start=now - timedelta(days=1),
-                    end=now,
-                    bucket="day",
-                    dlr_timeout=settings.dlr_timeout_delta,
-                    now=now,
-                )
-            payload: dict[str, Any] = {"at": now.isoformat(), **totals.__dict__}
+            snapshot = await live.latest()
+            payload: dict[str, Any] = {"at": snapshot.at.isoformat(), **snapshot.totals.__dict__}
             yield f"event: stats\ndata: {json.dumps(payload)}\n\n"
             sent += 1
             if limit is None or sent < limit:
-                time.sleep(every)
+                await anyio.sleep(every)
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -192,7 +183,7 @@ def notices_csv(
 ) -> StreamingResponse:
     """Every notice due in the range with its latest outcome, streamed as CSV."""
     start, end = _range(start_text, end_text, _zone(tz, settings))
-    engine = request.app.state.runtime.engine
+    engine = request.app.state.engine
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
@@ -233,6 +224,7 @@ def metrics(request: Request, session: SessionDep, _: ReadKey) -> PlainTextRespo
     for lane, count in sorted(queue_depth(session, utcnow()).items()):
         lines.append(f'reminders_queue_depth{{lane="{lane}"}} {count}')
     lines += request.app.state.runtime.metrics.render()
+    lines += request.app.state.gates.render()
     scheduler = request.app.state.scheduler
     lines += [
         "# HELP reminders_scheduler_active 1 if this process runs the scheduler now.",

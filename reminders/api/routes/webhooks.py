@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
+from reminders.schemas import as_id
 from reminders.sender.reports import apply_report
 from reminders.sender.twilio import CALLBACK_PATH, report_from_callback, signature_valid
 from reminders.settings import Settings
@@ -17,16 +18,21 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
 async def _signed_twilio_params(request: Request, settings: Settings) -> dict[str, str]:
-    """The callback's form parameters, once X-Twilio-Signature proves Twilio sent them."""
+    """The callback's form parameters, once X-Twilio-Signature proves Twilio sent them.
+
+    The signature covers the body, so it is read, but not for a request that has none.
+    """
     token = settings.twilio_auth_token
     if token is None or settings.public_url is None:
         raise HTTPException(404, "the twilio sender is not configured")
+    given = request.headers.get("X-Twilio-Signature", "")
+    if not given:
+        raise HTTPException(403, "the X-Twilio-Signature does not match")
     body = (await request.body()).decode("utf-8", errors="replace")
     params = dict(parse_qsl(body, keep_blank_values=True))
     url = settings.public_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    given = request.headers.get("X-Twilio-Signature", "")
     if not signature_valid(token.get_secret_value(), url, params, given):
         raise HTTPException(403, "the X-Twilio-Signature does not match")
     return params
@@ -36,8 +42,7 @@ async def _signed_twilio_params(request: Request, settings: Settings) -> dict[st
 async def twilio_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Twilio's status callback: checked against X-Twilio-Signature, then applied once."""
     params = await _signed_twilio_params(request, settings)
-    notice = request.query_params.get("notice")
-    report = report_from_callback(params, int(notice) if notice and notice.isdigit() else None)
+    report = report_from_callback(params, as_id(request.query_params.get("notice", "")))
     if report is not None:
         apply_report(session, report)
     return Response(status_code=204)

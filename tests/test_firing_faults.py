@@ -1,0 +1,376 @@
+"""A database error in the middle of a firing: nothing is stranded, nothing is sent twice.
+
+Each test makes one step of a firing fail (see tests/db_faults.py) on SQLite and PostgreSQL;
+tests/test_pg_restart.py does it for real, restarting PostgreSQL under a drain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from reminders import runtime
+from reminders.messages import create_message
+from reminders.models import Notice, NoticeStatus
+from reminders.runtime import Runtime
+from reminders.scheduler.executor import BatchingExecutor
+from reminders.scheduler.firing import fire_many
+from reminders.scheduler.jobs import fire_notices
+from reminders.scheduler.retrying import Backoff
+from reminders.scheduler.service import NoticeScheduler, job_id
+from reminders.schemas import MessageCreate
+from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.outbox import OutboxSender
+from reminders.settings import Settings
+from tests.conftest import wait_for
+from tests.db_faults import CLAIM, LOAD, NEXT_RUN_TIME, OUTBOX, RECORD, RELEASE, Faults
+from tests.test_scheduler import make_notices, status_of
+
+FAST = Backoff(first=0.01, cap=0.05, give_up_after=0.5)
+
+
+class Gateway(Sender):
+    """Takes every message and remembers which notices it got, in order."""
+
+    name = "gateway"
+    batch_size = 3
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        super().__init__(settings, engine)
+        self.received: list[int] = []
+        self.on_send: Callable[[], object] | None = None
+
+    def send(self, sms: OutgoingSms) -> Accepted:
+        self.received.append(sms.notice_id)
+        if self.on_send is not None:
+            self.on_send()
+        return Accepted(provider_message_id=f"gw-{sms.notice_id}")
+
+
+@pytest.fixture
+def faults(engine: Engine) -> Faults:
+    return Faults(engine)
+
+
+@pytest.fixture
+def gateway(settings: Settings, engine: Engine) -> Gateway:
+    return Gateway(settings, engine)
+
+
+def phones(count: int, series: int) -> list[str]:
+    return [f"0888 6{series:02d} {n:03d}" for n in range(count)]
+
+
+def statuses(engine: Engine, ids: Sequence[int]) -> dict[int, str]:
+    with Session(engine) as session:
+        return {i: session.get(Notice, i).status for i in ids}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "at"),
+    [(LOAD, "execute"), (CLAIM, "execute"), (CLAIM, "commit"), (CLAIM, "answer")],
+    ids=["load", "claim", "claim-commit", "claim-answer-lost"],
+)
+def test_a_batch_not_yet_claimed_is_tried_again(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway, pattern: str, at: str
+) -> None:
+    """Before the hand-over nothing is lost: the batch waits the database out and goes once.
+
+    "claim-answer-lost": the claim was kept but its answer lost, so it is undone and made again.
+    """
+    ids = make_notices(engine, phones(7, 1))
+    faults.fail(pattern, times=2, at=at)  # type: ignore[arg-type]
+    outcomes = fire_many(engine, gateway, ids, settings=settings, backoff=FAST)
+    assert faults.injected == 2
+    assert outcomes == {i: "sent" for i in ids}
+    assert sorted(gateway.received) == sorted(ids)
+    assert set(statuses(engine, ids).values()) == {"sent"}
+
+
+def test_an_outcome_is_recorded_once_the_database_answers(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
+) -> None:
+    ids = make_notices(engine, phones(5, 2))
+    faults.fail(RECORD, times=4)
+    outcomes = fire_many(engine, gateway, ids, settings=settings, backoff=FAST)
+    assert faults.injected == 4
+    assert outcomes == {i: "sent" for i in ids}
+    assert sorted(gateway.received) == sorted(ids), "the gateway got a notice twice"
+    with engine.connect() as conn:
+        attempts: dict[int, int] = dict(
+            conn.execute(text("SELECT notice_id, count(*) FROM attempts GROUP BY notice_id")).all()
+        )
+    assert attempts == {i: 1 for i in ids}
+
+
+def test_an_undone_claim_is_retried_until_written(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
+) -> None:
+    """A claim kept but unanswered must be undone before anything else: that write waits too."""
+    ids = make_notices(engine, phones(3, 3))
+    faults.fail(CLAIM, at="answer")
+    faults.fail(RELEASE, times=3)
+    assert fire_many(engine, gateway, ids, settings=settings, backoff=FAST) == {
+        i: "sent" for i in ids
+    }
+    assert faults.injected == 4
+    assert sorted(gateway.received) == sorted(ids)
+
+
+def test_a_database_that_stays_away_leaves_the_batch_scheduled(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
+) -> None:
+    """Tried for ``give_up_after`` with back-off (not a busy loop), then left ``scheduled``
+    for the periodic check, which gives each notice its job again."""
+    ids = make_notices(engine, phones(7, 4))
+    faults.fail(LOAD, times=10_000)
+    started = time.monotonic()
+    assert fire_many(engine, gateway, ids, settings=settings, backoff=FAST) == {}
+    assert time.monotonic() - started < 5
+    # 0.5 s of waits from 10 ms to 50 ms: a dozen tries, not thousands; and the rest of the
+    # call (two more batches) is not tried at all.
+    assert 5 <= faults.injected <= 30
+    assert gateway.received == []
+    assert set(statuses(engine, ids).values()) == {"scheduled"}
+    faults.clear()
+    scheduler = NoticeScheduler(engine)
+    assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 7, "removed": 0}
+    with engine.connect() as conn:
+        jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+    assert jobs == {job_id(i) for i in ids}
+
+
+def test_a_stop_while_recording_leaves_the_batch_sending(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
+) -> None:
+    """Outcomes that cannot be written before the process stops are lost with it: the notices
+    stay ``sending`` and the next start calls them unknown, never sends them again."""
+    ids = make_notices(engine, phones(2, 5))
+    stop = threading.Event()
+    gateway.on_send = stop.set  # the service is asked to stop while the gateway takes them
+    faults.fail(RECORD, times=10_000)
+    # Stopping the service sets both: claim no more, and give up the writes still waiting.
+    outcomes = fire_many(
+        engine, gateway, ids, settings=settings, backoff=FAST, stop=stop, shutdown=stop
+    )
+    assert outcomes == {}
+    assert faults.injected == 1  # one try, after the stop: it failed, so they stay
+    assert sorted(gateway.received) == sorted(ids)
+    assert set(statuses(engine, ids).values()) == {"sending"}
+    faults.clear()
+    assert NoticeScheduler(engine).settle_interrupted(alive=None) == 2
+    assert set(statuses(engine, ids).values()) == {"unknown"}
+
+
+def test_a_deposed_lane_still_records_what_the_gateway_took(
+    engine: Engine,
+    settings: Settings,
+    faults: Faults,
+    gateway: Gateway,
+    installed: Callable[[Sender], None],
+) -> None:
+    """The lock is lost while the gateway takes a batch and the database is away: the lane
+    claims nothing more, but records what it sent once the database answers, rather than
+    leaving its own notices ``sending`` (to end ``unknown``) while the process lives on."""
+    installed(gateway)
+    ids = make_notices(engine, phones(6, 11))
+    lane = BatchingExecutor(fire_notices, lane="bulk", threads=1)
+    gateway.on_send = lane.halt  # what ``NoticeScheduler.deactivate`` does
+    faults.fail(RECORD, times=3)  # about 2 s of the real back-off: it outlasts the halt
+    lane.start(BackgroundScheduler(), "notices")
+    try:
+        for notice_id in ids:
+            job = SimpleNamespace(id=job_id(notice_id), args=(notice_id,), max_instances=1)
+            lane.submit_job(job, [])
+        wait_for(lambda: not lane.holding(), what="the lane to end its batch")
+        assert faults.injected == 3
+        sent = set(gateway.received)
+        assert sent and len(gateway.received) == len(sent)
+        assert len(sent) <= gateway.batch_size  # the one batch claimed before the halt
+        assert statuses(engine, ids) == {i: "sent" if i in sent else "scheduled" for i in ids}
+    finally:
+        lane.shutdown(wait=True)
+
+
+def test_a_claim_in_doubt_is_undone_by_a_deposed_process(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
+) -> None:
+    """Deposed while a claim's answer was lost and the database is away: the claim is still
+    put back once it answers, so the next leader can fire those notices."""
+    ids = make_notices(engine, phones(3, 12))
+    halted, shutdown = threading.Event(), threading.Event()
+    faults.fail(CLAIM, at="answer", then=halted.set)
+    faults.fail(RELEASE, times=3)
+    outcomes = fire_many(
+        engine, gateway, ids, settings=settings, backoff=FAST, stop=halted, shutdown=shutdown
+    )
+    assert outcomes == {}  # deposed: not claimed again
+    assert faults.injected == 4
+    assert gateway.received == []
+    assert set(statuses(engine, ids).values()) == {"scheduled"}
+
+
+class Exploding(Gateway):
+    def send_many(self, messages: Sequence[OutgoingSms]) -> list[Accepted | SendError]:
+        self.received.append(messages[0].notice_id)
+        raise RuntimeError("the connection pool broke halfway")
+
+
+def test_a_sender_that_raises_leaves_its_batch_unknown(engine: Engine, settings: Settings) -> None:
+    """Some of the batch may have gone out: unknown, with the reason, rather than resent."""
+    ids = make_notices(engine, phones(3, 6))
+    outcomes = fire_many(engine, Exploding(settings, engine), ids, settings=settings)
+    assert outcomes == {i: "unknown" for i in ids}
+    with Session(engine) as session:
+        notice = session.get(Notice, ids[0])
+        assert notice is not None
+        assert "the connection pool broke halfway" in (notice.status_reason or "")
+        assert "may have sent" in (notice.status_reason or "")
+
+
+@pytest.mark.parametrize(("at", "status"), [("execute", "scheduled"), ("answer", "unknown")])
+def test_the_outbox_tells_a_failed_write_from_a_lost_answer(
+    engine: Engine, settings: Settings, faults: Faults, at: str, status: str
+) -> None:
+    """The outbox sender writes to the database it fires from: a write that failed is a
+    gateway that could not be reached (tried again later); a lost commit answer may have kept
+    the message (unknown)."""
+    [notice_id] = make_notices(engine, phones(1, 7))
+    faults.fail(OUTBOX, at=at)  # type: ignore[arg-type]
+    sender = OutboxSender(settings, engine)
+    assert fire_many(engine, sender, [notice_id], settings=settings) == {notice_id: status}
+    with Session(engine) as session:
+        notice = session.get(Notice, notice_id)
+        assert notice is not None
+        if status == "scheduled":
+            assert "attempt 1 failed (the outbox could not be written" in (
+                notice.status_reason or ""
+            )
+            assert notice.send_at > datetime.now(UTC)
+
+
+@pytest.fixture
+def installed(settings: Settings, engine: Engine) -> Iterator[Callable[[Sender], None]]:
+    def install(sender: Sender) -> None:
+        runtime.install(Runtime(settings=settings, engine=engine, sender=sender))
+
+    yield install
+    runtime.install(None)
+
+
+def test_the_active_scheduler_gives_a_due_notice_its_job_back(
+    engine: Engine, settings: Settings, gateway: Gateway, installed: Callable[[Sender], None]
+) -> None:
+    installed(gateway)
+    scheduler = NoticeScheduler(engine, reconcile_every=timedelta(seconds=0.2))
+    scheduler.start()
+    try:
+        # Notices written without their jobs, as a firing the database interrupted leaves them.
+        ids = make_notices(engine, phones(4, 8))
+        wait_for(
+            lambda: set(statuses(engine, ids).values()) == {"sent"},
+            timeout=10,
+            what="the periodic check to give the notices their jobs",
+        )
+        assert sorted(gateway.received) == sorted(ids)
+    finally:
+        scheduler.shutdown()
+
+
+class OneByOne(Gateway):
+    batch_size = 1
+
+
+def test_the_scheduler_waits_out_a_job_store_error(
+    engine: Engine,
+    settings: Settings,
+    faults: Faults,
+    gateway: Gateway,
+    installed: Callable[[Sender], None],
+) -> None:
+    """APScheduler does not guard its own loop against the store: one error ended its thread."""
+    installed(gateway)
+    scheduler = NoticeScheduler(engine)
+    scheduler.start()
+    try:
+        faults.fail(NEXT_RUN_TIME, times=3)
+        wait_for(lambda: faults.injected == 3, what="the store to fail three times")
+        data = MessageCreate.model_validate({"to": {"phones": ["0888 611 001"]}, "text": "x"})
+        with Session(engine, expire_on_commit=False) as session:
+            _, [notice] = create_message(session, scheduler, data, region="BG")
+        assert notice.id is not None
+        wait_for(lambda: status_of(engine, notice.id or 0) == "sent", what="the notice to go")
+    finally:
+        scheduler.shutdown()
+
+
+def test_the_check_leaves_alone_what_a_lane_holds(
+    engine: Engine, settings: Settings, installed: Callable[[Sender], None]
+) -> None:
+    """Notices a lane has taken (their jobs gone, still ``scheduled`` while they wait) are not
+    lost: the check does not give them second jobs."""
+    release = threading.Event()
+    gateway = OneByOne(settings, engine)
+    gateway.on_send = lambda: release.wait(10)
+    installed(gateway)
+    ids = make_notices(engine, phones(5, 9))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    future = make_notices(engine, ["0888 609 999"], send_at=later)[0]
+    scheduler = NoticeScheduler(engine, reconcile_every=timedelta(hours=1))
+    scheduler.start()  # reconciles: every notice gets a job, and the due ones fire
+    try:
+        # Each of the lane's two threads blocks on its first notice; the others wait.
+        wait_for(lambda: gateway.received, what="the first notice to reach the gateway")
+
+        def jobs() -> set[str]:
+            with engine.connect() as conn:
+                return set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+
+        wait_for(lambda: jobs() == {job_id(future)}, what="the lane to take every due job")
+        assert list(statuses(engine, ids).values()).count("scheduled") >= 3
+        assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 0, "removed": 0}
+        release.set()
+        wait_for(lambda: set(statuses(engine, ids).values()) == {"sent"}, what="all sent")
+        assert sorted(gateway.received) == sorted(ids)
+    finally:
+        release.set()
+        scheduler.shutdown()
+
+
+def test_the_check_looks_only_at_due_notices(engine: Engine, settings: Settings) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    [due] = make_notices(engine, phones(1, 10))
+    [future] = make_notices(engine, ["0888 610 500"], send_at=later)
+    data = MessageCreate.model_validate({"to": {"phones": ["0888 610 501"]}, "text": "x"})
+    scheduler = NoticeScheduler(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        _, [cancelled] = create_message(session, None, data, region="BG")
+        row = session.get(Notice, cancelled.id)
+        assert row is not None
+        row.status = NoticeStatus.cancelled
+        session.commit()
+    assert cancelled.id is not None
+    scheduler.schedule([(cancelled.id, later)])  # an orphan: the full reconcile removes it
+    assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 1, "removed": 0}
+    with engine.connect() as conn:
+        jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+    assert jobs == {job_id(due), job_id(cancelled.id)}
+    assert status_of(engine, future) == "scheduled"
+    assert scheduler.reconcile() == {"rescheduled": 1, "removed": 1}
+
+
+def test_the_check_interval_is_a_setting() -> None:
+    from reminders.settings import SettingsError, load_settings
+
+    assert load_settings(reconcile_every="PT45S").reconcile_every_delta == timedelta(seconds=45)
+    with pytest.raises(SettingsError, match="REMINDERS_RECONCILE_EVERY: must be a positive"):
+        load_settings(reconcile_every="PT0S")
