@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from bench.common import database, report
-from reminders import apikeys, runtime
-from reminders.service import build
+from reminders import apikeys
+from reminders.process import build
 from reminders.settings import load_settings
 
 BATCH = 10_000
@@ -69,7 +69,6 @@ def run(kind: str, n: int, *, batch: bool) -> float:
                     response = client.post("/api/v1/bills", json=row, headers=headers)
                     assert response.status_code == 201, response.text
             elapsed = time.perf_counter() - started
-        runtime.install(None)
         return n / elapsed
 
 

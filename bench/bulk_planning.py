@@ -24,7 +24,7 @@ from sqlmodel import Session
 from bench.common import database, report
 from reminders.models import Anchor, AnchorRecipient, Notice, apscheduler_jobs
 from reminders.scheduler.anchors import plan_for
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.settings import load_settings
 
 

@@ -39,7 +39,7 @@ from sqlmodel import Session
 from bench.common import database, report
 from reminders.messages import create_message
 from reminders.scheduler.firing import fire_many
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms
 from reminders.sender.kannel import KannelSender
 from reminders.sender.kannel_dlr import new_attempt

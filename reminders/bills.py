@@ -35,18 +35,18 @@ from reminders.notices import JobScheduler, notices_by_anchor
 from reminders.paging import page
 from reminders.scheduler.anchors import cancel_for
 from reminders.scheduler.context import template_context
-from reminders.schemas import (
+from reminders.schemas.common import (
     Email,
     ExternalId,
     Id,
     Input,
     Language,
     Name,
-    NoticeOut,
     Phone,
     TimeZoneName,
     _no_control_chars,
 )
+from reminders.schemas.notices import NoticeOut
 from reminders.templates import render
 
 KEY_PREFIX = "bill:ext:"

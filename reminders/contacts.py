@@ -17,7 +17,7 @@ from reminders.notices import move_pending, suppress_pending
 from reminders.paging import page
 from reminders.phones import normalize_mobile
 from reminders.scheduler.anchors import move_recipient
-from reminders.schemas import ContactCreate, ContactUpdate
+from reminders.schemas.contacts import ContactCreate, ContactUpdate
 
 
 @dataclass

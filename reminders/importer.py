@@ -17,7 +17,8 @@ from reminders import contacts, groups
 from reminders.errors import Conflict, DomainError, InvalidField
 from reminders.models import Contact, Group
 from reminders.phones import normalize_mobile
-from reminders.schemas import ContactCreate, ContactUpdate, GroupCreate
+from reminders.schemas.contacts import ContactCreate, ContactUpdate
+from reminders.schemas.groups import GroupCreate
 
 COLUMNS = ("name", "phone", "email", "timezone", "language", "external_id", "opted_out", "groups")
 # The headers each column is known by, compared in lower case with runs of spaces squeezed: the

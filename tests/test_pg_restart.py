@@ -22,8 +22,8 @@ from sqlmodel import Session
 from reminders.db import make_engine
 from reminders.messages import create_message
 from reminders.migrate import upgrade
-from reminders.scheduler.service import NoticeScheduler
-from reminders.schemas import MessageCreate
+from reminders.scheduler.notice_scheduler import NoticeScheduler
+from reminders.schemas.messages import MessageCreate
 from tests.conftest import wait_for
 from tests.http_gateway import SECRET, Gateway
 from tests.test_e2e import REMINDERS, cli_env

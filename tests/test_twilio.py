@@ -16,7 +16,7 @@ from sqlmodel import Session
 from reminders.messages import create_message
 from reminders.models import Notice
 from reminders.scheduler.firing import fire
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import OutgoingSms, SendError
 from reminders.sender.twilio import TwilioSender, signature
 from reminders.settings import Settings, SettingsError, load_settings

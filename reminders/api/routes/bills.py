@@ -10,7 +10,8 @@ from reminders import bill_batch, bills
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.bills import BatchIn, BatchOut, BillIn, BillOut, PaymentFailedIn
-from reminders.schemas import ExternalId, Id, NoticeOut, Page
+from reminders.schemas.common import ExternalId, Id, Page
+from reminders.schemas.notices import NoticeOut
 
 router = APIRouter(prefix="/bills", tags=["bills"])
 

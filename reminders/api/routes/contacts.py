@@ -8,13 +8,13 @@ from reminders import contacts
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit, SearchText
 from reminders.models import Contact
-from reminders.schemas import (
+from reminders.schemas.common import Page
+from reminders.schemas.contacts import (
     ContactCreate,
     ContactOut,
     ContactPatched,
     ContactUpdate,
     NoticesFollowedOut,
-    Page,
 )
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])

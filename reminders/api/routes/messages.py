@@ -8,7 +8,8 @@ from reminders import messages
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
 from reminders.models import Message, Notice, Priority
-from reminders.schemas import MessageCreate, MessageOut, NoticeOut
+from reminders.schemas.messages import MessageCreate, MessageOut
+from reminders.schemas.notices import NoticeOut
 
 router = APIRouter(prefix="/messages", tags=["messages"])
 
@@ -40,7 +41,7 @@ def create_message(
         scheduler,
         data,
         region=settings.default_region,
-        quiet=settings.quiet,
+        quiet=settings.quiet_hours,
         zone=settings.timezone,
         transliterate=settings.transliterate,
     )
