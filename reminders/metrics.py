@@ -1,9 +1,14 @@
-"""Counters of what the senders did, for ``/metrics``: send latency and gateway errors.
+"""What ``/metrics`` reports, as ``prometheus_client`` collectors in a registry of each app's own.
 
-Notices by status and queue depth are read from the database when scraped. Latency and errors
-happen in whichever process fires notices, which with several instances is not the one
-Prometheus scrapes; so with Redis configured the counters live in one Redis hash that every
-instance adds to and any instance reports. Alone, they live in the process.
+Notices by status and queue depth are read from the database when scraped (``NoticeMetrics``).
+Send latency and gateway errors happen in whichever process fires notices, which with several
+instances is not the one Prometheus scrapes; so with Redis configured those counters live in one
+Redis hash that every instance adds to and any instance reports (``RedisSendMetrics``). Alone,
+they live in the process. The API's admission counters are its gates' (``api/admission.py``).
+
+Collectors, not ``Counter`` objects: every value already lives somewhere (the database, Redis,
+the gates), and a scrape reads it from there. Each app has its own ``CollectorRegistry``, never
+the global one, so that tests and several apps in one process do not clash.
 """
 
 from __future__ import annotations
@@ -11,9 +16,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import redis
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from reminders.db import utcnow
+from reminders.stats import queue_depth, status_counts
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +40,8 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
 
 
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{name}="{_escape(value)}"' for name, value in labels.items())
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class SendMetrics:
-    """Kept in this process."""
+    """Send latency and gateway errors, kept in this process; a collector for ``/metrics``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -58,9 +67,11 @@ class SendMetrics:
         with self._lock:
             return dict(self._values)
 
-    def render(self) -> list[str]:
-        """Prometheus text lines for the latency histogram and the error counter."""
-        return render(self.snapshot())
+    def describe(self) -> list[Metric]:
+        return _send_families({})
+
+    def collect(self) -> list[Metric]:
+        return _send_families(self.snapshot())
 
 
 class RedisSendMetrics(SendMetrics):
@@ -98,6 +109,7 @@ class RedisSendMetrics(SendMetrics):
 
 
 def _latency_fields(lane: str, latencies: Sequence[float]) -> dict[str, float]:
+    """Hash fields to add: the buckets are stored cumulative, as Prometheus reads them."""
     fields: defaultdict[str, float] = defaultdict(float)
     for seconds in latencies:
         seconds = max(seconds, 0.0)
@@ -109,37 +121,74 @@ def _latency_fields(lane: str, latencies: Sequence[float]) -> dict[str, float]:
     return fields
 
 
-def render(values: dict[str, float]) -> list[str]:
-    lines = [
-        "# HELP reminders_send_latency_seconds From a notice falling due to its gateway's "
-        "acceptance.",
-        "# TYPE reminders_send_latency_seconds histogram",
-    ]
-    lanes = sorted({f.split("|")[1] for f in values if f.startswith("latency_count|")})
-    for lane in lanes:
-        for bound in LATENCY_BUCKETS:
-            count = values.get(f"latency|{lane}|{bound}", 0)
-            labels = _labels(lane=lane, le=f"{bound:g}")
-            lines.append(f"reminders_send_latency_seconds_bucket{labels} {count:g}")
-        total = values.get(f"latency_count|{lane}", 0)
-        lines.append(
-            f"reminders_send_latency_seconds_bucket{_labels(lane=lane, le='+Inf')} {total:g}"
-        )
-        lines.append(
-            f"reminders_send_latency_seconds_sum{_labels(lane=lane)} "
-            f"{values.get(f'latency_sum|{lane}', 0):.6f}"
-        )
-        lines.append(f"reminders_send_latency_seconds_count{_labels(lane=lane)} {total:g}")
-    lines += [
-        "# HELP reminders_gateway_errors_total Sends the gateway refused or failed, by code.",
-        "# TYPE reminders_gateway_errors_total counter",
-    ]
+def _send_families(values: dict[str, float]) -> list[Metric]:
+    latency = HistogramMetricFamily(
+        "reminders_send_latency_seconds",
+        "From a notice falling due to its gateway's acceptance.",
+        labels=["lane"],
+    )
+    for lane in sorted({f.split("|")[1] for f in values if f.startswith("latency_count|")}):
+        # ``le`` as it always was ("1", not "1.0"), so that queries naming a bucket still match.
+        buckets = [(f"{b:g}", values.get(f"latency|{lane}|{b}", 0.0)) for b in LATENCY_BUCKETS]
+        buckets.append(("+Inf", values.get(f"latency_count|{lane}", 0.0)))
+        latency.add_metric([lane], buckets, sum_value=values.get(f"latency_sum|{lane}", 0.0))
+    errors = CounterMetricFamily(
+        "reminders_gateway_errors",
+        "Sends the gateway refused or failed, by code.",
+        labels=["provider", "code"],
+    )
     for field in sorted(f for f in values if f.startswith("errors|")):
         _, provider, code = field.split("|", 2)
-        labels = _labels(provider=provider, code=code)
-        lines.append(f"reminders_gateway_errors_total{labels} {values[field]:g}")
-    return lines
+        errors.add_metric([provider, code], values[field])
+    return [latency, errors]
 
 
 def make_metrics(client: redis.Redis | None, *, prefix: str) -> SendMetrics:
     return SendMetrics() if client is None else RedisSendMetrics(client, key=f"{prefix}metrics")
+
+
+class NoticeMetrics:
+    """Notices by status and queue depth per lane, read from the database at each scrape, and
+    whether this process fires notices."""
+
+    def __init__(self, engine: Engine, *, scheduler_active: Callable[[], bool]) -> None:
+        self._engine = engine
+        self._scheduler_active = scheduler_active
+
+    def describe(self) -> list[Metric]:
+        return _notice_families({}, {}, None)
+
+    def collect(self) -> list[Metric]:
+        with Session(self._engine) as session:
+            statuses = status_counts(session)
+            depth = queue_depth(session, utcnow())
+        return _notice_families(statuses, depth, self._scheduler_active())
+
+
+def _notice_families(
+    statuses: dict[str, int], depth: dict[str, int], active: bool | None
+) -> list[Metric]:
+    notices = GaugeMetricFamily("reminders_notices", "Notices by status.", labels=["status"])
+    for status, count in sorted(statuses.items()):
+        notices.add_metric([status], count)
+    queue = GaugeMetricFamily(
+        "reminders_queue_depth",
+        "Notices due and not yet handed to the gateway, by lane.",
+        labels=["lane"],
+    )
+    for lane, count in sorted(depth.items()):
+        queue.add_metric([lane], count)
+    scheduler = GaugeMetricFamily(
+        "reminders_scheduler_active",
+        "1 if this process runs the scheduler now.",
+        value=None if active is None else int(active),
+    )
+    return [notices, queue, scheduler]
+
+
+def metrics_registry(*collectors: Collector) -> CollectorRegistry:
+    """A registry of one app's own; registering checks that no two collectors share a name."""
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        registry.register(collector)
+    return registry

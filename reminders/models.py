@@ -179,8 +179,34 @@ class Source(SQLModel, table=True):
     next_sync_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     event_count: int = Field(default=0)
     warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # What the feed's series (``FeedSeries``) were read under: the calendar's own properties,
+    # the source's recipients and the window. None: the next sync reads the whole feed.
+    series_basis: str | None = Field(default=None, max_length=64)
     created_at: datetime = _created()
     updated_at: datetime = _created()
+
+
+class FeedSeries(SQLModel, table=True):
+    """What the last sync read of one series of a feed (the VEVENTs of one UID), so that the
+    next sync parses only the series whose text changed (``reminders/sources/resync.py``)."""
+
+    __tablename__ = "feed_series"
+
+    source_id: int = Field(
+        sa_column=Column(ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True)
+    )
+    uid: str = Field(sa_column=Column(Unicode, primary_key=True))
+    digest: str = Field(max_length=64)  # its text but DTSTAMP, and the VTIMEZONEs it names
+    volatile: bool = Field(default=False)  # read again at every sync
+    # Its occurrences in the window: their starts (Unix seconds) and keys, one a line; the
+    # phones and emails written in them, one a line, and whom they were found to be.
+    # Plain text rather than JSON lists: thousands of rows are read at every sync.
+    starts: str = Field(sa_column=Column(Unicode, nullable=False))
+    keys: str = Field(sa_column=Column(Unicode, nullable=False))
+    phones: str = Field(sa_column=Column(Unicode, nullable=False))
+    emails: str = Field(sa_column=Column(Unicode, nullable=False))
+    who: str = Field(sa_column=Column(Unicode, nullable=False))
+    notes: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class AnchorKind(StrEnum):

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from reminders.api import create_app
 from reminders.db import utcnow
-from reminders.metrics import RedisSendMetrics, SendMetrics
+from reminders.metrics import RedisSendMetrics, SendMetrics, metrics_registry
 from reminders.models import Notice
 from reminders.scheduler.firing import fire_many
+from reminders.scheduler.service import NoticeScheduler
+from reminders.service import Process
 from reminders.settings import Settings, load_settings
 from tests.conftest import REDIS_URL, wait_for
 from tests.test_scheduler import BrokenSender, make_notices
@@ -23,22 +29,29 @@ from tests.test_scheduler import BrokenSender, make_notices
 Headers = dict[str, str]
 
 
+def families(text: str) -> dict[str, Metric]:
+    """Every family in Prometheus text, by name, as Prometheus's own parser reads it."""
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
 def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of one sample in Prometheus text, or None if it is absent."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)$"
-    for line in text.splitlines():
-        found = re.match(pattern, line)
-        if found:
-            return float(found.group(1))
+    """The value of the sample ``name`` with exactly ``labels``, or None if it is absent."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
     return None
+
+
+def exposition(collector: Collector) -> str:
+    return generate_latest(metrics_registry(collector)).decode()
 
 
 def test_latency_histogram_is_cumulative_by_lane() -> None:
     metrics = SendMetrics()
     metrics.observe_sent("transactional", [0.03, 0.3, 3.0])
     metrics.observe_sent("bulk", [700.0])
-    text = "\n".join(metrics.render())
+    text = exposition(metrics)
     bucket = "reminders_send_latency_seconds_bucket"
     assert sample(text, bucket, lane="transactional", le="0.05") == 1
     assert sample(text, bucket, lane="transactional", le="0.5") == 2
@@ -59,7 +72,7 @@ def test_gateway_errors_are_counted_by_provider_and_code(
     ids = make_notices(engine, ["0888 400 201", "0888 400 202"])
     metrics = SendMetrics()
     fire_many(engine, BrokenSender(settings, engine), ids, settings=settings, metrics=metrics)
-    text = "\n".join(metrics.render())
+    text = exposition(metrics)
     total = "reminders_gateway_errors_total"
     assert sample(text, total, provider="broken", code="invalid_number") == 2
     assert sample(text, "reminders_send_latency_seconds_count", lane="bulk") is None
@@ -73,7 +86,7 @@ def test_redis_metrics_add_up_across_instances(redis_key: str) -> None:
     worker.count_errors("kannel", ["http_400", None])
     # A web instance that sent nothing reports what the others did.
     web = RedisSendMetrics(redis.Redis.from_url(REDIS_URL), key=redis_key)
-    text = "\n".join(web.render())
+    text = exposition(web)
     assert sample(text, "reminders_send_latency_seconds_count", lane="bulk") == 3
     assert sample(text, "reminders_send_latency_seconds_sum", lane="bulk") == pytest.approx(0.6)
     total = "reminders_gateway_errors_total"
@@ -85,7 +98,7 @@ def test_redis_away_counts_in_the_process() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     metrics = RedisSendMetrics(dead, key="x")
     metrics.observe_sent("bulk", [1.0])
-    text = "\n".join(metrics.render())
+    text = exposition(metrics)
     assert sample(text, "reminders_send_latency_seconds_count", lane="bulk") == 1
 
 
@@ -129,7 +142,7 @@ def test_metrics_endpoint(
     with Session(engine) as session:
         session.execute(
             update(Notice)
-            .where(Notice.status == "scheduled")
+            .where(col(Notice.status) == "scheduled")
             .values(send_at=utcnow() - timedelta(minutes=5))
         )
         session.commit()
@@ -138,3 +151,67 @@ def test_metrics_endpoint(
     assert sample(text, "reminders_queue_depth", lane="bulk") == 1
     assert sample(text, "reminders_queue_depth", lane="transactional") == 1
     assert sample(text, "reminders_scheduler_active") == 0
+
+
+# What README promises under "Monitoring": each family's type and label names.
+FAMILIES: dict[str, tuple[str, set[str]]] = {
+    "reminders_notices": ("gauge", {"status"}),
+    "reminders_queue_depth": ("gauge", {"lane"}),
+    "reminders_send_latency_seconds": ("histogram", {"lane"}),  # and "le" on its buckets
+    "reminders_gateway_errors": ("counter", {"provider", "code"}),
+    "reminders_api_in_progress": ("gauge", {"kind"}),
+    "reminders_api_refused": ("counter", {"kind"}),
+    "reminders_scheduler_active": ("gauge", set()),
+}
+KINDS = {"requests", "callbacks", "monitoring", "streams", "handshakes"}
+
+
+def test_the_whole_exposition_parses_with_its_families_and_types(
+    process: Process, client: TestClient, reader: Headers, writer: Headers
+) -> None:
+    process.runtime.metrics.count_errors("kannel", ["http_503"])  # as a failed send would
+    body = {"to": {"phones": ["0888 402 001"]}, "text": "Hi", "priority": "bulk"}
+    assert client.post("/api/v1/messages", json=body, headers=writer).status_code == 201
+    latency = "reminders_send_latency_seconds_count"
+    wait_for(
+        lambda: sample(client.get("/metrics", headers=reader).text, latency, lane="bulk") == 1,
+        what="the message's latency",
+    )
+    response = client.get("/metrics", headers=reader)
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+
+    found = families(response.text)
+    assert {name: family.type for name, family in found.items()} == {
+        name: kind for name, (kind, _) in FAMILIES.items()
+    }
+    for name, (_, labels) in FAMILIES.items():
+        assert found[name].samples, f"{name} has no samples"
+        for each in found[name].samples:
+            bucket = each.name.endswith("_bucket")
+            assert set(each.labels) == labels | ({"le"} if bucket else set()), each
+    in_progress = {s.labels["kind"]: s.value for s in found["reminders_api_in_progress"].samples}
+    # This very scrape is the one caller in progress.
+    assert in_progress == {kind: int(kind == "monitoring") for kind in KINDS}
+    refused = {s.labels["kind"]: s.value for s in found["reminders_api_refused"].samples}
+    assert refused == dict.fromkeys(KINDS, 0)
+    assert {s.name for s in found["reminders_send_latency_seconds"].samples} == {
+        f"reminders_send_latency_seconds_{end}" for end in ("bucket", "sum", "count")
+    }
+    errors = "reminders_gateway_errors_total"
+    assert sample(response.text, errors, provider="kannel", code="http_503") == 1
+
+
+def test_two_apps_in_one_process_each_report_their_own(
+    process: Process, client: TestClient, reader: Headers
+) -> None:
+    """Each app has a registry of its own: a second app neither clashes with the first nor
+    reports the first one's scheduler."""
+    other = create_app(
+        process.runtime, NoticeScheduler(process.runtime.engine), run_scheduler=False
+    )
+    with TestClient(other) as other_client:
+        mine, theirs = (c.get("/metrics", headers=reader).text for c in (client, other_client))
+    assert sample(mine, "reminders_scheduler_active") == 1
+    assert sample(theirs, "reminders_scheduler_active") == 0
+    assert other.state.metrics is not process.app.state.metrics
+    assert "reminders_notices" not in families(generate_latest(REGISTRY).decode())

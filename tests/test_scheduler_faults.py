@@ -202,7 +202,10 @@ def test_a_leader_cut_off_from_its_database_hands_over_and_comes_back(
         assert took_over >= 3  # not before the stall: a database restart is no reason to move
         code, body = ready(cut_off)
         assert code == 503, body
-        assert body["checks"]["scheduler"].startswith("error: the job store has failed for")
+        # Whichever meets the cut first, the idle loop or the probe's write, is the reason.
+        assert body["checks"]["scheduler"].startswith(
+            ("error: the job store has failed for", "error: the database has refused a write for")
+        )
         assert body["scheduler_role"] == "standby"
         assert "giving up the scheduler lock" in fleet.log(leader.pid)
 
@@ -217,7 +220,8 @@ def test_a_leader_cut_off_from_its_database_hands_over_and_comes_back(
         post_message(healthy, key, phones(5, 200), "after")
         wait_for(lambda: len(gateway.received) == 25, timeout=20, what="the next message")
         sent_once(gateway)
-        assert counts(engine) == {"sent": 25}
+        # The gateway's answer is recorded just after it arrives.
+        wait_for(lambda: counts(engine) == {"sent": 25}, what="the outcomes to be recorded")
     finally:
         fleet.stop_all()
         proxy.close()

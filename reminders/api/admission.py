@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -127,7 +128,8 @@ class Gate:
 
 
 class Gates:
-    """Every kind's gate, and which ones a path goes through."""
+    """Every kind's gate, which ones a path goes through, and their counts (a collector for
+    ``/metrics``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.requests = Gate("requests", settings.api_concurrency, RETRY_AFTER, "requests")
@@ -142,17 +144,29 @@ class Gates:
     def __iter__(self) -> Iterator[Gate]:
         return iter((self.requests, self.callbacks, self.monitoring, self.streams, self.handshakes))
 
-    def render(self) -> list[str]:
-        """Prometheus lines: callers in progress and callers turned away, by kind."""
-        return [
-            "# HELP reminders_api_in_progress Requests being answered, by kind of caller.",
-            "# TYPE reminders_api_in_progress gauge",
-            *(f'reminders_api_in_progress{{kind="{g.kind}"}} {g.busy}' for g in self),
-            "# HELP reminders_api_refused_total Requests answered 503 because every slot of "
-            "their kind was taken.",
-            "# TYPE reminders_api_refused_total counter",
-            *(f'reminders_api_refused_total{{kind="{g.kind}"}} {g.refused}' for g in self),
-        ]
+    def describe(self) -> list[Metric]:
+        return self._families(())
+
+    def collect(self) -> list[Metric]:
+        """For ``/metrics``: callers in progress and callers turned away, by kind."""
+        return self._families(self)
+
+    @staticmethod
+    def _families(gates: Iterable[Gate]) -> list[Metric]:
+        busy = GaugeMetricFamily(
+            "reminders_api_in_progress",
+            "Requests being answered, by kind of caller.",
+            labels=["kind"],
+        )
+        refused = CounterMetricFamily(
+            "reminders_api_refused",
+            "Requests answered 503 because every slot of their kind was taken.",
+            labels=["kind"],
+        )
+        for gate in gates:
+            busy.add_metric([gate.kind], gate.busy)
+            refused.add_metric([gate.kind], gate.refused)
+        return [busy, refused]
 
     def for_path(self, path: str) -> tuple[Gate, Gate | None]:
         """The gate held until the answer ends, and the handshake gate held until it starts."""
@@ -211,7 +225,7 @@ def _enough_threads(needed: int) -> None:
 
 
 def install_admission(app: FastAPI, settings: Settings) -> Gates:
-    """Put admission in front of everything else; return its gates (``/metrics`` shows them)."""
+    """Put admission in front of everything else; return its gates (``/metrics`` collects them)."""
     gates = Gates(settings)
 
     @app.exception_handler(PoolTimeout)

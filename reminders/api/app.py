@@ -32,6 +32,7 @@ from reminders.api.routes import (
     stats,
     webhooks,
 )
+from reminders.metrics import NoticeMetrics, metrics_registry
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.service import NoticeScheduler
@@ -79,6 +80,11 @@ def create_app(
     # Last, so outermost: a request turned away costs no key check, body read, thread or
     # connection, and the key check's own connection is counted with the request's.
     app.state.gates = install_admission(app, runtime.settings)
+    app.state.metrics = metrics_registry(
+        NoticeMetrics(app.state.engine, scheduler_active=lambda: scheduler.state == "active"),
+        runtime.metrics,
+        app.state.gates,
+    )
     api = APIRouter(prefix="/api/v1")
     for module in (
         contacts,

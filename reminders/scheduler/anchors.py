@@ -227,36 +227,12 @@ def plan_many(
     now = now or utcnow()
     ids = list(dict.fromkeys(anchor_ids))
     lock_keys(session, (f"anchor:{anchor_id}" for anchor_id in ids))
-    anchors: dict[int, Anchor] = {}
-    recipients: dict[int, list[Recipient]] = {i: [] for i in ids}
-    existing: dict[int, dict[str, Notice]] = {i: {} for i in ids}
-    for chunk in in_chunks(ids):
-        for row in session.exec(select(Anchor).where(col(Anchor.id).in_(chunk))):
-            anchors[row.id or 0] = row
-        # Plain rows, not ORM objects: an anchor may have tens of thousands of recipients.
-        for anchor_id, phone, contact_id in session.exec(
-            select(
-                AnchorRecipient.anchor_id, AnchorRecipient.phone, AnchorRecipient.contact_id
-            ).where(col(AnchorRecipient.anchor_id).in_(chunk))
-        ):
-            recipients[anchor_id].append(Recipient(phone, contact_id))
-        for notice in session.exec(select(Notice).where(col(Notice.anchor_id).in_(chunk))):
-            existing[notice.anchor_id or 0][notice.key] = notice
-    contact_ids = sorted({r.contact_id for rs in recipients.values() for r in rs if r.contact_id})
-    zones: dict[int, str | None] = {}
-    for chunk in in_chunks(contact_ids):
-        for contact_id, zone in session.exec(
-            select(Contact.id, Contact.timezone).where(col(Contact.id).in_(chunk))
-        ):
-            zones[contact_id or 0] = zone
-
+    loaded = _Loaded.read(session, ids)
     reports: dict[int, PlanReport] = {}
     policies: dict[str, PolicyPlan] = {}
-    new_rows: list[dict[str, Any]] = []
-    jobs_to_write: list[JobItem] = []
-    jobs_to_drop: list[int] = []
+    batch = _Batch(session, now)
     for anchor_id in ids:
-        anchor = anchors.get(anchor_id)
+        anchor = loaded.anchors.get(anchor_id)
         if anchor is None:
             raise NotFound(f"no anchor with id {anchor_id}", field="anchor_id")
         if anchor.cancelled:
@@ -266,101 +242,103 @@ def plan_many(
             continue
         policy = _policy_plan(session, anchor.policy, policies, settings)
         wanted = desired_notices(
-            anchor, policy, recipients[anchor_id], zones, settings=settings, now=now
+            anchor, policy, loaded.recipients[anchor_id], loaded.zones, settings=settings, now=now
         )
-        reports[anchor_id] = _diff(
-            session,
-            anchor_id,
-            policy,
-            wanted,
-            existing[anchor_id],
-            now,
-            new_rows,
-            jobs_to_write,
-            jobs_to_drop,
-        )
-    if new_rows:
-        # A Core insert: the ORM's bulk path costs more per row than the database does. (Plain
-        # executemany; RETURNING would turn it into multi-row INSERTs, slower on SQLite here.)
-        session.execute(insert(Notice.__table__), new_rows)  # type: ignore[attr-defined]
-    session.commit()
-    if new_rows:
-        by_key = {row["key"]: row for row in new_rows}
-        new_jobs: list[JobItem] = []
-        planned_ids = sorted({row["anchor_id"] for row in new_rows})
-        for chunk in in_chunks(planned_ids):
-            for notice_id, key in session.exec(
-                select(Notice.id, Notice.key).where(col(Notice.anchor_id).in_(chunk))
-            ):
-                new = by_key.get(key)
-                if new is None or notice_id is None:
-                    continue
-                target = reports[new["anchor_id"]]
-                if new["status"] == NoticeStatus.scheduled:
-                    target.created.append(notice_id)
-                    new_jobs.append((notice_id, new["send_at"], new["priority"]))
-                else:
-                    target.expired.append(notice_id)
-        if scheduler is not None:
-            scheduler.schedule(new_jobs, new=True)
-    if scheduler is not None:
-        scheduler.schedule(jobs_to_write)
-        scheduler.unschedule(jobs_to_drop)
+        reports[anchor_id] = batch.diff(anchor_id, policy, wanted, loaded.notices[anchor_id])
+    batch.write(scheduler, reports)
     return reports
 
 
-def _diff(
-    session: Session,
-    anchor_id: int,
-    policy: PolicyPlan,
-    wanted: Wanted,
-    existing: dict[str, Notice],
-    now: datetime,
-    new_rows: list[dict[str, Any]],
-    jobs_to_write: list[JobItem],
-    jobs_to_drop: list[int],
-) -> PlanReport:
-    """Compare what is wanted with what exists; queue inserts, apply conditional updates."""
-    report = PlanReport()
-    # A contact whose phone changed is wanted under a new key; a step that already went to its
-    # old number is not sent to the new one.
-    reached = {
-        (n.contact_id, n.step)
-        for n in existing.values()
-        if n.status in _REACHED and n.contact_id is not None
-    }
-    for key, (planned, recipient, template) in wanted.items():
+@dataclass
+class _Loaded:
+    """What planning a batch of anchors reads: each anchor, its recipients and its notices,
+    and the recipients' zones."""
+
+    anchors: dict[int, Anchor]
+    recipients: dict[int, list[Recipient]]
+    notices: dict[int, dict[str, Notice]]
+    zones: dict[int, str | None]
+
+    @classmethod
+    def read(cls, session: Session, ids: list[int]) -> _Loaded:
+        anchors: dict[int, Anchor] = {}
+        recipients: dict[int, list[Recipient]] = {i: [] for i in ids}
+        notices: dict[int, dict[str, Notice]] = {i: {} for i in ids}
+        for chunk in in_chunks(ids):
+            for row in session.exec(select(Anchor).where(col(Anchor.id).in_(chunk))):
+                anchors[row.id or 0] = row
+            # Plain rows, not ORM objects: an anchor may have tens of thousands of recipients.
+            for anchor_id, phone, contact_id in session.exec(
+                select(
+                    AnchorRecipient.anchor_id, AnchorRecipient.phone, AnchorRecipient.contact_id
+                ).where(col(AnchorRecipient.anchor_id).in_(chunk))
+            ):
+                recipients[anchor_id].append(Recipient(phone, contact_id))
+            for notice in session.exec(select(Notice).where(col(Notice.anchor_id).in_(chunk))):
+                notices[notice.anchor_id or 0][notice.key] = notice
+        contact_ids = sorted(
+            {r.contact_id for rs in recipients.values() for r in rs if r.contact_id}
+        )
+        zones: dict[int, str | None] = {}
+        for chunk in in_chunks(contact_ids):
+            for contact_id, zone in session.exec(
+                select(Contact.id, Contact.timezone).where(col(Contact.id).in_(chunk))
+            ):
+                zones[contact_id or 0] = zone
+        return cls(anchors, recipients, notices, zones)
+
+
+@dataclass
+class _Batch:
+    """One ``plan_many``'s changes: notices to insert and jobs to write or drop are queued
+    while each anchor is diffed (updates of existing notices are applied at once), and
+    written together at the end."""
+
+    session: Session
+    now: datetime
+    new_rows: list[dict[str, Any]] = field(default_factory=list)
+    jobs_to_write: list[JobItem] = field(default_factory=list)
+    jobs_to_drop: list[int] = field(default_factory=list)
+
+    def diff(
+        self, anchor_id: int, policy: PolicyPlan, wanted: Wanted, existing: dict[str, Notice]
+    ) -> PlanReport:
+        """Compare what is wanted with what exists; queue inserts, apply conditional updates."""
+        report = PlanReport()
+        # A contact whose phone changed is wanted under a new key; a step that already went to
+        # its old number is not sent to the new one.
+        reached = {
+            (n.contact_id, n.step)
+            for n in existing.values()
+            if n.status in _REACHED and n.contact_id is not None
+        }
+        for key, (planned, recipient, template) in wanted.items():
+            notice = existing.get(key)
+            if notice is None and (recipient.contact_id, planned.step) in reached:
+                report.unchanged += 1
+            elif notice is None:
+                self.new_rows.append(
+                    _new_row(key, anchor_id, planned, recipient, template, policy, self.now)
+                )
+            elif notice.status not in _OPEN:
+                report.unchanged += 1  # it went out (or is going): never twice
+            else:
+                self._follow(notice, planned, recipient, template, policy, report)
+        self._cancel_unwanted(existing, wanted, report)
+        return report
+
+    def _follow(
+        self,
+        notice: Notice,
+        planned: Planned,
+        recipient: Recipient,
+        template: str,
+        policy: PolicyPlan,
+        report: PlanReport,
+    ) -> None:
+        """Bring a notice that has not gone out in line with its plan, if anything changed."""
         status = NoticeStatus(planned.status)
-        send_at = planned.send_at or now
-        notice = existing.get(key)
-        if notice is None and (recipient.contact_id, planned.step) in reached:
-            report.unchanged += 1
-            continue
-        if notice is None:
-            new_rows.append(
-                {
-                    "key": key,
-                    "kind": planned.kind,
-                    "status": status,
-                    "status_reason": planned.reason,
-                    "anchor_id": anchor_id,
-                    "step": planned.step,
-                    "contact_id": recipient.contact_id,
-                    "phone": recipient.phone,
-                    "text": template,
-                    "is_template": True,
-                    "transliterate": policy.transliterate,
-                    "priority": policy.priority,
-                    "sender_id": policy.sender_id,
-                    "send_at": send_at,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            continue
-        if notice.status not in _OPEN:
-            report.unchanged += 1  # it went out (or is going): never twice
-            continue
+        send_at = planned.send_at or self.now
         if (
             notice.status == status
             and notice.send_at == send_at
@@ -371,12 +349,12 @@ def _diff(
             and notice.transliterate == policy.transliterate
         ):
             report.unchanged += 1
-            continue
+            return
         assert notice.id is not None
         # Read before the update, which also refreshes the notice object in the session.
         was = (notice.status, notice.send_at, notice.priority)
         changed = _update_if_still(
-            session,
+            self.session,
             notice,
             status=status,
             send_at=send_at,
@@ -387,7 +365,7 @@ def _diff(
             priority=policy.priority,
             sender_id=policy.sender_id,
             transliterate=policy.transliterate,
-            updated_at=now,
+            updated_at=self.now,
         )
         if not changed:
             report.unchanged += 1
@@ -400,23 +378,89 @@ def _diff(
                 report.updated.append(notice.id)
             # The job carries the time and the lane; a new text alone leaves it as it is.
             if was != (NoticeStatus.scheduled, send_at, policy.priority):
-                jobs_to_write.append((notice.id, send_at, policy.priority))
+                self.jobs_to_write.append((notice.id, send_at, policy.priority))
         elif was[0] == NoticeStatus.scheduled:
             report.expired.append(notice.id)
-            jobs_to_drop.append(notice.id)
-    for key, notice in existing.items():
-        if key not in wanted and notice.status == NoticeStatus.scheduled:
+            self.jobs_to_drop.append(notice.id)
+
+    def _cancel_unwanted(
+        self, existing: dict[str, Notice], wanted: Wanted, report: PlanReport
+    ) -> None:
+        """Cancel the scheduled notices of steps or recipients no longer planned."""
+        for key, notice in existing.items():
+            if key in wanted or notice.status != NoticeStatus.scheduled:
+                continue
             assert notice.id is not None
             if _update_if_still(
-                session,
+                self.session,
                 notice,
                 status=NoticeStatus.cancelled,
                 status_reason="no longer planned: its step or recipient was removed",
-                updated_at=now,
+                updated_at=self.now,
             ):
                 report.cancelled.append(notice.id)
-                jobs_to_drop.append(notice.id)
-    return report
+                self.jobs_to_drop.append(notice.id)
+
+    def write(self, scheduler: JobScheduler | None, reports: dict[int, PlanReport]) -> None:
+        """Insert the new notices, commit, and write and drop their jobs."""
+        session = self.session
+        if self.new_rows:
+            # A Core insert: the ORM's bulk path costs more per row than the database does.
+            # (Plain executemany; RETURNING would make multi-row INSERTs, slower on SQLite.)
+            session.execute(insert(Notice.__table__), self.new_rows)  # type: ignore[attr-defined]
+        session.commit()
+        if self.new_rows:
+            by_key = {row["key"]: row for row in self.new_rows}
+            new_jobs: list[JobItem] = []
+            planned_ids = sorted({row["anchor_id"] for row in self.new_rows})
+            for chunk in in_chunks(planned_ids):
+                for notice_id, key in session.exec(
+                    select(Notice.id, Notice.key).where(col(Notice.anchor_id).in_(chunk))
+                ):
+                    new = by_key.get(key)
+                    if new is None or notice_id is None:
+                        continue
+                    target = reports[new["anchor_id"]]
+                    if new["status"] == NoticeStatus.scheduled:
+                        target.created.append(notice_id)
+                        new_jobs.append((notice_id, new["send_at"], new["priority"]))
+                    else:
+                        target.expired.append(notice_id)
+            if scheduler is not None:
+                scheduler.schedule(new_jobs, new=True)
+        if scheduler is not None:
+            scheduler.schedule(self.jobs_to_write)
+            scheduler.unschedule(self.jobs_to_drop)
+
+
+def _new_row(
+    key: str,
+    anchor_id: int,
+    planned: Planned,
+    recipient: Recipient,
+    template: str,
+    policy: PolicyPlan,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new notice, as a row for the batch's one insert."""
+    return {
+        "key": key,
+        "kind": planned.kind,
+        "status": NoticeStatus(planned.status),
+        "status_reason": planned.reason,
+        "anchor_id": anchor_id,
+        "step": planned.step,
+        "contact_id": recipient.contact_id,
+        "phone": recipient.phone,
+        "text": template,
+        "is_template": True,
+        "transliterate": policy.transliterate,
+        "priority": policy.priority,
+        "sender_id": policy.sender_id,
+        "send_at": planned.send_at or now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _update_if_still(session: Session, notice: Notice, **values: Any) -> bool:

@@ -1,7 +1,8 @@
 """One active scheduler among many processes, chosen by a Redis lock.
 
-Every process runs its APScheduler paused and can still add jobs. The holder of the lock (a
-key with a TTL, renewed every few seconds) resumes its scheduler; a process that fails to renew
+Every process runs its APScheduler paused and can still add jobs. The holder of the lock
+(redis-py's ``Lock``: a key with a TTL that holds the process's token, renewed every few seconds
+only while it still holds that token) resumes its scheduler; a process that fails to renew
 pauses at once. If the holder dies, its key expires and another process takes over within
 ``ttl + poll`` seconds, then reconciles the notices with the job store.
 
@@ -24,22 +25,9 @@ import threading
 from collections.abc import Callable
 
 import redis
+from redis.exceptions import LockNotOwnedError
 
 log = logging.getLogger(__name__)
-
-# Renew only if the key still holds our token: never extend a lock someone else took over.
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 def process_token() -> str:
@@ -65,6 +53,9 @@ class Leadership:
         self.alive_prefix = f"{prefix}alive:"
         self.token = token
         self.ttl_ms = int(ttl * 1000)
+        # Not thread-local: the leadership thread takes the lock, and ``stop`` (another thread)
+        # frees it. The key holds the token, so anyone can tell which process leads.
+        self._lock = client.lock(self.key, timeout=ttl, thread_local=False)
         self.renew_every = renew_every
         self.poll_every = poll_every
         self._on_elected = on_elected
@@ -84,11 +75,11 @@ class Leadership:
         self._thread.join(timeout=10)
         if self.is_leader:
             self._depose()
+        self._release()
         try:
-            self.client.eval(_RELEASE, 1, self.key, self.token)
             self.client.delete(self.alive_prefix + self.token)
         except redis.RedisError:
-            pass  # the keys expire on their own
+            pass  # it expires on its own
 
     @property
     def alive_ttl(self) -> float:
@@ -126,9 +117,12 @@ class Leadership:
                 log.warning("this scheduler cannot run (%s); giving up the scheduler lock", unable)
                 self._abstaining = True
                 self._step_down()
-            elif not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
-                log.warning("lost the scheduler lock; pausing this scheduler")
-                self._depose()
+            else:
+                try:
+                    self._lock.reacquire()  # only while the key still holds our token
+                except LockNotOwnedError:
+                    log.warning("lost the scheduler lock; pausing this scheduler")
+                    self._depose()
             return
         if unable is not None:
             if not self._abstaining:
@@ -138,7 +132,7 @@ class Leadership:
         if self._abstaining:
             log.info("this scheduler can run again; standing for the scheduler lock")
             self._abstaining = False
-        if self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+        if self._lock.acquire(blocking=False, token=self.token):
             log.info("took the scheduler lock; this process now runs the scheduler")
             self.is_leader = True
             try:
@@ -150,10 +144,16 @@ class Leadership:
     def _step_down(self) -> None:
         """Stop firing, then free the lock so that another process takes over at once."""
         self._depose()
+        self._release()
+
+    def _release(self) -> None:
+        """Delete the lock's key if it still holds our token."""
         try:
-            self.client.eval(_RELEASE, 1, self.key, self.token)
+            self._lock.release()
         except redis.RedisError:
-            pass  # it expires on its own
+            # Not ours (never taken, expired, or taken over: ``LockError``), or Redis is away:
+            # either way it is not ours to delete, or it expires on its own.
+            pass
 
     def _depose(self) -> None:
         self.is_leader = False

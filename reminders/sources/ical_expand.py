@@ -60,6 +60,21 @@ def first_chunk(core: icalendar.cal.Component | None, window: timedelta) -> time
     return min(window, period * _PERIODS_PER_CHUNK)
 
 
+def may_give_up(event: icalendar.cal.Component) -> bool:
+    """Whether `tame_rule` may refuse the series one day, once the window has moved on far
+    enough from its DTSTART, though it does not now."""
+    found = _single_rule(event)
+    if found is None:
+        return False
+    rule, freq, _ = found
+    return (
+        freq in _FIXED_PERIOD
+        and "COUNT" in rule
+        and int(rule["COUNT"][0]) > MAX_PERIODS_BEFORE
+        and any(part.startswith("BY") for part in rule)
+    )
+
+
 def tame_rule(event: icalendar.cal.Component, not_before: datetime) -> bool:
     """Make the series' RRULE cheap to expand from `not_before` on, if it needs that.
 

@@ -75,29 +75,28 @@ class _FloatingWalker(x_wr_timezone.CalendarWalker):
 
 
 def anchor_times(
-    calendar: icalendar.Calendar, zone: zoneinfo.ZoneInfo, google: bool, warnings: list[str]
-) -> icalendar.Calendar:
-    """Return the calendar with every floating time read in `zone`.
+    calendar: icalendar.Calendar, zone: zoneinfo.ZoneInfo, google: bool
+) -> tuple[icalendar.Calendar, list[tuple[int, str]]]:
+    """Return the calendar with every floating time read in `zone`, and the unknown TZIDs.
 
     With `google` (a valid X-WR-TIMEZONE), UTC times move into the zone as well: Google writes
-    recurring events in UTC and means them to keep their local time across DST changes.
+    recurring events in UTC and means them to keep their local time across DST changes. An
+    unknown TZID comes as (the index of the VEVENT using it, the TZID), for each VEVENT.
     """
-    unknown: dict[str, None] = {}
-    for event in calendar.walk("VEVENT"):
+    unknown: list[tuple[int, str]] = []
+    for index, event in enumerate(calendar.walk("VEVENT")):
         for name in _ZONED_PROPERTIES:
             prop = event.get(name)
             tzid = prop.params.get("TZID") if isinstance(prop, vDDDTypes) else None
             if tzid and _is_floating(prop.dt):
                 # icalendar leaves a time with an unknown TZID floating.
-                unknown[str(tzid)] = None
+                unknown.append((index, str(tzid)))
         _anchor_until(event, zone)
-    for tzid in unknown:
-        warnings.append(f'time zone "{tzid}" is unknown; its times are read in {zone.key}')
     if google:
         result: icalendar.Calendar = x_wr_timezone.to_standard(calendar, timezone=zone)
-        return result
+        return result, unknown
     walked: icalendar.Calendar = _FloatingWalker(zone).walk(calendar)
-    return walked
+    return walked, unknown
 
 
 def _anchor_until(event: icalendar.cal.Component, zone: tzinfo) -> None:

@@ -5,7 +5,9 @@ new occurrences, re-plans the changed ones (a moved start moves its notices), ca
 that vanished or were cancelled, revives the ones that come back (the same anchor, so a notice
 that went out is never sent again), and leaves the unchanged alone: no notice or job is
 rewritten. A feed that cannot be fetched or parsed, or any other failure of a sync, is recorded
-on the source; what it planned before stays.
+on the source; what it planned before stays. A sync parses, expands and diffs only the series
+that changed since the last one, with the same result as reading the whole feed
+(`reminders.sources.resync`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,16 @@ from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
 from reminders.scheduler.planning import Offset
 from reminders.settings import Settings
 from reminders.sources.fetch import FetchError, FetchResult, fetch_feed, redact_url
-from reminders.sources.ical import FeedError, Occurrence, content_hash, parse_feed
+from reminders.sources.ical import (
+    FeedError,
+    Occurrence,
+    ParsedFeed,
+    content_hash,
+    feed_text,
+    parse_feed,
+)
 from reminders.sources.recipients import Known, default_recipients, recipients_of, written_in
+from reminders.sources.resync import Scope, choose_scope, record, window_end
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
@@ -106,12 +116,9 @@ def _sync(
     now: datetime,
     fetcher: Fetcher,
 ) -> SyncReport:
-    horizon_end = now + settings.horizon_delta
-    # The window moves on every day: past a day's drift, expand again even if the feed is the same.
-    stale = source.expanded_until is None or horizon_end - source.expanded_until > timedelta(days=1)
-    # Never expanded, edited, or interrupted half-way: an anchor's fingerprint may then have
-    # been written without its notices being planned, so every live occurrence is planned.
-    replan_all = source.expanded_until is None
+    until = window_end(now, settings.horizon_delta)
+    # The window moves on every day: then expand again even if the feed is the same.
+    stale = source.expanded_until != until
     try:
         fetched = fetcher(
             source.url,
@@ -120,31 +127,116 @@ def _sync(
             allow_private=settings.allow_private_feeds,
             max_bytes=settings.feed_max_bytes,
         )
-        if fetched.not_modified:
-            _succeeded(session, source, now, fetched, None)
-            return SyncReport(status="not_modified")
-        assert fetched.body is not None
-        digest = content_hash(fetched.body)
-        if digest == source.content_hash and not stale:
-            _succeeded(session, source, now, fetched, digest)
-            return SyncReport(status="unchanged")
-        feed = parse_feed(
-            fetched.body, zone=source.timezone, window_start=now, window_end=horizon_end
-        )
-    except (FetchError, FeedError, ValueError) as exc:
-        # ValueError: the feed URL or zone stored on the source is no longer acceptable.
+    except (FetchError, ValueError) as exc:
+        # ValueError: the feed URL stored on the source is no longer acceptable.
         return _failed(session, source, now, str(exc))
+    if fetched.not_modified:
+        _succeeded(session, source, now, fetched, None)
+        return SyncReport(status="not_modified")
+    assert fetched.body is not None
+    digest = content_hash(fetched.body)
+    if digest == source.content_hash and not stale:
+        _succeeded(session, source, now, fetched, digest)
+        return SyncReport(status="unchanged")
 
-    report = SyncReport(status="synced", warnings=list(feed.warnings))
+    defaults = default_recipients(session, source, settings)
+    scope = choose_scope(
+        session,
+        source,
+        feed_text(fetched.body),
+        defaults,
+        region=settings.default_region,
+        now=now,
+        until=until,
+    )
+    try:
+        scope, feed = _read(scope, source, now, until)
+    except (FeedError, ValueError) as exc:
+        # ValueError: the zone stored on the source is no longer acceptable.
+        return _failed(session, source, now, str(exc))
+    report = _apply(session, scheduler, source, scope, feed, defaults, settings=settings, now=now)
+    source.expanded_until = until
+    source.event_count = len(feed.occurrences) + scope.kept_in_window
+    hint = feed.refresh_hint
+    source.refresh_hint_seconds = int(hint.total_seconds()) if hint else None
+    source.warnings = report.warnings
+    _succeeded(session, source, now, fetched, digest)
+    log.info("synced source %s (%s): %s", source.id, redact_url(source.url), report.status)
+    return report
+
+
+def _read(scope: Scope, source: Source, now: datetime, until: datetime) -> tuple[Scope, ParsedFeed]:
+    """Parse what the scope asks for; the whole feed when a part alone would not do."""
+    feed = parse_feed(scope.text, zone=source.timezone, window_start=now, window_end=until)
+    if scope.fits(feed):
+        return scope, feed
+    scope = scope.as_full()
+    return scope, parse_feed(scope.text, zone=source.timezone, window_start=now, window_end=until)
+
+
+def _apply(
+    session: Session,
+    scheduler: JobScheduler | None,
+    source: Source,
+    scope: Scope,
+    feed: ParsedFeed,
+    defaults: list[tuple[str, int | None]],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> SyncReport:
+    """Bring the anchors of the series read in step with them, and plan what changed."""
     assert source.id is not None
     keys = [anchor_key(source.id, occurrence) for occurrence in feed.occurrences]
-    existing = _existing_anchors(session, source.id, keys, now)
-    defaults = default_recipients(session, source, settings)
-    to_plan: list[int] = []
+    if scope.full:
+        existing = _existing_anchors(session, source.id, keys, now)
+    else:
+        old = [f"source:{source.id}:{key}" for key in scope.old_keys]
+        existing = _anchors_with_keys(session, source.id, keys, old, now)
     written = [written_in(occurrence, settings) for occurrence in feed.occurrences]
     known = Known.load(session, written)
+    diff = _Diff(
+        session,
+        source,
+        feed.calendar_zone or source.timezone,
+        existing,
+        # Never expanded, edited, or interrupted half-way: an anchor's fingerprint may then
+        # have been written without its notices being planned, so every live one is planned.
+        replan_all=source.expanded_until is None,
+        now=now,
+        report=SyncReport(status="synced", warnings=list(scope.warnings(feed))),
+    )
     for key, occurrence, names in zip(keys, feed.occurrences, written, strict=True):
-        recipients = recipients_of(names, known, defaults)
+        diff.occurrence(key, occurrence, recipients_of(names, known, defaults))
+    session.commit()
+    report = diff.report
+    # All the new and changed occurrences planned together: a few statements, not one pass each.
+    for planned in plan_many(session, scheduler, diff.to_plan, settings=settings, now=now).values():
+        report.count(planned.as_dict())
+    _drop_vanished(session, scheduler, existing, set(keys), report, now)
+    report.unchanged += scope.kept_in_window
+    record(session, source, scope, feed, written, known)
+    return report
+
+
+@dataclass
+class _Diff:
+    """One sync's changes to its source's anchors, one occurrence of the feed at a time."""
+
+    session: Session
+    source: Source
+    zone: str
+    existing: dict[str, Anchor]
+    replan_all: bool
+    now: datetime
+    report: SyncReport
+    to_plan: list[int] = field(default_factory=list)
+
+    def occurrence(
+        self, key: str, occurrence: Occurrence, recipients: list[tuple[str, int | None]]
+    ) -> None:
+        """Create, change or restore the occurrence's anchor, or leave it as it is."""
+        source, report = self.source, self.report
         data = {
             "location": occurrence.location,
             "end": occurrence.end.isoformat() if occurrence.end else None,
@@ -152,16 +244,16 @@ def _sync(
             "uid": occurrence.uid,
         }
         fingerprint = _fingerprint(occurrence, recipients, data, source)
-        anchor = existing.get(key)
+        anchor = self.existing.get(key)
         if anchor is not None and anchor.cancelled and _held(anchor, occurrence):
             report.unchanged += 1
-            continue
+            return
         if anchor is not None and not anchor.cancelled:
             if anchor.data.get("fingerprint") == fingerprint:
                 report.unchanged += 1
-                if replan_all and anchor.id is not None:
-                    to_plan.append(anchor.id)
-                continue
+                if self.replan_all and anchor.id is not None:
+                    self.to_plan.append(anchor.id)
+                return
             report.moved += 1
         elif anchor is not None:
             # Cancelled or dropped by the calendar before, and back in it now.
@@ -176,20 +268,27 @@ def _sync(
         replace = anchor.id is not None
         anchor.title = occurrence.title or source.name
         anchor.at, anchor.all_day = occurrence.start, occurrence.all_day
-        anchor.timezone = feed.calendar_zone or source.timezone
+        anchor.timezone = self.zone
         anchor.policy = source.policy
         anchor.data = {**data, "fingerprint": fingerprint}
-        anchor.updated_at = now
-        session.add(anchor)
-        session.flush()
+        anchor.updated_at = self.now
+        self.session.add(anchor)
+        self.session.flush()
         assert anchor.id is not None
-        set_recipients(session, anchor.id, recipients, replace=replace)
-        to_plan.append(anchor.id)
-    session.commit()
-    # All the new and changed occurrences planned together: a few statements, not one pass each.
-    for planned in plan_many(session, scheduler, to_plan, settings=settings, now=now).values():
-        report.count(planned.as_dict())
-    seen = set(keys)
+        set_recipients(self.session, anchor.id, recipients, replace=replace)
+        self.to_plan.append(anchor.id)
+
+
+def _drop_vanished(
+    session: Session,
+    scheduler: JobScheduler | None,
+    existing: dict[str, Anchor],
+    seen: set[str],
+    report: SyncReport,
+    now: datetime,
+) -> None:
+    """Cancel the anchors of events gone from the feed or cancelled in it; end the holds of
+    the ones cancelled through the API that the calendar has dropped too."""
     for key, anchor in existing.items():
         if key in seen or anchor.id is None:
             continue
@@ -204,14 +303,6 @@ def _sync(
             reason = "the event was cancelled or removed from its calendar"
             report.count(cancel_for(session, scheduler, anchor.id, reason=reason).as_dict())
             report.cancelled += 1
-    source.expanded_until = horizon_end
-    source.event_count = len(feed.occurrences)
-    hint = feed.refresh_hint
-    source.refresh_hint_seconds = int(hint.total_seconds()) if hint else None
-    source.warnings = report.warnings
-    _succeeded(session, source, now, fetched, content_hash(fetched.body))
-    log.info("synced source %s (%s): %s", source.id, redact_url(source.url), report.status)
-    return report
 
 
 def hold_cancelled(anchor: Anchor) -> None:
@@ -219,8 +310,12 @@ def hold_cancelled(anchor: Anchor) -> None:
     keeps it at the same start.
 
     The next sync would otherwise see it in the feed and plan it again, reminding a patient who
-    called to cancel. A move in the calendar, or the calendar dropping it, ends the hold.
+    called to cancel. A move in the calendar, or the calendar dropping it, ends the hold. One
+    the calendar has dropped already is not held: should it come back, that is a new decision
+    (and a sync that reads only the series that changed would never end that hold).
     """
+    if anchor.cancelled and HELD not in anchor.data:
+        return
     anchor.data = {**anchor.data, HELD: anchor.at.isoformat()}
 
 
@@ -243,6 +338,20 @@ def _existing_anchors(
             (a.key, a) for a in session.exec(select(Anchor).where(ours, col(Anchor.key).in_(chunk)))
         )
     return found
+
+
+def _anchors_with_keys(
+    session: Session, source_id: int, keys: Sequence[str], old: Sequence[str], now: datetime
+) -> dict[str, Anchor]:
+    """`_existing_anchors` for a sync that read some series: the anchors of their occurrences
+    now (`keys`) and before (`old`), but past cancelled ones only when the feed has them."""
+    found: dict[str, Anchor] = {}
+    ours = Anchor.source_id == source_id
+    for chunk in in_chunks(sorted(set(keys) | set(old))):
+        query = select(Anchor).where(ours, col(Anchor.key).in_(chunk))
+        found.update((a.key, a) for a in session.exec(query))
+    wanted = set(keys)
+    return {k: a for k, a in found.items() if k in wanted or not a.cancelled or a.at >= now}
 
 
 def _interrupted(

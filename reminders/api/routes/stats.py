@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from pydantic import BaseModel, Field
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep
@@ -25,8 +26,6 @@ from reminders.stats import (
     Counts,
     notice_rows,
     notice_stats,
-    queue_depth,
-    status_counts,
 )
 
 router = APIRouter(tags=["statistics"])
@@ -208,27 +207,8 @@ def notices_csv(
 
 
 @metrics_router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request, session: SessionDep, _: ReadKey) -> PlainTextResponse:
+def metrics(request: Request, _: ReadKey) -> PlainTextResponse:
     """Prometheus text format: notices by status, queue depth per lane, send latency, gateway
-    errors, and whether this process fires notices."""
-    lines = [
-        "# HELP reminders_notices Notices by status.",
-        "# TYPE reminders_notices gauge",
-    ]
-    for status, count in sorted(status_counts(session).items()):
-        lines.append(f'reminders_notices{{status="{status}"}} {count}')
-    lines += [
-        "# HELP reminders_queue_depth Notices due and not yet handed to the gateway, by lane.",
-        "# TYPE reminders_queue_depth gauge",
-    ]
-    for lane, count in sorted(queue_depth(session, utcnow()).items()):
-        lines.append(f'reminders_queue_depth{{lane="{lane}"}} {count}')
-    lines += request.app.state.runtime.metrics.render()
-    lines += request.app.state.gates.render()
-    scheduler = request.app.state.scheduler
-    lines += [
-        "# HELP reminders_scheduler_active 1 if this process runs the scheduler now.",
-        "# TYPE reminders_scheduler_active gauge",
-        f"reminders_scheduler_active {1 if scheduler.state == 'active' else 0}",
-    ]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    errors, the API's callers in progress and refused, and whether this process fires notices."""
+    text = generate_latest(request.app.state.metrics)
+    return PlainTextResponse(text, media_type=CONTENT_TYPE_PLAIN_0_0_4)
