@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from reminders import bill_batch, bills
+from reminders import bills
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.bills import BatchIn, BatchOut, BillIn, BillOut, PaymentFailedIn
@@ -26,7 +26,7 @@ def upsert_bill(
     _: WriteKey,
 ) -> BillOut:
     """Create the bill (201), or update the one with this external_id and re-plan it (200)."""
-    result = bill_batch.upsert_bill(session, scheduler, data, settings=settings)
+    result = bills.upsert_bill(session, scheduler, data, settings=settings)
     if not result.created:
         response.status_code = 200
     return bills.bill_out(session, result.anchor, created=result.created)
@@ -41,7 +41,7 @@ def upsert_batch(
     _: WriteKey,
 ) -> BatchOut:
     """Up to 10,000 bills; each row is created, updated or refused with its reasons."""
-    return bill_batch.upsert_many(session, scheduler, data.bills, settings=settings)
+    return bills.upsert_many(session, scheduler, data.bills, settings=settings)
 
 
 @router.get("")
