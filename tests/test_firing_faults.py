@@ -126,6 +126,21 @@ def test_an_undone_claim_is_retried_until_written(
     assert sorted(gateway.received) == sorted(ids)
 
 
+def test_a_long_undo_does_not_use_up_the_claims_allowance(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
+) -> None:
+    """Undoing a claim in doubt can outlast ``give_up_after`` (here 20 failed tries of at least
+    40 ms against 0.5 s); once it is written the database is back, and the batch is claimed
+    and sent rather than given up (a race that failed the test above on a loaded machine)."""
+    ids = make_notices(engine, phones(3, 5))
+    faults.fail(CLAIM, at="answer")
+    faults.fail(RELEASE, times=20)
+    assert fire_many(engine, gateway, ids, settings=settings, backoff=FAST) == {
+        i: "sent" for i in ids
+    }
+    assert sorted(gateway.received) == sorted(ids)
+
+
 def test_a_database_that_stays_away_leaves_the_batch_scheduled(
     engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
 ) -> None:
