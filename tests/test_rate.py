@@ -13,7 +13,7 @@ from reminders.scheduler.firing import fire_many
 from reminders.sender.outbox import OutboxSender
 from reminders.sender.rate import LocalRate, RedisRate, SendRate, make_rate
 from reminders.settings import Settings, SettingsError, load_settings
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, wait_for
 from tests.test_scheduler import make_notices, status_of
 
 pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
@@ -114,7 +114,14 @@ def test_a_stopped_firing_leaves_the_rest_scheduled(engine: Engine, settings: Se
     ids = make_notices(engine, ["0888 500 001", "0888 500 002", "0888 500 003"])
     rate = LocalRate(0.001)  # the first message spends the budget for 1,000 s
     stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
+
+    def stop_once_the_first_is_sent() -> None:  # while the firing waits for the budget
+        try:
+            wait_for(lambda: status_of(engine, ids[0]) == NoticeStatus.sent, what="the first")
+        finally:
+            stop.set()
+
+    threading.Thread(target=stop_once_the_first_is_sent, daemon=True).start()
     sender = OutboxSender(settings, engine)
     outcomes = fire_many(engine, sender, ids, settings=settings, rate=rate, stop=stop)
     assert outcomes == {ids[0]: "sent"}
