@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from bench.common import database, report
 from reminders.models import Anchor, AnchorRecipient, Notice, apscheduler_jobs
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.anchors import plan_for
 from reminders.scheduler.service import NoticeScheduler
 from reminders.settings import load_settings
@@ -93,6 +94,7 @@ def run(kind: str, n: int, *, stock: bool) -> float:
         started = time.perf_counter()
         with Session(engine) as session:
             result = plan_for(session, scheduler, anchor_id, settings=settings, now=now)  # type: ignore[arg-type]
+            commit_and_schedule(session)
         elapsed = time.perf_counter() - started
         scheduler.shutdown()
         with engine.connect() as conn:

@@ -11,8 +11,9 @@ from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.keylocks import lock_keys, phone_key
 from reminders.models import Contact, InboundMessage, Notice
-from reminders.notices import JobScheduler, suppress_pending
+from reminders.notices import suppress_pending
 from reminders.paging import page
+from reminders.pending_jobs import JobScheduler
 from reminders.phones import normalize_mobile
 from reminders.settings import Settings
 from reminders.storable import UNREADABLE, storable

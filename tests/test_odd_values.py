@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas import MAX_ID, MessageCreate
 from reminders.sender.http import sign
 from reminders.sender.kannel_dlr import message_id
@@ -157,6 +158,7 @@ def test_a_kannel_report_with_nul_is_applied(
     )
     with Session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
         assert notice.id is not None
         notice.status = NoticeStatus.sent
         session.add(notice)

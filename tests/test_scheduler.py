@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire
 from reminders.scheduler.service import NoticeScheduler, job_id
 from reminders.schemas import MessageCreate
@@ -32,6 +33,7 @@ def make_notices(
     )
     with Session(engine, expire_on_commit=False) as session:
         _, notices = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
     return [n.id for n in notices if n.id is not None]
 
 
@@ -183,6 +185,7 @@ def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) ->
         )
         with Session(engine, expire_on_commit=False) as session:
             _, [notice] = create_message(session, first, data, region="BG")
+            commit_and_schedule(session)
         first.shutdown()
         assert notice.id is not None
         assert status_of(engine, notice.id) == "scheduled"

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from reminders.db import in_chunks, utcnow
 from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
-from reminders.notices import JobItem, JobScheduler
+from reminders.pending_jobs import JobItem, JobScheduler
 from reminders.scheduler.outcomes import Outcome, from_result, record, release
 from reminders.scheduler.preparing import Ready, prepare
 from reminders.scheduler.retrying import Backoff, is_transient, reason, until_written

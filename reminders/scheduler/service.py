@@ -32,7 +32,7 @@ from sqlmodel import Session, col
 
 from reminders.db import in_chunks, utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
-from reminders.notices import JobItem
+from reminders.pending_jobs import JobItem
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.jobs import fire_notices

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, or_, select
 from reminders.db import in_chunks, utcnow
 from reminders.errors import DomainError, NotFound
 from reminders.models import Anchor, AnchorKind, Source
-from reminders.notices import JobScheduler
+from reminders.pending_jobs import JobScheduler, commit_and_schedule
 from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
 from reminders.scheduler.planning import Offset
 from reminders.settings import Settings
@@ -83,11 +83,14 @@ def sync_source(
     now: datetime | None = None,
     fetcher: Fetcher = fetch_feed,
 ) -> SyncReport:
-    """Fetch the feed and bring its anchors and notices in step with it.
+    """Fetch the feed and bring its anchors and notices in step with it; commit.
 
-    Raises NotFound for an unknown source, and nothing else: once the source is found, whatever
-    goes wrong (the feed, a policy deleted since, a bug of ours) is recorded on the source and
-    reported, so that one feed's trouble never crashes the caller nor stops the other feeds.
+    A sync is a caller that commits, as a route is: its changes are one transaction, committed
+    with the outcome recorded on the source, and the jobs written after it
+    (``pending_jobs.commit_and_schedule``). Raises NotFound for an unknown source, and nothing
+    else: once the source is found, whatever goes wrong (the feed, a policy deleted since, a
+    bug of ours) rolls the sync back, is recorded on the source and reported, so that one
+    feed's trouble never crashes the caller nor stops the other feeds.
     """
     now = now or utcnow()
     source = session.get(Source, source_id)
@@ -200,15 +203,14 @@ def _apply(
         source,
         feed.calendar_zone or source.timezone,
         existing,
-        # Never expanded, edited, or interrupted half-way: an anchor's fingerprint may then
-        # have been written without its notices being planned, so every live one is planned.
+        # Never expanded, edited, or interrupted (``_interrupted``): every live anchor is
+        # planned again, so that nothing rests on what an earlier sync's planning did.
         replan_all=source.expanded_until is None,
         now=now,
         report=SyncReport(status="synced", warnings=list(scope.warnings(feed))),
     )
     for key, occurrence, names in zip(keys, feed.occurrences, written, strict=True):
         diff.occurrence(key, occurrence, recipients_of(names, known, defaults))
-    session.commit()
     report = diff.report
     # All the new and changed occurrences planned together: a few statements, not one pass each.
     for planned in plan_many(session, scheduler, diff.to_plan, settings=settings, now=now).values():
@@ -383,7 +385,7 @@ def _succeeded(
     source.next_sync_at = now + _period(source) - refresh_delta(source) / 5
     source.updated_at = now
     session.add(source)
-    session.commit()
+    commit_and_schedule(session)
 
 
 def _period(source: Source) -> timedelta:

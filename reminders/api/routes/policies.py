@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Response
 from reminders import policies
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.models import Policy
+from reminders.pending_jobs import commit_and_schedule
 from reminders.policies import PolicyCreate, PolicyOut, PolicyUpdate
 from reminders.scheduler.anchors import replan_policy
 
@@ -50,9 +51,10 @@ def update_policy(
     """Saved, then applied at once to its anchors that still have reminders to come: moved
     steps move their notices, removed steps cancel theirs. ``planned`` says what changed."""
     policy = policies.update_policy(session, name, data)
-    session.commit()
+    planned = replan_policy(session, scheduler, name, settings=settings)
+    commit_and_schedule(session)
     out = _out(policy)
-    out.planned = replan_policy(session, scheduler, name, settings=settings)
+    out.planned = planned
     return out
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.service import NoticeScheduler
 from reminders.sources import feeds
 from reminders.sources.feeds import SourceCreate, SourceOut, SourceUpdate
@@ -43,6 +44,7 @@ def create_source(
     source = feeds.create_source(
         session, data, default_zone=settings.timezone, allow_private=settings.allow_private_feeds
     )
+    session.commit()  # before its job: the job store writes in a transaction of its own
     assert source.id is not None
     _scheduler(request).schedule_source(source.id, refresh_delta(source))
     return feeds.source_out(session, source)
@@ -70,6 +72,7 @@ def update_source(
     source = feeds.update_source(
         session, source_id, data, allow_private=settings.allow_private_feeds
     )
+    session.commit()
     _scheduler(request).schedule_source(source_id, refresh_delta(source))
     return feeds.source_out(session, source)
 
@@ -81,6 +84,7 @@ def delete_source(
     """Remove the feed; the reminders of its events that had not gone out are cancelled."""
     scheduler = _scheduler(request)
     feeds.delete_source(session, scheduler, source_id)
+    commit_and_schedule(session)
     scheduler.unschedule_source(source_id)
     return Response(status_code=204)
 
