@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from bench.common import database, report
 from reminders.models import apscheduler_jobs
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 
 
 def noop(notice_id: int) -> None:

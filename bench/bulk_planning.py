@@ -25,7 +25,7 @@ from bench.common import database, report
 from reminders.models import Anchor, AnchorRecipient, Notice, apscheduler_jobs
 from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.anchors import plan_for
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.settings import load_settings
 
 

@@ -35,10 +35,9 @@ def _peak_mb() -> float:
 
 
 def run_ours(kind: str, n: int) -> dict[str, Any]:
-    from reminders import runtime
     from reminders.models import Anchor, Contact, Notice
     from reminders.runtime import Runtime
-    from reminders.scheduler.service import NoticeScheduler
+    from reminders.scheduler.notice_scheduler import NoticeScheduler
     from reminders.sender.outbox import OutboxSender
     from reminders.settings import load_settings
 
@@ -102,11 +101,11 @@ def run_ours(kind: str, n: int) -> dict[str, Any]:
                     ],
                 )
         settings = load_settings(database_url=str(engine.url), quiet_hours="off")
-        scheduler = NoticeScheduler(engine)
+        rt = Runtime(settings, engine, OutboxSender(settings, engine), token="bench")
+        scheduler = NoticeScheduler(engine, runtime=rt)
         with engine.connect() as conn:
             ids = [row[0] for row in conn.execute(text("SELECT id FROM notices"))]
         scheduler.schedule([(i, due) for i in ids])
-        runtime.install(Runtime(settings, engine, OutboxSender(settings, engine), token="bench"))
         scheduler.start()
         started = time.perf_counter()
         while True:
@@ -141,7 +140,7 @@ def run_stock(kind: str, n: int) -> dict[str, Any]:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from reminders.scheduler.service import job_state
+    from reminders.scheduler.notice_scheduler import job_state
     from reminders.scheduler.store import BatchJobStore
 
     with database(kind) as engine:

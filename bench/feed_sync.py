@@ -26,9 +26,10 @@ import recurring_ical_events
 from sqlmodel import Session
 
 from bench.common import database, report
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
+from reminders.schemas.sources import SourceCreate
 from reminders.settings import load_settings
-from reminders.sources.feeds import SourceCreate, create_source
+from reminders.sources.feeds import create_source
 from reminders.sources.resync import window_end
 from reminders.sources.sync import SyncReport, sync_source
 

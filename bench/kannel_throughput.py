@@ -40,7 +40,7 @@ from bench.common import database, report
 from reminders.messages import create_message
 from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire_many
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms
 from reminders.sender.kannel import KannelSender
 from reminders.sender.kannel_dlr import new_attempt

@@ -41,10 +41,9 @@ def _percentiles(lateness_ms: list[float]) -> dict[str, float]:
 
 
 def run_ours(kind: str, pending: int) -> dict[str, Any]:
-    from reminders import runtime
     from reminders.models import Notice, OutboxMessage
     from reminders.runtime import Runtime
-    from reminders.scheduler.service import NoticeScheduler
+    from reminders.scheduler.notice_scheduler import NoticeScheduler
     from reminders.sender.outbox import OutboxSender
     from reminders.settings import load_settings
 
@@ -90,11 +89,11 @@ def run_ours(kind: str, pending: int) -> dict[str, Any]:
                 ],
             )
         settings = load_settings(database_url=str(engine.url))
-        scheduler = NoticeScheduler(engine)
+        rt = Runtime(settings, engine, OutboxSender(settings, engine), token="bench")
+        scheduler = NoticeScheduler(engine, runtime=rt)
         with engine.connect() as conn:
             rows = conn.execute(select(Notice.id, Notice.send_at)).all()
         scheduler.schedule([(i, at) for i, at in rows], new=True)
-        runtime.install(Runtime(settings, engine, OutboxSender(settings, engine), token="bench"))
         scheduler.start()
         deadline = time.time() + 5 + SPREAD + 30
         while time.time() < deadline:
@@ -119,7 +118,7 @@ def run_stock(kind: str, pending: int) -> dict[str, Any]:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     import bench.punctuality as jobs_module
-    from reminders.scheduler.service import job_state
+    from reminders.scheduler.notice_scheduler import job_state
     from reminders.scheduler.store import BatchJobStore
 
     with database(kind) as engine:

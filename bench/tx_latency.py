@@ -29,9 +29,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from bench.common import database, report
-from reminders import apikeys, runtime
+from reminders import apikeys
 from reminders.models import Attempt, Notice, Scope
-from reminders.service import build
+from reminders.process import build
 from reminders.settings import load_settings
 from tests import kannel as harness
 
@@ -141,7 +141,6 @@ def run(kind: str, bulk: int, rate: float) -> dict[str, float]:
         finally:
             process.scheduler.shutdown(wait=True)
             process.runtime.sender.close()
-            runtime.install(None)
     if left == 0:
         sys.exit("the bulk backlog drained before the alerts were measured; raise --bulk")
     return {

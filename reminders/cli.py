@@ -17,7 +17,7 @@ from reminders import apikeys
 from reminders.errors import Conflict, DomainError
 from reminders.migrate import SchemaError, current_revision, head_revision, upgrade
 from reminders.models import Scope
-from reminders.schemas import MAX_ID
+from reminders.schemas.common import MAX_ID
 from reminders.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def one_line_errors(func: F) -> F:
     """A user's mistake ends the command with one line on stderr and a non-zero exit."""
-    from reminders.service import StartupError
+    from reminders.process import StartupError
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -69,7 +69,7 @@ PortOption = Annotated[int, typer.Option(help="Port to listen on.", min=1, max=6
 def _run_api(host: str, port: int, *, run_scheduler: bool) -> None:
     import uvicorn
 
-    from reminders.service import build, configure_logging, ensure_first_key, open_database
+    from reminders.process import build, configure_logging, ensure_first_key, open_database
 
     settings = _settings()
     configure_logging(settings)
@@ -116,7 +116,7 @@ def worker() -> None:
     """
     import threading
 
-    from reminders.service import build, configure_logging, open_database
+    from reminders.process import build, configure_logging, open_database
 
     settings = _settings()
     configure_logging(settings)
@@ -139,7 +139,7 @@ def worker() -> None:
 @one_line_errors
 def db_upgrade() -> None:
     """Apply the migrations up to the newest schema."""
-    from reminders.service import connect
+    from reminders.process import connect
 
     engine = connect(_settings())
     upgrade(engine)
@@ -147,7 +147,7 @@ def db_upgrade() -> None:
 
 
 def _engine() -> Any:
-    from reminders.service import open_database
+    from reminders.process import open_database
 
     return open_database(_settings())
 
@@ -234,7 +234,7 @@ def sources_sync(
     ] = None,
 ) -> None:
     """Sync feeds now and print what changed, one line per source (a failed one on stderr)."""
-    from reminders.scheduler.service import NoticeScheduler
+    from reminders.scheduler.notice_scheduler import NoticeScheduler
     from reminders.sources.feeds import get_source, list_sources
     from reminders.sources.sync import sync_source
 
@@ -291,7 +291,7 @@ def _command_logging(settings: Settings) -> None:
     """The command's own lines are its output: the log (tracebacks included) joins them only
     with REMINDERS_LOG_LEVEL=DEBUG, rather than repeat each failure in other words."""
     if settings.log_level == "DEBUG":
-        from reminders.service import configure_logging
+        from reminders.process import configure_logging
 
         configure_logging(settings)
     else:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, Field
 from sqlmodel import Session, col, select
 
 from reminders.dates import DateParseError, parse_datetime
@@ -22,67 +21,12 @@ from reminders.paging import page
 from reminders.pending_jobs import JobScheduler
 from reminders.policies import get_policy_or_none
 from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for, set_recipients
-from reminders.schemas import (
-    ExternalId,
-    Input,
-    NoticeOut,
-    Recipients,
-    TimeZoneName,
-    _no_control_chars,
-)
+from reminders.schemas.events import EventCreate, EventOut, EventUpdate
+from reminders.schemas.notices import NoticeOut
 from reminders.settings import Settings
 from reminders.sources.sync import hold_cancelled
 
-Title = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_control_chars)]
-WhenText = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_control_chars)]
-Location = Annotated[str, Field(max_length=500), AfterValidator(_no_control_chars)]
-PolicyName = Annotated[str, Field(min_length=1, max_length=64)]
 EXTERNAL_PREFIX = "event:ext:"
-
-
-class EventCreate(Input):
-    title: Title
-    start: WhenText = Field(
-        description="ISO 8601, or words in English or Bulgarian ('tomorrow 10:00', 'утре в 10')."
-    )
-    end: WhenText | None = None
-    timezone: TimeZoneName | None = Field(
-        default=None, description="Zone the start is read in; default REMINDERS_TIMEZONE."
-    )
-    location: Location | None = None
-    recipients: Recipients
-    policy: PolicyName = "appointment"
-    external_id: ExternalId | None = None
-
-
-class EventUpdate(Input):
-    title: Title | None = None
-    start: WhenText | None = None
-    end: WhenText | None = None
-    timezone: TimeZoneName | None = None
-    location: Location | None = None
-    recipients: Recipients | None = None
-    policy: PolicyName | None = None
-
-
-class EventOut(BaseModel):
-    id: int
-    title: str
-    start: datetime = Field(description="The start as understood, in the event's zone.")
-    end: datetime | None
-    timezone: str
-    location: str | None
-    policy: str
-    external_id: str | None
-    source_id: int | None = Field(
-        description="The calendar feed it comes from: change it there, not through the API."
-    )
-    cancelled: bool
-    recipients: list[str]
-    notices: list[NoticeOut]
-    planned: dict[str, int] | None = Field(
-        default=None, description="What this request changed: created, moved, cancelled..."
-    )
 
 
 def _parse(text: str, zone: ZoneInfo, field: str, now: datetime) -> datetime:

@@ -14,7 +14,7 @@ from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import Contact, Group, GroupMember
 from reminders.paging import page
-from reminders.schemas import GroupCreate, GroupUpdate
+from reminders.schemas.groups import GroupCreate, GroupUpdate
 
 
 @dataclass(frozen=True)

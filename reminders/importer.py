@@ -11,13 +11,18 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.progress import Progress
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
-from reminders import contacts, groups
-from reminders.errors import Conflict, DomainError, InvalidField
-from reminders.models import Contact, Group
+from reminders import groups
+from reminders.contacts.matching import ContactKeys, Known, Matcher, OnPhone
+from reminders.contacts.writing import write_contacts
+from reminders.db import utcnow
+from reminders.errors import DomainError, InvalidField
+from reminders.keylocks import lock_keys
+from reminders.models import Group
 from reminders.phones import normalize_mobile
-from reminders.schemas import ContactCreate, ContactUpdate, GroupCreate
+from reminders.schemas.contacts import ContactCreate, ContactUpdate
+from reminders.schemas.groups import GroupCreate
 
 COLUMNS = ("name", "phone", "email", "timezone", "language", "external_id", "opted_out", "groups")
 # The headers each column is known by, compared in lower case with runs of spaces squeezed: the
@@ -272,42 +277,29 @@ def _import_row(
     fixed_groups: list[int],
     group_cache: dict[str, int],
 ) -> str:
+    """Create or update the row's contact by the rules of every contact (``contacts.matching``):
+    found by external_id, else by the one contact with its phone, the row's fields change it."""
     values, group_names = _row_to_values(row)
-    external_id = values.get("external_id")
-    if external_id:
-        existing = contacts.find_by_external_id(session, str(external_id))
-    else:
-        existing = _only_contact_with_phone(session, values.get("phone"), region)
-    if existing is not None and existing.id is not None:
-        contact = contacts.update_contact(
-            session, existing.id, ContactUpdate.model_validate(values), region=region
-        )
+    given = ContactUpdate.model_validate(values).model_dump(exclude_unset=True)
+    keys = ContactKeys.of([given], region)
+    lock_keys(session, keys.locks())
+    matcher = Matcher(Known.fetch(session, keys), region, utcnow())
+    found = matcher.find(given, on_phone=OnPhone.UPDATE)
+    if found is not None:
+        contact, changes = found
         outcome = "updated"
     else:
-        contact = contacts.create_contact(
-            session, ContactCreate.model_validate(values), region=region
-        )
+        # Validated as POST /contacts would: a new contact needs a name and a phone.
+        new = ContactCreate.model_validate(values).model_dump()
+        contact, changes = matcher.new(new), {}
         outcome = "created"
-    assert contact.id is not None
+    matcher.accept(contact, changes)
+    write_contacts(session, [contact])
+    assert contact.contact_id is not None
     group_ids = fixed_groups + [_group_id(session, name, group_cache) for name in group_names]
     for group_id in dict.fromkeys(group_ids):
-        groups.add_members(session, group_id, [contact.id])
+        groups.add_members(session, group_id, [contact.contact_id])
     return outcome
-
-
-def _only_contact_with_phone(session: Session, raw: object, region: str) -> Contact | None:
-    """The contact a row without an external_id updates: the one with its phone number."""
-    if not isinstance(raw, str):
-        return None  # no phone: the row is refused for it when validated
-    phone = normalize_mobile(raw, region)
-    count = session.exec(select(func.count()).select_from(Contact).where(Contact.phone == phone))
-    found = count.one()
-    if found > 1:
-        raise Conflict(
-            f"{found} contacts have this number; add an external_id column to say which",
-            field="phone",
-        )
-    return session.exec(select(Contact).where(Contact.phone == phone)).first()
 
 
 def _group_id(session: Session, name: str, cache: dict[str, int]) -> int:

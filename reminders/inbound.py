@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from reminders.contacts.matching import ContactKeys, Found, Known, new_values
+from reminders.contacts.writing import write_contacts
 from reminders.db import utcnow
 from reminders.errors import InvalidField
-from reminders.keylocks import lock_keys, phone_key
+from reminders.keylocks import lock_keys
 from reminders.models import Contact, InboundMessage, Notice
 from reminders.notices import suppress_pending
 from reminders.paging import page
@@ -66,18 +68,21 @@ def receive(
         phone = from_phone.strip()[:40]  # kept as written: someone may still want to read it
     action = keyword_action(text, settings)
     suppressed: list[int] = []
-    # Two STOPs from a number we do not know, at once, make one contact of it.
-    lock_keys(session, [phone_key(phone)])
-    contacts = list(session.exec(select(Contact).where(Contact.phone == phone)))
+    # Two STOPs from a number we do not know, at once, make one contact of it. Every contact
+    # with the number is the sender: a family sharing a phone opts out together.
+    keys = ContactKeys(phones=[phone])
+    lock_keys(session, keys.locks())
+    contacts: list[Contact] = Known.fetch(session, keys).by_phone.get(phone, [])
     now = utcnow()
     if action == "opt_out":
         if not contacts:
             # A number that was never a contact (a raw phone in a message) stays out as one:
             # recording it as an opted-out contact makes every later send to it suppressed.
-            stranger = Contact(name=phone, name_folded=phone, phone=phone, opted_out=True)
-            session.add(stranger)
-            session.flush()
-            contacts = [stranger]
+            stranger = Found(
+                None, new_values({"name": phone, "phone": phone, "opted_out": True}, now)
+            )
+            write_contacts(session, [stranger])
+            contacts = [session.get_one(Contact, stranger.id)]
         for contact in contacts:
             contact.opted_out, contact.updated_at = True, now
             session.add(contact)

@@ -11,13 +11,15 @@ from sqlmodel import Session, col, select
 
 from reminders.dates import DateParseError, parse_datetime
 from reminders.db import utcnow
+from reminders.durations import Offset
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
 from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus, Priority
 from reminders.pending_jobs import JobScheduler, schedule_after_commit
 from reminders.phones import normalize_mobile
-from reminders.scheduler.planning import Offset, QuietHours, Step, plan
-from reminders.schemas import MessageCreate, Recipients
+from reminders.scheduler.planning import Step, plan
+from reminders.schemas.messages import MessageCreate, Recipients
+from reminders.wall_clock import QuietHours
 
 # A send_at a little in the past is a clock skew or a slow client, and means "now"; further back
 # it is a mistake the caller should hear about rather than a message sent at the wrong time.

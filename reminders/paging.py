@@ -11,7 +11,7 @@ from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
 from reminders.errors import InvalidField
-from reminders.schemas import MAX_ID
+from reminders.schemas.common import MAX_ID
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50

@@ -5,29 +5,46 @@ A bad value stops start-up with one sentence naming the variable (see ``load_set
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from functools import lru_cache
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from reminders.scheduler.planning import Offset, QuietHours
+from reminders import sender_names
+from reminders.durations import Offset
 from reminders.sender_ids import validate_sender_id
+from reminders.wall_clock import QuietHours
 
 
 class SettingsError(Exception):
     """A setting is missing, malformed or contradictory; the message is one sentence."""
 
 
-def _at_least(value: str, minimum: timedelta, example: str) -> str:
-    """An ISO 8601 duration setting of at least ``minimum``; ValueError saying so otherwise."""
-    if Offset.parse(value).as_timedelta() < minimum:
-        raise ValueError(f"must be a positive ISO 8601 duration such as {example}")
-    return value
+def _duration(minimum: timedelta, example: str) -> BeforeValidator:
+    """An ISO 8601 duration (``PT2H``) of at least ``minimum``, read once into a timedelta.
+
+    A timedelta given in code (``load_settings(late_grace=timedelta(hours=6))``) is checked
+    against the same bound.
+    """
+
+    def read(value: Any) -> timedelta:
+        span = Offset.parse(value).as_timedelta() if isinstance(value, str) else value
+        if not isinstance(span, timedelta) or span < minimum:
+            raise ValueError(f"must be a positive ISO 8601 duration such as {example}")
+        return span
+
+    return BeforeValidator(read)
+
+
+def _quiet_hours(value: Any) -> QuietHours | None:
+    """``21:00-08:00`` or ``off``, read once; a QuietHours (or None) given in code as it is."""
+    return QuietHours.parse(value) if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -56,11 +73,12 @@ class Settings(BaseSettings):
         default=None, description="Default sender ID (alphanumeric or number)."
     )
     log_level: str = Field(default="INFO", description="Logging level.")
-    quiet_hours: str = Field(
-        default="21:00-08:00", description="Local hours when no reminder is sent; 'off' for none."
+    quiet_hours: Annotated[QuietHours | None, BeforeValidator(_quiet_hours)] = Field(
+        default=QuietHours(time(21, 0), time(8, 0)),
+        description="Local hours when no reminder is sent (21:00-08:00); 'off' for none.",
     )
-    late_grace: str = Field(
-        default="PT2H",
+    late_grace: Annotated[timedelta, _duration(timedelta(seconds=1), "PT2H")] = Field(
+        default=timedelta(hours=2),
         description="How late a notice may still go out after a stop (ISO 8601 duration).",
     )
 
@@ -81,8 +99,8 @@ class Settings(BaseSettings):
     opt_in_keywords: str = Field(
         default="START,СТАРТ", description="Inbound words that opt a number back in."
     )
-    dlr_timeout: str = Field(
-        default="PT48H",
+    dlr_timeout: Annotated[timedelta, _duration(timedelta(seconds=1), "PT48H")] = Field(
+        default=timedelta(hours=48),
         description="After this, a sent notice without a final report counts as 'no report'.",
     )
     send_rate: float | None = Field(
@@ -92,8 +110,8 @@ class Settings(BaseSettings):
         description="Messages per second for all instances together, transactional ones "
         "first; unset means as fast as the gateway takes them.",
     )
-    reconcile_every: str = Field(
-        default="PT30S",
+    reconcile_every: Annotated[timedelta, _duration(timedelta(seconds=1), "PT30S")] = Field(
+        default=timedelta(seconds=30),
         description="How often the active scheduler gives a job back to a due notice that "
         "lost its own (ISO 8601 duration).",
     )
@@ -142,14 +160,15 @@ class Settings(BaseSettings):
         le=100_000,
         description="Live statistics streams (GET /api/v1/stats/stream) open at once.",
     )
-    horizon: str = Field(
-        default="P35D", description="How far ahead feeds are expanded (ISO 8601 duration)."
+    horizon: Annotated[timedelta, _duration(timedelta(days=1), "P35D")] = Field(
+        default=timedelta(days=35),
+        description="How far ahead feeds are expanded (ISO 8601 duration).",
     )
     allow_private_feeds: bool = Field(
         default=False, description="Let feed URLs reach loopback and private networks."
     )
-    scheduler_stall: str = Field(
-        default="PT30S",
+    scheduler_stall: Annotated[timedelta, _duration(timedelta(seconds=1), "PT30S")] = Field(
+        default=timedelta(seconds=30),
         description="How long the scheduler's job store may keep failing before the process "
         "reports it in /readyz and gives up the scheduler lock (ISO 8601 duration).",
     )
@@ -165,61 +184,6 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL such as https://sms.example.bg")
         return value.rstrip("/")
-
-    @field_validator("horizon")
-    @classmethod
-    def _check_horizon(cls, value: str) -> str:
-        return _at_least(value, timedelta(days=1), "P35D")
-
-    @field_validator("dlr_timeout")
-    @classmethod
-    def _check_dlr_timeout(cls, value: str) -> str:
-        return _at_least(value, timedelta(seconds=1), "PT48H")
-
-    @field_validator("scheduler_stall")
-    @classmethod
-    def _check_scheduler_stall(cls, value: str) -> str:
-        return _at_least(value, timedelta(seconds=1), "PT30S")
-
-    @property
-    def scheduler_stall_delta(self) -> timedelta:
-        return Offset.parse(self.scheduler_stall).as_timedelta()
-
-    @property
-    def dlr_timeout_delta(self) -> timedelta:
-        return Offset.parse(self.dlr_timeout).as_timedelta()
-
-    @property
-    def horizon_delta(self) -> timedelta:
-        return Offset.parse(self.horizon).as_timedelta()
-
-    @field_validator("quiet_hours")
-    @classmethod
-    def _check_quiet_hours(cls, value: str) -> str:
-        QuietHours.parse(value)  # raises ValueError with the reason
-        return value
-
-    @field_validator("late_grace")
-    @classmethod
-    def _check_late_grace(cls, value: str) -> str:
-        return _at_least(value, timedelta(seconds=1), "PT2H")
-
-    @field_validator("reconcile_every")
-    @classmethod
-    def _check_reconcile_every(cls, value: str) -> str:
-        return _at_least(value, timedelta(seconds=1), "PT30S")
-
-    @property
-    def reconcile_every_delta(self) -> timedelta:
-        return Offset.parse(self.reconcile_every).as_timedelta()
-
-    @property
-    def quiet(self) -> QuietHours | None:
-        return QuietHours.parse(self.quiet_hours)
-
-    @property
-    def late_grace_delta(self) -> timedelta:
-        return Offset.parse(self.late_grace).as_timedelta()
 
     @field_validator("database_url")
     @classmethod
@@ -290,10 +254,9 @@ def load_settings(**overrides: object) -> Settings:
         name = "REMINDERS_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
         reason = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
         raise SettingsError(f"Invalid setting {name}: {reason}.") from None
-    from reminders.sender import registry
-
-    if settings.sender not in registry.available():
-        known = ", ".join(sorted(registry.available()))
+    available = sender_names.available()
+    if settings.sender not in available:
+        known = ", ".join(sorted(available))
         raise SettingsError(
             f"Invalid setting REMINDERS_SENDER: {settings.sender!r} is not a known sender "
             f"({known})."

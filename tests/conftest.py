@@ -14,10 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from reminders import runtime
 from reminders.db import make_engine
 from reminders.migrate import upgrade
-from reminders.service import Process, build
+from reminders.process import Process, build
 from reminders.settings import Settings, load_settings
 from tests.http_gateway import Gateway
 
@@ -85,7 +84,6 @@ def process(settings: Settings, engine: Engine) -> Iterator[Process]:
     proc = build(settings, engine)
     yield proc
     proc.scheduler.shutdown(wait=True)
-    runtime.install(None)
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from starlette.types import Message, Receive, Scope, Send
 
-from reminders import runtime
 from reminders.api import admission
 from reminders.api.admission import Admission, Gates, api_pool_size
-from reminders.service import Process, build
+from reminders.process import Process, build
 from reminders.settings import Settings, SettingsError, load_settings
 from tests.test_metrics import sample
 
@@ -221,24 +220,21 @@ def test_a_request_that_cannot_get_a_connection_is_told_to_retry_not_kept_waitin
 ) -> None:
     """Admission keeps the pool large enough; if a bug ever takes its connections, a request
     waits a few seconds at most and gets a 503, never 30 s and a 500."""
-    monkeypatch.setattr("reminders.service.API_POOL_TIMEOUT", 0.2)
+    monkeypatch.setattr("reminders.process.API_POOL_TIMEOUT", 0.2)
     process = build(settings, engine)
     api = process.runtime.api_engine
     assert api is not None
-    try:
-        with TestClient(process.app, raise_server_exceptions=False) as client:
-            taken = [api.connect() for _ in range(api_pool_size(settings))]
-            try:
-                response = client.get("/api/v1/notices", headers=reader)
-            finally:
-                for conn in taken:
-                    conn.close()
-            assert response.status_code == 503, response.text
-            assert response.headers["retry-after"] == "1"
-            assert response.json()["detail"].startswith("the service is busy")
-            assert client.get("/api/v1/notices", headers=reader).status_code == 200
-    finally:
-        runtime.install(None)
+    with TestClient(process.app, raise_server_exceptions=False) as client:
+        taken = [api.connect() for _ in range(api_pool_size(settings))]
+        try:
+            response = client.get("/api/v1/notices", headers=reader)
+        finally:
+            for conn in taken:
+                conn.close()
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["detail"].startswith("the service is busy")
+        assert client.get("/api/v1/notices", headers=reader).status_code == 200
 
 
 @pytest.mark.parametrize(

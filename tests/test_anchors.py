@@ -19,7 +19,7 @@ from reminders.sandbox import MAX_STEPS
 from reminders.scheduler import firing
 from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for
 from reminders.scheduler.firing import fire
-from reminders.scheduler.service import NoticeScheduler, job_id
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings, load_settings
 
@@ -445,7 +445,7 @@ def test_a_late_reminder_says_when_from_the_time_it_really_goes(
         two_hours = notices(session, event)[1]
         assert two_hours.send_at.astimezone(SOFIA) == datetime(2026, 12, 9, 20, 59, tzinfo=SOFIA)
         # The service was down until 00:30: the reminder goes out after midnight, on the day.
-        patient = settings.model_copy(update={"late_grace": "PT6H"})
+        patient = settings.model_copy(update={"late_grace": timedelta(hours=6)})
         sent = fire_at(monkeypatch, engine, patient, two_hours, THURSDAY.replace(minute=30))
         assert sent == "Напомняне: Dr. Petrova днес в 7:30, кабинет 5."
 

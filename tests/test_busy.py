@@ -25,9 +25,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from reminders import runtime
 from reminders.models import Notice
-from reminders.service import Process, build
+from reminders.process import Process, build
 from reminders.settings import load_settings
 from tests.conftest import wait_for
 from tests.kannel import serving
@@ -47,11 +46,8 @@ FAST = 10.0
 def service(database_url: str, engine: Engine, **settings: Any) -> Iterator[tuple[str, Process]]:
     """The whole service (API, scheduler, outbox sender) on a real port."""
     process = build(load_settings(database_url=database_url, quiet_hours="off", **settings), engine)
-    try:
-        with serving(process.app) as base_url:
-            yield base_url, process
-    finally:
-        runtime.install(None)
+    with serving(process.app) as base_url:
+        yield base_url, process
 
 
 def phones(count: int, first: int = 0) -> list[str]:

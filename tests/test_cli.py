@@ -6,6 +6,7 @@ import csv
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,6 +169,20 @@ def test_a_bad_setting_stops_start_up_with_one_sentence(
     assert result.stdout == ""
     # Nothing was started, so nothing was created either.
     assert not (tmp_path / "cli.db").exists()
+
+
+def test_the_settings_import_no_sender_and_no_scheduler() -> None:
+    """Settings come first: importing them pulls in neither a sender (sender.base imports the
+    settings) nor the scheduler, so neither can ever import them back in a cycle."""
+    program = (
+        "import sys, reminders.settings\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('reminders.sender.', "
+        "'reminders.scheduler'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_an_unreachable_postgresql_is_one_line_without_the_password() -> None:

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reminders.service import Process
+from reminders.process import Process
 from reminders.webhook_keys import inbound_token
 
 CALLERS = 20

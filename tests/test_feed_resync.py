@@ -30,8 +30,9 @@ from sqlmodel import Session, col
 from reminders.db import make_engine
 from reminders.migrate import upgrade
 from reminders.models import Anchor, AnchorRecipient, Contact, Notice, Source
+from reminders.schemas.sources import SourceCreate
 from reminders.settings import Settings, load_settings
-from reminders.sources.feeds import SourceCreate, create_source
+from reminders.sources.feeds import create_source
 from reminders.sources.fetch import FetchResult
 from reminders.sources.sync import SyncReport, sync_source
 

@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
 
+from reminders.models import Notice, NoticeStatus
 from reminders.sender.http import sign
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
@@ -99,6 +103,23 @@ def test_an_undelivered_report_keeps_the_gateways_words(
         "the handset was off for 48 h",
     )
     assert notice["attempts"][0]["error_code"] == "EXPIRED"
+
+
+def test_a_report_before_the_send_is_recorded_asks_the_gateway_to_retry(
+    client: TestClient, writer: Headers, gateway: Gateway, engine: Engine
+) -> None:
+    notice_id = sent_notice(client, writer, gateway, "0888 830 004")
+    with engine.begin() as conn:  # claimed, posted, the attempt not yet written
+        conn.execute(
+            update(Notice).where(col(Notice.id) == notice_id).values(status=NoticeStatus.sending)
+        )
+    report = {"id": f"notice-{notice_id}", "status": "delivered"}
+    answer = callback(client, "status", report)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"] == "the notice is still being sent; try again"
+    with Session(engine) as session:
+        notice = session.get(Notice, notice_id)
+        assert notice is not None and notice.status == NoticeStatus.sending
 
 
 def test_unsigned_stale_or_unknown_callbacks_are_refused(

@@ -91,7 +91,7 @@ def test_a_stranger_who_says_stop_stays_out(client: TestClient, writer: Headers)
 def test_inbound_is_refused_when_twilio_is_not_configured(
     database_url: str, engine: Engine
 ) -> None:
-    from reminders.service import build
+    from reminders.process import build
 
     bare = build(load_settings(database_url=database_url), engine, run_scheduler=False)
     with TestClient(bare.app) as plain:

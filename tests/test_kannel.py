@@ -20,13 +20,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reminders import runtime
 from reminders.models import Attempt, Notice, NoticeStatus
-from reminders.sender import registry
+from reminders.process import build
 from reminders.sender.base import OutgoingSms, SendError
 from reminders.sender.kannel import KannelSender, parts
 from reminders.sender.kannel_dlr import DLR_PATH
-from reminders.service import build
 from reminders.settings import Settings, SettingsError, load_settings
 from tests import kannel as harness
 from tests.conftest import make_key, wait_for
@@ -288,11 +286,8 @@ def live_service(
     kannel: harness.Kannel,
     database_url: str,
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Service]:
     """The service on a real port, sending through Kannel and getting its callbacks."""
-    if "kannel" not in registry.available():  # until the registry lists it
-        monkeypatch.setitem(registry._BUILTIN, "kannel", "reminders.sender.kannel:KannelSender")
     [port] = harness.free_ports(1)
     base_url = f"http://127.0.0.1:{port}"
     settings = kannel_settings(
@@ -315,7 +310,6 @@ def live_service(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        runtime.install(None)
     assert not thread.is_alive(), "the service did not stop"
 
 

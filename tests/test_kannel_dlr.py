@@ -18,12 +18,12 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from reminders import runtime
 from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.pending_jobs import commit_and_schedule
+from reminders.process import Process
 from reminders.scheduler.firing import fire
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.kannel import KannelSender
 from reminders.sender.kannel_dlr import (
     DLR_PATH,
@@ -304,8 +304,10 @@ def test_the_old_unsigned_form_still_settles_sends_made_before_signing(
     assert unsigned_dlr(client, 999_999, 1).text == "unknown"
 
 
-def test_dlr_is_not_found_without_a_webhook_secret(client: TestClient, settings: Settings) -> None:
-    rt = runtime.current()
+def test_dlr_is_not_found_without_a_webhook_secret(
+    client: TestClient, settings: Settings, process: Process
+) -> None:
+    rt = process.runtime
     rt.settings = settings.model_copy(update={"webhook_secret": None})
     response = unsigned_dlr(client, 1, 1)
     assert response.status_code == 404 and "not configured" in response.json()["detail"]

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders.api.routes.kannel_webhook import INBOUND_PATH, inbound_get_url, mo_text
-from reminders.service import Process
+from reminders.process import Process
 from reminders.settings import Settings, load_settings
 from reminders.webhook_keys import inbound_token
 from tests import kannel as harness

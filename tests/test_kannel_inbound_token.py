@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from reminders.api.routes import kannel_webhook
 from reminders.api.routes.kannel_webhook import INBOUND_PATH, inbound_get_url
-from reminders.service import Process
+from reminders.process import Process
 from reminders.settings import Settings, load_settings
 from reminders.webhook_keys import DLR_URL, INBOUND_GET_URL, derived_key, inbound_token
 

@@ -10,9 +10,10 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from reminders import runtime
 from reminders.models import Attempt, Notice
-from reminders.scheduler.service import NoticeScheduler, job_state
+from reminders.process import Process
+from reminders.runtime import Runtime
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_state
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 
@@ -73,19 +74,18 @@ def test_transactional_overtakes_a_bulk_backlog(
 
 
 def test_a_stop_mid_backlog_loses_nothing(
-    client: TestClient, writer: Headers, engine: Engine, process: object
+    client: TestClient, writer: Headers, engine: Engine, process: Process
 ) -> None:
     send(client, writer, phones(60), "bulk")
     wait_for(lambda: counts(engine, "bulk").get("sent"), what="the drain to start")
-    rt = runtime.current()
-    rt.scheduler.shutdown(wait=True)  # returns without draining the queued backlog
+    rt = process.runtime
+    process.scheduler.shutdown(wait=True)  # returns without draining the queued backlog
     left = counts(engine, "bulk")
     assert set(left) <= {"sent", "scheduled"}, left  # nothing stuck "sending" or "unknown"
     assert left.get("scheduled", 0) > 0
 
     # The next start finds the jobless scheduled notices and sends each one once.
-    again = NoticeScheduler(engine, token="second")
-    runtime.install(runtime.Runtime(rt.settings, engine, rt.sender, token="second"))
+    again = NoticeScheduler(engine, runtime=Runtime(rt.settings, engine, rt.sender, token="second"))
     again.start()
     try:
         wait_for(lambda: counts(engine, "bulk") == {"sent": 60}, what="the rest to be sent")

@@ -65,7 +65,7 @@ def test_plain_and_keyword_records_are_redacted() -> None:
 
 def test_gateway_requests_are_not_logged_at_info() -> None:
     """httpx's request lines hold the recipient's number and the SMS text."""
-    from reminders.service import configure_logging
+    from reminders.process import configure_logging
     from reminders.settings import load_settings
 
     configure_logging(load_settings(log_level="DEBUG"))

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from reminders.errors import InvalidField
 from reminders.messages import create_message
 from reminders.models import Contact
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 
@@ -313,8 +313,8 @@ def test_bulk_waits_for_the_end_of_quiet_hours_on_the_recipients_clock(engine: E
     from sqlmodel import Session
 
     from reminders.messages import create_message
-    from reminders.scheduler.planning import QuietHours
-    from reminders.schemas import MessageCreate
+    from reminders.schemas.messages import MessageCreate
+    from reminders.wall_clock import QuietHours
 
     sofia = ZoneInfo("Europe/Sofia")
     now = datetime(2026, 12, 1, 22, 30, tzinfo=sofia)  # 20:30 in London

@@ -19,9 +19,9 @@ from reminders.api import create_app
 from reminders.db import utcnow
 from reminders.metrics import RedisSendMetrics, SendMetrics, metrics_registry
 from reminders.models import Notice
+from reminders.process import Process
 from reminders.scheduler.firing import fire_many
-from reminders.scheduler.service import NoticeScheduler
-from reminders.service import Process
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.settings import Settings, load_settings
 from tests.conftest import REDIS_URL, wait_for
 from tests.test_scheduler import BrokenSender, make_notices

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from reminders.models import Notice
+from reminders.process import Process
 from reminders.scheduler.jobs import fire_notices
-from reminders.service import Process
 
 Headers = dict[str, str]
 
@@ -57,7 +57,7 @@ def test_an_event_moved_while_its_reminder_waits_in_the_lane_is_not_sent_early(
     assert datetime.fromisoformat(moved["send_at"]) == moved_start - timedelta(minutes=1)
 
     # The lane gets to the stale batch now: nothing may go out.
-    fire_notices([notice["id"]])
+    fire_notices(process.scheduler, [notice["id"]])
 
     with Session(engine) as session:
         row = session.get(Notice, notice["id"])

@@ -21,12 +21,13 @@ from sqlmodel import Session
 from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.pending_jobs import commit_and_schedule
-from reminders.schemas import MAX_ID, MessageCreate
+from reminders.process import Process
+from reminders.schemas.common import MAX_ID
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.http import sign
 from reminders.sender.kannel_dlr import message_id
 from reminders.sender.kannel_dlr import signature as signature_of_dlr
 from reminders.sender.twilio import signature
-from reminders.service import Process
 from reminders.settings import Settings, load_settings
 from reminders.webhook_keys import inbound_token
 

@@ -25,7 +25,7 @@ from reminders.pending_jobs import (
     unschedule_after_commit,
 )
 from reminders.scheduler.anchors import plan_many
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.settings import Settings
 
 SOON = datetime.now(UTC) + timedelta(days=2)

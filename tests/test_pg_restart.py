@@ -23,8 +23,8 @@ from reminders.db import make_engine
 from reminders.messages import create_message
 from reminders.migrate import upgrade
 from reminders.pending_jobs import commit_and_schedule
-from reminders.scheduler.service import NoticeScheduler
-from reminders.schemas import MessageCreate
+from reminders.scheduler.notice_scheduler import NoticeScheduler
+from reminders.schemas.messages import MessageCreate
 from tests.conftest import wait_for
 from tests.http_gateway import SECRET, Gateway
 from tests.test_e2e import REMINDERS, cli_env

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from reminders.service import Process
+from reminders.process import Process
 
 Headers = dict[str, str]
 
@@ -110,8 +110,10 @@ def test_policy_priority_and_sender_id_reach_its_notices(
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
+    from reminders.wall_clock import QuietHours
+
     rt = process.runtime
-    rt.settings = rt.settings.model_copy(update={"quiet_hours": "21:00-08:00"})
+    rt.settings = rt.settings.model_copy(update={"quiet_hours": QuietHours.parse("21:00-08:00")})
 
     sofia = ZoneInfo("Europe/Sofia")
     body = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -13,8 +14,8 @@ from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
 from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire
-from reminders.scheduler.service import NoticeScheduler, job_id
-from reminders.schemas import MessageCreate
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings
@@ -146,15 +147,13 @@ def test_start_repairs_the_job_store(engine: Engine, settings: Settings) -> None
             session.add(notice)
         session.commit()
     # Only the cancelled notice has a job (an orphan); the others have none.
-    scheduler = NoticeScheduler(engine)
-    scheduler.schedule([(cancelled, later)])
-
-    from reminders import runtime
     from reminders.runtime import Runtime
 
-    runtime.install(
-        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    scheduler = NoticeScheduler(
+        engine,
+        runtime=Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)),
     )
+    scheduler.schedule([(cancelled, later)])
     try:
         scheduler.start()
         wait_for(lambda: status_of(engine, due) == "sent", what="the overdue notice to fire")
@@ -166,39 +165,32 @@ def test_start_repairs_the_job_store(engine: Engine, settings: Settings) -> None
         assert status_of(engine, cancelled) == "cancelled"
     finally:
         scheduler.shutdown()
-        runtime.install(None)
 
 
 def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) -> None:
-    from reminders import runtime
     from reminders.runtime import Runtime
 
-    runtime.install(
-        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    rt = Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    first = NoticeScheduler(engine, runtime=rt)
+    first.start()
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    data = MessageCreate.model_validate(
+        {"to": {"phones": ["0888 400 301"]}, "text": "x", "send_at": soon.isoformat()}
     )
-    try:
-        first = NoticeScheduler(engine)
-        first.start()
-        soon = datetime.now(UTC) + timedelta(seconds=2)
-        data = MessageCreate.model_validate(
-            {"to": {"phones": ["0888 400 301"]}, "text": "x", "send_at": soon.isoformat()}
-        )
-        with Session(engine, expire_on_commit=False) as session:
-            _, [notice] = create_message(session, first, data, region="BG")
-            commit_and_schedule(session)
-        first.shutdown()
-        assert notice.id is not None
-        assert status_of(engine, notice.id) == "scheduled"
+    with Session(engine, expire_on_commit=False) as session:
+        _, [notice] = create_message(session, first, data, region="BG")
+        commit_and_schedule(session)
+    first.shutdown()
+    assert notice.id is not None
+    assert status_of(engine, notice.id) == "scheduled"
 
-        second = NoticeScheduler(engine)
-        second.start()
-        try:
-            wait_for(lambda: status_of(engine, notice.id or 0) == "sent", what="the notice to fire")
-            assert outbox_count(engine, notice.id) == 1
-        finally:
-            second.shutdown()
+    second = NoticeScheduler(engine, runtime=rt)
+    second.start()
+    try:
+        wait_for(lambda: status_of(engine, notice.id or 0) == "sent", what="the notice to fire")
+        assert outbox_count(engine, notice.id) == 1
     finally:
-        runtime.install(None)
+        second.shutdown()
 
 
 def test_job_state_is_what_apscheduler_would_store(engine: Engine) -> None:
@@ -207,7 +199,7 @@ def test_job_state_is_what_apscheduler_would_store(engine: Engine) -> None:
     from apscheduler.triggers.date import DateTrigger
 
     from reminders.scheduler.jobs import fire_notice
-    from reminders.scheduler.service import job_state
+    from reminders.scheduler.notice_scheduler import job_state
 
     when = datetime(2027, 3, 28, 3, 30, tzinfo=UTC)
     scheduler = NoticeScheduler(engine)
@@ -233,9 +225,66 @@ def test_job_state_is_what_apscheduler_would_store(engine: Engine) -> None:
     assert ours["trigger"].__getstate__() == expected["trigger"].__getstate__()
 
 
+def test_a_job_stored_before_lanes_fires_with_its_own_schedulers_runtime(
+    engine: Engine, settings: Settings
+) -> None:
+    """Jobs stored before batching name the default executor and call ``fire_notice`` by its
+    import path with the notice id alone: the executor's thread gives it its scheduler, and
+    so the runtime (sender, token) of the process that fires it."""
+    from reminders.models import JOBS_TABLE
+    from reminders.runtime import Runtime
+    from reminders.scheduler.notice_scheduler import job_state
+    from reminders.scheduler.store import BatchJobStore
+
+    [notice_id] = make_notices(engine, ["0888 400 401"], send_at=datetime.now(UTC))
+    state = job_state(notice_id, datetime.now(UTC)) | {"executor": "default"}
+    BatchJobStore(engine=engine, tablename=JOBS_TABLE).add_job_states([state])
+    rt = Runtime(settings, engine, OutboxSender(settings, engine), token="the-firing-one")
+    scheduler = NoticeScheduler(engine, runtime=rt)
+    scheduler.start()
+    try:
+        wait_for(lambda: status_of(engine, notice_id) == "sent", what="the old job to fire")
+    finally:
+        scheduler.shutdown()
+    assert outbox_count(engine, notice_id) == 1
+    with Session(engine) as session:
+        notice = session.get(Notice, notice_id)
+        assert notice is not None and notice.claimed_by == "the-firing-one"
+
+
+def test_each_scheduler_runs_stored_jobs_with_its_own_process(
+    engine: Engine, settings: Settings
+) -> None:
+    """Two schedulers in one interpreter (tests, benchmarks): a stored job finds the one whose
+    executor runs it, and outside any executor it finds none rather than a stale one."""
+    from reminders.runtime import Runtime
+    from reminders.scheduler.jobs import worker_scheduler
+
+    sender = OutboxSender(settings, engine)
+    first, second = (
+        NoticeScheduler(engine, runtime=Runtime(settings, engine, sender, token=token))
+        for token in ("first", "second")
+    )
+    seen: dict[str, str] = {}
+    for scheduler in (first, second):
+        scheduler.start()
+    try:
+        for scheduler in (first, second):
+            scheduler._scheduler.add_job(
+                lambda token=scheduler.token: seen.update({token: worker_scheduler().token}),
+                jobstore="local",
+            )
+        wait_for(lambda: len(seen) == 2, what="both jobs to run")
+    finally:
+        first.shutdown()
+        second.shutdown()
+    assert seen == {"first": "first", "second": "second"}
+    with pytest.raises(RuntimeError, match="outside the executor"):
+        worker_scheduler()
+
+
 def test_batches_fire_every_due_notice_once(engine: Engine, settings: Settings) -> None:
     """More due notices than one batch: every one is fired, and the store ends empty."""
-    from reminders import runtime
     from reminders.runtime import Runtime
 
     ids = make_notices(
@@ -245,10 +294,11 @@ def test_batches_fire_every_due_notice_once(engine: Engine, settings: Settings) 
     )
     for notice_id in ids:
         fall_due(engine, notice_id)
-    runtime.install(
-        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    scheduler = NoticeScheduler(
+        engine,
+        runtime=Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine)),
+        batch_size=40,
     )
-    scheduler = NoticeScheduler(engine, batch_size=40)
     scheduler.schedule([(n, datetime.now(UTC) - timedelta(seconds=1)) for n in ids])
     try:
         scheduler.start()
@@ -273,7 +323,6 @@ def test_batches_fire_every_due_notice_once(engine: Engine, settings: Settings) 
         wait_for(store_empty, what="the fired jobs to be deleted")
     finally:
         scheduler.shutdown()
-        runtime.install(None)
 
 
 class FlakySender(Sender):

@@ -24,13 +24,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col
 
-from reminders import runtime
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus
 from reminders.runtime import Runtime
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.leader import Leadership
-from reminders.scheduler.service import NoticeScheduler, job_state
+from reminders.scheduler.notice_scheduler import NoticeScheduler, job_state
 from reminders.scheduler.store import BatchJobStore
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings, load_settings
@@ -362,10 +361,10 @@ def test_a_takeover_that_fails_frees_the_lock(prefix: str) -> None:
 def test_a_standby_whose_takeover_failed_waits_for_its_store(
     engine: Engine, settings: Settings, prefix: str
 ) -> None:
-    runtime.install(
-        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    rt = Runtime(
+        settings=settings, engine=engine, sender=OutboxSender(settings, engine), token="me"
     )
-    scheduler = NoticeScheduler(engine, token="me", stall_after=1.0)
+    scheduler = NoticeScheduler(engine, runtime=rt, stall_after=1.0)
     process = leadership(
         prefix,
         "me",
@@ -387,7 +386,6 @@ def test_a_standby_whose_takeover_failed_waits_for_its_store(
         assert scheduler.health.failures == 0
     finally:
         scheduler.shutdown()
-        runtime.install(None)
 
 
 # --- losing the lock stops firing --------------------------------------------------------------
@@ -461,10 +459,10 @@ def test_a_new_leader_settles_only_after_live_processes_could_say_so(
         # The live process writes its key again 0.2 s after the election; this one never does.
         live_tokens=lambda: {"live-process"} if time.monotonic() - elected > 0.2 else set(),
     )
-    runtime.install(
-        Runtime(settings=settings, engine=engine, sender=OutboxSender(settings, engine))
+    rt = Runtime(
+        settings=settings, engine=engine, sender=OutboxSender(settings, engine), token="me"
     )
-    scheduler = NoticeScheduler(engine, token="me")
+    scheduler = NoticeScheduler(engine, runtime=rt)
     try:
         scheduler.start(stub)  # type: ignore[arg-type]
         scheduler.activate()
@@ -474,4 +472,3 @@ def test_a_new_leader_settles_only_after_live_processes_could_say_so(
         assert status_of(engine, own) == "sending"
     finally:
         scheduler.shutdown()
-        runtime.install(None)

@@ -6,7 +6,7 @@ import http.client
 import json
 from urllib.parse import urlsplit
 
-from reminders.service import Process
+from reminders.process import Process
 from tests.kannel import serving
 
 

@@ -11,7 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from reminders.errors import InvalidField
-from reminders.sources.feeds import SourceCreate, SourceUpdate, create_source, update_source
+from reminders.schemas.sources import SourceCreate, SourceUpdate
+from reminders.sources.feeds import create_source, update_source
 
 Headers = dict[str, str]
 SECRET = "tok3n-s3cret"

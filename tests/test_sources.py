@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from reminders.process import Process
 from reminders.settings import Settings, load_settings
 
 Headers = dict[str, str]
@@ -131,7 +132,7 @@ def add_source(engine: Engine, url: str, **extra: Any) -> dict[str, Any]:
     """A source made without its periodic job, so that only the test's own syncs run."""
     from sqlmodel import Session
 
-    from reminders.sources.feeds import SourceCreate
+    from reminders.schemas.sources import SourceCreate
     from reminders.sources.feeds import create_source as make_source
 
     with Session(engine) as session:
@@ -589,10 +590,14 @@ def test_an_unexpected_failure_of_a_sync_is_recorded_on_the_source_not_a_500(
 
 
 def test_the_periodic_sync_records_every_failure_and_goes_on(
-    client: TestClient, feed: FeedServer, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    client: TestClient,
+    feed: FeedServer,
+    engine: Engine,
+    process: Process,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from reminders.sources import sync as sync_module
-    from reminders.sources.jobs import sync_if_due
+    from reminders.sources.jobs import sync_source_if_due
 
     feed.body = first_feed()
     lost, broken, fine = (add_source(engine, feed.url)["id"] for _ in range(3))
@@ -606,7 +611,7 @@ def test_the_periodic_sync_records_every_failure_and_goes_on(
 
     monkeypatch.setattr(sync_module, "default_recipients", fails_for_one)
     for source_id in (lost, broken, fine):
-        sync_if_due(source_id)  # raises nothing
+        sync_source_if_due(process.scheduler, source_id)  # raises nothing
     with engine.connect() as conn:
         state = dict(conn.execute(text("SELECT id, last_error FROM sources")).all())
     assert state[lost] == "no policy named 'gone'"

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.settings import Settings, load_settings
 from reminders.stats import Bucket, notice_stats, offset_spans
 from tests.conftest import wait_for

@@ -16,7 +16,7 @@ from tests.conftest import ALWAYS_QUIET
 
 
 def test_a_test_that_does_not_pin_quiet_hours_meets_them() -> None:
-    quiet = load_settings().quiet
+    quiet = load_settings().quiet_hours
     assert quiet is not None and str(quiet) == ALWAYS_QUIET
     for hour in range(24):
         assert quiet.contains(datetime(2026, 12, 1, hour, 30).time())

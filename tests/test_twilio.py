@@ -17,7 +17,7 @@ from reminders.messages import create_message
 from reminders.models import Notice
 from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire
-from reminders.schemas import MessageCreate
+from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import OutgoingSms, SendError
 from reminders.sender.twilio import TwilioSender, signature
 from reminders.settings import Settings, SettingsError, load_settings

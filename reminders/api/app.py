@@ -30,12 +30,12 @@ from reminders.api.routes import (
     sms,
     sources,
     stats,
-    webhooks,
+    twilio_webhook,
 )
 from reminders.metrics import NoticeMetrics, metrics_registry
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.engine = runtime.api_engine or runtime.engine
-    app.state.live_totals = LiveTotals(app.state.engine, runtime.settings.dlr_timeout_delta)
+    app.state.live_totals = LiveTotals(app.state.engine, runtime.settings.dlr_timeout)
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
@@ -103,7 +103,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
-    app.include_router(webhooks.router)
+    app.include_router(twilio_webhook.router)
     app.include_router(kannel_webhook.router)
     app.include_router(http_webhook.router)
     app.include_router(stats.metrics_router)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reminders.api.errors import FieldError, send_error
 from reminders.api.gate import NUL_MESSAGE, has_body, is_public
-from reminders.schemas import MAX_JSON_DEPTH
+from reminders.schemas.common import MAX_JSON_DEPTH
 
 MB = 1024 * 1024
 BODY_LIMIT = 1 * MB

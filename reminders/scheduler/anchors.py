@@ -19,6 +19,7 @@ from sqlalchemy import delete, insert, or_, update
 from sqlmodel import Session, col, select
 
 from reminders.db import in_chunks, utcnow
+from reminders.durations import Offset
 from reminders.errors import NotFound
 from reminders.keylocks import anchor_key, lock_keys
 from reminders.models import (
@@ -37,7 +38,7 @@ from reminders.pending_jobs import (
     unschedule_after_commit,
 )
 from reminders.policies import get_policy, planning_steps
-from reminders.scheduler.planning import Offset, Planned, Step, plan
+from reminders.scheduler.planning import Planned, Step, plan
 from reminders.settings import Settings
 
 ALARM_TEMPLATE = (
@@ -194,7 +195,7 @@ def desired_notices(
                 zone=ZoneInfo(zone_name),
                 now=now,
                 default_kind=DEFAULT_KIND.get(anchor.kind, NoticeKind.event_reminder),
-                quiet=settings.quiet,
+                quiet=settings.quiet_hours,
                 transactional=transactional,
             )
         for planned in plans[zone_name]:

@@ -224,6 +224,9 @@ def _take(
             )
             if not done:
                 return None  # they may stay "sending": the next start records them unknown
+            # The database took the undo, so it is back: the time spent undoing is not time
+            # without it, and the claim gets its full allowance again.
+            deadline = time.monotonic() + backoff.give_up_after
             failure: BaseException = doubt.__cause__ or doubt
         except Exception as exc:
             failure = exc

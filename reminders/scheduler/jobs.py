@@ -1,20 +1,53 @@
-"""Job functions at stable import paths: APScheduler stores the path, so never move them."""
+"""Job functions at stable import paths: APScheduler stores the path, so never move them.
+
+APScheduler 3 calls a stored job as ``func(*args)`` with what the database holds (a notice id,
+a source id), so nothing of the running process can reach it through its arguments: the same
+row is fired by whichever process leads, and a Runtime cannot be pickled. What the job needs is
+bound instead to the threads of the executor that runs it: each ``NoticeScheduler`` starts its
+default executor's pool with ``bind_worker(self)``, so a job finds the scheduler (and through
+it the Runtime) that owns the thread it runs on. Keyed by executor thread rather than kept in
+one module-level slot: two schedulers in one interpreter (tests, benchmarks, a failover
+rehearsal) each run their jobs with their own process's engine, sender and token.
+
+Notices themselves go through the lanes (``BatchingExecutor``), which are handed
+``fire_notices`` bound to their scheduler when it is built: the stored function is never called
+on that path.
+"""
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from reminders import runtime
 from reminders.models import Priority
 from reminders.scheduler.firing import fire_many
+
+if TYPE_CHECKING:
+    from reminders.scheduler.notice_scheduler import NoticeScheduler
+
+_worker = threading.local()
+
+
+def bind_worker(scheduler: NoticeScheduler) -> None:
+    """The default executor's thread initializer: jobs run on this thread are ``scheduler``'s."""
+    _worker.scheduler = scheduler
+
+
+def worker_scheduler() -> NoticeScheduler:
+    """The scheduler whose executor runs the current job."""
+    scheduler: NoticeScheduler | None = getattr(_worker, "scheduler", None)
+    if scheduler is None:
+        raise RuntimeError("a stored job ran outside the executor of a NoticeScheduler")
+    return scheduler
 
 
 def fire_notice(notice_id: int) -> None:
     """The job of one notice, when run by a plain executor (jobs stored before batching)."""
-    fire_notices([notice_id])
+    fire_notices(worker_scheduler(), [notice_id])
 
 
 def fire_notices(
+    scheduler: NoticeScheduler,
     notice_ids: list[int],
     lane: str = Priority.bulk,
     stop: threading.Event | None = None,
@@ -23,14 +56,14 @@ def fire_notices(
     """What a lane's batching executor calls with the notice ids of the jobs it collected:
     ``stop`` when it must claim no more (deposed or stopping), ``shutdown`` when the process
     stops (see ``fire_many``)."""
-    rt = runtime.current()
+    rt = scheduler.firing_runtime()
     fire_many(
         rt.engine,
         rt.sender,
         notice_ids,
         settings=rt.settings,
         token=rt.token,
-        scheduler=rt.scheduler,
+        scheduler=scheduler,
         rate=rt.rate,
         lane=lane,
         stop=stop,

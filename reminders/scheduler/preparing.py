@@ -51,7 +51,7 @@ def prepare(
     provider: str,
 ) -> Ready:
     """The SMS to send for this notice, or the outcome that ends it without sending."""
-    late = lateness(notice, anchor, now, settings.late_grace_delta)
+    late = lateness(notice, anchor, now, settings.late_grace)
     if late is not None:
         return Outcome(NoticeStatus.expired, late)
     if contact is not None and contact.opted_out:

@@ -1,34 +1,16 @@
-"""Finding a sender class by name: the built-ins, then the ``reminders.senders`` entry points."""
+"""Finding a sender class by name (see ``reminders.sender_names`` for which names exist)."""
 
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import entry_points
 
+from reminders import sender_names
 from reminders.sender.base import Sender
-
-ENTRY_POINT_GROUP = "reminders.senders"
-
-_BUILTIN = {
-    "outbox": "reminders.sender.outbox:OutboxSender",
-    "console": "reminders.sender.console:ConsoleSender",
-    "twilio": "reminders.sender.twilio:TwilioSender",
-    "kannel": "reminders.sender.kannel:KannelSender",
-    "http": "reminders.sender.http:HttpSender",
-}
-
-
-def _plugins() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def available() -> set[str]:
-    return set(_BUILTIN) | set(_plugins())
 
 
 def load(name: str) -> type[Sender]:
     """Import the sender class registered as ``name`` (imported on first use, not before)."""
-    target = _BUILTIN.get(name) or _plugins().get(name)
+    target = sender_names.target(name)
     if target is None:
         raise KeyError(name)
     module_name, _, attr = target.partition(":")

@@ -24,11 +24,11 @@ from typing import Any
 from sqlmodel import Session, col, or_, select
 
 from reminders.db import in_chunks, utcnow
+from reminders.durations import Offset
 from reminders.errors import DomainError, NotFound
 from reminders.models import Anchor, AnchorKind, Source
 from reminders.pending_jobs import JobScheduler, commit_and_schedule
 from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
-from reminders.scheduler.planning import Offset
 from reminders.settings import Settings
 from reminders.sources.fetch import FetchError, FetchResult, fetch_feed, redact_url
 from reminders.sources.ical import (
@@ -119,7 +119,7 @@ def _sync(
     now: datetime,
     fetcher: Fetcher,
 ) -> SyncReport:
-    until = window_end(now, settings.horizon_delta)
+    until = window_end(now, settings.horizon)
     # The window moves on every day: then expand again even if the feed is the same.
     stale = source.expanded_until != until
     try:

@@ -6,12 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from reminders import bill_batch, bills
+from reminders import bills
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.bills import BatchIn, BatchOut, BillIn, BillOut, PaymentFailedIn
 from reminders.pending_jobs import commit_and_schedule
-from reminders.schemas import ExternalId, Id, NoticeOut, Page
+from reminders.schemas.common import ExternalId, Id, Page
+from reminders.schemas.notices import NoticeOut
 
 router = APIRouter(prefix="/bills", tags=["bills"])
 
@@ -26,7 +27,7 @@ def upsert_bill(
     _: WriteKey,
 ) -> BillOut:
     """Create the bill (201), or update the one with this external_id and re-plan it (200)."""
-    result = bill_batch.upsert_bill(session, scheduler, data, settings=settings)
+    result = bills.upsert_bill(session, scheduler, data, settings=settings)
     commit_and_schedule(session)
     if not result.created:
         response.status_code = 200
@@ -42,7 +43,7 @@ def upsert_batch(
     _: WriteKey,
 ) -> BatchOut:
     """Up to 10,000 bills; each row is created, updated or refused with its reasons."""
-    out = bill_batch.upsert_many(session, scheduler, data.bills, settings=settings)
+    out = bills.upsert_many(session, scheduler, data.bills, settings=settings)
     commit_and_schedule(session)
     return out
 

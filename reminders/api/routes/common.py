@@ -8,7 +8,7 @@ from fastapi import Path, Query
 from pydantic import AfterValidator
 
 from reminders.paging import DEFAULT_LIMIT, MAX_LIMIT
-from reminders.schemas import MAX_ID, _no_control_chars
+from reminders.schemas.common import MAX_ID, _no_control_chars
 
 MAX_SEARCH = 200
 

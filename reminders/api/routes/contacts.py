@@ -9,13 +9,13 @@ from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, W
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit, SearchText
 from reminders.models import Contact
 from reminders.pending_jobs import commit_and_schedule, unschedule_after_commit
-from reminders.schemas import (
+from reminders.schemas.common import Page
+from reminders.schemas.contacts import (
     ContactCreate,
     ContactOut,
     ContactPatched,
     ContactUpdate,
     NoticesFollowedOut,
-    Page,
 )
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])

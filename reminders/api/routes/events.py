@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from reminders import events
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
-from reminders.events import EventCreate, EventOut, EventUpdate
 from reminders.pending_jobs import commit_and_schedule
-from reminders.schemas import Page
+from reminders.schemas.common import Page
+from reminders.schemas.events import EventCreate, EventOut, EventUpdate
 
 router = APIRouter(prefix="/events", tags=["events"])
 

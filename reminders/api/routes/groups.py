@@ -8,15 +8,9 @@ from reminders import groups
 from reminders.api.deps import ReadKey, SessionDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.models import Group
-from reminders.schemas import (
-    ContactOut,
-    GroupCreate,
-    GroupOut,
-    GroupUpdate,
-    MembersAdd,
-    MembersAdded,
-    Page,
-)
+from reminders.schemas.common import Page
+from reminders.schemas.contacts import ContactOut
+from reminders.schemas.groups import GroupCreate, GroupOut, GroupUpdate, MembersAdd, MembersAdded
 
 router = APIRouter(prefix="/groups", tags=["groups"])
 

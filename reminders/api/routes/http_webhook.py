@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 
+from reminders.api.delivery_reports import refuse_while_sending
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
-from reminders.models import Attempt, Notice, NoticeStatus
-from reminders.schemas import as_id
+from reminders.models import Attempt
+from reminders.schemas.common import as_id
+from reminders.schemas.http_webhook import Callback, CallbackOut, InboundIn, StatusIn
 from reminders.sender.http import sign
 from reminders.sender.reports import DeliveryReport, apply_report
 from reminders.settings import Settings
@@ -29,33 +31,6 @@ router = APIRouter(prefix="/webhooks/http", tags=["webhooks"])
 
 MAX_SKEW: Final = 300  # seconds between the gateway's clock and ours
 _OUR_ID = "notice-"  # the "id" the http sender posts: "notice-<our notice id>"
-
-
-class _Callback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class StatusIn(_Callback):
-    id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
-        description='The "id" we posted with the message: "notice-123".'
-    )
-    status: Literal["sent", "delivered", "undelivered", "failed"]
-    error_code: Annotated[str, Field(max_length=100)] | None = None
-    error: Annotated[str, Field(max_length=2000)] | None = None
-
-
-class InboundIn(_Callback):
-    id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
-        default=None, description="The gateway's id for the message: a retry is kept once."
-    )
-    from_: Annotated[str, Field(min_length=1, max_length=40, alias="from")]
-    to: Annotated[str, Field(max_length=40)] | None = None
-    text: Annotated[str, Field(max_length=2000)]
-
-
-class CallbackOut(BaseModel):
-    result: str = Field(description='"applied", "ignored" (stale or repeated), "unknown", "kept".')
-    action: str | None = None
 
 
 async def _signed_body(request: Request, settings: Settings) -> bytes:
@@ -80,7 +55,7 @@ async def _signed_body(request: Request, settings: Settings) -> bytes:
     return body
 
 
-def _parse(model: type[_Callback], body: bytes) -> Any:
+def _parse(model: type[Callback], body: bytes) -> Any:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
@@ -103,10 +78,7 @@ async def http_status(request: Request, session: SessionDep, settings: SettingsD
     notice_id = as_id(report.id.removeprefix(_OUR_ID))
     if not report.id.startswith(_OUR_ID) or notice_id is None:
         raise HTTPException(422, f"id: {report.id!r} is not an id we sent (notice-<number>)")
-    notice = session.get(Notice, notice_id)
-    if notice is not None and notice.status == NoticeStatus.sending:
-        # The report beat our own record of the send: ask the gateway to try again shortly.
-        raise HTTPException(503, "the notice is still being sent; try again")
+    refuse_while_sending(session, notice_id)
     attempt = session.exec(
         select(Attempt)
         .where(Attempt.notice_id == notice_id, Attempt.provider == "http")

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from reminders import inbound
 from reminders.api.deps import ReadKey, SessionDep
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, Limit
-from reminders.schemas import Page
+from reminders.schemas.common import Page
+from reminders.schemas.inbound import InboundOut
 
 router = APIRouter(prefix="/inbound", tags=["inbound"])
-
-
-class InboundOut(BaseModel):
-    id: int
-    provider: str
-    provider_message_id: str | None
-    from_phone: str
-    to: str | None
-    text: str
-    action: str | None
-    contact_id: int | None
-    received_at: datetime
 
 
 @router.get("")

@@ -19,12 +19,12 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
+from reminders.api.delivery_reports import refuse_while_sending
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.inbound import receive
-from reminders.models import Notice, NoticeStatus
-from reminders.schemas import MAX_ID
+from reminders.schemas.common import MAX_ID
 from reminders.sender.kannel_dlr import (
     DLR_PATH,
     message_id,
@@ -196,15 +196,9 @@ def kannel_dlr(
     status = report_status(type)
     if status is None:
         return PlainTextResponse("ignored")
-    # The report can beat the sender's own record: Kannel calls back within milliseconds, while
-    # the attempt is written only after Kannel answered. The attempt and the notice's new
-    # status are written in one transaction, so "sending" means "not yet": a 503 makes Kannel
-    # try again later (http-request-retry), where a 200 would lose the report.
-    current = session.get(Notice, notice)
-    if current is not None and current.status == NoticeStatus.sending:
-        raise HTTPException(503, "the notice is still being sent; try again")
+    refuse_while_sending(session, notice)  # Kannel calls again (http-request-retry)
     if unsigned:
-        verdict = unsigned_verdict(session, notice, now=utcnow(), window=settings.dlr_timeout_delta)
+        verdict = unsigned_verdict(session, notice, now=utcnow(), window=settings.dlr_timeout)
         if verdict == "signed":
             raise HTTPException(
                 403, "this notice was sent with a signed dlr-url: the secret alone does not move it"

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from reminders import apikeys
 from reminders.api.deps import AdminKey, SessionDep
 from reminders.api.routes.common import IdPath
-from reminders.schemas import KeyCreate, KeyCreated, KeyOut
+from reminders.schemas.keys import KeyCreate, KeyCreated, KeyOut
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 

@@ -9,7 +9,8 @@ from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, W
 from reminders.api.routes.common import IdPath
 from reminders.models import Message, Notice, Priority
 from reminders.pending_jobs import commit_and_schedule
-from reminders.schemas import MessageCreate, MessageOut, NoticeOut
+from reminders.schemas.messages import MessageCreate, MessageOut
+from reminders.schemas.notices import NoticeOut
 
 router = APIRouter(prefix="/messages", tags=["messages"])
 
@@ -41,7 +42,7 @@ def create_message(
         scheduler,
         data,
         region=settings.default_region,
-        quiet=settings.quiet,
+        quiet=settings.quiet_hours,
         zone=settings.timezone,
         transliterate=settings.transliterate,
     )

@@ -13,7 +13,8 @@ from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.errors import InvalidField
 from reminders.models import Notice, NoticeKind, NoticeStatus, Priority
 from reminders.pending_jobs import commit_and_schedule
-from reminders.schemas import MAX_ID, AttemptOut, NoticeDetail, NoticeOut, Page
+from reminders.schemas.common import MAX_ID, Page
+from reminders.schemas.notices import AttemptOut, NoticeDetail, NoticeOut
 
 router = APIRouter(prefix="/notices", tags=["notices"])
 

@@ -10,8 +10,8 @@ from reminders import policies
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.models import Policy
 from reminders.pending_jobs import commit_and_schedule
-from reminders.policies import PolicyCreate, PolicyOut, PolicyUpdate
 from reminders.scheduler.anchors import replan_policy
+from reminders.schemas.policies import PolicyCreate, PolicyOut, PolicyUpdate
 
 router = APIRouter(prefix="/policies", tags=["policies"])
 NamePath = Annotated[str, Path(min_length=1, max_length=64)]

@@ -5,30 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
 from reminders.pending_jobs import commit_and_schedule
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
+from reminders.schemas.sources import SourceCreate, SourceOut, SourceUpdate, SyncOut
 from reminders.sources import feeds
-from reminders.sources.feeds import SourceCreate, SourceOut, SourceUpdate
 from reminders.sources.sync import refresh_delta, sync_source
 
 router = APIRouter(prefix="/sources", tags=["sources"])
-
-
-class SyncOut(BaseModel):
-    status: str
-    created: int
-    moved: int
-    cancelled: int
-    restored: int
-    unchanged: int
-    notices: dict[str, int]
-    error: str | None
-    warnings: list[str]
-    source: SourceOut
 
 
 def _scheduler(request: Request) -> NoticeScheduler:

@@ -14,12 +14,12 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from pydantic import BaseModel, Field
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep
 from reminders.api.live import LiveTotals
 from reminders.db import utcnow
 from reminders.errors import InvalidField
+from reminders.schemas.stats import CountsOut, StatsOut
 from reminders.settings import Settings
 from reminders.stats import (
     CSV_COLUMNS,
@@ -46,23 +46,6 @@ Zone = Annotated[
 # Far enough for any real report, and far from the ends of Python's datetime range, where
 # moving a value to another zone overflows.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
-
-
-class CountsOut(BaseModel):
-    start: str
-    statuses: dict[str, int] = Field(description="sent, delivered, undelivered, no_report...")
-    kinds: dict[str, int]
-    segments: int
-    received: int
-
-
-class StatsOut(BaseModel):
-    start: datetime
-    end: datetime
-    bucket: str
-    timezone: str = Field(description="The zone whose clock the buckets follow.")
-    totals: CountsOut
-    buckets: list[CountsOut]
 
 
 def _zone(name: str | None, settings: Settings) -> ZoneInfo:
@@ -130,7 +113,7 @@ def stats(
         start=start,
         end=end,
         bucket=bucket,
-        dlr_timeout=settings.dlr_timeout_delta,
+        dlr_timeout=settings.dlr_timeout,
         now=utcnow(),
         zone=zone,
     )

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from reminders import apikeys, runtime
+from reminders import apikeys
 from reminders.api import create_app
 from reminders.api.admission import API_POOL_TIMEOUT, api_pool_size
 from reminders.db import make_engine
@@ -22,7 +22,7 @@ from reminders.models import Scope
 from reminders.redaction import REDACT_SECRETS
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
-from reminders.scheduler.service import NoticeScheduler
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.sender import registry
 from reminders.sender.rate import make_rate
 from reminders.settings import Settings, SettingsError
@@ -123,14 +123,12 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
             pool_timeout=API_POOL_TIMEOUT,
         ),
     )
-    runtime.install(rt)
     scheduler = NoticeScheduler(
         engine,
-        token=token,
-        stall_after=settings.scheduler_stall_delta.total_seconds(),
-        reconcile_every=settings.reconcile_every_delta,
+        runtime=rt,
+        stall_after=settings.scheduler_stall.total_seconds(),
+        reconcile_every=settings.reconcile_every,
     )
-    rt.scheduler = scheduler
     leadership = None
     if run_scheduler and client is not None:
         leadership = Leadership(

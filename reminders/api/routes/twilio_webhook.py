@@ -1,4 +1,4 @@
-"""Gateways' callbacks: authenticated by their signature, not by an API key."""
+"""Twilio's callbacks: status reports and inbound SMS, authenticated by X-Twilio-Signature."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
-from reminders.schemas import as_id
+from reminders.schemas.common import as_id
 from reminders.sender.reports import apply_report
 from reminders.sender.twilio import CALLBACK_PATH, report_from_callback, signature_valid
 from reminders.settings import Settings

@@ -1,49 +1,23 @@
-"""Contacts: the people reminders go to."""
+"""Contacts one at a time, as the API shows them: create, read, change, delete, list."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from reminders.contacts.matching import Found, new_values
+from reminders.contacts.writing import NoticesFollowed, apply_changes, write_contacts
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import Contact, Notice, NoticeStatus
-from reminders.notices import move_pending, suppress_pending
 from reminders.paging import page
 from reminders.phones import normalize_mobile
-from reminders.scheduler.anchors import move_recipient
-from reminders.schemas import ContactCreate, ContactUpdate
-
-
-@dataclass
-class NoticesFollowed:
-    """What a change of a contact did to its pending notices, by notice id."""
-
-    moved: list[int] = field(default_factory=list)
-    cancelled: list[int] = field(default_factory=list)  # the new number already had them
-    suppressed: list[int] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "moved": len(self.moved),
-            "cancelled": len(self.cancelled),
-            "suppressed": len(self.suppressed),
-        }
-
-    @property
-    def unscheduled(self) -> list[int]:
-        """Notices that will not be sent: their jobs can go once this is committed."""
-        return [*self.cancelled, *self.suppressed]
-
-    def extend(self, other: NoticesFollowed) -> None:
-        self.moved.extend(other.moved)
-        self.cancelled.extend(other.cancelled)
-        self.suppressed.extend(other.suppressed)
+from reminders.schemas.contacts import ContactCreate, ContactUpdate
 
 
 @dataclass
@@ -57,14 +31,19 @@ def _escape_like(text: str) -> str:
 
 
 def create_contact(session: Session, data: ContactCreate, *, region: str) -> Contact:
-    values = data.model_dump()
-    values["phone"] = normalize_mobile(data.phone, region)
-    values["name_folded"] = data.name.casefold()
-    contact = Contact(**values)
-    _check_external_id_free(session, contact.external_id, None)
-    session.add(contact)
-    _flush(session)
-    return contact
+    """A new contact, always (POST /contacts): an ``external_id`` in use is refused, never
+    matched. Flushed, not committed."""
+    given = data.model_dump()
+    given["phone"] = normalize_mobile(data.phone, region)
+    _check_external_id_free(session, data.external_id, None)
+    new = Found(None, new_values(given, utcnow()))
+    try:
+        write_contacts(session, [new])
+    except IntegrityError:
+        # Two requests racing for the same external_id: the unique index decides.
+        session.rollback()
+        raise Conflict("external_id is already in use", field="external_id") from None
+    return get_contact(session, new.id or 0)
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:
@@ -72,13 +51,6 @@ def get_contact(session: Session, contact_id: int) -> Contact:
     if contact is None:
         raise NotFound(f"no contact with id {contact_id}", field="id")
     return contact
-
-
-def update_contact(
-    session: Session, contact_id: int, data: ContactUpdate, *, region: str
-) -> Contact:
-    """``edit_contact`` for callers that need the contact alone (the CSV import)."""
-    return edit_contact(session, contact_id, data, region=region).contact
 
 
 def edit_contact(
@@ -101,36 +73,6 @@ def edit_contact(
         session.rollback()
         raise Conflict("external_id is already in use", field="external_id") from None
     return ContactEdited(contact, followed)
-
-
-def apply_changes(session: Session, contact: Contact, changes: dict[str, Any]) -> NoticesFollowed:
-    """Set fields already checked (the phone in E.164); the contact's pending notices follow.
-
-    The one way a stored contact changes (PATCH /contacts, the CSV import, a bill's inline
-    customer): opting out suppresses its scheduled notices; a new phone takes them along, and
-    the contact's place among the recipients of events and bills with them. Flushed, not
-    committed; the jobs of ``unscheduled`` notices can be dropped after the commit.
-    """
-    old_phone = contact.phone
-    for name, value in changes.items():
-        setattr(contact, name, value)
-    if "name" in changes:
-        contact.name_folded = contact.name.casefold()
-    contact.updated_at = utcnow()
-    session.add(contact)
-    session.flush()
-    assert contact.id is not None
-    followed = NoticesFollowed()
-    if changes.get("opted_out"):
-        followed.suppressed = suppress_pending(
-            session, col(Notice.contact_id) == contact.id, reason="the contact opted out"
-        )
-    if contact.phone != old_phone:
-        move_recipient(session, contact.id, old_phone, contact.phone)
-        followed.moved, followed.cancelled = move_pending(
-            session, contact.id, old_phone, contact.phone
-        )
-    return followed
 
 
 def delete_contact(session: Session, contact_id: int) -> None:
@@ -182,12 +124,3 @@ def _check_external_id_free(session: Session, external_id: str | None, own_id: i
             f"external_id {external_id!r} already belongs to contact {other.id}",
             field="external_id",
         )
-
-
-def _flush(session: Session) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        # Two requests racing for the same external_id: the unique index decides.
-        session.rollback()
-        raise Conflict("external_id is already in use", field="external_id") from None

@@ -1,11 +1,11 @@
 """Writing bills, by one set of rules: a billing system's batch, or POST /bills as a batch of one.
 
-Every row is first resolved in memory (``bill_rules.resolve``: its policy, its customer, its
-amount, its due date, its existing bill) against what a few queries fetched, so that a bad row
-is refused before anything is written. The good rows are then written with one statement per
+Every row is first resolved in memory (``rules.resolve``: its policy, its customer, its amount,
+its due date, its existing bill) against what a few queries fetched, so that a bad row is
+refused before anything is written. The good rows are then written with one statement per
 table: new customers, new bills, recipients. A known customer whose row brings new details (a
-new phone) is changed by ``contacts.apply_changes``, as PATCH /contacts does, so that its
-pending notices follow. A conflict the lookups could not foresee (another request creating the
+new phone) is changed as PATCH /contacts changes it (``contacts.writing``), so that its pending
+notices follow. A conflict the lookups could not foresee (another request creating the
 same customer or bill meanwhile) rolls the set write back, and the rows are then written one at
 a time in savepoints, each looked up afresh, which refuses exactly the conflicting rows.
 """
@@ -23,21 +23,28 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from reminders.bill_rules import Customers, Lookups, Resolved, natural_keys, resolve
-from reminders.bills import KEY_PREFIX, BatchOut, BillIn, RowError
-from reminders.contacts import NoticesFollowed, apply_changes
+from reminders.bills.rules import (
+    KEY_PREFIX,
+    Lookups,
+    Resolved,
+    customer_keys,
+    natural_keys,
+    resolve,
+)
+from reminders.bills.schemas import BatchOut, BillIn, RowError
+from reminders.contacts.matching import Matcher
+from reminders.contacts.writing import NoticesFollowed, write_contacts
 from reminders.db import in_chunks, utcnow
 from reminders.errors import Conflict, DomainError
 from reminders.field_errors import field_errors
 from reminders.keylocks import lock_keys
-from reminders.models import Anchor, AnchorKind, AnchorRecipient, Contact
+from reminders.models import Anchor, AnchorKind, AnchorRecipient
 from reminders.notices import JobScheduler
 from reminders.scheduler.anchors import PlanReport, plan_many
 from reminders.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_CONTACTS = Contact.__table__  # type: ignore[attr-defined]
 _ANCHORS = Anchor.__table__  # type: ignore[attr-defined]
 _RECIPIENTS = AnchorRecipient.__table__  # type: ignore[attr-defined]
 
@@ -151,19 +158,20 @@ def store(
     The rows' natural keys are locked first: the same bill or new customer posted twice at once
     is written by the first, and found by the second.
     """
-    region = settings.default_region
-    lock_keys(session, natural_keys([data for _, data in rows], region))
-    lookups = Lookups.prefetch(session, [data for _, data in rows], region)
-    customers = Customers()
+    data = [row for _, row in rows]
+    keys = customer_keys(data, settings.default_region)
+    lock_keys(session, natural_keys(data, keys))
+    lookups = Lookups.prefetch(session, data, keys)
+    customers = Matcher(lookups.contacts, settings.default_region, now)
     resolved: list[Resolved] = []
     refused: dict[int, DomainError] = {}
-    for index, data in rows:
+    for index, row_in in rows:
         try:
-            row = resolve(index, data, lookups, customers, settings=settings, now=now)
+            row = resolve(index, row_in, lookups, customers, settings=settings, now=now)
         except DomainError as exc:
             refused[index] = exc
             continue
-        customers.accept(row)
+        customers.accept(row.customer, row.changes)
         resolved.append(row)
     try:
         stored = _write(session, resolved, now)
@@ -182,14 +190,16 @@ def _store_one_by_one(
     """Each row looked up again and written in its own savepoint, so a conflict costs that row
     alone; commit."""
     stored = Stored()
-    lock_keys(session, natural_keys([row.data for row in rows], settings.default_region))
+    region = settings.default_region
+    data = [row.data for row in rows]
+    lock_keys(session, natural_keys(data, customer_keys(data, region)))
     for row in rows:
         try:
             with session.begin_nested():
-                lookups = Lookups.prefetch(session, [row.data], settings.default_region)
-                customers = Customers()
+                lookups = Lookups.prefetch(session, [row.data], customer_keys([row.data], region))
+                customers = Matcher(lookups.contacts, region, now)
                 again = resolve(row.index, row.data, lookups, customers, settings=settings, now=now)
-                customers.accept(again)
+                customers.accept(again.customer, again.changes)
                 one = _write(session, [again], now)
         except DomainError as exc:
             stored.refused[row.index] = exc
@@ -207,22 +217,10 @@ def _store_one_by_one(
 
 def _write(session: Session, rows: Sequence[Resolved], now: datetime) -> Stored:
     """Changed and new customers, new bills, changed bills and recipients; flushed, not
-    committed. One statement per table, except a known customer that changed: each goes
-    through ``apply_changes`` so that its pending notices follow."""
+    committed. One statement per table, except a known customer that changed: each changes
+    as PATCH /contacts changes it, so that its pending notices follow."""
     stored = Stored()
-    # Once each, in order: a customer shared by several rows is one Customer (eq=False).
-    customers = list(dict.fromkeys(row.customer for row in rows))
-    for customer in customers:
-        if customer.stored is not None and customer.values:
-            stored.followed.extend(apply_changes(session, customer.stored, customer.values))
-    new_customers = [c for c in customers if c.stored is None and c.id is None]
-    if new_customers:
-        ids = session.execute(
-            insert(_CONTACTS).returning(_CONTACTS.c.id, sort_by_parameter_order=True),
-            [customer.values for customer in new_customers],
-        ).scalars()
-        for customer, new_id in zip(new_customers, ids, strict=True):
-            customer.id = new_id
+    stored.followed = write_contacts(session, [row.customer for row in rows])
     fresh = [row for row in rows if row.anchor is None]
     if fresh:
         inserted = session.execute(

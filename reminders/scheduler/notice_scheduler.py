@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -33,9 +34,10 @@ from sqlmodel import Session, col
 from reminders.db import in_chunks, utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
 from reminders.pending_jobs import JobItem
+from reminders.runtime import Runtime
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.health import LoopHealth
-from reminders.scheduler.jobs import fire_notices
+from reminders.scheduler.jobs import bind_worker, fire_notices
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.loop import PollingScheduler, Watchdog
 from reminders.scheduler.retrying import reason
@@ -90,31 +92,32 @@ class NoticeScheduler:
 
     Every process that creates notices has one (``reminders web`` included: it only writes
     jobs). ``start`` runs the APScheduler loop: at once in single-instance mode, or paused
-    until a ``Leadership`` elects this process.
+    until a ``Leadership`` elects this process. What firing needs (the sender, the settings,
+    the send rate) comes with ``runtime``; one made without it only writes jobs.
     """
 
     def __init__(
         self,
         engine: Engine,
         *,
-        token: str = "",
+        runtime: Runtime | None = None,
         threads: int = 10,
         batch_size: int = 1000,
         stall_after: float = 30.0,
         reconcile_every: timedelta = RECONCILE_EVERY,
     ) -> None:
         self.engine = engine
-        self.token = token
+        self.runtime = runtime
+        self.token = runtime.token if runtime is not None else ""
         self.leadership: Leadership | None = None
         self.health = LoopHealth(stall_after=stall_after)
         self._settle_timer: threading.Timer | None = None
         self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
+        fire = partial(fire_notices, self)
         self.lanes = {
-            Priority.bulk: BatchingExecutor(fire_notices, lane=Priority.bulk, threads=2),
+            Priority.bulk: BatchingExecutor(fire, lane=Priority.bulk, threads=2),
             # One thread is plenty for alerts, and keeps them in the order they came.
-            Priority.transactional: BatchingExecutor(
-                fire_notices, lane=Priority.transactional, threads=1
-            ),
+            Priority.transactional: BatchingExecutor(fire, lane=Priority.transactional, threads=1),
         }
         self._scheduler = PollingScheduler(
             health=self.health,
@@ -122,7 +125,10 @@ class NoticeScheduler:
             # active scheduler and is never shared through the database.
             jobstores={"default": self._store, "local": MemoryJobStore()},
             executors={
-                "default": ThreadPoolExecutor(threads),
+                # Stored jobs (feed syncs) find this scheduler through their thread: jobs.py.
+                "default": ThreadPoolExecutor(
+                    threads, pool_kwargs={"initializer": bind_worker, "initargs": (self,)}
+                ),
                 **{LANE_EXECUTORS[lane]: executor for lane, executor in self.lanes.items()},
             },
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -136,6 +142,12 @@ class NoticeScheduler:
             executor="default",
         )
         self._watchdog = Watchdog(self._scheduler, self._store)
+
+    def firing_runtime(self) -> Runtime:
+        """The process's runtime, for the work this scheduler fires."""
+        if self.runtime is None:
+            raise RuntimeError("this NoticeScheduler was made without a runtime: it cannot fire")
+        return self.runtime
 
     @property
     def running(self) -> bool:
