@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -36,8 +37,8 @@ class AddJobLoop:
         store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
         self.scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
 
-    def schedule(self, items: list[tuple[int, datetime]], *, new: bool = False) -> None:
-        for notice_id, send_at in items:
+    def schedule(self, items: list[tuple[Any, ...]], *, new: bool = False) -> None:
+        for notice_id, send_at, *_ in items:  # the priority, when given, picks a lane: none here
             self.scheduler.add_job(
                 "reminders.scheduler.jobs:fire_notice",
                 "date",

@@ -34,6 +34,7 @@ from reminders.models import (
 from reminders.pending_jobs import (
     JobItem,
     JobScheduler,
+    commit_and_schedule,
     schedule_after_commit,
     unschedule_after_commit,
 )
@@ -489,10 +490,13 @@ def replan_policy(
     settings: Settings,
     now: datetime | None = None,
 ) -> dict[str, int]:
-    """Apply an edited policy to every anchor of it that still has reminders to come; flushed.
+    """Apply an edited policy to every anchor of it that still has reminders to come.
 
     Those are the anchors ahead of us and those with a notice still scheduled (a bill's overdue
     reminders); an anchor long past is left as it was, rather than given new expired notices.
+    The one domain function that commits, ``REPLAN_BATCH`` anchors at a time: a policy of a
+    hundred thousand anchors re-planned in one transaction would hold SQLite's one write lock
+    (on PostgreSQL, its notices' rows) for many seconds while the firing path waits to claim.
     """
     now = now or utcnow()
     pending = select(Notice.anchor_id).where(
@@ -510,12 +514,11 @@ def replan_policy(
         if anchor_id is not None
     ]
     totals = dict.fromkeys(PlanReport().as_dict(), 0)
-    # All of them at once: locks are taken in one order per transaction (``keylocks``).
-    lock_keys(session, (anchor_key(anchor_id) for anchor_id in ids))
     for chunk in in_chunks(ids, REPLAN_BATCH):
         for report in plan_many(session, scheduler, chunk, settings=settings, now=now).values():
             for what, count in report.as_dict().items():
                 totals[what] += count
+        commit_and_schedule(session)
     return totals
 
 

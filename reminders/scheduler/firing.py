@@ -51,6 +51,8 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
             .returning(col(Notice.id))
         )
         claimed.extend(int(row[0]) for row in result)
+    # Committed here, not by a caller: the firing path's transactions are its own by design, a
+    # claim committed before the hand-over, outcomes after it (README, "How it is built").
     try:
         session.commit()
     except Exception as exc:

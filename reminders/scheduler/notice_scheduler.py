@@ -339,7 +339,7 @@ class NoticeScheduler:
                     updated_at=utcnow(),
                 )
             ).rowcount  # type: ignore[attr-defined]
-            session.commit()
+            session.commit()  # the scheduler's own transaction, as the firing path's are
         if count:
             log.warning("%d notice(s) were being sent when a process stopped: now unknown", count)
         return count

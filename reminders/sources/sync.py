@@ -361,7 +361,7 @@ def _interrupted(
 ) -> SyncReport:
     """Record a sync that stopped half-way; the next one re-reads the feed and plans it all."""
     try:
-        session.rollback()
+        session.rollback()  # what the sync did, half-way: the sync is the caller here
         source = session.get(Source, source_id)
         if source is None:  # deleted while it was syncing: nothing to record it on
             return SyncReport(status="error", error=message)
@@ -404,7 +404,7 @@ def _failed(
     delay = min(refresh_delta(source) * (2 ** min(source.error_count, 10)), MAX_BACKOFF)
     source.next_sync_at = now + _jittered(delay)
     session.add(source)
-    session.commit()
+    session.commit()  # a failure plans nothing: no jobs to write
     if not logged:
         log.warning("source %s (%s) failed: %s", source.id, redact_url(source.url), error)
     return SyncReport(status="error", error=error)

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Response
 from reminders import policies
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.models import Policy
-from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.anchors import replan_policy
 from reminders.schemas.policies import PolicyCreate, PolicyOut, PolicyUpdate
 
@@ -51,10 +50,9 @@ def update_policy(
     """Saved, then applied at once to its anchors that still have reminders to come: moved
     steps move their notices, removed steps cancel theirs. ``planned`` says what changed."""
     policy = policies.update_policy(session, name, data)
-    planned = replan_policy(session, scheduler, name, settings=settings)
-    commit_and_schedule(session)
+    session.commit()  # saved first; replan_policy commits its anchors a chunk at a time
     out = _out(policy)
-    out.planned = planned
+    out.planned = replan_policy(session, scheduler, name, settings=settings)
     return out
 
 
