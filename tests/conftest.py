@@ -9,20 +9,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from reminders.db import make_engine
-from reminders.migrate import upgrade
 from reminders.process import Process, build
 from reminders.settings import Settings, load_settings
+from tests.databases import PgDatabases, PgServer, SqliteTemplate
 from tests.http_gateway import Gateway
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN_DSN = os.environ.get("REMINDERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-BACKENDS = ["sqlite", "postgresql"]
+# The fast tier (`-m "not slow"`) runs on SQLite alone; the whole suite runs PostgreSQL too.
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 
 # The quiet hours a test gets when it does not choose its own: all day but one minute. With the
 # real default (21:00-08:00) a test that forgot to pin them passed by day and failed by night;
@@ -41,29 +41,50 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+PG = PgServer(PG_ADMIN_DSN)
+
+
 def create_pg_database() -> tuple[str, Callable[[], None]]:
-    name = f"reminders_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    """An empty PostgreSQL database of the caller's own: its URL, and how to drop it."""
+    return PG.create_empty()
 
-    def drop() -> None:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}/{name}", drop
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
+    databases = PgDatabases(PG)
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
 
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """This test's own database: at the schema's head when the test uses ``engine`` (which
+    needs it there), else empty (for tests of migrating, or of a server that migrates)."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'reminders.db'}"
+        path = tmp_path / "reminders.db"
+        if migrated:
+            request.getfixturevalue("sqlite_template").copy_to(path)
+        yield f"sqlite:///{path}"
         return
-    url, drop = create_pg_database()
+    if not migrated:
+        url, drop = create_pg_database()
+        try:
+            yield url
+        finally:
+            drop()
+        return
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    name = databases.lend()
     try:
-        yield url
+        yield PG.url(name)
     finally:
-        drop()
+        databases.give_back(name)
 
 
 @pytest.fixture
@@ -73,8 +94,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = make_engine(settings.database_url)  # at head already: see ``database_url``
     yield engine
     engine.dispose()
 

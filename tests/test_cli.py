@@ -22,6 +22,8 @@ from reminders.models import Contact, Group, GroupMember
 from reminders.webhook_keys import inbound_token
 from tests.conftest import create_pg_database
 
+pytestmark = pytest.mark.slow  # a real process per command: not in the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 REMINDERS = ROOT / ".venv" / "bin" / "reminders"
 KEY = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")

@@ -23,6 +23,8 @@ from sqlalchemy.engine import Engine
 from reminders.process import Process
 from reminders.webhook_keys import inbound_token
 
+pytestmark = pytest.mark.slow  # a real server and twenty threads at once: not in the fast tier
+
 CALLERS = 20
 Headers = dict[str, str]
 

@@ -11,6 +11,8 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -95,7 +97,8 @@ def test_redis_metrics_add_up_across_instances(redis_key: str) -> None:
 
 
 def test_redis_away_counts_in_the_process() -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    # Not retried: redis-py's default three tries with back-off take 4 s to fail.
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     metrics = RedisSendMetrics(dead, key="x")
     metrics.observe_sent("bulk", [1.0])
     text = exposition(metrics)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -82,10 +81,8 @@ def test_notices_survive_postgresql_restarts_during_a_drain(
                 timeout=30,
                 what="sending to resume after a restart",
             )
-        back = time.monotonic()
         assert len(gateway.received) < COUNT, "the drain ended before the restarts did"
         wait_for(lambda: unfinished() == 0, timeout=60, what="every notice to end")
-        ended_after = time.monotonic() - back
         assert worker.poll() is None, "the worker died"
 
         got = received()
@@ -104,7 +101,6 @@ def test_notices_survive_postgresql_restarts_during_a_drain(
         # at once), so every notice was sent, once.
         assert Counter(status.values()) == {"sent": COUNT}, Counter(status.values())
         assert set(got) == ids
-        assert ended_after < 60
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     finally:
         if worker.poll() is None:

@@ -6,6 +6,8 @@ import threading
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy.engine import Engine
 
 from reminders.models import NoticeStatus
@@ -13,7 +15,7 @@ from reminders.scheduler.firing import fire_many
 from reminders.sender.outbox import OutboxSender
 from reminders.sender.rate import LocalRate, RedisRate, SendRate, make_rate
 from reminders.settings import Settings, SettingsError, load_settings
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, wait_for
 from tests.test_scheduler import make_notices, status_of
 
 pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
@@ -96,7 +98,8 @@ def test_redis_shares_the_budget_between_instances(redis_key: str) -> None:
 
 
 def test_redis_down_falls_back_to_a_local_rate(redis_key: str) -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    # Not retried: redis-py's default three tries with back-off take 4 s to fail.
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     rate = RedisRate(0.01, dead, key=redis_key)
     assert rate._try("bulk", 1) == 0
     assert rate._try("bulk", 1) > 90
@@ -114,7 +117,14 @@ def test_a_stopped_firing_leaves_the_rest_scheduled(engine: Engine, settings: Se
     ids = make_notices(engine, ["0888 500 001", "0888 500 002", "0888 500 003"])
     rate = LocalRate(0.001)  # the first message spends the budget for 1,000 s
     stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
+
+    def stop_once_the_first_is_sent() -> None:  # while the firing waits for the budget
+        try:
+            wait_for(lambda: status_of(engine, ids[0]) == NoticeStatus.sent, what="the first")
+        finally:
+            stop.set()
+
+    threading.Thread(target=stop_once_the_first_is_sent, daemon=True).start()
     sender = OutboxSender(settings, engine)
     outcomes = fire_many(engine, sender, ids, settings=settings, rate=rate, stop=stop)
     assert outcomes == {ids[0]: "sent"}

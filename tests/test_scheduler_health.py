@@ -283,10 +283,14 @@ def leadership(
 
 def test_a_leader_that_cannot_run_gives_the_lock_up_until_it_can(prefix: str) -> None:
     reason: list[str] = []
+    polls: list[str | None] = []  # each leadership step asks whether it can lead
+
+    def cannot_lead() -> str | None:
+        polls.append(reason[0] if reason else None)
+        return polls[-1]
+
     deposed = threading.Event()
-    leader = leadership(
-        prefix, "a", cannot_lead=lambda: reason[0] if reason else None, on_deposed=deposed.set
-    )
+    leader = leadership(prefix, "a", cannot_lead=cannot_lead, on_deposed=deposed.set)
     lock = redis.Redis.from_url(REDIS_URL)
     leader.start()
     try:
@@ -294,7 +298,9 @@ def test_a_leader_that_cannot_run_gives_the_lock_up_until_it_can(prefix: str) ->
         reason.append("the job store has failed for 31 s (OperationalError)")
         wait_for(deposed.is_set, what="the leader to step down")
         assert lock.get(f"{prefix}scheduler:leader") is None  # freed, not left to expire
-        time.sleep(0.5)  # several polls: it does not stand again while it cannot run
+        stepped_down = len(polls)
+        wait_for(lambda: len(polls) >= stepped_down + 3, what="three more polls")
+        # It does not stand again while it cannot run.
         assert not leader.is_leader and lock.get(f"{prefix}scheduler:leader") is None
         reason.clear()
         wait_for(lambda: leader.is_leader, what="the recovered process to stand again")
@@ -365,12 +371,18 @@ def test_a_standby_whose_takeover_failed_waits_for_its_store(
         settings=settings, engine=engine, sender=OutboxSender(settings, engine), token="me"
     )
     scheduler = NoticeScheduler(engine, runtime=rt, stall_after=1.0)
+    polls: list[str | None] = []
+
+    def cannot_lead() -> str | None:
+        polls.append(scheduler.cannot_lead())
+        return polls[-1]
+
     process = leadership(
         prefix,
         "me",
         on_elected=scheduler.activate,
         on_deposed=scheduler.deactivate,
-        cannot_lead=scheduler.cannot_lead,
+        cannot_lead=cannot_lead,
     )
     lock = redis.Redis.from_url(REDIS_URL)
     try:
@@ -379,7 +391,9 @@ def test_a_standby_whose_takeover_failed_waits_for_its_store(
             scheduler.start(process)
             wait_for(lambda: scheduler.health.failures, what="the takeover to fail")
             wait_for(lambda: not process.is_leader, what="the failed takeover to step down")
-            time.sleep(0.5)  # many polls: it does not stand while its store fails
+            stepped_down = len(polls)
+            wait_for(lambda: len(polls) >= stepped_down + 3, what="three more polls")
+            # It does not stand while its store fails.
             assert lock.get(f"{prefix}scheduler:leader") is None
             assert scheduler.state == "standby"
         wait_for(lambda: scheduler.state == "active", what="the recovered process to take over")
@@ -450,14 +464,20 @@ def test_a_new_leader_settles_only_after_live_processes_could_say_so(
     set_sending(engine, dead, "dead-process")
     set_sending(engine, live, "live-process")
     set_sending(engine, own, "me")
-    elected = time.monotonic()
+    judged: list[float] = []
+
+    def live_tokens() -> set[str]:
+        # By the time the leader judges, the live process has written its key again (it does
+        # at its next step, within an alive-key lifetime); this one never writes its own.
+        judged.append(time.monotonic())
+        return {"live-process"}
+
     stub = SimpleNamespace(
         alive_ttl=0.5,
         is_leader=True,
         start=lambda: None,
         stop=lambda: None,
-        # The live process writes its key again 0.2 s after the election; this one never does.
-        live_tokens=lambda: {"live-process"} if time.monotonic() - elected > 0.2 else set(),
+        live_tokens=live_tokens,
     )
     rt = Runtime(
         settings=settings, engine=engine, sender=OutboxSender(settings, engine), token="me"
@@ -465,9 +485,10 @@ def test_a_new_leader_settles_only_after_live_processes_could_say_so(
     scheduler = NoticeScheduler(engine, runtime=rt)
     try:
         scheduler.start(stub)  # type: ignore[arg-type]
+        elected = time.monotonic()
         scheduler.activate()
-        assert status_of(engine, dead) == "sending"  # not judged at once
         wait_for(lambda: status_of(engine, dead) == "unknown", what="the dead one to be settled")
+        assert judged[0] - elected >= stub.alive_ttl  # not judged at once
         assert status_of(engine, live) == "sending"
         assert status_of(engine, own) == "sending"
     finally:

@@ -302,6 +302,7 @@ def test_webcal_is_read_as_https(client: TestClient, writer: Headers) -> None:
     assert client.delete(f"/api/v1/sources/{source['id']}", headers=writer).status_code == 204
 
 
+@pytest.mark.slow  # the scheduler's own clock: seconds
 def test_a_new_feed_syncs_on_its_own(
     client: TestClient, writer: Headers, feed: FeedServer, engine: Engine
 ) -> None:
