@@ -31,6 +31,7 @@ from sqlmodel import Session
 from bench.common import database, report
 from reminders import apikeys
 from reminders.bills import BillIn, upsert_bill
+from reminders.pending_jobs import commit_and_schedule
 from reminders.process import Process, build
 from reminders.settings import Settings, load_settings
 
@@ -87,6 +88,7 @@ def row_by_row(process: Process, settings: Settings, rows: list[dict[str, Any]])
                 session, process.scheduler, BillIn.model_validate(row), settings=settings
             )
             assert written.created, row
+            commit_and_schedule(session)
     return time.perf_counter() - started
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,6 +24,7 @@ from sqlmodel import Session
 
 from bench.common import database, report
 from reminders.models import Anchor, AnchorRecipient, Notice, apscheduler_jobs
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.anchors import plan_for
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.settings import load_settings
@@ -35,8 +37,8 @@ class AddJobLoop:
         store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
         self.scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
 
-    def schedule(self, items: list[tuple[int, datetime]], *, new: bool = False) -> None:
-        for notice_id, send_at in items:
+    def schedule(self, items: list[tuple[Any, ...]], *, new: bool = False) -> None:
+        for notice_id, send_at, *_ in items:  # the priority, when given, picks a lane: none here
             self.scheduler.add_job(
                 "reminders.scheduler.jobs:fire_notice",
                 "date",
@@ -93,6 +95,7 @@ def run(kind: str, n: int, *, stock: bool) -> float:
         started = time.perf_counter()
         with Session(engine) as session:
             result = plan_for(session, scheduler, anchor_id, settings=settings, now=now)  # type: ignore[arg-type]
+            commit_and_schedule(session)
         elapsed = time.perf_counter() - started
         scheduler.shutdown()
         with engine.connect() as conn:

@@ -108,6 +108,7 @@ def main() -> None:
                 default_zone="Europe/Sofia",
                 allow_private=True,
             )
+            session.commit()
             assert source.id is not None
             timings: dict[str, float] = {}
 

@@ -38,6 +38,7 @@ from sqlmodel import Session
 
 from bench.common import database, report
 from reminders.messages import create_message
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire_many
 from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms
@@ -97,6 +98,7 @@ def whole_service(
     with database("sqlite") as engine:
         with Session(engine, expire_on_commit=False) as session:
             _, notices = create_message(session, None, data, region="BG")
+            commit_and_schedule(session)
         ids = [notice.id for notice in notices if notice.id is not None]
         sender = KannelSender(settings, engine)
 

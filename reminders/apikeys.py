@@ -46,7 +46,7 @@ def create_key(session: Session, *, name: str, scope: str) -> NewKey:
 
 
 def authenticate(session: Session, secret: str) -> ApiKey | None:
-    """Return the live key matching ``secret``, or None."""
+    """Return the live key matching ``secret``, or None; its last use is flushed."""
     key = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).first()
     if key is None or key.revoked_at is not None:
         return None
@@ -54,7 +54,7 @@ def authenticate(session: Session, secret: str) -> ApiKey | None:
     if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
         key.last_used_at = now
         session.add(key)
-        session.commit()
+        session.flush()
     return key
 
 

@@ -16,8 +16,9 @@ from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.keylocks import lock_keys
 from reminders.messages import resolve_recipients
 from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice
-from reminders.notices import JobScheduler, notices_by_anchor
+from reminders.notices import notices_by_anchor
 from reminders.paging import page
+from reminders.pending_jobs import JobScheduler
 from reminders.policies import get_policy_or_none
 from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for, set_recipients
 from reminders.schemas.events import EventCreate, EventOut, EventUpdate
@@ -73,7 +74,6 @@ def create_event(
     session.flush()
     assert anchor.id is not None
     set_recipients(session, anchor.id, [(r.phone, r.contact_id) for r in recipients])
-    session.commit()
     return anchor, plan_for(session, scheduler, anchor.id, settings=settings, now=now)
 
 
@@ -136,7 +136,7 @@ def update_event(
         )
         assert anchor.id is not None
         set_recipients(session, anchor.id, [(r.phone, r.contact_id) for r in recipients])
-    session.commit()
+    session.flush()
     assert anchor.id is not None
     return anchor, plan_for(session, scheduler, anchor.id, settings=settings, now=now)
 

@@ -161,5 +161,6 @@ def _flush(session: Session) -> None:
     try:
         session.flush()
     except IntegrityError:
-        session.rollback()
+        # Two requests racing for the same name: the unique index decides. The caller, whose
+        # transaction this is, rolls it back.
         raise Conflict("a group with that name already exists", field="name") from None

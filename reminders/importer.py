@@ -163,6 +163,7 @@ def import_csv(
                     row = _as_dict(table, cells)
                     first_lines.check(line, row)
                     outcome = _import_row(session, row, region, fixed_groups, group_cache)
+                    # The command commits, a row at a time: a refused row costs itself alone.
                     session.commit()
                 except (ValidationError, DomainError, ValueError) as exc:
                     session.rollback()

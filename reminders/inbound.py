@@ -13,8 +13,9 @@ from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.keylocks import lock_keys
 from reminders.models import Contact, InboundMessage, Notice
-from reminders.notices import JobScheduler, suppress_pending
+from reminders.notices import suppress_pending
 from reminders.paging import page
+from reminders.pending_jobs import JobScheduler, unschedule_after_commit
 from reminders.phones import normalize_mobile
 from reminders.settings import Settings
 from reminders.storable import UNREADABLE, storable
@@ -52,27 +53,30 @@ def receive(
     provider message id, a retry after a lost answer) is returned as first stored.
 
     A NUL a gateway let through is dropped from the numbers and the id, and marked in the text:
-    the message is kept either way.
+    the message is kept either way. Flushed: the caller commits, and the jobs of the notices an
+    opt-out suppressed are dropped after that.
     """
     from_phone, to = storable(from_phone), storable(to)
     provider_message_id = storable(provider_message_id)
     text = storable(text, mark=UNREADABLE)
-    if provider_message_id:
-        earlier = _already_received(session, provider, provider_message_id)
-        if earlier is not None:
-            return earlier
     try:
         phone = normalize_mobile(from_phone, settings.default_region)
     except InvalidField:
         phone = from_phone.strip()[:40]  # kept as written: someone may still want to read it
     action = keyword_action(text, settings)
-    suppressed: list[int] = []
     # Two STOPs from a number we do not know, at once, make one contact of it. Every contact
     # with the number is the sender: a family sharing a phone opts out together.
     keys = ContactKeys(phones=[phone])
     lock_keys(session, keys.locks())
+    if provider_message_id:
+        # Looked for under the number's lock: the same message retried while we were still
+        # answering it waits for the first, then finds it. The first one stands.
+        earlier = _already_received(session, provider, provider_message_id)
+        if earlier is not None:
+            return earlier
     contacts: list[Contact] = Known.fetch(session, keys).by_phone.get(phone, [])
     now = utcnow()
+    suppressed: list[int] = []
     if action == "opt_out":
         if not contacts:
             # A number that was never a contact (a raw phone in a message) stays out as one:
@@ -102,19 +106,16 @@ def receive(
         contact_id=contacts[0].id if contacts else None,
         received_at=now,
     )
-    session.add(message)
     try:
-        session.commit()
+        with session.begin_nested():
+            session.add(message)
     except IntegrityError:
-        # The same message, retried while we were still answering it: the first one stands.
-        session.rollback()
+        # The same id under another spelling of the number (so another lock): the first stands.
         earlier = _already_received(session, provider, provider_message_id or "")
         if earlier is None:
             raise
         return earlier
-    # After the commit: the job store writes on its own connection, and SQLite has one writer.
-    if scheduler is not None and suppressed:
-        scheduler.unschedule(suppressed)
+    unschedule_after_commit(session, scheduler, suppressed)
     return message
 
 

@@ -15,7 +15,7 @@ from reminders.durations import Offset
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
 from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus, Priority
-from reminders.notices import JobScheduler
+from reminders.pending_jobs import JobScheduler, schedule_after_commit
 from reminders.phones import normalize_mobile
 from reminders.scheduler.planning import Step, plan
 from reminders.schemas.messages import MessageCreate, Recipients
@@ -97,12 +97,11 @@ def create_message(
     transliterate: bool = False,
     now: datetime | None = None,
 ) -> tuple[Message, list[Notice]]:
-    """Store the message and its notices, commit, then give the scheduled ones their jobs.
+    """Store the message and its notices (flushed); the scheduled ones get their jobs after
+    the caller's commit (``pending_jobs``).
 
     A bulk message that would reach someone inside quiet hours (on their clock; ``zone`` for
     numbers without a contact) waits for the end of them; a transactional one goes as asked.
-    Notices are committed before their jobs exist: if the process dies in between, the start-up
-    reconciliation gives them jobs, whereas a job without its notice would fire into nothing.
     """
     now = now or utcnow()
     recipients = resolve_recipients(session, data.to, region=region)
@@ -152,19 +151,19 @@ def create_message(
             }
         )
     session.execute(insert(Notice.__table__), rows)  # type: ignore[attr-defined]
-    session.commit()
     notices = list(
         session.exec(select(Notice).where(Notice.message_id == message.id).order_by(col(Notice.id)))
     )
-    if scheduler is not None:
-        scheduler.schedule(
-            [
-                (n.id, n.send_at, n.priority)
-                for n in notices
-                if n.status == NoticeStatus.scheduled and n.id
-            ],
-            new=True,
-        )
+    schedule_after_commit(
+        session,
+        scheduler,
+        [
+            (n.id, n.send_at, n.priority)
+            for n in notices
+            if n.status == NoticeStatus.scheduled and n.id
+        ],
+        new=True,
+    )
     return message, notices
 
 

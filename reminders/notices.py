@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import ColumnElement, String, and_, exists, func, update
 from sqlalchemy.orm import aliased
@@ -14,18 +13,7 @@ from reminders.db import in_chunks, utcnow
 from reminders.errors import Conflict, NotFound
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.paging import page
-
-# (notice id, send time) or (notice id, send time, priority): the priority picks the lane the
-# notice is fired from, "bulk" when left out.
-JobItem = tuple[int, datetime] | tuple[int, datetime, str]
-
-
-class JobScheduler(Protocol):
-    """What the data layer needs from the scheduler: put jobs in and take them out."""
-
-    def schedule(self, items: Sequence[JobItem], *, new: bool = False) -> None: ...
-
-    def unschedule(self, notice_ids: Sequence[int]) -> None: ...
+from reminders.pending_jobs import JobScheduler, unschedule_after_commit
 
 
 def notices_by_anchor(session: Session, anchor_ids: Sequence[int]) -> dict[int, list[Notice]]:
@@ -88,7 +76,9 @@ def attempts_of(session: Session, notice_id: int) -> list[Attempt]:
 
 
 def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: int) -> Notice:
-    """Cancel a notice that has not gone out yet; a conditional update, so it races safely."""
+    """Cancel a notice that has not gone out yet; a conditional update, so it races safely.
+
+    Flushed; its job is dropped after the caller's commit."""
     now = utcnow()
     result = session.exec(  # type: ignore[call-overload]
         update(Notice)
@@ -97,7 +87,6 @@ def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: i
             status=NoticeStatus.cancelled, status_reason="cancelled through the API", updated_at=now
         )
     )
-    session.commit()
     notice = get_notice(session, notice_id)
     session.refresh(notice)
     if not result.rowcount:
@@ -105,8 +94,7 @@ def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: i
             f"notice {notice_id} is {notice.status}; only a scheduled notice can be cancelled",
             field="status",
         )
-    if scheduler is not None:
-        scheduler.unschedule([notice_id])
+    unschedule_after_commit(session, scheduler, [notice_id])
     return notice
 
 

@@ -64,7 +64,7 @@ def create_policy(session: Session, data: PolicyCreate) -> Policy:
     try:
         session.flush()
     except IntegrityError:
-        session.rollback()
+        # Two requests racing for the same name; the caller rolls its transaction back.
         raise Conflict(f"a policy named {data.name!r} already exists", field="name") from None
     return policy
 

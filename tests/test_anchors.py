@@ -1,4 +1,6 @@
-"""plan_for / cancel_for on a minimal anchor: changes follow the source, never twice."""
+"""plan_for / cancel_for on a minimal anchor: changes follow the source, never twice.
+
+Each is called as a caller calls it: then ``commit_and_schedule``, which writes the jobs."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from reminders.models import Anchor, AnchorRecipient, Attempt, Contact, Notice
+from reminders.pending_jobs import commit_and_schedule
 from reminders.sandbox import MAX_STEPS
 from reminders.scheduler import firing
-from reminders.scheduler.anchors import cancel_for, plan_for
+from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for
 from reminders.scheduler.firing import fire
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.sender.outbox import OutboxSender
@@ -32,7 +35,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def scheduler(engine: Engine) -> NoticeScheduler:
-    # Never started: plan_for only writes jobs; nothing fires unless a test calls fire().
+    # Never started: planning only writes jobs; nothing fires unless a test calls fire().
     return NoticeScheduler(engine)
 
 
@@ -71,6 +74,20 @@ def add_anchor(
     return anchor
 
 
+def plan_now(session: Session, scheduler: NoticeScheduler, anchor_id: Any, **kw: Any) -> PlanReport:
+    report = plan_for(session, scheduler, anchor_id, **kw)
+    commit_and_schedule(session)
+    return report
+
+
+def cancel_now(
+    session: Session, scheduler: NoticeScheduler, anchor_id: Any, *, reason: str
+) -> PlanReport:
+    report = cancel_for(session, scheduler, anchor_id, reason=reason)
+    commit_and_schedule(session)
+    return report
+
+
 def notices(session: Session, anchor: Anchor) -> list[Notice]:
     session.expire_all()
     return list(
@@ -95,7 +112,7 @@ def test_plan_move_and_cancel(
         start = datetime(2026, 12, 10, 10, 30, tzinfo=SOFIA)
         anchor = add_anchor(session, start, [ivan, jane])
 
-        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        report = plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         assert report.as_dict() == {
             "created": 4,
             "moved": 0,
@@ -118,7 +135,7 @@ def test_plan_move_and_cancel(
         assert set(before) == {job_id(n.id) for n in notices(session, anchor)}
 
         # Planning the same thing again changes nothing, not even the job rows.
-        again = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        again = plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         assert again.as_dict()["unchanged"] == 4 and not again.created and not again.moved
         assert jobs(engine) == before
         assert len(notices(session, anchor)) == 4
@@ -127,20 +144,20 @@ def test_plan_move_and_cancel(
         anchor.at = start + timedelta(days=1)
         session.add(anchor)
         session.commit()
-        moved = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        moved = plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         assert len(moved.moved) == 4
         after = {n.id: n.send_at for n in notices(session, anchor)}
         for notice_id, send_at in after.items():
             assert jobs(engine)[job_id(notice_id)][0] == send_at.timestamp()
         assert sorted(after.values())[0] == datetime(2026, 12, 10, 16, 0, tzinfo=UTC)
 
-        cancelled = cancel_for(session, scheduler, anchor.id, reason="the event was cancelled")
+        cancelled = cancel_now(session, scheduler, anchor.id, reason="the event was cancelled")
         assert len(cancelled.cancelled) == 4
         assert {n.status for n in notices(session, anchor)} == {"cancelled"}
         assert {n.status_reason for n in notices(session, anchor)} == {"the event was cancelled"}
         assert jobs(engine) == {}
         # A cancelled anchor plans nothing new.
-        assert plan_for(session, scheduler, anchor.id, settings=settings, now=NOW).created == []
+        assert plan_now(session, scheduler, anchor.id, settings=settings, now=NOW).created == []
 
 
 def test_past_steps_are_recorded_as_expired(
@@ -150,7 +167,7 @@ def test_past_steps_are_recorded_as_expired(
         ivan = add_contact(session, "Иван", "+359888100002")
         # Booked at 12:00 UTC for 16:00 Sofia the same day: the day-before step already passed.
         anchor = add_anchor(session, datetime(2026, 11, 25, 16, 0, tzinfo=SOFIA), [ivan])
-        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        report = plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         assert len(report.created) == 1 and len(report.expired) == 1
         day_before, two_hours = notices(session, anchor)
         assert day_before.status == "expired"
@@ -165,7 +182,7 @@ def test_quiet_hours_move_an_early_reminder_to_the_evening_before(
     with Session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100003")
         anchor = add_anchor(session, datetime(2026, 12, 10, 7, 30, tzinfo=SOFIA), [ivan])
-        plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         _, two_hours = notices(session, anchor)
         assert two_hours.send_at.astimezone(SOFIA) == datetime(2026, 12, 9, 20, 59, tzinfo=SOFIA)
         assert "quiet hours" in (two_hours.status_reason or "")
@@ -178,11 +195,11 @@ def test_removed_recipient_loses_only_their_pending_notices(
         a = add_contact(session, "A", "+359888100004")
         b = add_contact(session, "B", "+359888100005")
         anchor = add_anchor(session, datetime(2026, 12, 10, 10, 30, tzinfo=SOFIA), [a, b])
-        plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         recipient = session.get(AnchorRecipient, (anchor.id, b.phone))
         session.delete(recipient)
         session.commit()
-        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        report = plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         assert len(report.cancelled) == 2 and report.unchanged == 2
         by_phone = {(n.phone, n.status) for n in notices(session, anchor)}
         assert by_phone == {(a.phone, "scheduled"), (b.phone, "cancelled")}
@@ -195,7 +212,7 @@ def test_sent_notice_is_never_planned_again(
         ivan = add_contact(session, "Иван Петров", "+359888100006")
         now = datetime.now(UTC)
         anchor = add_anchor(session, now + timedelta(hours=1), [ivan], policy="appointment")
-        plan_for(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=2))
+        plan_now(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=2))
         day_before, two_hours = notices(session, anchor)
         # The contact is renamed after planning: the template renders the new name when it fires.
         ivan.name = "Иван Иванов"
@@ -215,7 +232,7 @@ def test_sent_notice_is_never_planned_again(
         anchor.at = now + timedelta(days=3)
         session.add(anchor)
         session.commit()
-        report = plan_for(session, scheduler, anchor.id, settings=settings, now=now)
+        report = plan_now(session, scheduler, anchor.id, settings=settings, now=now)
         assert report.moved == [two_hours.id]
         assert {n.id: n.status for n in notices(session, anchor)}[day_before.id] == "sent"
 
@@ -226,7 +243,7 @@ def test_a_notice_an_earlier_start_puts_in_the_past_expires_and_loses_its_job(
     with Session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100008")
         anchor = add_anchor(session, NOW + timedelta(days=10), [ivan])
-        plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         day_before, two_hours = notices(session, anchor)
         assert set(jobs(engine)) == {job_id(day_before.id), job_id(two_hours.id)}
 
@@ -234,7 +251,7 @@ def test_a_notice_an_earlier_start_puts_in_the_past_expires_and_loses_its_job(
         anchor.at = NOW + timedelta(hours=3)
         session.add(anchor)
         session.commit()
-        report = plan_for(session, scheduler, anchor.id, settings=settings, now=NOW)
+        report = plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
         assert (report.expired, report.moved, report.updated) == (
             [day_before.id],
             [two_hours.id],
@@ -278,7 +295,7 @@ def test_a_late_notice_goes_out_only_while_useful(
             policy="appointment" if kind == "event" else "bill",
             data={"amount": "84.20", "currency": "BGN"},
         )
-        plan_for(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=30))
+        plan_now(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=30))
         notice = notices(session, anchor)[0]
         notice.status, notice.send_at = "scheduled", now - late_by
         session.add(notice)
@@ -299,7 +316,7 @@ def test_opted_out_contact_is_suppressed_when_the_reminder_fires(
         ivan = add_contact(session, "Иван", "+359888100008")
         now = datetime.now(UTC)
         anchor = add_anchor(session, now + timedelta(hours=1), [ivan])
-        plan_for(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=2))
+        plan_now(session, scheduler, anchor.id, settings=settings, now=now - timedelta(days=2))
         notice = notices(session, anchor)[1]
         ivan.opted_out = True
         session.add(ivan)
@@ -404,7 +421,7 @@ def test_seeded_appointment_texts_are_true_on_the_day_they_go_out(
     with Session(engine) as session:
         contact = add_contact(session, "Ivan", "+359888100009", language=language, timezone=zone)
         event = add_anchor(session, at, [contact], **anchor)
-        plan_for(session, scheduler, event.id, settings=settings, now=NOW)
+        plan_now(session, scheduler, event.id, settings=settings, now=NOW)
         day_before, two_hours = notices(session, event)
         # The all-day event's reminders land on its own zone's clock, the others on the contact's.
         local = ZoneInfo(event.timezone or zone)
@@ -424,7 +441,7 @@ def test_a_late_reminder_says_when_from_the_time_it_really_goes(
     with Session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100010")
         event = add_anchor(session, THURSDAY.replace(hour=7, minute=30), [ivan])
-        plan_for(session, scheduler, event.id, settings=settings, now=NOW)
+        plan_now(session, scheduler, event.id, settings=settings, now=NOW)
         two_hours = notices(session, event)[1]
         assert two_hours.send_at.astimezone(SOFIA) == datetime(2026, 12, 9, 20, 59, tzinfo=SOFIA)
         # The service was down until 00:30: the reminder goes out after midnight, on the day.
@@ -443,7 +460,7 @@ def test_a_template_that_runs_away_fails_its_notice_with_the_reason(
     with Session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100011")
         event = add_anchor(session, THURSDAY.replace(hour=10), [ivan], data={"n": 999})
-        plan_for(session, scheduler, event.id, settings=settings, now=NOW)
+        plan_now(session, scheduler, event.id, settings=settings, now=NOW)
         day_before = notices(session, event)[0]
         # Saving checks templates on a sample; this one only runs away on the event's own data.
         day_before.text = (

@@ -132,3 +132,51 @@ def test_the_same_unknown_number_texting_stop_at_once_is_one_contact(
     assert statuses(responses) == {200: CALLERS}, [r.text for r in responses]
     assert count(engine, "inbound_messages") == CALLERS
     assert count(engine, "contacts") == 1
+
+
+def test_the_same_inbound_sms_delivered_again_at_once_is_kept_once(
+    live_server: str, process: Process, engine: Engine
+) -> None:
+    """A gateway retrying while we still answer: the retries wait on the number's lock, then
+    find the first (README, "Who commits": the lock is held until the route commits)."""
+    settings = process.runtime.settings
+    process.runtime.settings = settings.model_copy(update={"webhook_secret": SecretStr("s")})
+    query = f"token={inbound_token('s')}&from=%2B359888123457&to=1234&text=STOP&coding=0&id=k1"
+    responses = all_at_once(
+        live_server, lambda client, _: client.get(f"/webhooks/kannel/inbound?{query}")
+    )
+    assert statuses(responses) == {200: CALLERS}, [r.text for r in responses]
+    assert count(engine, "inbound_messages") == 1
+    assert count(engine, "contacts") == 1
+
+
+def test_overlapping_bill_batches_at_once_each_write_every_row(
+    live_server: str, writer: Headers, engine: Engine
+) -> None:
+    """Each batch locks its customers and bills, then plans (locking the bills' anchors) in
+    the same transaction; batches naming the same ones in other orders never wait in a circle."""
+    rows = [
+        {
+            "external_id": f"INV-{i}",
+            "contact": {
+                "external_id": f"CUST-{i % 5}",
+                "name": "Иван",
+                "phone": f"088812345{i % 5}",
+            },
+            "amount": "10.00",
+            "due": "2030-01-15",
+        }
+        for i in range(20)
+    ]
+
+    def post(client: httpx.Client, index: int) -> httpx.Response:
+        mine = rows[index % 7 :] + rows[: index % 7]  # each caller its own order
+        body = {"bills": mine[::-1] if index % 2 else mine}
+        return client.post("/api/v1/bills/batch", json=body, headers=writer)
+
+    responses = all_at_once(live_server, post)
+    assert statuses(responses) == {200: CALLERS}, [r.text for r in responses]
+    assert all(r.json()["refused"] == [] for r in responses), [r.text for r in responses]
+    assert sum(r.json()["created"] for r in responses) == len(rows)
+    assert (count(engine, "anchors"), count(engine, "contacts")) == (len(rows), 5)
+    assert count(engine, "notices") == 4 * len(rows)  # the bill policy's four steps, once

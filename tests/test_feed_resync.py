@@ -277,6 +277,7 @@ class Db:
                 default_zone="Europe/Sofia",
                 allow_private=True,
             )
+            session.commit()
             assert made.id is not None
             self.source_id = made.id
 
@@ -577,6 +578,7 @@ def test_an_event_the_calendar_dropped_is_not_held_by_a_cancel_through_the_api(
         ).scalar_one()
         assert anchor_id is not None
         anchor, _ = cancel_event(session, None, anchor_id)
+        session.commit()
         assert "cancelled_through_api_at" not in anchor.data
     calendar.series[dropped.uid] = dropped
     assert db.sync(calendar.export(), START).restored == 1

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
+from reminders.pending_jobs import commit_and_schedule
 from reminders.runtime import Runtime
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.firing import fire_many
@@ -323,6 +324,7 @@ def test_the_scheduler_waits_out_a_job_store_error(
         data = MessageCreate.model_validate({"to": {"phones": ["0888 611 001"]}, "text": "x"})
         with Session(engine, expire_on_commit=False) as session:
             _, [notice] = create_message(session, scheduler, data, region="BG")
+            commit_and_schedule(session)
         assert notice.id is not None
         wait_for(lambda: status_of(engine, notice.id or 0) == "sent", what="the notice to go")
     finally:
@@ -369,6 +371,7 @@ def test_the_check_looks_only_at_due_notices(engine: Engine, settings: Settings)
     scheduler = NoticeScheduler(engine)
     with Session(engine, expire_on_commit=False) as session:
         _, [cancelled] = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
         row = session.get(Notice, cancelled.id)
         assert row is not None
         row.status = NoticeStatus.cancelled

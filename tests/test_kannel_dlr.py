@@ -20,6 +20,7 @@ from sqlmodel import Session, col
 
 from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.pending_jobs import commit_and_schedule
 from reminders.process import Process
 from reminders.scheduler.firing import fire
 from reminders.schemas.messages import MessageCreate
@@ -60,6 +61,7 @@ def new_notice(engine: Engine, phone: str = "0888 123 456") -> int:
     data = MessageCreate.model_validate({"to": {"phones": [phone]}, "text": "x", "send_at": later})
     with Session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
     assert notice.id is not None
     return notice.id
 

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.pending_jobs import commit_and_schedule
 from reminders.process import Process
 from reminders.schemas.common import MAX_ID
 from reminders.schemas.messages import MessageCreate
@@ -158,6 +159,7 @@ def test_a_kannel_report_with_nul_is_applied(
     )
     with Session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
         assert notice.id is not None
         notice.status = NoticeStatus.sent
         session.add(notice)

@@ -21,6 +21,7 @@ from sqlmodel import Session
 from reminders.db import make_engine
 from reminders.messages import create_message
 from reminders.migrate import upgrade
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.schemas.messages import MessageCreate
 from tests.conftest import wait_for
@@ -46,6 +47,7 @@ def test_notices_survive_postgresql_restarts_during_a_drain(
     )
     with Session(engine, expire_on_commit=False) as session:
         _, notices = create_message(session, NoticeScheduler(engine), data, region="BG")
+        commit_and_schedule(session)
     ids = {n.id for n in notices if n.id is not None}
     assert len(ids) == COUNT
 

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.schemas.messages import MessageCreate
@@ -33,6 +34,7 @@ def make_notices(
     )
     with Session(engine, expire_on_commit=False) as session:
         _, notices = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
     return [n.id for n in notices if n.id is not None]
 
 
@@ -177,6 +179,7 @@ def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) ->
     )
     with Session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, first, data, region="BG")
+        commit_and_schedule(session)
     first.shutdown()
     assert notice.id is not None
     assert status_of(engine, notice.id) == "scheduled"

@@ -142,6 +142,7 @@ def add_source(engine: Engine, url: str, **extra: Any) -> dict[str, Any]:
             default_zone="Europe/Sofia",
             allow_private=True,
         )
+        session.commit()
         return {"id": made.id}
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire
 from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import OutgoingSms, SendError
@@ -128,6 +129,7 @@ def test_an_ambiguous_outcome_leaves_the_notice_unknown(settings: Settings, engi
     data = MessageCreate.model_validate({"to": {"phones": ["0888 123 458"]}, "text": "x"})
     with Session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
     assert notice.id is not None
     assert fire(engine, sender(settings, engine, slow), notice.id, settings=settings) == "unknown"
     assert fire(engine, sender(settings, engine, slow), notice.id, settings=settings) is None
@@ -150,6 +152,7 @@ def test_status_callbacks_move_the_notice_forward_only(
     )
     with Session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
     assert notice.id is not None
     twilio = sender(settings, engine, lambda r: httpx.Response(201, json={"sid": "SM42"}))
     with Session(engine) as session:
@@ -193,6 +196,7 @@ def test_undelivered_report_records_the_error(
     data = MessageCreate.model_validate({"to": {"phones": ["0888 123 457"]}, "text": "x"})
     with Session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
+        commit_and_schedule(session)
     assert notice.id is not None
     twilio = sender(settings, engine, lambda r: httpx.Response(201, json={"sid": "SM43"}))
     assert fire(engine, twilio, notice.id, settings=settings) == "sent"

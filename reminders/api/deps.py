@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from reminders.api.gate import identify
 from reminders.models import ApiKey, Scope
-from reminders.notices import JobScheduler
+from reminders.pending_jobs import JobScheduler
 from reminders.runtime import Runtime
 from reminders.settings import Settings
 

@@ -48,6 +48,7 @@ def identify(session: Session, authorization: str | None) -> ApiKey:
     key = apikeys.authenticate(session, secret.strip())
     if key is None:
         raise HTTPException(401, "the API key is not valid or was revoked", _CHALLENGE)
+    session.commit()  # its last use, before the route's own work
     return key
 
 

@@ -20,7 +20,7 @@ from reminders.models import (
     NoticeStatus,
     Priority,
 )
-from reminders.notices import JobScheduler
+from reminders.pending_jobs import JobScheduler, schedule_after_commit
 from reminders.scheduler.anchors import cancel_for
 from reminders.scheduler.context import template_context
 from reminders.templates import render
@@ -35,12 +35,13 @@ PAYMENT_FAILED = (
 
 
 def mark_paid(session: Session, scheduler: JobScheduler | None, bill_id: int) -> Anchor:
+    """Cancel the bill's pending notices; flushed, their jobs dropped after the caller's
+    commit."""
     anchor = get_bill(session, bill_id)
     assert anchor.id is not None
     if not anchor.cancelled:
         anchor.data = {**anchor.data, "paid_at": utcnow().isoformat()}
         session.add(anchor)
-        session.commit()
     cancel_for(session, scheduler, anchor.id, reason="the bill was paid")
     session.refresh(anchor)
     return anchor
@@ -52,7 +53,8 @@ def payment_failed(
     """An immediate transactional notice to the bill's customer: the payment was refused.
 
     Its text is final when stored (it goes at once), so that the caller's ``reason`` is data in
-    the template's context, never template code.
+    the template's context, never template code. Flushed; its job is written after the
+    caller's commit.
     """
     anchor = get_bill(session, bill_id)
     assert anchor.id is not None
@@ -83,7 +85,7 @@ def payment_failed(
     context = template_context(notice, contact, anchor, zone, now)
     notice.text = render(PAYMENT_FAILED, {**context, "reason": reason or ""})
     session.add(notice)
-    session.commit()
-    if scheduler is not None and notice.id is not None:
-        scheduler.schedule([(notice.id, now, Priority.transactional)], new=True)
+    session.flush()
+    assert notice.id is not None
+    schedule_after_commit(session, scheduler, [(notice.id, now, Priority.transactional)], new=True)
     return notice

@@ -6,8 +6,10 @@ refused before anything is written. The good rows are then written with one stat
 table: new customers, new bills, recipients. A known customer whose row brings new details (a
 new phone) is changed as PATCH /contacts changes it (``contacts.writing``), so that its pending
 notices follow. A conflict the lookups could not foresee (another request creating the
-same customer or bill meanwhile) rolls the set write back, and the rows are then written one at
-a time in savepoints, each looked up afresh, which refuses exactly the conflicting rows.
+same customer or bill meanwhile) rolls the set write back to its savepoint, and the rows are
+then written one at a time in savepoints, each looked up afresh, which refuses exactly the
+conflicting rows. Nothing here commits: the caller does, once the bills are planned too
+(``pending_jobs.commit_and_schedule``), and the keys' locks are held until then.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from reminders.errors import Conflict, DomainError
 from reminders.field_errors import field_errors
 from reminders.keylocks import lock_keys
 from reminders.models import Anchor, AnchorKind, AnchorRecipient
-from reminders.notices import JobScheduler
+from reminders.pending_jobs import JobScheduler, unschedule_after_commit
 from reminders.scheduler.anchors import PlanReport, plan_many
 from reminders.settings import Settings
 
@@ -74,7 +76,9 @@ def upsert_bill(
     settings: Settings,
     now: datetime | None = None,
 ) -> Upserted:
-    """Create the bill or update it (same external_id) and plan its notices; a refusal raises."""
+    """Create the bill or update it (same external_id) and plan its notices; a refusal raises.
+
+    Flushed: the caller commits."""
     now = now or utcnow()
     stored = store(session, [(0, data)], settings=settings, now=now)
     if 0 in stored.refused:
@@ -93,7 +97,8 @@ def upsert_many(
     settings: Settings,
 ) -> BatchOut:
     """Each row on its own: a bad row is refused with its reasons, the good ones are kept, and
-    the notices of all of them are planned together (``plan_many``)."""
+    the notices of all of them are planned together (``plan_many``). Flushed: the caller
+    commits."""
     now = utcnow()
     valid, refused = _validate(rows)
     stored = store(session, valid, settings=settings, now=now)
@@ -120,8 +125,8 @@ def _plan(
     if stored.anchor_ids:
         ids = list(stored.anchor_ids.values())
         reports = plan_many(session, scheduler, ids, settings=settings, now=now)
-    if scheduler is not None and stored.followed.unscheduled:
-        scheduler.unschedule(stored.followed.unscheduled)
+    # Queued here, outside the rows' savepoints: a row rolled back takes no job with it.
+    unschedule_after_commit(session, scheduler, stored.followed.unscheduled)
     return reports
 
 
@@ -153,10 +158,10 @@ def _validate(rows: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, BillIn]],
 def store(
     session: Session, rows: Sequence[tuple[int, BillIn]], *, settings: Settings, now: datetime
 ) -> Stored:
-    """Resolve the rows, write the good ones together, and commit; not planned yet.
+    """Resolve the rows and write the good ones together; flushed, not planned yet.
 
-    The rows' natural keys are locked first: the same bill or new customer posted twice at once
-    is written by the first, and found by the second.
+    The rows' natural keys are locked first, until the caller commits: the same bill or new
+    customer posted twice at once is written by the first, and found by the second.
     """
     data = [row for _, row in rows]
     keys = customer_keys(data, settings.default_region)
@@ -174,10 +179,9 @@ def store(
         customers.accept(row.customer, row.changes)
         resolved.append(row)
     try:
-        stored = _write(session, resolved, now)
-        session.commit()
+        with session.begin_nested():
+            stored = _write(session, resolved, now)
     except IntegrityError as exc:
-        session.rollback()
         log.info("bills met a concurrent change (%s); writing them one at a time", exc.orig)
         stored = _store_one_by_one(session, resolved, settings=settings, now=now)
     stored.refused.update(refused)
@@ -188,11 +192,10 @@ def _store_one_by_one(
     session: Session, rows: Sequence[Resolved], *, settings: Settings, now: datetime
 ) -> Stored:
     """Each row looked up again and written in its own savepoint, so a conflict costs that row
-    alone; commit."""
+    alone; flushed. The keys' locks are still held: the set write rolled back its savepoint
+    only."""
     stored = Stored()
     region = settings.default_region
-    data = [row.data for row in rows]
-    lock_keys(session, natural_keys(data, customer_keys(data, region)))
     for row in rows:
         try:
             with session.begin_nested():
@@ -211,7 +214,6 @@ def _store_one_by_one(
         stored.anchor_ids.update(one.anchor_ids)
         stored.created |= one.created
         stored.followed.extend(one.followed)
-    session.commit()
     return stored
 
 

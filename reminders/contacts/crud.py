@@ -40,8 +40,8 @@ def create_contact(session: Session, data: ContactCreate, *, region: str) -> Con
     try:
         write_contacts(session, [new])
     except IntegrityError:
-        # Two requests racing for the same external_id: the unique index decides.
-        session.rollback()
+        # Two requests racing for the same external_id: the unique index decides. The caller,
+        # whose transaction this is, rolls it back.
         raise Conflict("external_id is already in use", field="external_id") from None
     return get_contact(session, new.id or 0)
 
@@ -69,8 +69,8 @@ def edit_contact(
     try:
         followed = apply_changes(session, contact, changes)
     except IntegrityError:
-        # Two requests racing for the same external_id: the unique index decides.
-        session.rollback()
+        # Two requests racing for the same external_id: the unique index decides; the caller
+        # rolls back.
         raise Conflict("external_id is already in use", field="external_id") from None
     return ContactEdited(contact, followed)
 

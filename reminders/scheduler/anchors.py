@@ -2,7 +2,9 @@
 
 ``plan_for`` is idempotent: it diffs what the policy wants now against the notices that exist
 (matched by their natural key) and only touches what changed. A notice that went out is never
-planned again; one that has not gone out follows the anchor.
+planned again; one that has not gone out follows the anchor. Like every domain function, these
+flush and leave the commit to their caller; the jobs they change are written after it
+(``pending_jobs.commit_and_schedule``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlmodel import Session, col, select
 from reminders.db import in_chunks, utcnow
 from reminders.durations import Offset
 from reminders.errors import NotFound
-from reminders.keylocks import lock_keys
+from reminders.keylocks import anchor_key, lock_keys
 from reminders.models import (
     Anchor,
     AnchorRecipient,
@@ -29,7 +31,13 @@ from reminders.models import (
     NoticeStatus,
     Priority,
 )
-from reminders.notices import JobItem, JobScheduler
+from reminders.pending_jobs import (
+    JobItem,
+    JobScheduler,
+    commit_and_schedule,
+    schedule_after_commit,
+    unschedule_after_commit,
+)
 from reminders.policies import get_policy, planning_steps
 from reminders.scheduler.planning import Planned, Step, plan
 from reminders.settings import Settings
@@ -218,16 +226,16 @@ def plan_many(
     settings: Settings,
     now: datetime | None = None,
 ) -> dict[int, PlanReport]:
-    """``plan_for`` for many anchors at once: one query per kind of row, one insert, one commit.
+    """``plan_for`` for many anchors at once: one query per kind of row, one insert; flushed.
 
     A billing system's batch of thousands of bills is planned in the time of a few statements.
-    The anchors are locked first (``keylocks``), so that two requests planning the same anchor
-    at once (the same bill posted twice) do it one after the other: the second finds the
-    notices the first created.
+    The anchors are locked first (``keylocks``) until the caller commits, so that two requests
+    planning the same anchor at once (the same bill posted twice) do it one after the other:
+    the second finds the notices the first created.
     """
     now = now or utcnow()
     ids = list(dict.fromkeys(anchor_ids))
-    lock_keys(session, (f"anchor:{anchor_id}" for anchor_id in ids))
+    lock_keys(session, (anchor_key(anchor_id) for anchor_id in ids))
     loaded = _Loaded.read(session, ids)
     reports: dict[int, PlanReport] = {}
     policies: dict[str, PolicyPlan] = {}
@@ -403,14 +411,12 @@ class _Batch:
                 self.jobs_to_drop.append(notice.id)
 
     def write(self, scheduler: JobScheduler | None, reports: dict[int, PlanReport]) -> None:
-        """Insert the new notices, commit, and write and drop their jobs."""
+        """Insert the new notices, and queue their jobs' writes and drops for the commit."""
         session = self.session
         if self.new_rows:
             # A Core insert: the ORM's bulk path costs more per row than the database does.
             # (Plain executemany; RETURNING would make multi-row INSERTs, slower on SQLite.)
             session.execute(insert(Notice.__table__), self.new_rows)  # type: ignore[attr-defined]
-        session.commit()
-        if self.new_rows:
             by_key = {row["key"]: row for row in self.new_rows}
             new_jobs: list[JobItem] = []
             planned_ids = sorted({row["anchor_id"] for row in self.new_rows})
@@ -427,11 +433,9 @@ class _Batch:
                         new_jobs.append((notice_id, new["send_at"], new["priority"]))
                     else:
                         target.expired.append(notice_id)
-            if scheduler is not None:
-                scheduler.schedule(new_jobs, new=True)
-        if scheduler is not None:
-            scheduler.schedule(self.jobs_to_write)
-            scheduler.unschedule(self.jobs_to_drop)
+            schedule_after_commit(session, scheduler, new_jobs, new=True)
+        schedule_after_commit(session, scheduler, self.jobs_to_write)
+        unschedule_after_commit(session, scheduler, self.jobs_to_drop)
 
 
 def _new_row(
@@ -490,6 +494,9 @@ def replan_policy(
 
     Those are the anchors ahead of us and those with a notice still scheduled (a bill's overdue
     reminders); an anchor long past is left as it was, rather than given new expired notices.
+    The one domain function that commits, ``REPLAN_BATCH`` anchors at a time: a policy of a
+    hundred thousand anchors re-planned in one transaction would hold SQLite's one write lock
+    (on PostgreSQL, its notices' rows) for many seconds while the firing path waits to claim.
     """
     now = now or utcnow()
     pending = select(Notice.anchor_id).where(
@@ -511,13 +518,15 @@ def replan_policy(
         for report in plan_many(session, scheduler, chunk, settings=settings, now=now).values():
             for what, count in report.as_dict().items():
                 totals[what] += count
+        commit_and_schedule(session)
     return totals
 
 
 def cancel_for(
     session: Session, scheduler: JobScheduler | None, anchor_id: int, *, reason: str
 ) -> PlanReport:
-    """Cancel every notice of the anchor that has not gone out, and mark the anchor cancelled."""
+    """Cancel every notice of the anchor that has not gone out, and mark the anchor cancelled;
+    flushed, the jobs dropped after the caller's commit."""
     anchor = _get_anchor(session, anchor_id)
     now = utcnow()
     ids = list(
@@ -537,7 +546,7 @@ def cancel_for(
         anchor.cancelled = True
         anchor.updated_at = now
         session.add(anchor)
-    session.commit()
-    if scheduler is not None and ids:
-        scheduler.unschedule([i for i in ids if i is not None])
-    return PlanReport(cancelled=[i for i in ids if i is not None])
+    session.flush()
+    cancelled = [i for i in ids if i is not None]
+    unschedule_after_commit(session, scheduler, cancelled)
+    return PlanReport(cancelled=cancelled)

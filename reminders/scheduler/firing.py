@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from reminders.db import in_chunks, utcnow
 from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
-from reminders.notices import JobItem, JobScheduler
+from reminders.pending_jobs import JobItem, JobScheduler
 from reminders.scheduler.outcomes import Outcome, from_result, record, release
 from reminders.scheduler.preparing import Ready, prepare
 from reminders.scheduler.retrying import Backoff, is_transient, reason, until_written
@@ -51,6 +51,8 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
             .returning(col(Notice.id))
         )
         claimed.extend(int(row[0]) for row in result)
+    # Committed here, not by a caller: the firing path's transactions are its own by design, a
+    # claim committed before the hand-over, outcomes after it (README, "How it is built").
     try:
         session.commit()
     except Exception as exc:

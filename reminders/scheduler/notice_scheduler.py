@@ -33,7 +33,7 @@ from sqlmodel import Session, col
 
 from reminders.db import in_chunks, utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
-from reminders.notices import JobItem
+from reminders.pending_jobs import JobItem
 from reminders.runtime import Runtime
 from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.health import LoopHealth
@@ -339,7 +339,7 @@ class NoticeScheduler:
                     updated_at=utcnow(),
                 )
             ).rowcount  # type: ignore[attr-defined]
-            session.commit()
+            session.commit()  # the scheduler's own transaction, as the firing path's are
         if count:
             log.warning("%d notice(s) were being sent when a process stopped: now unknown", count)
         return count

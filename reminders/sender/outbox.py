@@ -65,5 +65,5 @@ class OutboxSender(Sender):
                 notice_id=sms.notice_id, to=sms.to, text=sms.text, sender_id=sms.sender_id
             )
             session.add(row)
-            session.commit()
+            session.commit()  # the outbox is the gateway: what it took is kept, as a gateway's
             return Accepted(provider_message_id=f"outbox-{row.id}")

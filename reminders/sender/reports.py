@@ -44,7 +44,10 @@ class DeliveryReport:
 
 
 def apply_report(session: Session, report: DeliveryReport, *, now: datetime | None = None) -> str:
-    """Record the report; returns "applied", "ignored" (stale or repeated) or "unknown"."""
+    """Record the report; returns "applied", "ignored" (stale or repeated) or "unknown".
+
+    Flushed, the caller commits: an "ignored" report may still have brought the gateway's
+    reference for the attempt, which is kept."""
     now = now or utcnow()
     report = replace(  # a NUL the gateway let through: PostgreSQL cannot even compare it
         report,
@@ -76,7 +79,7 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
         or RANK.get(new, 0) <= RANK[current]
         or attempt.id != _latest_attempt_id(session, notice.id)
     ):
-        session.commit()  # the reference, if this report brought one
+        session.flush()  # the reference, if this report brought one
         return "ignored"
     # Conditional on the status we read: two reports racing cannot both move it.
     result = session.exec(  # type: ignore[call-overload]
@@ -91,7 +94,7 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
         )
     )
     if not result.rowcount:
-        session.commit()  # nothing was updated; the reference, if any, is still worth keeping
+        session.flush()  # nothing was updated; the reference, if any, is still worth keeping
         return "ignored"
     attempt.status = new
     if new == NoticeStatus.delivered:
@@ -100,7 +103,7 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
         attempt.error_code = report.error_code
         attempt.error = (report.error or "")[:2000] or None
     session.add(attempt)
-    session.commit()
+    session.flush()
     return "applied"
 
 

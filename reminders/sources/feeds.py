@@ -11,7 +11,7 @@ from reminders.db import utcnow
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
 from reminders.models import Anchor, Contact, Notice, NoticeStatus, Source
-from reminders.notices import JobScheduler
+from reminders.pending_jobs import JobScheduler
 from reminders.policies import get_policy_or_none
 from reminders.scheduler.anchors import cancel_for
 from reminders.schemas.sources import SourceCreate, SourceOut, SourceUpdate
@@ -46,7 +46,8 @@ def create_source(
     allow_private: bool,
     resolver: Resolver | None = None,
 ) -> Source:
-    """Register a feed; `allow_private` is REMINDERS_ALLOW_PRIVATE_FEEDS (`resolver` for tests)."""
+    """Register a feed (flushed); `allow_private` is REMINDERS_ALLOW_PRIVATE_FEEDS (`resolver`
+    for tests). Its sync job is the caller's to write, after the commit."""
     _check_refs(session, data.policy, data.groups, data.contacts)
     _check_address(data.url, allow_private, resolver)
     source = Source(
@@ -60,7 +61,7 @@ def create_source(
         next_sync_at=utcnow(),
     )
     session.add(source)
-    session.commit()
+    session.flush()
     return source
 
 
@@ -106,12 +107,13 @@ def update_source(
     source.next_sync_at = utcnow()
     source.updated_at = utcnow()
     session.add(source)
-    session.commit()
+    session.flush()
     return source
 
 
 def delete_source(session: Session, scheduler: JobScheduler | None, source_id: int) -> None:
-    """Remove the source and cancel what its events had still to send."""
+    """Remove the source and cancel what its events had still to send (flushed; their jobs
+    are dropped after the caller's commit)."""
     source = get_source(session, source_id)
     anchors = session.exec(
         select(Anchor.id).where(Anchor.source_id == source_id, col(Anchor.cancelled).is_(False))
@@ -120,7 +122,7 @@ def delete_source(session: Session, scheduler: JobScheduler | None, source_id: i
         if anchor_id is not None:
             cancel_for(session, scheduler, anchor_id, reason="its calendar source was removed")
     session.delete(source)
-    session.commit()
+    session.flush()
 
 
 def source_out(session: Session, source: Source) -> SourceOut:

@@ -27,7 +27,7 @@ from reminders.db import in_chunks, utcnow
 from reminders.durations import Offset
 from reminders.errors import DomainError, NotFound
 from reminders.models import Anchor, AnchorKind, Source
-from reminders.notices import JobScheduler
+from reminders.pending_jobs import JobScheduler, commit_and_schedule
 from reminders.scheduler.anchors import cancel_for, plan_many, set_recipients
 from reminders.settings import Settings
 from reminders.sources.fetch import FetchError, FetchResult, fetch_feed, redact_url
@@ -83,11 +83,14 @@ def sync_source(
     now: datetime | None = None,
     fetcher: Fetcher = fetch_feed,
 ) -> SyncReport:
-    """Fetch the feed and bring its anchors and notices in step with it.
+    """Fetch the feed and bring its anchors and notices in step with it; commit.
 
-    Raises NotFound for an unknown source, and nothing else: once the source is found, whatever
-    goes wrong (the feed, a policy deleted since, a bug of ours) is recorded on the source and
-    reported, so that one feed's trouble never crashes the caller nor stops the other feeds.
+    A sync is a caller that commits, as a route is: its changes are one transaction, committed
+    with the outcome recorded on the source, and the jobs written after it
+    (``pending_jobs.commit_and_schedule``). Raises NotFound for an unknown source, and nothing
+    else: once the source is found, whatever goes wrong (the feed, a policy deleted since, a
+    bug of ours) rolls the sync back, is recorded on the source and reported, so that one
+    feed's trouble never crashes the caller nor stops the other feeds.
     """
     now = now or utcnow()
     source = session.get(Source, source_id)
@@ -200,15 +203,14 @@ def _apply(
         source,
         feed.calendar_zone or source.timezone,
         existing,
-        # Never expanded, edited, or interrupted half-way: an anchor's fingerprint may then
-        # have been written without its notices being planned, so every live one is planned.
+        # Never expanded, edited, or interrupted (``_interrupted``): every live anchor is
+        # planned again, so that nothing rests on what an earlier sync's planning did.
         replan_all=source.expanded_until is None,
         now=now,
         report=SyncReport(status="synced", warnings=list(scope.warnings(feed))),
     )
     for key, occurrence, names in zip(keys, feed.occurrences, written, strict=True):
         diff.occurrence(key, occurrence, recipients_of(names, known, defaults))
-    session.commit()
     report = diff.report
     # All the new and changed occurrences planned together: a few statements, not one pass each.
     for planned in plan_many(session, scheduler, diff.to_plan, settings=settings, now=now).values():
@@ -359,7 +361,7 @@ def _interrupted(
 ) -> SyncReport:
     """Record a sync that stopped half-way; the next one re-reads the feed and plans it all."""
     try:
-        session.rollback()
+        session.rollback()  # what the sync did, half-way: the sync is the caller here
         source = session.get(Source, source_id)
         if source is None:  # deleted while it was syncing: nothing to record it on
             return SyncReport(status="error", error=message)
@@ -383,7 +385,7 @@ def _succeeded(
     source.next_sync_at = now + _period(source) - refresh_delta(source) / 5
     source.updated_at = now
     session.add(source)
-    session.commit()
+    commit_and_schedule(session)
 
 
 def _period(source: Source) -> timedelta:
@@ -402,7 +404,7 @@ def _failed(
     delay = min(refresh_delta(source) * (2 ** min(source.error_count, 10)), MAX_BACKOFF)
     source.next_sync_at = now + _jittered(delay)
     session.add(source)
-    session.commit()
+    session.commit()  # a failure plans nothing: no jobs to write
     if not logged:
         log.warning("source %s (%s) failed: %s", source.id, redact_url(source.url), error)
     return SyncReport(status="error", error=error)

@@ -10,6 +10,7 @@ from reminders import bills
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.bills import BatchIn, BatchOut, BillIn, BillOut, PaymentFailedIn
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import ExternalId, Id, Page
 from reminders.schemas.notices import NoticeOut
 
@@ -27,6 +28,7 @@ def upsert_bill(
 ) -> BillOut:
     """Create the bill (201), or update the one with this external_id and re-plan it (200)."""
     result = bills.upsert_bill(session, scheduler, data, settings=settings)
+    commit_and_schedule(session)
     if not result.created:
         response.status_code = 200
     return bills.bill_out(session, result.anchor, created=result.created)
@@ -41,7 +43,9 @@ def upsert_batch(
     _: WriteKey,
 ) -> BatchOut:
     """Up to 10,000 bills; each row is created, updated or refused with its reasons."""
-    return bills.upsert_many(session, scheduler, data.bills, settings=settings)
+    out = bills.upsert_many(session, scheduler, data.bills, settings=settings)
+    commit_and_schedule(session)
+    return out
 
 
 @router.get("")
@@ -78,7 +82,9 @@ def mark_paid(
     bill_id: IdPath, session: SessionDep, scheduler: SchedulerDep, _: WriteKey
 ) -> BillOut:
     """The bill was paid: every notice of it that has not gone out is cancelled."""
-    return bills.bill_out(session, bills.mark_paid(session, scheduler, bill_id))
+    anchor = bills.mark_paid(session, scheduler, bill_id)
+    commit_and_schedule(session)
+    return bills.bill_out(session, anchor)
 
 
 @router.post("/{bill_id}/payment-failed", status_code=201)
@@ -94,4 +100,5 @@ def payment_failed(
     A paid bill is refused (409)."""
     reason = data.reason if data is not None else None
     notice = bills.payment_failed(session, scheduler, bill_id, reason=reason)
+    commit_and_schedule(session)
     return NoticeOut.model_validate(notice, from_attributes=True)

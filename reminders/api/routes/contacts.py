@@ -8,6 +8,7 @@ from reminders import contacts
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit, SearchText
 from reminders.models import Contact
+from reminders.pending_jobs import commit_and_schedule, unschedule_after_commit
 from reminders.schemas.common import Page
 from reminders.schemas.contacts import (
     ContactCreate,
@@ -61,9 +62,8 @@ def update_contact(
 ) -> ContactPatched:
     """Change the named fields; pending notices follow a new phone, and an opt-out."""
     edited = contacts.edit_contact(session, contact_id, data, region=settings.default_region)
-    session.commit()
-    if scheduler is not None and edited.notices.unscheduled:
-        scheduler.unschedule(edited.notices.unscheduled)
+    unschedule_after_commit(session, scheduler, edited.notices.unscheduled)
+    commit_and_schedule(session)
     return ContactPatched(
         **_out(edited.contact).model_dump(),
         notices=NoticesFollowedOut(**edited.notices.counts()),

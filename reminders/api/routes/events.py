@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from reminders import events
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import Page
 from reminders.schemas.events import EventCreate, EventOut, EventUpdate
 
@@ -25,6 +26,7 @@ def create_event(
 ) -> EventOut:
     """Store the event and plan its reminders by its policy; the parsed start is echoed back."""
     anchor, report = events.create_event(session, scheduler, data, settings=settings)
+    commit_and_schedule(session)
     return events.event_out(session, anchor, report)
 
 
@@ -58,6 +60,7 @@ def update_event(
 ) -> EventOut:
     """Change the event; pending reminders follow (a moved start moves them)."""
     anchor, report = events.update_event(session, scheduler, event_id, data, settings=settings)
+    commit_and_schedule(session)
     return events.event_out(session, anchor, report)
 
 
@@ -67,4 +70,5 @@ def cancel_event(
 ) -> EventOut:
     """Cancel the event and every reminder of it that has not gone out."""
     anchor, report = events.cancel_event(session, scheduler, event_id)
+    commit_and_schedule(session)
     return events.event_out(session, anchor, report)

@@ -21,6 +21,7 @@ from reminders.api.delivery_reports import refuse_while_sending
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
 from reminders.models import Attempt
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import as_id
 from reminders.schemas.http_webhook import Callback, CallbackOut, InboundIn, StatusIn
 from reminders.sender.http import sign
@@ -98,6 +99,7 @@ async def http_status(request: Request, session: SessionDep, settings: SettingsD
             error=(report.error or f"the gateway says {report.status}") if failed else None,
         ),
     )
+    session.commit()
     return CallbackOut(result=applied)
 
 
@@ -118,4 +120,5 @@ async def http_inbound(
         provider_message_id=message.id,
         settings=settings,
     )
+    commit_and_schedule(session)
     return CallbackOut(result="kept", action=kept.action)

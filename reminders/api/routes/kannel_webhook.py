@@ -24,6 +24,7 @@ from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.inbound import receive
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import MAX_ID
 from reminders.sender.kannel_dlr import (
     DLR_PATH,
@@ -215,7 +216,9 @@ def kannel_dlr(
         error=(reply or f"Kannel DLR type {type} from {smsc or 'the SMSC'}") if failed else None,
         reference=fid or kid or None,
     )
-    return PlainTextResponse(apply_report(session, report))
+    result = apply_report(session, report)
+    session.commit()
+    return PlainTextResponse(result)
 
 
 @router.get("/inbound", response_class=PlainTextResponse)
@@ -263,4 +266,5 @@ def kannel_inbound(
         provider_message_id=id or None,
         settings=settings,
     )
+    commit_and_schedule(session)
     return PlainTextResponse("")

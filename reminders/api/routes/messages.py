@@ -8,6 +8,7 @@ from reminders import messages
 from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
 from reminders.models import Message, Notice, Priority
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.messages import MessageCreate, MessageOut
 from reminders.schemas.notices import NoticeOut
 
@@ -45,6 +46,7 @@ def create_message(
         zone=settings.timezone,
         transliterate=settings.transliterate,
     )
+    commit_and_schedule(session)
     return _out(message, notices)
 
 

@@ -12,6 +12,7 @@ from reminders.api.deps import ReadKey, SchedulerDep, SessionDep, WriteKey
 from reminders.api.routes.common import DEFAULT_PAGE, Cursor, IdPath, Limit
 from reminders.errors import InvalidField
 from reminders.models import Notice, NoticeKind, NoticeStatus, Priority
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import MAX_ID, Page
 from reminders.schemas.notices import AttemptOut, NoticeDetail, NoticeOut
 
@@ -76,4 +77,6 @@ def cancel_notice(
     notice_id: IdPath, session: SessionDep, scheduler: SchedulerDep, _: WriteKey
 ) -> NoticeDetail:
     """Cancel a notice that is still scheduled; 409 if it already went out or ended."""
-    return _detail(session, notices.cancel_notice(session, scheduler, notice_id))
+    notice = notices.cancel_notice(session, scheduler, notice_id)
+    commit_and_schedule(session)
+    return _detail(session, notice)

@@ -50,7 +50,7 @@ def update_policy(
     """Saved, then applied at once to its anchors that still have reminders to come: moved
     steps move their notices, removed steps cancel theirs. ``planned`` says what changed."""
     policy = policies.update_policy(session, name, data)
-    session.commit()
+    session.commit()  # saved first; replan_policy commits its anchors a chunk at a time
     out = _out(policy)
     out.planned = replan_policy(session, scheduler, name, settings=settings)
     return out

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from reminders.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
 from reminders.api.routes.common import IdPath
+from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.schemas.sources import SourceCreate, SourceOut, SourceUpdate, SyncOut
 from reminders.sources import feeds
@@ -29,6 +30,7 @@ def create_source(
     source = feeds.create_source(
         session, data, default_zone=settings.timezone, allow_private=settings.allow_private_feeds
     )
+    session.commit()  # before its job: the job store writes in a transaction of its own
     assert source.id is not None
     _scheduler(request).schedule_source(source.id, refresh_delta(source))
     return feeds.source_out(session, source)
@@ -56,6 +58,7 @@ def update_source(
     source = feeds.update_source(
         session, source_id, data, allow_private=settings.allow_private_feeds
     )
+    session.commit()
     _scheduler(request).schedule_source(source_id, refresh_delta(source))
     return feeds.source_out(session, source)
 
@@ -67,6 +70,7 @@ def delete_source(
     """Remove the feed; the reminders of its events that had not gone out are cancelled."""
     scheduler = _scheduler(request)
     feeds.delete_source(session, scheduler, source_id)
+    commit_and_schedule(session)
     scheduler.unschedule_source(source_id)
     return Response(status_code=204)
 

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
 from reminders.inbound import receive
+from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import as_id
 from reminders.sender.reports import apply_report
 from reminders.sender.twilio import CALLBACK_PATH, report_from_callback, signature_valid
@@ -45,6 +46,7 @@ async def twilio_status(request: Request, session: SessionDep, settings: Setting
     report = report_from_callback(params, as_id(request.query_params.get("notice", "")))
     if report is not None:
         apply_report(session, report)
+        session.commit()
     return Response(status_code=204)
 
 
@@ -64,5 +66,6 @@ async def twilio_inbound(
         provider_message_id=params.get("MessageSid"),
         settings=settings,
     )
+    commit_and_schedule(session)
     # An empty TwiML answer: no automatic reply.
     return Response("<Response/>", media_type="text/xml")
