@@ -145,17 +145,20 @@ class SmallDisk:
             check=True,
             capture_output=True,
         )
+        # Made now: on a disk the test's own writes have already filled, opening a new file
+        # fails too, and ``fill`` has nothing left to do.
         self._ballast = self.path / "ballast"
+        self._ballast.touch()
 
     def fill(self) -> None:
         """Write until the disk is full."""
-        with open(self._ballast, "ab") as file:
-            try:
+        try:
+            with open(self._ballast, "ab") as file:
                 while True:
                     file.write(b"\0" * 65536)
                     file.flush()
-            except OSError:
-                pass
+        except OSError:
+            pass
         # A last few bytes a smaller write may still find room for.
         try:
             with open(self._ballast, "ab") as file:
