@@ -30,16 +30,32 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(session: Session, *, name: str, scope: str) -> NewKey:
+def create_key(session: Session, *, name: str, scope: str, account_id: int | None) -> NewKey:
+    """A key of ``account_id`` (a provider key: None, with the provider scope); flushed."""
     name = name.strip()
     if not name:
         raise InvalidField("a key needs a name", field="name")
     try:
         parsed = Scope(scope)
     except ValueError:
-        raise InvalidField(f"{scope!r} is not one of read, write, admin", field="scope") from None
+        raise InvalidField(
+            f"{scope!r} is not one of read, write, admin, provider", field="scope"
+        ) from None
+    if (parsed == Scope.provider) != (account_id is None):
+        message = (
+            "a provider key belongs to no account"
+            if parsed == Scope.provider
+            else "a read, write or admin key belongs to an account"
+        )
+        raise InvalidField(message, field="scope")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(name=name, scope=parsed, key_hash=hash_key(secret), prefix=secret[:10])
+    key = ApiKey(
+        account_id=account_id,
+        name=name,
+        scope=parsed,
+        key_hash=hash_key(secret),
+        prefix=secret[:10],
+    )
     session.add(key)
     session.flush()
     return NewKey(key=key, secret=secret)
@@ -65,6 +81,7 @@ def count_live_keys(session: Session) -> int:
 
 
 def list_keys(session: Session) -> list[ApiKey]:
+    """The keys the session sees: its account's, or every key for an unscoped one."""
     return list(session.exec(select(ApiKey).order_by(col(ApiKey.id))))
 
 
@@ -81,20 +98,33 @@ def revoke_key(session: Session, key_id: int) -> ApiKey:
         raise NotFound(f"no API key with id {key_id}", field="id")
     if key.revoked_at is not None:
         return key
-    if key.scope == Scope.admin:
+    # The last admin key of its account (or the last provider key) is the one kept.
+    last_of = Scope.provider if key.scope == Scope.provider else Scope.admin
+    same_owner = (
+        col(ApiKey.account_id).is_(None)
+        if key.account_id is None
+        else col(ApiKey.account_id) == key.account_id
+    )
+    if key.scope == last_of:
         session.exec(
             select(ApiKey.id)
-            .where(ApiKey.scope == Scope.admin, col(ApiKey.revoked_at).is_(None))
+            .where(ApiKey.scope == last_of, col(ApiKey.revoked_at).is_(None), same_owner)
             .order_by(col(ApiKey.id))
             .with_for_update()
         ).all()
     other = aliased(ApiKey)
+    other_owner = (
+        col(other.account_id).is_(None)
+        if key.account_id is None
+        else col(other.account_id) == key.account_id
+    )
     another_admin = (
         select(other.id)
         .where(
-            other.scope == Scope.admin,
+            other.scope == last_of,
             col(other.revoked_at).is_(None),
             other.id != key_id,
+            other_owner,
         )
         .exists()
     )
@@ -103,14 +133,15 @@ def revoke_key(session: Session, key_id: int) -> ApiKey:
         .where(
             col(ApiKey.id) == key_id,
             col(ApiKey.revoked_at).is_(None),
-            or_(col(ApiKey.scope) != Scope.admin, another_admin),
+            or_(col(ApiKey.scope) != last_of, another_admin),
         )
         .values(revoked_at=utcnow())
     )
     session.refresh(key)
     if not result.rowcount and key.revoked_at is None:
         raise Conflict(
-            f"key {key_id} is the last admin key; create another admin key before revoking it",
+            f"key {key_id} is the last {last_of} key; create another {last_of} key before "
+            "revoking it",
             field="id",
         )
     return key

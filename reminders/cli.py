@@ -28,7 +28,9 @@ key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 sources_app = typer.Typer(help="iCalendar feed sources.", no_args_is_help=True)
 kannel_app = typer.Typer(help="The Kannel gateway's configuration.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts: the organisations served.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(key_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(sources_app, name="sources")
@@ -152,17 +154,69 @@ def _engine() -> Any:
     return open_database(_settings())
 
 
+AccountOption = Annotated[
+    str | None,
+    typer.Option("--account", help="The account's slug; by default the account 'default'."),
+]
+
+
+def _account_id(session: Session, slug: str | None) -> int:
+    from reminders.accounts.crud import DEFAULT_SLUG, account_id_of
+
+    return account_id_of(session, slug or DEFAULT_SLUG)
+
+
+@accounts_app.command("create")
+@one_line_errors
+def accounts_create(
+    slug: Annotated[str, typer.Argument(help="Its short name in URLs and commands: clinic-a.")],
+    name: Annotated[str | None, typer.Option(help="Its full name; by default the slug.")] = None,
+) -> None:
+    """Create an account (with the two default policies) and print its slug."""
+    from pydantic import ValidationError
+
+    from reminders.accounts.crud import create_account
+    from reminders.schemas.accounts import AccountCreate
+
+    try:
+        data = AccountCreate(slug=slug, name=name)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        fail(f"{error['loc'][0]}: {error['msg'].removeprefix('Value error, ')}")
+    with Session(_engine()) as session:
+        account = create_account(session, data)
+        session.commit()
+        typer.echo(account.slug)
+
+
+@accounts_app.command("list")
+@one_line_errors
+def accounts_list() -> None:
+    """List accounts: slug, status and name, one a line."""
+    from reminders.accounts.crud import list_accounts
+
+    with Session(_engine()) as session:
+        for account in list_accounts(session):
+            typer.echo(f"{account.slug}\t{account.status}\t{account.name}")
+
+
 @key_app.command("create")
 @one_line_errors
 def apikey_create(
     name: Annotated[str, typer.Argument(help="What the key is for.")],
     # A plain string checked by create_key: an Enum option would make click print a
     # multi-line usage box instead of the one-line error every other mistake gets.
-    scope: Annotated[str, typer.Option(help="read, write or admin.")] = Scope.read.value,
+    scope: Annotated[
+        str, typer.Option(help="read, write or admin; provider: above every account.")
+    ] = Scope.read.value,
+    account: AccountOption = None,
 ) -> None:
     """Create a key and print it (only the key) on stdout."""
     with Session(_engine()) as session:
-        new = apikeys.create_key(session, name=name, scope=scope)
+        if scope == Scope.provider and account:
+            fail("--account: a provider key belongs to no account")
+        account_id = None if scope == Scope.provider else _account_id(session, account)
+        new = apikeys.create_key(session, name=name, scope=scope, account_id=account_id)
         session.commit()
     typer.echo(new.secret)
 
@@ -170,11 +224,15 @@ def apikey_create(
 @key_app.command("list")
 @one_line_errors
 def apikey_list() -> None:
-    """List keys (never their secrets)."""
+    """List keys (never their secrets): id, prefix, account, scope, state and name."""
+    from reminders.accounts.crud import list_accounts
+
     with Session(_engine()) as session:
+        slugs = {a.id: a.slug for a in list_accounts(session)}
         for key in apikeys.list_keys(session):
             state = "revoked" if key.revoked_at else "live"
-            typer.echo(f"{key.id}\t{key.prefix}…\t{key.scope}\t{state}\t{key.name}")
+            owner = slugs.get(key.account_id, "-") if key.account_id else "(provider)"
+            typer.echo(f"{key.id}\t{key.prefix}…\t{owner}\t{key.scope}\t{state}\t{key.name}")
 
 
 @key_app.command("revoke")
@@ -200,6 +258,7 @@ def contacts_import(
     refused: Annotated[
         Path | None, typer.Option(help="Write the refused rows, with a reason column, here.")
     ] = None,
+    account: AccountOption = None,
 ) -> None:
     """Import contacts in bulk; bad rows are reported and skipped, good ones kept."""
     from reminders.importer import import_csv
@@ -207,9 +266,13 @@ def contacts_import(
     if not file.is_file():
         fail(f"{file}: no such file")
     settings = _settings()
+    engine = _engine()
+    with Session(engine) as session:
+        account_id = _account_id(session, account)
     report = import_csv(
-        _engine(),
+        engine,
         file,
+        account_id=account_id,
         region=settings.default_region,
         groups=group or [],
         refused_path=refused,

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from reminders import groups
+from reminders.accounts.scoping import scoped_session
 from reminders.contacts.matching import ContactKeys, Known, Matcher, OnPhone
 from reminders.contacts.writing import write_contacts
 from reminders.db import utcnow
@@ -126,6 +127,7 @@ def import_csv(
     engine: Engine,
     path: Path,
     *,
+    account_id: int,
     region: str,
     groups: Sequence[str] = (),
     refused_path: Path | None = None,
@@ -144,7 +146,7 @@ def import_csv(
     except csv.Error as exc:
         raise DomainError(f"is not a readable CSV file: {exc}", field=str(path)) from None
 
-    with Session(engine, expire_on_commit=False) as session:
+    with scoped_session(engine, account_id, expire_on_commit=False) as session:
         # Groups are made before the rows, so that a refused row never takes a new group with it.
         group_cache: dict[str, int] = {}
         for _, cells in table.rows:

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from reminders.accounts.crud import DEFAULT_SLUG
+from reminders.accounts.scoping import account_of, acting_for
 from reminders.contacts.matching import ContactKeys, Found, Known, new_values
 from reminders.contacts.writing import write_contacts
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.keylocks import lock_keys
-from reminders.models import Contact, InboundMessage, Notice
+from reminders.models import Account, Contact, InboundMessage, Notice
 from reminders.notices import suppress_pending
 from reminders.paging import page
 from reminders.pending_jobs import JobScheduler, unschedule_after_commit
@@ -74,6 +76,42 @@ def receive(
         earlier = _already_received(session, provider, provider_message_id)
         if earlier is not None:
             return earlier
+    account_id = account_of(session) or replying_account(session, phone)
+    with acting_for(session, account_id):
+        return _keep(session, scheduler, provider, provider_message_id, phone, to, text, action)
+
+
+def replying_account(session: Session, phone: str) -> int:
+    """The account an SMS from ``phone`` answers: the one that last sent to that phone, else
+    the account ``default`` (else the first one). Its opt-out applies there alone."""
+    last = session.exec(
+        select(Notice.account_id)
+        .where(Notice.phone == phone, col(Notice.sent_at).is_not(None))
+        .order_by(col(Notice.sent_at).desc(), col(Notice.id).desc())
+        .limit(1)
+    ).first()
+    if last is not None:
+        return last
+    fallback = session.exec(
+        select(Account.id).order_by(col(Account.slug) != DEFAULT_SLUG, col(Account.id)).limit(1)
+    ).first()
+    if fallback is None:
+        raise RuntimeError("there is no account to receive messages in")
+    return fallback
+
+
+def _keep(
+    session: Session,
+    scheduler: JobScheduler | None,
+    provider: str,
+    provider_message_id: str | None,
+    phone: str,
+    to: str | None,
+    text: str,
+    action: str | None,
+) -> InboundMessage:
+    """Keep the message in the session's account and act on its keyword there."""
+    keys = ContactKeys(phones=[phone])
     contacts: list[Contact] = Known.fetch(session, keys).by_phone.get(phone, [])
     now = utcnow()
     suppressed: list[int] = []

@@ -132,6 +132,7 @@ def create_message(
         notice_at, reason = times[zone_name]
         rows.append(
             {
+                "account_id": message.account_id,
                 "key": f"message:{message.id}:{recipient.phone}",
                 "kind": NoticeKind.message,
                 "status": NoticeStatus.suppressed if opted_out else NoticeStatus.scheduled,

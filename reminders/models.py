@@ -25,10 +25,27 @@ class Scope(StrEnum):
     read = "read"
     write = "write"
     admin = "admin"
+    # Above every account: manages accounts, reads every account's usage, and acts inside an
+    # account (as its admin) when a request names one (the ``Reminders-Account`` header).
+    provider = "provider"
 
     def allows(self, needed: Scope) -> bool:
-        order = [Scope.read, Scope.write, Scope.admin]
+        order = [Scope.read, Scope.write, Scope.admin, Scope.provider]
         return order.index(self) >= order.index(needed)
+
+
+class AccountStatus(StrEnum):
+    active = "active"
+    # Its API answers 403 with the reason; its due notices wait, none is lost.
+    suspended = "suspended"
+
+
+class Role(StrEnum):
+    """A person's role in an account; a provider administrator (no account) is above them."""
+
+    admin = "admin"  # users, keys and the account's settings, and all an operator does
+    operator = "operator"  # sends; edits contacts, groups, policies, sources, events, bills
+    viewer = "viewer"  # reads
 
 
 class NoticeStatus(StrEnum):
@@ -61,10 +78,55 @@ def _created() -> Any:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
+def _owner() -> Any:
+    """The account a row belongs to (``reminders.accounts.scoping`` fills it in and filters
+    every query of a request by it)."""
+    return Field(foreign_key="accounts.id", nullable=False)
+
+
+class Account(SQLModel, table=True):
+    """One organisation served by the deployment: a clinic, a utility, a bank."""
+
+    __tablename__ = "accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=40, unique=True)
+    name: str = Field(max_length=200)
+    # The sender IDs it may send from (operators register them per company); empty: any.
+    sender_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    default_sender_id: str | None = Field(default=None, max_length=16)
+    rate_share: int = Field(default=1)  # its weight in the bulk lane
+    monthly_segments: int | None = Field(default=None)  # a quota; None: none
+    status: str = Field(default=AccountStatus.active, max_length=10)
+    status_reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class User(SQLModel, table=True):
+    """A person who signs in to the control panel; ``account_id`` None: a provider admin."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("ix_users_account_id", "account_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = Field(default=None, foreign_key="accounts.id")
+    # Stored casefolded: one person, however they type their address.
+    email: str = Field(max_length=320, unique=True)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(max_length=10)
+    disabled: bool = Field(default=False)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_keys"
 
     id: int | None = Field(default=None, primary_key=True)
+    # None for a provider key, which no account owns.
+    account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
     name: str = Field(max_length=100)
     scope: str = Field(max_length=10)
     # Only a SHA-256 digest is kept: keys are 256-bit random strings, so a slow hash adds nothing.
@@ -78,11 +140,14 @@ class ApiKey(SQLModel, table=True):
 class Contact(SQLModel, table=True):
     __tablename__ = "contacts"
     __table_args__ = (
-        Index("ix_contacts_phone", "phone"),
-        Index("ix_contacts_name_folded", "name_folded"),
+        Index("ix_contacts_phone", "account_id", "phone"),
+        Index("ix_contacts_name_folded", "account_id", "name_folded"),
+        # Two clinics may each have a contact with external_id 42.
+        Index("ux_contacts_external_id", "account_id", "external_id", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
     name: str = Field(max_length=200)
     # SQLite folds case for ASCII only, so "иван" would miss "Иван": search a casefolded copy.
     name_folded: str = Field(max_length=200)
@@ -90,7 +155,7 @@ class Contact(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     timezone: str | None = Field(default=None, max_length=64)
     language: str = Field(default="bg", max_length=2)
-    external_id: str | None = Field(default=None, max_length=200, unique=True)
+    external_id: str | None = Field(default=None, max_length=200)
     opted_out: bool = Field(default=False)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _created()
@@ -99,9 +164,11 @@ class Contact(SQLModel, table=True):
 
 class Group(SQLModel, table=True):
     __tablename__ = "groups"
+    __table_args__ = (Index("ux_groups_name", "account_id", "name", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=200, unique=True)
+    account_id: int = _owner()
+    name: str = Field(max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     created_at: datetime = _created()
     updated_at: datetime = _created()
@@ -124,8 +191,10 @@ class Message(SQLModel, table=True):
     """A message pushed through the API; it fans out into one notice per recipient."""
 
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_account_id", "account_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
     text: str
     sender_id: str | None = Field(default=None, max_length=16)
     send_at: datetime = Field(sa_type=UTCDateTime)
@@ -137,9 +206,11 @@ class Policy(SQLModel, table=True):
     """A named list of reminder steps; ``steps`` holds ``{offset, at, template, kind}`` dicts."""
 
     __tablename__ = "policies"
+    __table_args__ = (Index("ux_policies_name", "account_id", "name", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=64, unique=True)
+    account_id: int = _owner()
+    name: str = Field(max_length=64)
     description: str | None = Field(default=None, max_length=2000)
     steps: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
@@ -156,8 +227,10 @@ class Source(SQLModel, table=True):
     """An iCalendar feed kept in sync, with what the last syncs found."""
 
     __tablename__ = "sources"
+    __table_args__ = (Index("ix_sources_account_id", "account_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
     name: str = Field(max_length=200)
     # The URL often carries a secret token (Google's private addresses do): never log it whole.
     url: str = Field(max_length=2000)
@@ -222,9 +295,11 @@ class Anchor(SQLModel, table=True):
     """
 
     __tablename__ = "anchors"
+    __table_args__ = (Index("ux_anchors_key", "account_id", "key", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(max_length=255, unique=True)
+    account_id: int = _owner()
+    key: str = Field(max_length=255)
     kind: str = Field(max_length=10)
     title: str = Field(max_length=500)
     at: datetime = Field(sa_type=UTCDateTime)
@@ -262,16 +337,18 @@ class Notice(SQLModel, table=True):
     __tablename__ = "notices"
     __table_args__ = (
         Index("ix_notices_status_send_at", "status", "send_at"),
-        Index("ix_notices_send_at", "send_at"),
+        Index("ux_notices_key", "account_id", "key", unique=True),
+        Index("ix_notices_account_send_at", "account_id", "send_at"),
         Index("ix_notices_message_id", "message_id"),
         Index("ix_notices_contact_id", "contact_id"),
         Index("ix_notices_anchor_id", "anchor_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
     # The natural key (what it is about, which step, which recipient): the database refuses a
     # second notice for the same thing, so planning twice can never send twice.
-    key: str = Field(max_length=255, unique=True)
+    key: str = Field(max_length=255)
     kind: str = Field(max_length=20)
     status: str = Field(max_length=12, default=NoticeStatus.scheduled)
     status_reason: str | None = Field(default=None, max_length=500)
@@ -351,9 +428,11 @@ class InboundMessage(SQLModel, table=True):
             "provider_message_id",
             unique=True,
         ),
+        Index("ix_inbound_messages_account_id", "account_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
     provider: str = Field(max_length=40)
     provider_message_id: str | None = Field(default=None, max_length=200)
     from_phone: str = Field(max_length=40, index=True)
@@ -380,6 +459,22 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+# The tables whose rows belong to one account (``account_id``); the others belong through
+# their parent (members through groups, attempts through notices, series through sources).
+OWNED: tuple[type[SQLModel], ...] = (
+    ApiKey,
+    User,
+    Contact,
+    Group,
+    Message,
+    Policy,
+    Source,
+    Anchor,
+    Notice,
+    InboundMessage,
+)
+
+
 # APScheduler's SQLAlchemyJobStore creates this table itself; it is mirrored here so that the
 # migrations create it too and the schema test can prove both agree.
 JOBS_TABLE = "apscheduler_jobs"
@@ -390,3 +485,4 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+from reminders.accounts import scoping as _scoping  # noqa: E402,F401  (its listeners, once the tables exist)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from reminders.accounts.scoping import account_of
 from reminders.db import utcnow
 from reminders.durations import Offset
 from reminders.errors import Conflict, InvalidField, NotFound
@@ -69,12 +70,21 @@ def create_policy(session: Session, data: PolicyCreate) -> Policy:
     return policy
 
 
-def get_policy_or_none(session: Session, name: str) -> Policy | None:
-    return session.exec(select(Policy).where(Policy.name == name)).first()
+def get_policy_or_none(
+    session: Session, name: str, *, account_id: int | None = None
+) -> Policy | None:
+    """The policy called ``name`` in the session's account, or in ``account_id``'s when the
+    session sees every account."""
+    query = select(Policy).where(Policy.name == name)
+    if account_id is not None:
+        query = query.where(Policy.account_id == account_id)
+    elif account_of(session) is None:
+        raise RuntimeError("a policy is looked up by name within an account")
+    return session.exec(query).first()
 
 
-def get_policy(session: Session, name: str) -> Policy:
-    policy = get_policy_or_none(session, name)
+def get_policy(session: Session, name: str, *, account_id: int | None = None) -> Policy:
+    policy = get_policy_or_none(session, name, account_id=account_id)
     if policy is None:
         raise NotFound(f"no policy named {name!r}", field="name")
     return policy

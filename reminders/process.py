@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from reminders import apikeys
+from reminders.accounts import crud as accounts_crud
 from reminders.api import create_app
 from reminders.api.admission import API_POOL_TIMEOUT, api_pool_size
 from reminders.db import make_engine
@@ -78,7 +79,12 @@ def ensure_first_key(engine: Engine) -> str | None:
     with Session(engine) as session:
         if apikeys.count_live_keys(session):
             return None
-        new = apikeys.create_key(session, name="first admin key", scope=Scope.admin)
+        # The migrations made the account ``default``: a single-organisation install needs no
+        # other, and its first key is that account's admin key, as before accounts existed.
+        account = accounts_crud.get_account(session, accounts_crud.DEFAULT_SLUG)
+        new = apikeys.create_key(
+            session, name="first admin key", scope=Scope.admin, account_id=account.id
+        )
         session.commit()
         return new.secret
 

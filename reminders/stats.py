@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
+from reminders.accounts.scoping import scoped_session
 from reminders.models import Attempt, InboundMessage, Notice, NoticeStatus, Priority
 
 Bucket = Literal["hour", "day"]
@@ -185,7 +186,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def notice_rows(engine: Engine, *, start: datetime, end: datetime) -> Iterator[list[Any]]:
+def notice_rows(
+    engine: Engine, account_id: int, *, start: datetime, end: datetime
+) -> Iterator[list[Any]]:
     """Notices due in [start, end) with their latest attempt, a page at a time (keyset)."""
     latest = (
         select(func.max(col(Attempt.id)).label("id"), col(Attempt.notice_id))
@@ -221,7 +224,7 @@ def notice_rows(engine: Engine, *, start: datetime, end: datetime) -> Iterator[l
             .order_by(col(Notice.id))
             .limit(1000)
         )
-        with Session(engine) as session:
+        with scoped_session(engine, account_id) as session:
             rows = session.execute(query).all()
         if not rows:
             return

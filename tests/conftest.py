@@ -112,13 +112,16 @@ def client(process: Process) -> Iterator[TestClient]:
         yield test_client
 
 
-def make_key(engine: Engine, scope: str) -> dict[str, str]:
+def make_key(engine: Engine, scope: str, account: str = "default") -> dict[str, str]:
+    """A key of ``account`` (a provider key when ``scope`` is provider) as request headers."""
     from sqlmodel import Session
 
     from reminders import apikeys
+    from reminders.accounts.crud import account_id_of
 
     with Session(engine) as session:
-        new = apikeys.create_key(session, name=f"test {scope}", scope=scope)
+        account_id = None if scope == "provider" else account_id_of(session, account)
+        new = apikeys.create_key(session, name=f"test {scope}", scope=scope, account_id=account_id)
         session.commit()
     return {"Authorization": f"Bearer {new.secret}"}
 
@@ -229,3 +232,13 @@ def live_server(process: Process) -> Iterator[str]:
 
     with serving(process.app) as base_url:
         yield base_url
+
+
+DEFAULT_ACCOUNT = 1  # the account ``default`` the migrations make first
+
+
+def account_session(engine: Engine, account_id: int = DEFAULT_ACCOUNT, **options: Any) -> Any:
+    """A session acting for one account (the default one), as a request's does."""
+    from reminders.accounts.scoping import scoped_session
+
+    return scoped_session(engine, account_id, **options)

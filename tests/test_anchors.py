@@ -22,6 +22,7 @@ from reminders.scheduler.firing import fire
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings, load_settings
+from tests.conftest import account_session
 
 SOFIA = ZoneInfo("Europe/Sofia")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -104,7 +105,7 @@ def jobs(engine: Engine) -> dict[str, tuple[float, bytes]]:
 def test_plan_move_and_cancel(
     engine: Engine, settings: Settings, scheduler: NoticeScheduler
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100001")
         jane = add_contact(
             session, "Jane", "+447911123456", timezone="Europe/London", language="en"
@@ -163,7 +164,7 @@ def test_plan_move_and_cancel(
 def test_past_steps_are_recorded_as_expired(
     engine: Engine, settings: Settings, scheduler: NoticeScheduler
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100002")
         # Booked at 12:00 UTC for 16:00 Sofia the same day: the day-before step already passed.
         anchor = add_anchor(session, datetime(2026, 11, 25, 16, 0, tzinfo=SOFIA), [ivan])
@@ -179,7 +180,7 @@ def test_past_steps_are_recorded_as_expired(
 def test_quiet_hours_move_an_early_reminder_to_the_evening_before(
     engine: Engine, settings: Settings, scheduler: NoticeScheduler
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100003")
         anchor = add_anchor(session, datetime(2026, 12, 10, 7, 30, tzinfo=SOFIA), [ivan])
         plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
@@ -191,7 +192,7 @@ def test_quiet_hours_move_an_early_reminder_to_the_evening_before(
 def test_removed_recipient_loses_only_their_pending_notices(
     engine: Engine, settings: Settings, scheduler: NoticeScheduler
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         a = add_contact(session, "A", "+359888100004")
         b = add_contact(session, "B", "+359888100005")
         anchor = add_anchor(session, datetime(2026, 12, 10, 10, 30, tzinfo=SOFIA), [a, b])
@@ -208,7 +209,7 @@ def test_removed_recipient_loses_only_their_pending_notices(
 def test_sent_notice_is_never_planned_again(
     engine: Engine, settings: Settings, scheduler: NoticeScheduler
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван Петров", "+359888100006")
         now = datetime.now(UTC)
         anchor = add_anchor(session, now + timedelta(hours=1), [ivan], policy="appointment")
@@ -240,7 +241,7 @@ def test_sent_notice_is_never_planned_again(
 def test_a_notice_an_earlier_start_puts_in_the_past_expires_and_loses_its_job(
     engine: Engine, settings: Settings, scheduler: NoticeScheduler
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100008")
         anchor = add_anchor(session, NOW + timedelta(days=10), [ivan])
         plan_now(session, scheduler, anchor.id, settings=settings, now=NOW)
@@ -284,7 +285,7 @@ def test_a_late_notice_goes_out_only_while_useful(
     outcome: str,
     reason: str | None,
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100007")
         now = datetime.now(UTC)
         anchor = add_anchor(
@@ -312,7 +313,7 @@ def test_a_late_notice_goes_out_only_while_useful(
 def test_opted_out_contact_is_suppressed_when_the_reminder_fires(
     engine: Engine, settings: Settings, scheduler: NoticeScheduler
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100008")
         now = datetime.now(UTC)
         anchor = add_anchor(session, now + timedelta(hours=1), [ivan])
@@ -418,7 +419,7 @@ def test_seeded_appointment_texts_are_true_on_the_day_they_go_out(
     moved: str,
     expected: list[str],
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         contact = add_contact(session, "Ivan", "+359888100009", language=language, timezone=zone)
         event = add_anchor(session, at, [contact], **anchor)
         plan_now(session, scheduler, event.id, settings=settings, now=NOW)
@@ -438,7 +439,7 @@ def test_a_late_reminder_says_when_from_the_time_it_really_goes(
     scheduler: NoticeScheduler,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100010")
         event = add_anchor(session, THURSDAY.replace(hour=7, minute=30), [ivan])
         plan_now(session, scheduler, event.id, settings=settings, now=NOW)
@@ -457,7 +458,7 @@ def test_a_template_that_runs_away_fails_its_notice_with_the_reason(
     scheduler: NoticeScheduler,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ivan = add_contact(session, "Иван", "+359888100011")
         event = add_anchor(session, THURSDAY.replace(hour=10), [ivan], data={"n": 999})
         plan_now(session, scheduler, event.id, settings=settings, now=NOW)

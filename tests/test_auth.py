@@ -118,8 +118,8 @@ def test_two_concurrent_revocations_leave_one_admin_key_on_postgresql() -> None:
     try:
         upgrade(engine)
         with Session(engine) as session:
-            first = apikeys.create_key(session, name="a", scope="admin").key.id
-            second = apikeys.create_key(session, name="b", scope="admin").key.id
+            first = apikeys.create_key(session, name="a", scope="admin", account_id=1).key.id
+            second = apikeys.create_key(session, name="b", scope="admin", account_id=1).key.id
             session.commit()
         assert first is not None and second is not None
 

@@ -85,9 +85,9 @@ def test_apikey_create_list_revoke(sqlite_url: str, db: Engine) -> None:
     assert listed.returncode == 0, listed.stderr
     assert secret not in listed.stdout
     (line,) = listed.stdout.splitlines()
-    key_id, prefix, scope, state, name = line.split("\t")
+    key_id, prefix, owner, scope, state, name = line.split("\t")
     assert secret.startswith(prefix.removesuffix("…"))
-    assert (scope, state, name) == ("write", "live", "billing sync")
+    assert (owner, scope, state, name) == ("default", "write", "live", "billing sync")
     with Session(db) as session:
         key = apikeys.authenticate(session, secret)
         assert key is not None and key.scope == "write" and str(key.id) == key_id
@@ -96,7 +96,7 @@ def test_apikey_create_list_revoke(sqlite_url: str, db: Engine) -> None:
     assert revoked.returncode == 0, revoked.stderr
     assert revoked.stdout.strip() == f"revoked key {key_id}"
     listed = reminders("apikey", "list", database_url=sqlite_url)
-    assert listed.stdout.split("\t")[3] == "revoked"
+    assert listed.stdout.split("\t")[4] == "revoked"
     with Session(db) as session:
         assert apikeys.authenticate(session, secret) is None
 
@@ -125,6 +125,58 @@ def test_apikey_revoke_refuses_the_last_admin_key(sqlite_url: str, db: Engine) -
     assert refused.stdout == ""
     with Session(db) as session:
         assert [k.revoked_at for k in apikeys.list_keys(session)] == [None]
+
+
+# --- Accounts --------------------------------------------------------------------------------
+
+
+def test_accounts_and_their_keys(sqlite_url: str, db: Engine) -> None:
+    created = reminders(
+        "accounts", "create", "clinic-a", "--name", "Клиника А", database_url=sqlite_url
+    )
+    assert (created.returncode, created.stdout, created.stderr) == (0, "clinic-a\n", "")
+    listed = reminders("accounts", "list", database_url=sqlite_url)
+    assert listed.stdout.splitlines() == [
+        "default\tactive\tDefault",
+        "clinic-a\tactive\tКлиника А",
+    ]
+    again = reminders("accounts", "create", "clinic-a", database_url=sqlite_url)
+    assert "already exists" in assert_one_line_error(again)
+    bad = reminders("accounts", "create", "Clinic A", database_url=sqlite_url)
+    assert "slug" in assert_one_line_error(bad)
+
+    key = reminders(
+        "apikey",
+        "create",
+        "sync",
+        "--account",
+        "clinic-a",
+        "--scope",
+        "write",
+        database_url=sqlite_url,
+    )
+    assert key.returncode == 0 and KEY.fullmatch(key.stdout.strip()), key
+    provider = reminders("apikey", "create", "ops", "--scope", "provider", database_url=sqlite_url)
+    assert provider.returncode == 0 and KEY.fullmatch(provider.stdout.strip()), provider
+    with Session(db) as session:
+        mine = apikeys.authenticate(session, key.stdout.strip())
+        theirs = apikeys.authenticate(session, provider.stdout.strip())
+        assert mine is not None and mine.account_id == 2 and mine.scope == "write"
+        assert theirs is not None and theirs.account_id is None and theirs.scope == "provider"
+
+    nobody = reminders("apikey", "create", "x", "--account", "nobody", database_url=sqlite_url)
+    assert "nobody" in assert_one_line_error(nobody)
+    both = reminders(
+        "apikey",
+        "create",
+        "x",
+        "--scope",
+        "provider",
+        "--account",
+        "clinic-a",
+        database_url=sqlite_url,
+    )
+    assert "--account" in assert_one_line_error(both)
 
 
 # --- Schema ----------------------------------------------------------------------------------

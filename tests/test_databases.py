@@ -31,8 +31,8 @@ def _policies_and_next_group_id(name: str) -> tuple[list[tuple[object, ...]], in
             policies = [tuple(row) for row in rows]
             group = conn.execute(
                 text(
-                    "INSERT INTO groups (name, created_at, updated_at)"
-                    " VALUES ('a', now(), now()) RETURNING id"
+                    "INSERT INTO groups (account_id, name, created_at, updated_at)"
+                    " VALUES (1, 'a', now(), now()) RETURNING id"
                 )
             ).scalar_one()
         assert current_revision(engine) == head_revision()

@@ -35,6 +35,7 @@ from reminders.settings import Settings, load_settings
 from reminders.sources.feeds import create_source
 from reminders.sources.fetch import FetchResult
 from reminders.sources.sync import SyncReport, sync_source
+from tests.conftest import account_session
 
 START = datetime(2027, 3, 20, 7, 0, tzinfo=UTC)  # a week before Europe's spring DST change
 ZONES = ["Europe/Sofia", "America/New_York", "Clinic Time", "UTC", "floating", "Atlantis/Nowhere"]
@@ -270,7 +271,7 @@ class Db:
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine, self.settings = engine, settings
-        with Session(engine) as session:
+        with account_session(engine) as session:
             made = create_source(
                 session,
                 SourceCreate(name="Clinic", url="http://127.0.0.1/clinic.ics"),
@@ -294,7 +295,7 @@ class Db:
             )
 
     def add_contact(self, name: str, phone: str) -> None:
-        with Session(self.engine) as session:
+        with account_session(self.engine) as session:
             session.add(Contact(name=name, name_folded=name.casefold(), phone=phone))
             session.commit()
 
@@ -572,7 +573,7 @@ def test_an_event_the_calendar_dropped_is_not_held_by_a_cancel_through_the_api(
     db.sync(calendar.export(), START)
     dropped = calendar.series.pop("e1@clinic")
     assert db.sync(calendar.export(), START).cancelled == 1
-    with Session(engine) as session:
+    with account_session(engine) as session:
         anchor_id = session.execute(
             select(col(Anchor.id)).where(col(Anchor.key).like("%:e1@clinic|%"))
         ).scalar_one()

@@ -16,7 +16,6 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
@@ -31,7 +30,7 @@ from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings
-from tests.conftest import wait_for
+from tests.conftest import account_session, wait_for
 from tests.db_faults import CLAIM, LOAD, NEXT_RUN_TIME, OUTBOX, RECORD, RELEASE, Faults
 from tests.test_scheduler import make_notices, status_of
 
@@ -73,7 +72,7 @@ def phones(count: int, series: int) -> list[str]:
 
 
 def statuses(engine: Engine, ids: Sequence[int]) -> dict[int, str]:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         return {i: session.get(Notice, i).status for i in ids}  # type: ignore[union-attr]
 
 
@@ -246,7 +245,7 @@ def test_a_sender_that_raises_leaves_its_batch_unknown(engine: Engine, settings:
     ids = make_notices(engine, phones(3, 6))
     outcomes = fire_many(engine, Exploding(settings, engine), ids, settings=settings)
     assert outcomes == {i: "unknown" for i in ids}
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, ids[0])
         assert notice is not None
         assert "the connection pool broke halfway" in (notice.status_reason or "")
@@ -264,7 +263,7 @@ def test_the_outbox_tells_a_failed_write_from_a_lost_answer(
     faults.fail(OUTBOX, at=at)  # type: ignore[arg-type]
     sender = OutboxSender(settings, engine)
     assert fire_many(engine, sender, [notice_id], settings=settings) == {notice_id: status}
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, notice_id)
         assert notice is not None
         if status == "scheduled":
@@ -322,7 +321,7 @@ def test_the_scheduler_waits_out_a_job_store_error(
         faults.fail(NEXT_RUN_TIME, times=3)
         wait_for(lambda: faults.injected == 3, what="the store to fail three times")
         data = MessageCreate.model_validate({"to": {"phones": ["0888 611 001"]}, "text": "x"})
-        with Session(engine, expire_on_commit=False) as session:
+        with account_session(engine, expire_on_commit=False) as session:
             _, [notice] = create_message(session, scheduler, data, region="BG")
             commit_and_schedule(session)
         assert notice.id is not None
@@ -369,7 +368,7 @@ def test_the_check_looks_only_at_due_notices(engine: Engine, settings: Settings)
     [future] = make_notices(engine, ["0888 610 500"], send_at=later)
     data = MessageCreate.model_validate({"to": {"phones": ["0888 610 501"]}, "text": "x"})
     scheduler = NoticeScheduler(engine)
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, [cancelled] = create_message(session, None, data, region="BG")
         commit_and_schedule(session)
         row = session.get(Notice, cancelled.id)

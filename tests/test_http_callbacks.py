@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from reminders.models import Notice, NoticeStatus
 from reminders.sender.http import sign
 from reminders.settings import Settings, load_settings
-from tests.conftest import wait_for
+from tests.conftest import account_session, wait_for
 from tests.http_gateway import SECRET, Gateway
 
 Headers = dict[str, str]
@@ -117,7 +117,7 @@ def test_a_report_before_the_send_is_recorded_asks_the_gateway_to_retry(
     answer = callback(client, "status", report)
     assert answer.status_code == 503, answer.text
     assert answer.json()["detail"] == "the notice is still being sent; try again"
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, notice_id)
         assert notice is not None and notice.status == NoticeStatus.sending
 

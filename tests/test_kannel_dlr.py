@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
@@ -35,7 +35,7 @@ from reminders.sender.kannel_dlr import (
 )
 from reminders.settings import Settings, load_settings
 from reminders.webhook_keys import inbound_token
-from tests.conftest import fall_due, make_key
+from tests.conftest import account_session, fall_due, make_key
 
 SECRET = "dlr-secret-ü/%A&x"  # what Kannel would mangle if sent as is: non-ASCII, "%A", "&"
 PUBLIC_URL = "http://127.0.0.1:9"
@@ -59,7 +59,7 @@ def new_notice(engine: Engine, phone: str = "0888 123 456") -> int:
     """A scheduled notice that is due in an hour: only the test fires it, never the scheduler."""
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     data = MessageCreate.model_validate({"to": {"phones": [phone]}, "text": "x", "send_at": later})
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
         commit_and_schedule(session)
     assert notice.id is not None
@@ -67,7 +67,7 @@ def new_notice(engine: Engine, phone: str = "0888 123 456") -> int:
 
 
 def notice_status(engine: Engine, notice_id: int) -> str:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, notice_id)
         assert notice is not None
         return notice.status
@@ -249,7 +249,7 @@ def test_a_report_about_an_earlier_send_moves_nothing(
     first = fire_through_kannel(settings, engine, notice)
     assert client.get(kannel_calls(refused, 1)).text == "unknown"
     # Sent again (as a resend would): the first send's reports no longer move the notice.
-    with Session(engine) as session:
+    with account_session(engine) as session:
         session.exec(  # type: ignore[call-overload]
             update(Notice).where(col(Notice.id) == notice).values(status=NoticeStatus.scheduled)
         )
@@ -265,7 +265,7 @@ def test_a_report_about_an_earlier_send_moves_nothing(
 
 def unsigned_send(engine: Engine, notice_id: int, submitted: datetime) -> None:
     """A send as the service recorded it before dlr-urls were signed."""
-    with Session(engine) as session:
+    with account_session(engine) as session:
         session.exec(  # type: ignore[call-overload]
             update(Notice)
             .where(col(Notice.id) == notice_id)
@@ -340,7 +340,7 @@ def test_a_report_before_the_send_is_recorded_asks_kannel_to_retry(
     client: TestClient, engine: Engine
 ) -> None:
     notice = new_notice(engine)
-    with Session(engine) as session:
+    with account_session(engine) as session:
         stored = session.get(Notice, notice)
         assert stored is not None
         stored.status = NoticeStatus.sending  # claimed, Kannel called, attempt not yet written

@@ -10,14 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from reminders.errors import InvalidField
 from reminders.messages import create_message
 from reminders.models import Contact
 from reminders.schemas.messages import MessageCreate
 from reminders.settings import Settings, load_settings
-from tests.conftest import wait_for
+from tests.conftest import account_session, wait_for
 
 Headers = dict[str, str]
 
@@ -310,8 +309,6 @@ def test_deleting_a_contact_cancels_what_was_still_to_be_sent(
 def test_bulk_waits_for_the_end_of_quiet_hours_on_the_recipients_clock(engine: Engine) -> None:
     from zoneinfo import ZoneInfo
 
-    from sqlmodel import Session
-
     from reminders.messages import create_message
     from reminders.schemas.messages import MessageCreate
     from reminders.wall_clock import QuietHours
@@ -319,7 +316,7 @@ def test_bulk_waits_for_the_end_of_quiet_hours_on_the_recipients_clock(engine: E
     sofia = ZoneInfo("Europe/Sofia")
     now = datetime(2026, 12, 1, 22, 30, tzinfo=sofia)  # 20:30 in London
     quiet = QuietHours.parse("21:00-08:00")
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         from reminders.models import Contact
 
         session.add(
@@ -359,7 +356,7 @@ NOW = datetime(2027, 1, 13, 12, 0, tzinfo=SOFIA)  # a Wednesday
 
 
 def add_contact(engine: Engine, phone: str, timezone: str | None) -> int:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         contact = Contact(name="C", name_folded="c", phone=phone, timezone=timezone)
         session.add(contact)
         session.commit()
@@ -370,7 +367,7 @@ def add_contact(engine: Engine, phone: str, timezone: str | None) -> int:
 def plan_message(engine: Engine, **body: Any) -> datetime:
     """The send time create_message gives a message; its error if it refuses it."""
     data = MessageCreate.model_validate({"text": "x", **body})
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         message, _ = create_message(session, None, data, region="BG", zone="Europe/Sofia", now=NOW)
     return message.send_at
 

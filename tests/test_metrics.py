@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from reminders.api import create_app
 from reminders.db import utcnow
@@ -25,7 +25,7 @@ from reminders.process import Process
 from reminders.scheduler.firing import fire_many
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.settings import Settings, load_settings
-from tests.conftest import REDIS_URL, wait_for
+from tests.conftest import REDIS_URL, account_session, wait_for
 from tests.test_scheduler import BrokenSender, make_notices
 
 Headers = dict[str, str]
@@ -142,7 +142,7 @@ def test_metrics_endpoint(
     assert sample(text, "reminders_scheduler_active") == 1
 
     # Two notices that fell due while nothing fired them: a backlog of one in each lane.
-    with Session(engine) as session:
+    with account_session(engine) as session:
         session.execute(
             update(Notice)
             .where(col(Notice.status) == "scheduled")

@@ -16,7 +16,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Attempt, Notice, NoticeStatus
@@ -30,6 +29,7 @@ from reminders.sender.kannel_dlr import signature as signature_of_dlr
 from reminders.sender.twilio import signature
 from reminders.settings import Settings, load_settings
 from reminders.webhook_keys import inbound_token
+from tests.conftest import account_session
 
 SECRET, TOKEN, PUBLIC, HTTP_SECRET = "kannel-secret", "twilio-token", "https://sms.example", "hs"
 Headers = dict[str, str]
@@ -157,7 +157,7 @@ def test_a_kannel_report_with_nul_is_applied(
             "send_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
         }
     )
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
         commit_and_schedule(session)
         assert notice.id is not None
@@ -176,7 +176,7 @@ def test_a_kannel_report_with_nul_is_applied(
     query = f"notice={notice.id}&attempt=a1&sig={sig}&type=16&reply=NACK%00%2F0x0b&fid=ab%00c"
     response = client.get(f"/webhooks/kannel/dlr?{query}")
     assert (response.status_code, response.text) == (200, "applied")
-    with Session(engine) as session:
+    with account_session(engine) as session:
         stored = session.get(Notice, notice.id)
         assert stored is not None and stored.status == NoticeStatus.failed
         [attempt] = session.exec(text("SELECT error, gateway_reference FROM attempts")).all()  # type: ignore[call-overload]
@@ -189,7 +189,7 @@ def test_a_value_no_check_caught_is_still_a_4xx(
     """The last line: an integer past a column's range that reaches the database."""
 
     def lookup() -> None:
-        with Session(engine) as session:
+        with account_session(engine) as session:
             session.get(Notice, 2**40)
 
     process.app.add_api_route("/api/v1/unchecked", lookup)

@@ -27,6 +27,7 @@ from reminders.pending_jobs import (
 from reminders.scheduler.anchors import plan_many
 from reminders.schemas.messages import MessageCreate
 from reminders.settings import Settings
+from tests.conftest import account_session
 
 SOON = datetime.now(UTC) + timedelta(days=2)
 
@@ -59,7 +60,7 @@ def message(session: Session, scheduler: Recorder, *phones: str) -> list[int]:
 
 def test_jobs_are_written_after_their_notices_are_committed(engine: Engine) -> None:
     scheduler = Recorder(engine)
-    with Session(engine) as session:
+    with account_session(engine) as session:
         ids = message(session, scheduler, "0888 500 001", "0888 500 002")
         assert scheduler.calls == []  # nothing before the commit
         commit_and_schedule(session)
@@ -70,7 +71,7 @@ def test_a_plain_commit_with_jobs_queued_is_refused_and_a_rollback_forgets_them(
     engine: Engine,
 ) -> None:
     scheduler = Recorder(engine)
-    with Session(engine) as session:
+    with account_session(engine) as session:
         message(session, scheduler, "0888 500 003")
         with pytest.raises(RuntimeError, match="commit_and_schedule"):
             session.commit()  # the job would be lost
@@ -78,13 +79,13 @@ def test_a_plain_commit_with_jobs_queued_is_refused_and_a_rollback_forgets_them(
         kept = message(session, scheduler, "0888 500 004")
         commit_and_schedule(session)
     assert scheduler.calls == [("schedule", kept, True, kept)]  # the rolled back one's is gone
-    with Session(engine) as session:
+    with account_session(engine) as session:
         assert len(session.exec(select(Notice)).all()) == 1
 
 
 def test_the_last_change_queued_for_a_notice_wins(engine: Engine) -> None:
     scheduler = Recorder(engine)
-    with Session(engine) as session:
+    with account_session(engine) as session:
         created, dropped = message(session, scheduler, "0888 500 005", "0888 500 006")
         unschedule_after_commit(session, scheduler, [dropped])  # new, then gone: no job at all
         schedule_after_commit(session, scheduler, [(7, SOON)])
@@ -100,7 +101,7 @@ def test_the_last_change_queued_for_a_notice_wins(engine: Engine) -> None:
 
 def test_job_changes_are_not_queued_inside_a_savepoint(engine: Engine) -> None:
     # A savepoint rolled back would leave them queued; its caller queues them after it.
-    with Session(engine) as session, session.begin_nested():
+    with account_session(engine) as session, session.begin_nested():
         with pytest.raises(RuntimeError, match="savepoint"):
             unschedule_after_commit(session, Recorder(engine), [1])
 
@@ -110,7 +111,7 @@ def test_planning_a_cancelled_anchor_commits_nothing_of_a_batch_that_fails(
 ) -> None:
     """plan_many once cancelled an anchor's notices and committed in the middle of its loop:
     a later anchor's failure left the batch half applied."""
-    with Session(engine) as session:
+    with account_session(engine) as session:
         cancelled = Anchor(key="t:1", kind="event", title="x", at=SOON, policy="appointment")
         broken = Anchor(key="t:2", kind="event", title="x", at=SOON, policy="no such policy")
         session.add_all([cancelled, broken])
@@ -132,7 +133,7 @@ def test_a_transaction_locks_its_records_then_its_anchors(engine: Engine) -> Non
     """Slots in one order per transaction: never a lower one after a higher (keylocks)."""
     phone, other = phone_key("+359888500008"), phone_key("+359888500009")
     assert slot(phone) != slot(other) and slot(anchor_key(1)) >= SLOTS
-    with Session(engine) as session:
+    with account_session(engine) as session:
         lock_keys(session, [phone])
         lock_keys(session, [anchor_key(1), anchor_key(2)])
         lock_keys(session, [phone, anchor_key(2)])  # held already: nothing to wait for

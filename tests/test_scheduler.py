@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
@@ -19,7 +18,7 @@ from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings
-from tests.conftest import fall_due, wait_for
+from tests.conftest import account_session, fall_due, wait_for
 
 
 def make_notices(
@@ -32,14 +31,14 @@ def make_notices(
             "send_at": send_at.isoformat() if send_at else None,
         }
     )
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, notices = create_message(session, None, data, region="BG")
         commit_and_schedule(session)
     return [n.id for n in notices if n.id is not None]
 
 
 def status_of(engine: Engine, notice_id: int) -> str:
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, notice_id)
         assert notice is not None
         return notice.status
@@ -135,7 +134,7 @@ def test_start_repairs_the_job_store(engine: Engine, settings: Settings) -> None
     due, future, interrupted, cancelled = make_notices(
         engine, ["0888 400 201", "0888 400 202", "0888 400 203", "0888 400 204"], send_at=later
     )
-    with Session(engine) as session:
+    with account_session(engine) as session:
         for notice_id, status, when in [
             (due, NoticeStatus.scheduled, datetime.now(UTC) - timedelta(minutes=1)),
             (interrupted, NoticeStatus.sending, later),
@@ -177,7 +176,7 @@ def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) ->
     data = MessageCreate.model_validate(
         {"to": {"phones": ["0888 400 301"]}, "text": "x", "send_at": soon.isoformat()}
     )
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, first, data, region="BG")
         commit_and_schedule(session)
     first.shutdown()
@@ -247,7 +246,7 @@ def test_a_job_stored_before_lanes_fires_with_its_own_schedulers_runtime(
     finally:
         scheduler.shutdown()
     assert outbox_count(engine, notice_id) == 1
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, notice_id)
         assert notice is not None and notice.claimed_by == "the-firing-one"
 
@@ -346,7 +345,7 @@ def test_transient_failures_are_retried_with_back_off(engine: Engine, settings: 
     flaky = FlakySender(settings, engine)
     before = datetime.now(UTC)
     assert fire(engine, flaky, notice_id, settings=settings) == "scheduled"
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, notice_id)
         assert notice is not None
         # About 30 s later, give or take the jitter, and the reason says why.
@@ -381,7 +380,7 @@ def test_retries_stop_after_the_configured_attempts(engine: Engine, database_url
     assert fire(engine, flaky, notice_id, settings=settings) == "scheduled"
     fall_due(engine, notice_id)
     assert fire(engine, flaky, notice_id, settings=settings) == "failed"
-    with Session(engine) as session:
+    with account_session(engine) as session:
         notice = session.get(Notice, notice_id)
         assert notice is not None
         assert "gave up after 2 attempts" in (notice.status_reason or "")

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from reminders.errors import InvalidField
 from reminders.schemas.sources import SourceCreate, SourceUpdate
 from reminders.sources.feeds import create_source, update_source
+from tests.conftest import account_session
 
 Headers = dict[str, str]
 SECRET = "tok3n-s3cret"
@@ -85,7 +85,7 @@ def test_the_host_name_is_resolved_and_checked_at_creation(
     engine: Engine, resolver: Any, refused: bool
 ) -> None:
     data = SourceCreate(name="x", url=f"https://calendar.clinic.example/{SECRET}.ics")
-    with Session(engine) as session:
+    with account_session(engine) as session:
         if refused:
             with pytest.raises(InvalidField) as caught:
                 create_source(
@@ -102,7 +102,7 @@ def test_the_host_name_is_resolved_and_checked_at_creation(
 
 def test_private_feeds_are_accepted_when_the_setting_allows_them(engine: Engine) -> None:
     data = SourceCreate(name="x", url="http://127.0.0.1:8080/feed.ics")
-    with Session(engine) as session:
+    with account_session(engine) as session:
         made = create_source(session, data, default_zone="UTC", allow_private=True)
         assert made.id is not None
         changed = update_source(

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from reminders.process import Process
 from reminders.settings import Settings, load_settings
+from tests.conftest import account_session
 
 Headers = dict[str, str]
 SOFIA = ZoneInfo("Europe/Sofia")
@@ -130,12 +131,11 @@ def create_source(client: TestClient, headers: Headers, url: str, **extra: Any) 
 
 def add_source(engine: Engine, url: str, **extra: Any) -> dict[str, Any]:
     """A source made without its periodic job, so that only the test's own syncs run."""
-    from sqlmodel import Session
 
     from reminders.schemas.sources import SourceCreate
     from reminders.sources.feeds import create_source as make_source
 
-    with Session(engine) as session:
+    with account_session(engine) as session:
         made = make_source(
             session,
             SourceCreate(name="Clinic", url=url, **extra),
@@ -266,14 +266,13 @@ def test_a_broken_feed_is_recorded_and_changes_nothing(
 def test_loopback_urls_are_refused_unless_allowed(
     client: TestClient, writer: Headers, feed: FeedServer, engine: Engine, database_url: str
 ) -> None:
-    from sqlmodel import Session
 
     from reminders.sources.sync import sync_source
 
     feed.body = first_feed()
     source = create_source(client, writer, feed.url)
     strict = load_settings(database_url=database_url, allow_private_feeds=False)
-    with Session(engine) as session:
+    with account_session(engine) as session:
         report = sync_source(session, None, source["id"], settings=strict)
     assert report.status == "error"
     assert "secret123" not in (report.error or "")
@@ -385,11 +384,11 @@ def test_the_feeds_alarms_become_extra_reminders_when_asked(
     with_alarms = create_source(client, writer, feed.url, use_alarms=True)
     assert sync(client, writer, plain["id"])["notices"]["created"] == 2
     assert sync(client, writer, with_alarms["id"])["notices"]["created"] == 3
-    from sqlmodel import Session, col, select
+    from sqlmodel import col, select
 
     from reminders.models import Anchor, Notice
 
-    with Session(engine) as session:
+    with account_session(engine) as session:
         rows = session.exec(
             select(Notice.send_at, Anchor.at)
             .join(Anchor, col(Anchor.id) == col(Notice.anchor_id))
@@ -401,11 +400,11 @@ def test_the_feeds_alarms_become_extra_reminders_when_asked(
 
 def notices_of(engine: Engine, uid: str) -> dict[int, tuple[str, datetime]]:
     """The notices of a feed event's occurrence, by step: (status, send time)."""
-    from sqlmodel import Session, col, select
+    from sqlmodel import col, select
 
     from reminders.models import Anchor, Notice
 
-    with Session(engine) as session:
+    with account_session(engine) as session:
         rows = session.exec(
             select(Notice.step, Notice.status, Notice.send_at)
             .join(Anchor, col(Anchor.id) == col(Notice.anchor_id))

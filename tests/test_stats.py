@@ -12,14 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice
 from reminders.schemas.messages import MessageCreate
 from reminders.settings import Settings, load_settings
 from reminders.stats import Bucket, notice_stats, offset_spans
-from tests.conftest import wait_for
+from tests.conftest import account_session, wait_for
 from tests.test_metrics import sample
 
 Headers = dict[str, str]
@@ -60,7 +59,7 @@ def test_counts_by_status_kind_and_bucket(
         what="the messages to go",
     )
     # One report never came: past the DLR timeout it counts as "no report", not as failed.
-    with Session(engine) as session:
+    with account_session(engine) as session:
         session.execute(
             update(Notice)
             .where(Notice.id == ids[0])
@@ -173,7 +172,7 @@ SEND_TIMES = [
 
 
 def counts(engine: Engine, bucket: Bucket, zone: ZoneInfo) -> dict[str, int]:
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         for send_at in SEND_TIMES:
             data = MessageCreate.model_validate(
                 {"to": {"phones": ["0888 700 130"]}, "text": "x", "send_at": send_at}

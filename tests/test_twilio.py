@@ -11,7 +11,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from reminders.messages import create_message
 from reminders.models import Notice
@@ -21,6 +20,7 @@ from reminders.schemas.messages import MessageCreate
 from reminders.sender.base import OutgoingSms, SendError
 from reminders.sender.twilio import TwilioSender, signature
 from reminders.settings import Settings, SettingsError, load_settings
+from tests.conftest import account_session
 
 SID, TOKEN, PUBLIC = "AC0123456789abcdef0123456789abcdef", "secret-token", "https://sms.example.bg"
 SMS = OutgoingSms(notice_id=7, to="+359888123456", text="Здравейте", sender_id=None)
@@ -127,7 +127,7 @@ def test_an_ambiguous_outcome_leaves_the_notice_unknown(settings: Settings, engi
         raise httpx.ReadTimeout("slow", request=request)
 
     data = MessageCreate.model_validate({"to": {"phones": ["0888 123 458"]}, "text": "x"})
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
         commit_and_schedule(session)
     assert notice.id is not None
@@ -150,12 +150,12 @@ def test_status_callbacks_move_the_notice_forward_only(
             "send_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
         }
     )
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
         commit_and_schedule(session)
     assert notice.id is not None
     twilio = sender(settings, engine, lambda r: httpx.Response(201, json={"sid": "SM42"}))
-    with Session(engine) as session:
+    with account_session(engine) as session:
         stored = session.get(Notice, notice.id)
         assert stored is not None
         stored.send_at = datetime.now(UTC)
@@ -171,7 +171,7 @@ def test_status_callbacks_move_the_notice_forward_only(
         return response.status_code
 
     def status() -> str:
-        with Session(engine) as session:
+        with account_session(engine) as session:
             current = session.get(Notice, notice.id)
             assert current is not None
             return current.status
@@ -194,7 +194,7 @@ def test_undelivered_report_records_the_error(
     settings: Settings, engine: Engine, client: TestClient
 ) -> None:
     data = MessageCreate.model_validate({"to": {"phones": ["0888 123 457"]}, "text": "x"})
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, [notice] = create_message(session, None, data, region="BG")
         commit_and_schedule(session)
     assert notice.id is not None

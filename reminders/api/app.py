@@ -15,6 +15,7 @@ from reminders.api.gate import KeyGate
 from reminders.api.limits import BodyLimits
 from reminders.api.live import LiveTotals
 from reminders.api.routes import (
+    accounts,
     bills,
     contacts,
     events,
@@ -87,6 +88,7 @@ def create_app(
     )
     api = APIRouter(prefix="/api/v1")
     for module in (
+        accounts,
         contacts,
         groups,
         messages,

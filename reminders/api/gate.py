@@ -14,18 +14,20 @@ bring is cleaned where it is stored (``reminders.storable``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlmodel import Session
+from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reminders import apikeys
-from reminders.api.errors import send_error
-from reminders.models import ApiKey
+from reminders.api.errors import FieldError, send_error
+from reminders.models import Account, AccountStatus, ApiKey
+from reminders.models import Scope as KeyScope
 
 _PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -40,6 +42,29 @@ def is_public(path: str) -> bool:
     return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
 
 
+ACCOUNT_HEADER = "Reminders-Account"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request comes from: its key, and the account it acts in.
+
+    An account's key acts in its own account. A provider key acts above every account, and
+    inside one when the request names it in the ``Reminders-Account`` header.
+    """
+
+    key: ApiKey
+    account: Account | None
+
+    @property
+    def account_id(self) -> int | None:
+        return self.account.id if self.account is not None else None
+
+    @property
+    def is_provider(self) -> bool:
+        return self.key.scope == KeyScope.provider
+
+
 def identify(session: Session, authorization: str | None) -> ApiKey:
     """The live key an ``Authorization: Bearer <key>`` header names, or a 401 saying why not."""
     scheme, _, secret = (authorization or "").partition(" ")
@@ -50,6 +75,33 @@ def identify(session: Session, authorization: str | None) -> ApiKey:
         raise HTTPException(401, "the API key is not valid or was revoked", _CHALLENGE)
     session.commit()  # its last use, before the route's own work
     return key
+
+
+def identify_caller(session: Session, authorization: str | None, named: str | None) -> Caller:
+    """The key and the account it acts in; 401 for a bad key, 403 for a suspended account's
+    key, 404 for a provider key naming an account that does not exist."""
+    key = identify(session, authorization)
+    if key.scope == KeyScope.provider:
+        if not named:
+            return Caller(key, None)
+        account = session.exec(select(Account).where(Account.slug == named)).first()
+        if account is None:
+            raise FieldError(404, ACCOUNT_HEADER, f"no account {named!r}", where="header")
+        return Caller(key, account)
+    account = session.get(Account, key.account_id) if key.account_id is not None else None
+    if account is None:
+        raise HTTPException(401, "the API key belongs to no account", _CHALLENGE)
+    if named and named != account.slug:
+        raise FieldError(
+            403,
+            ACCOUNT_HEADER,
+            f"this key belongs to the account {account.slug!r}",
+            where="header",
+        )
+    if account.status == AccountStatus.suspended:
+        reason = account.status_reason or "suspended by the provider"
+        raise HTTPException(403, f"the account {account.slug!r} is suspended: {reason}")
+    return Caller(key, account)
 
 
 def has_body(scope: Scope) -> bool:
@@ -92,13 +144,19 @@ class KeyGate:
             return
         headers = dict(scope["headers"])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
+        named = headers.get(ACCOUNT_HEADER.lower().encode(), b"").decode("latin-1").strip()
         engine: Engine = scope["app"].state.engine  # the API's own pool
         try:
-            key = await run_in_threadpool(_identify, engine, authorization)
+            caller = await run_in_threadpool(_identify, engine, authorization, named or None)
         except PoolTimeout:
             # No connection came free in time: busy, as admission would say, not a 500.
             busy = scope["app"].state.gates.requests.busy_answer()
             await busy(scope, receive, send)
+            return
+        except FieldError as exc:
+            await send_error(
+                send, exc.status_code, str(exc.detail), [exc.error], close=has_body(scope)
+            )
             return
         except HTTPException as exc:
             # The body is never read: the connection cannot carry another request after it.
@@ -111,11 +169,11 @@ class KeyGate:
             detail = f"{nul['field']}: {nul['message']}"
             await send_error(send, 422, detail, [nul], close=has_body(scope))
             return
-        scope.setdefault("state", {})["api_key"] = key
+        scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
 
 
-def _identify(engine: Engine, authorization: str) -> ApiKey:
+def _identify(engine: Engine, authorization: str, named: str | None) -> Caller:
     # Its own short session: the route opens its own, and this one is closed before it runs.
     with Session(engine, expire_on_commit=False) as session:
-        return identify(session, authorization)
+        return identify_caller(session, authorization, named)

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 import anyio.to_thread
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
+from reminders.accounts.scoping import scoped_session
 from reminders.db import utcnow
 from reminders.stats import Counts, notice_stats
 
@@ -33,27 +33,31 @@ class Snapshot:
 
 
 class LiveTotals:
-    """The totals of the notices due in the day up to now, shared by the stream's clients."""
+    """The totals of each account's notices due in the day up to now, shared by the stream's
+    clients of that account."""
 
     def __init__(self, engine: Engine, dlr_timeout: timedelta) -> None:
         self.engine = engine
         self.dlr_timeout = dlr_timeout
-        self._counting: asyncio.Future[Snapshot] | None = None
-        self._started = 0.0
+        # Per account: the count being made or last made, and when it was started.
+        self._counting: dict[int, asyncio.Future[Snapshot]] = {}
+        self._started: dict[int, float] = {}
 
-    async def latest(self) -> Snapshot:
+    async def latest(self, account_id: int) -> Snapshot:
         """A count at most ``FRESH_FOR`` seconds old; a client that comes while one is being
         made waits for that one."""
-        stale = time.monotonic() - self._started >= FRESH_FOR
-        if self._counting is None or (self._counting.done() and stale):
-            self._started = time.monotonic()
-            self._counting = asyncio.ensure_future(anyio.to_thread.run_sync(self._count))
+        counting = self._counting.get(account_id)
+        stale = time.monotonic() - self._started.get(account_id, 0.0) >= FRESH_FOR
+        if counting is None or (counting.done() and stale):
+            self._started[account_id] = time.monotonic()
+            counting = asyncio.ensure_future(anyio.to_thread.run_sync(self._count, account_id))
+            self._counting[account_id] = counting
         # Shielded: a client that leaves mid-count must not cancel it for the others.
-        return await asyncio.shield(self._counting)
+        return await asyncio.shield(counting)
 
-    def _count(self) -> Snapshot:
+    def _count(self, account_id: int) -> Snapshot:
         now = utcnow()
-        with Session(self.engine) as session:
+        with scoped_session(self.engine, account_id) as session:
             totals, _ = notice_stats(
                 session,
                 start=now - WINDOW,

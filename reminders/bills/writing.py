@@ -25,6 +25,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from reminders.accounts.scoping import current
 from reminders.bills.rules import (
     KEY_PREFIX,
     Lookups,
@@ -229,6 +230,7 @@ def _write(session: Session, rows: Sequence[Resolved], now: datetime) -> Stored:
             insert(_ANCHORS).returning(_ANCHORS.c.id, sort_by_parameter_order=True),
             [
                 {
+                    "account_id": current(session),
                     "key": KEY_PREFIX + row.data.external_id,
                     "kind": AnchorKind.bill,
                     "title": row.title,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col
 
+from reminders.accounts.scoping import current
 from reminders.contacts.matching import Found
 from reminders.db import utcnow
 from reminders.models import Contact, Notice
@@ -61,9 +62,10 @@ def write_contacts(session: Session, found: Sequence[Found]) -> NoticesFollowed:
             followed.extend(apply_changes(session, contact.stored, contact.values))
     new = [contact for contact in contacts if contact.stored is None and contact.id is None]
     if new:
+        account_id = current(session)  # a Core insert: the session's scoping does not fill it
         ids = session.execute(
             insert(_CONTACTS).returning(_CONTACTS.c.id, sort_by_parameter_order=True),
-            [contact.values for contact in new],
+            [{**contact.values, "account_id": account_id} for contact in new],
         ).scalars()
         for contact, new_id in zip(new, ids, strict=True):
             contact.id = new_id

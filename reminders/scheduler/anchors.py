@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, insert, or_, update
 from sqlmodel import Session, col, select
 
+from reminders.accounts.scoping import current
 from reminders.db import in_chunks, utcnow
 from reminders.durations import Offset
 from reminders.errors import NotFound
@@ -140,6 +141,7 @@ Wanted = dict[str, tuple[Planned, Recipient, str]]
 class PolicyPlan:
     """What planning takes from a policy, read once per ``plan_many``."""
 
+    account_id: int
     steps: list[Step]
     templates: list[str]
     transliterate: bool
@@ -148,11 +150,15 @@ class PolicyPlan:
 
 
 def _policy_plan(
-    session: Session, name: str, cache: dict[str, PolicyPlan], settings: Settings
+    session: Session, anchor: Anchor, cache: dict[tuple[int, str], PolicyPlan], settings: Settings
 ) -> PolicyPlan:
+    # The anchor's own account's policy of that name: planning may run unscoped (a feed's sync,
+    # a re-plan), and two accounts may each have an "appointment" policy.
+    name = (anchor.account_id, anchor.policy)
     if name not in cache:
-        policy = get_policy(session, name)
+        policy = get_policy(session, anchor.policy, account_id=anchor.account_id)
         cache[name] = PolicyPlan(
+            account_id=anchor.account_id,
             steps=planning_steps(policy),
             templates=[step["template"] for step in policy.steps],
             transliterate=settings.transliterate
@@ -238,7 +244,7 @@ def plan_many(
     lock_keys(session, (anchor_key(anchor_id) for anchor_id in ids))
     loaded = _Loaded.read(session, ids)
     reports: dict[int, PlanReport] = {}
-    policies: dict[str, PolicyPlan] = {}
+    policies: dict[tuple[int, str], PolicyPlan] = {}
     batch = _Batch(session, now)
     for anchor_id in ids:
         anchor = loaded.anchors.get(anchor_id)
@@ -249,7 +255,7 @@ def plan_many(
                 session, scheduler, anchor_id, reason="the anchor was cancelled"
             )
             continue
-        policy = _policy_plan(session, anchor.policy, policies, settings)
+        policy = _policy_plan(session, anchor, policies, settings)
         wanted = desired_notices(
             anchor, policy, loaded.recipients[anchor_id], loaded.zones, settings=settings, now=now
         )
@@ -449,6 +455,7 @@ def _new_row(
 ) -> dict[str, Any]:
     """A new notice, as a row for the batch's one insert."""
     return {
+        "account_id": policy.account_id,
         "key": key,
         "kind": planned.kind,
         "status": NoticeStatus(planned.status),
@@ -498,6 +505,7 @@ def replan_policy(
     hundred thousand anchors re-planned in one transaction would hold SQLite's one write lock
     (on PostgreSQL, its notices' rows) for many seconds while the firing path waits to claim.
     """
+    current(session)  # the policy's name means something only within one account
     now = now or utcnow()
     pending = select(Notice.anchor_id).where(
         Notice.status == NoticeStatus.scheduled, col(Notice.anchor_id).is_not(None)

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -16,7 +16,15 @@ from sqlmodel import Session, col, select
 
 from reminders.db import in_chunks, utcnow
 from reminders.metrics import SendMetrics
-from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
+from reminders.models import (
+    Account,
+    AccountStatus,
+    Anchor,
+    Contact,
+    Notice,
+    NoticeStatus,
+    Priority,
+)
 from reminders.pending_jobs import JobItem, JobScheduler
 from reminders.scheduler.outcomes import Outcome, from_result, record, release
 from reminders.scheduler.preparing import Ready, prepare
@@ -26,6 +34,8 @@ from reminders.sender.rate import SendRate
 from reminders.settings import Settings
 
 log = logging.getLogger(__name__)
+# How long a suspended account's due notice waits before it is looked at again.
+HOLD_FOR = timedelta(minutes=1)
 
 
 def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token: str) -> list[int]:
@@ -167,7 +177,8 @@ def _fire_batch(
     taken = _take(engine, notice_ids, settings, sender.name, token, backoff, stop, shutdown)
     if taken is None:
         return None
-    notices, claimed = taken
+    notices, claimed, held = taken
+    _hold(scheduler, held)
     outcomes = {i: ready for i, ready in claimed.items() if isinstance(ready, Outcome)}
     outgoing = [ready for ready in claimed.values() if isinstance(ready, OutgoingSms)]
     sent_at = utcnow()
@@ -205,10 +216,11 @@ def _take(
     backoff: Backoff,
     stop: threading.Event | None,
     shutdown: threading.Event | None,
-) -> tuple[dict[int, Any], dict[int, Ready]] | None:
+) -> tuple[dict[int, Any], dict[int, Ready], list[tuple[int, str]]] | None:
     """Load, prepare and claim the batch, trying again while the database is away.
 
-    Returns the notices loaded and what to do with each one claimed; None once
+    Returns the notices loaded, what to do with each one claimed, and those held back (their
+    account is suspended); None once
     ``backoff.give_up_after`` has passed (or ``stop`` was set), with nothing left claimed
     (unless ``shutdown`` cut short the undoing of a claim in doubt).
     """
@@ -247,9 +259,10 @@ def _take(
 
 def _load_and_claim(
     engine: Engine, notice_ids: list[int], settings: Settings, provider: str, token: str
-) -> tuple[dict[int, Any], dict[int, Ready]]:
+) -> tuple[dict[int, Any], dict[int, Ready], list[tuple[int, str]]]:
     """Everything a hand-over needs is read and rendered before the claim, so that a claimed
-    notice waits on nothing but the sender."""
+    notice waits on nothing but the sender. A suspended account's notices are not claimed:
+    they stay scheduled and are held back (``_hold``)."""
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
         table = Notice.__table__  # type: ignore[attr-defined]
@@ -261,7 +274,13 @@ def _load_and_claim(
             table.c.send_at <= now,
         )
         if not notices:
-            return {}, {}
+            return {}, {}, []
+        suspended = suspended_accounts(session)
+        held = [(i, n.priority) for i, n in notices.items() if n.account_id in suspended]
+        for notice_id, _ in held:
+            del notices[notice_id]
+        if not notices:
+            return {}, {}, held
         contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
         anchors = _load(session, Anchor, {n.anchor_id for n in notices.values() if n.anchor_id})
         ready = {
@@ -276,7 +295,26 @@ def _load_and_claim(
             for notice_id, notice in notices.items()
         }
         claimed = claim_many(session, list(ready), now, token)
-    return notices, {notice_id: ready[notice_id] for notice_id in claimed}
+    return notices, {notice_id: ready[notice_id] for notice_id in claimed}, held
+
+
+def suspended_accounts(session: Session) -> set[int]:
+    """The accounts whose notices wait: few rows, read once a batch."""
+    query = select(Account.id).where(Account.status == AccountStatus.suspended)
+    return {account_id for account_id in session.exec(query) if account_id is not None}
+
+
+def _hold(scheduler: JobScheduler | None, held: list[tuple[int, str]]) -> None:
+    """Fire the held notices again in ``HOLD_FOR``: their account may be active by then. They
+    stay scheduled meanwhile, so that the periodic check gives them jobs should this fail."""
+    if not held or scheduler is None:
+        return
+    log.info("%d notice(s) of suspended accounts wait", len(held))
+    again = utcnow() + HOLD_FOR
+    try:
+        scheduler.schedule([(i, again, lane) for i, lane in held])
+    except Exception as exc:
+        log.warning("could not write the jobs of %d held notice(s) (%s)", len(held), reason(exc))
 
 
 def _send(sender: Sender, outgoing: list[OutgoingSms]) -> list[Accepted | SendError]:

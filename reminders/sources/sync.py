@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
+from reminders.accounts.scoping import acting_for
 from reminders.db import in_chunks, utcnow
 from reminders.durations import Offset
 from reminders.errors import DomainError, NotFound
@@ -97,6 +98,23 @@ def sync_source(
     if source is None:
         raise NotFound(f"no source with id {source_id}", field="id")
     shown = redact_url(source.url)
+    # A sync run by the scheduler or the CLI sees every account; the feed's own is the one its
+    # contacts, policies and anchors are looked up and written in.
+    with acting_for(session, source.account_id):
+        return _sync_or_record(session, scheduler, source, now, shown, settings, fetcher)
+
+
+def _sync_or_record(
+    session: Session,
+    scheduler: JobScheduler | None,
+    source: Source,
+    now: datetime,
+    shown: str,
+    settings: Settings,
+    fetcher: Fetcher,
+) -> SyncReport:
+    source_id = source.id
+    assert source_id is not None
     try:
         return _sync(session, scheduler, source, settings=settings, now=now, fetcher=fetcher)
     except DomainError as exc:

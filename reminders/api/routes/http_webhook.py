@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 
 from reminders.api.delivery_reports import refuse_while_sending
-from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
+from reminders.api.deps import SchedulerDep, SettingsDep, UnscopedSessionDep
 from reminders.inbound import receive
 from reminders.models import Attempt
 from reminders.pending_jobs import commit_and_schedule
@@ -73,7 +73,9 @@ def _documented(model: type[BaseModel]) -> dict[str, Any]:
 
 
 @router.post("/status", openapi_extra=_documented(StatusIn))
-async def http_status(request: Request, session: SessionDep, settings: SettingsDep) -> CallbackOut:
+async def http_status(
+    request: Request, session: UnscopedSessionDep, settings: SettingsDep
+) -> CallbackOut:
     """A delivery report for a message the ``http`` sender posted; applied once, forward only."""
     report: StatusIn = _parse(StatusIn, await _signed_body(request, settings))
     notice_id = as_id(report.id.removeprefix(_OUR_ID))
@@ -105,7 +107,7 @@ async def http_status(request: Request, session: SessionDep, settings: SettingsD
 
 @router.post("/inbound", openapi_extra=_documented(InboundIn))
 async def http_inbound(
-    request: Request, session: SessionDep, settings: SettingsDep, scheduler: SchedulerDep
+    request: Request, session: UnscopedSessionDep, settings: SettingsDep, scheduler: SchedulerDep
 ) -> CallbackOut:
     """An SMS a customer sent to the gateway's number: kept; STOP / СТОП / ОТКАЗ opt out,
     START opts back in."""

@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from reminders.api.delivery_reports import refuse_while_sending
-from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
+from reminders.api.deps import SchedulerDep, SettingsDep, UnscopedSessionDep
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.inbound import receive
@@ -155,7 +155,7 @@ def _require_inbound_credential(token: str | None, secret: str | None, settings:
 
 @router.get("/dlr", response_class=PlainTextResponse)
 def kannel_dlr(
-    session: SessionDep,
+    session: UnscopedSessionDep,
     settings: SettingsDep,
     notice: Annotated[int, Query(gt=0, le=MAX_ID, description="Our notice id, from the dlr-url.")],
     type: Annotated[int, Query(description="Kannel's DLR type (%d).")],  # noqa: A002
@@ -224,7 +224,7 @@ def kannel_dlr(
 @router.get("/inbound", response_class=PlainTextResponse)
 def kannel_inbound(
     request: Request,
-    session: SessionDep,
+    session: UnscopedSessionDep,
     settings: SettingsDep,
     scheduler: SchedulerDep,
     sender: Annotated[

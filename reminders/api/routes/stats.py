@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from reminders.api.deps import ReadKey, SessionDep, SettingsDep
+from reminders.api.deps import AccountIdDep, ReadKey, SessionDep, SettingsDep
 from reminders.api.live import LiveTotals
 from reminders.db import utcnow
 from reminders.errors import InvalidField
@@ -130,6 +130,7 @@ def stats(
 @router.get("/stats/stream", response_class=StreamingResponse)
 async def stats_stream(
     request: Request,
+    account_id: AccountIdDep,
     _: ReadKey,
     every: Annotated[float, Query(ge=0.5, le=60, description="Seconds between updates.")] = 2.0,
     limit: Annotated[
@@ -144,7 +145,7 @@ async def stats_stream(
         # Between ticks the stream only waits: no thread, no connection (see api/live.py).
         sent = 0
         while limit is None or sent < limit:
-            snapshot = await live.latest()
+            snapshot = await live.latest(account_id)
             payload: dict[str, Any] = {"at": snapshot.at.isoformat(), **snapshot.totals.__dict__}
             yield f"event: stats\ndata: {json.dumps(payload)}\n\n"
             sent += 1
@@ -158,6 +159,7 @@ async def stats_stream(
 def notices_csv(
     request: Request,
     settings: SettingsDep,
+    account_id: AccountIdDep,
     _: ReadKey,
     start_text: Annotated[When, Query(alias="from")] = None,
     end_text: Annotated[When, Query(alias="to")] = None,
@@ -171,7 +173,7 @@ def notices_csv(
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for row in notice_rows(engine, start=start, end=end):
+        for row in notice_rows(engine, account_id, start=start, end=end):
             writer.writerow(
                 [value.isoformat() if isinstance(value, datetime) else value for value in row]
             )

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from reminders.api.deps import SchedulerDep, SessionDep, SettingsDep
+from reminders.api.deps import SchedulerDep, SettingsDep, UnscopedSessionDep
 from reminders.inbound import receive
 from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import as_id
@@ -40,7 +40,9 @@ async def _signed_twilio_params(request: Request, settings: Settings) -> dict[st
 
 
 @router.post(CALLBACK_PATH.removeprefix("/webhooks"), status_code=204)
-async def twilio_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def twilio_status(
+    request: Request, session: UnscopedSessionDep, settings: SettingsDep
+) -> Response:
     """Twilio's status callback: checked against X-Twilio-Signature, then applied once."""
     params = await _signed_twilio_params(request, settings)
     report = report_from_callback(params, as_id(request.query_params.get("notice", "")))
@@ -52,7 +54,7 @@ async def twilio_status(request: Request, session: SessionDep, settings: Setting
 
 @router.post("/twilio/inbound")
 async def twilio_inbound(
-    request: Request, session: SessionDep, settings: SettingsDep, scheduler: SchedulerDep
+    request: Request, session: UnscopedSessionDep, settings: SettingsDep, scheduler: SchedulerDep
 ) -> Response:
     """An SMS to our Twilio number: kept; STOP / СТОП / ОТКАЗ opt out, START opts back in."""
     params = await _signed_twilio_params(request, settings)

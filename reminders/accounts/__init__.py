@@ -1,0 +1,1 @@
+"""Accounts: the organisations one deployment serves, and scoping every request to one."""
