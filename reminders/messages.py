@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from reminders.accounts.quota import check_message
+from reminders.accounts.senders import check_sender_id
 from reminders.dates import DateParseError, parse_datetime
 from reminders.db import utcnow
 from reminders.durations import Offset
@@ -19,6 +21,7 @@ from reminders.pending_jobs import JobScheduler, schedule_after_commit
 from reminders.phones import normalize_mobile
 from reminders.scheduler.planning import Step, plan
 from reminders.schemas.messages import MessageCreate, Recipients
+from reminders.sender.compose import compose
 from reminders.wall_clock import QuietHours
 
 # A send_at a little in the past is a clock skew or a slow client, and means "now"; further back
@@ -102,14 +105,32 @@ def create_message(
 
     A bulk message that would reach someone inside quiet hours (on their clock; ``zone`` for
     numbers without a contact) waits for the end of them; a transactional one goes as asked.
+    The account's rules apply: a sender ID it may use (``accounts/senders.py``), and SMS that
+    fit in its monthly quota (``accounts/quota.py``).
     """
     now = now or utcnow()
+    check_sender_id(session, data.sender_id)
     recipients = resolve_recipients(session, data.to, region=region)
     if not recipients:
         raise InvalidField("the groups named have no members", field="to")
     send_at = _send_at(data, recipients, zone, now)
     if send_at < now - PAST_TOLERANCE:
         raise InvalidField("is in the past; leave it out to send now", field="send_at")
+    transliterate = transliterate if data.transliterate is None else data.transliterate
+    times: dict[str, tuple[datetime, str | None]] = {}
+    for recipient in recipients:
+        zone_name = recipient.timezone or zone
+        if zone_name not in times:
+            times[zone_name] = _outside_quiet_hours(
+                max(send_at, now), zone_name, quiet, data.priority, now
+            )
+    # Composed as the sender will: a message's text is final, so its segments are known now.
+    check_message(
+        session,
+        per_sms=compose(data.text, transliterate=transliterate).segments,
+        send_times=[times[r.timezone or zone][0] for r in recipients if not r.opted_out],
+        zone=ZoneInfo(zone),
+    )
 
     message = Message(
         text=data.text,
@@ -121,15 +142,9 @@ def create_message(
     session.add(message)
     session.flush()
     rows = []
-    times: dict[str, tuple[datetime, str | None]] = {}
     for recipient in recipients:
         opted_out = recipient.opted_out
-        zone_name = recipient.timezone or zone
-        if zone_name not in times:
-            times[zone_name] = _outside_quiet_hours(
-                max(send_at, now), zone_name, quiet, data.priority, now
-            )
-        notice_at, reason = times[zone_name]
+        notice_at, reason = times[recipient.timezone or zone]
         rows.append(
             {
                 "account_id": message.account_id,
@@ -144,9 +159,7 @@ def create_message(
                 "sender_id": data.sender_id,
                 "send_at": notice_at,
                 "priority": data.priority,
-                "transliterate": transliterate
-                if data.transliterate is None
-                else data.transliterate,
+                "transliterate": transliterate,
                 "created_at": now,
                 "updated_at": now,
             }

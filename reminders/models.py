@@ -394,9 +394,13 @@ class Attempt(SQLModel, table=True):
     __table_args__ = (
         Index("ix_attempts_notice_id", "notice_id"),
         Index("ix_attempts_provider_message_id", "provider", "provider_message_id"),
+        # An account's segments in a month (its quota, its usage) are read from here alone.
+        Index("ix_attempts_account_submitted_at", "account_id", "submitted_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    # Its notice's: kept here too so that counting an account's month reads no notices.
+    account_id: int = _owner()
     notice_id: int = Field(
         sa_column=Column(ForeignKey("notices.id", ondelete="CASCADE"), nullable=False)
     )
@@ -460,7 +464,7 @@ class OutboxMessage(SQLModel, table=True):
 
 
 # The tables whose rows belong to one account (``account_id``); the others belong through
-# their parent (members through groups, attempts through notices, series through sources).
+# their parent (members through groups, series through sources).
 OWNED: tuple[type[SQLModel], ...] = (
     ApiKey,
     User,
@@ -471,6 +475,7 @@ OWNED: tuple[type[SQLModel], ...] = (
     Source,
     Anchor,
     Notice,
+    Attempt,
     InboundMessage,
 )
 

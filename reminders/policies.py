@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from reminders.accounts.scoping import account_of
+from reminders.accounts.senders import check_sender_id
 from reminders.db import utcnow
 from reminders.durations import Offset
 from reminders.errors import Conflict, InvalidField, NotFound
@@ -51,6 +52,7 @@ def planning_steps(policy: Policy) -> list[Step]:
 
 
 def create_policy(session: Session, data: PolicyCreate) -> Policy:
+    check_sender_id(session, data.sender_id)
     if get_policy_or_none(session, data.name) is not None:
         raise Conflict(f"a policy named {data.name!r} already exists", field="name")
     policy = Policy(
@@ -110,6 +112,7 @@ def update_policy(session: Session, name: str, data: PolicyUpdate) -> Policy:
             raise InvalidField("may not be null; use transactional or bulk", field="priority")
         policy.priority = data.priority
     if "sender_id" in changes:
+        check_sender_id(session, data.sender_id)
         policy.sender_id = data.sender_id
     policy.updated_at = utcnow()
     session.add(policy)

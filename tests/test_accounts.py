@@ -209,7 +209,7 @@ def test_a_suspended_account_is_refused_and_its_notices_wait(
     assert client.get("/api/v1/contacts", headers=b).status_code == 200  # the others go on
 
     # Its notice comes due while it is suspended: it is not sent, and stays scheduled, its job
-    # moved on by a minute (HOLD_FOR).
+    # moved on by a minute (account_rules.HOLD_FOR).
     with engine.begin() as conn:
         conn.execute(
             update(Notice)

@@ -394,6 +394,7 @@ def test_a_report_that_beats_the_record_is_retried_by_kannel(
         session.add(sent)
         session.add(
             Attempt(
+                account_id=sent.account_id,
                 notice_id=notice,
                 provider="kannel",
                 provider_message_id=accepted.provider_message_id,

@@ -168,3 +168,49 @@ def test_an_edited_appointment_policy_is_left_alone(database_url: str) -> None:
         assert _notice_texts(engine) == before
     finally:
         engine.dispose()
+
+
+def test_attempts_take_their_notices_account(database_url: str) -> None:
+    """0016 copies each attempt's account from its notice, for the quota's and usage's counts."""
+    engine = make_engine(database_url)
+    try:
+        command.upgrade(alembic_config(engine), "0015")
+        now = datetime(2026, 11, 25)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (slug, name, sender_ids, rate_share, status, created_at,"
+                    " updated_at) VALUES ('clinic-a', 'A', '[]', 1, 'active', :now, :now)"
+                ),
+                {"now": now},
+            )
+            accounts = dict(conn.execute(text("SELECT slug, id FROM accounts")).all())
+            for slug, account_id in accounts.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO notices (account_id, key, kind, status, phone, text,"
+                        " is_template, priority, transliterate, send_at, created_at, updated_at)"
+                        " VALUES (:account, :key, 'message', 'sent', '+359888100001', 'x', :no,"
+                        " 'bulk', :no, :now, :now, :now)"
+                    ),
+                    {"account": account_id, "key": slug, "no": False, "now": now},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO attempts (notice_id, provider, status, segments, submitted_at)"
+                    " SELECT id, 'outbox', 'sent', 1, :now FROM notices"
+                ),
+                {"now": now},
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            pairs = conn.execute(
+                text(
+                    "SELECT a.account_id, n.account_id FROM attempts a"
+                    " JOIN notices n ON n.id = a.notice_id"
+                )
+            ).all()
+        assert len(pairs) == 2 and all(mine == theirs for mine, theirs in pairs)
+        assert {mine for mine, _ in pairs} == set(accounts.values())
+    finally:
+        engine.dispose()

@@ -32,6 +32,7 @@ from reminders.api.routes import (
     sources,
     stats,
     twilio_webhook,
+    usage,
 )
 from reminders.metrics import NoticeMetrics, metrics_registry
 from reminders.runtime import Runtime
@@ -100,6 +101,7 @@ def create_app(
         sms,
         inbound,
         stats,
+        usage,
         keys,
     ):
         api.include_router(module.router)

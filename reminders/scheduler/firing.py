@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -14,18 +14,13 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from reminders.accounts.quota import Reservation, guard_for
+from reminders.accounts.terms import terms_of
 from reminders.db import in_chunks, utcnow
 from reminders.metrics import SendMetrics
-from reminders.models import (
-    Account,
-    AccountStatus,
-    Anchor,
-    Contact,
-    Notice,
-    NoticeStatus,
-    Priority,
-)
+from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
 from reminders.pending_jobs import JobItem, JobScheduler
+from reminders.scheduler.account_rules import hold, within_quotas
 from reminders.scheduler.outcomes import Outcome, from_result, record, release
 from reminders.scheduler.preparing import Ready, prepare
 from reminders.scheduler.retrying import Backoff, is_transient, reason, until_written
@@ -34,8 +29,6 @@ from reminders.sender.rate import SendRate
 from reminders.settings import Settings
 
 log = logging.getLogger(__name__)
-# How long a suspended account's due notice waits before it is looked at again.
-HOLD_FOR = timedelta(minutes=1)
 
 
 def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token: str) -> list[int]:
@@ -160,6 +153,11 @@ def fire_many(
     return outcomes
 
 
+# The notices loaded, what to do with each one claimed, those held back (their account is
+# suspended) with their lanes, and the segments the claimed ones took from their quotas.
+Taken = tuple[dict[int, Any], dict[int, Ready], list[tuple[int, str]], Reservation]
+
+
 def _fire_batch(
     engine: Engine,
     sender: Sender,
@@ -177,8 +175,27 @@ def _fire_batch(
     taken = _take(engine, notice_ids, settings, sender.name, token, backoff, stop, shutdown)
     if taken is None:
         return None
-    notices, claimed, held = taken
-    _hold(scheduler, held)
+    try:
+        return _send_and_record(
+            engine, sender, settings, scheduler, metrics, backoff, shutdown, taken
+        )
+    finally:
+        taken[3].release()  # settled with the record already, unless recording gave up
+
+
+def _send_and_record(
+    engine: Engine,
+    sender: Sender,
+    settings: Settings,
+    scheduler: JobScheduler | None,
+    metrics: SendMetrics | None,
+    backoff: Backoff,
+    shutdown: threading.Event | None,
+    taken: Taken,
+) -> dict[int, str]:
+    """Hand the claimed SMS over once and record every outcome of the batch."""
+    notices, claimed, held, reservation = taken
+    hold(scheduler, held)
     outcomes = {i: ready for i, ready in claimed.items() if isinstance(ready, Outcome)}
     outgoing = [ready for ready in claimed.values() if isinstance(ready, OutgoingSms)]
     sent_at = utcnow()
@@ -188,8 +205,13 @@ def _fire_batch(
         sent_at = utcnow()
         for sms, result in zip(outgoing, results, strict=True):
             outcomes[sms.notice_id] = from_result(sms, result, sender.name, sent_at)
+    owners = {notice_id: notices[notice_id].account_id for notice_id in outcomes}
     done, final = until_written(
-        lambda: record(engine, outcomes, attempts=settings.send_attempts, sent_at=sent_at),
+        lambda: reservation.settle(
+            lambda: record(
+                engine, outcomes, owners, attempts=settings.send_attempts, sent_at=sent_at
+            )
+        ),
         backoff,
         shutdown,
         what=f"recording what became of {len(outcomes)} notice(s)",
@@ -216,11 +238,10 @@ def _take(
     backoff: Backoff,
     stop: threading.Event | None,
     shutdown: threading.Event | None,
-) -> tuple[dict[int, Any], dict[int, Ready], list[tuple[int, str]]] | None:
+) -> Taken | None:
     """Load, prepare and claim the batch, trying again while the database is away.
 
-    Returns the notices loaded, what to do with each one claimed, and those held back (their
-    account is suspended); None once
+    Returns what ``Taken`` says; None once
     ``backoff.give_up_after`` has passed (or ``stop`` was set), with nothing left claimed
     (unless ``shutdown`` cut short the undoing of a claim in doubt).
     """
@@ -259,11 +280,13 @@ def _take(
 
 def _load_and_claim(
     engine: Engine, notice_ids: list[int], settings: Settings, provider: str, token: str
-) -> tuple[dict[int, Any], dict[int, Ready], list[tuple[int, str]]]:
+) -> Taken:
     """Everything a hand-over needs is read and rendered before the claim, so that a claimed
-    notice waits on nothing but the sender. A suspended account's notices are not claimed:
-    they stay scheduled and are held back (``_hold``)."""
+    notice waits on nothing but the sender. Its accounts' terms are read once (one small
+    query): a suspended account's notices are not claimed but stay scheduled and are held
+    back (``account_rules.hold``); an SMS past its account's quota ends ``failed`` unsent."""
     now = utcnow()
+    nothing = Reservation(guard_for(engine), {})
     with Session(engine, expire_on_commit=False) as session:
         table = Notice.__table__  # type: ignore[attr-defined]
         notices = _load(
@@ -274,13 +297,17 @@ def _load_and_claim(
             table.c.send_at <= now,
         )
         if not notices:
-            return {}, {}, []
-        suspended = suspended_accounts(session)
-        held = [(i, n.priority) for i, n in notices.items() if n.account_id in suspended]
+            return {}, {}, [], nothing
+        terms = terms_of(session, {n.account_id for n in notices.values()})
+        held = [
+            (i, n.priority)
+            for i, n in notices.items()
+            if n.account_id in terms and terms[n.account_id].suspended
+        ]
         for notice_id, _ in held:
             del notices[notice_id]
         if not notices:
-            return {}, {}, held
+            return {}, {}, held, nothing
         contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
         anchors = _load(session, Anchor, {n.anchor_id for n in notices.values() if n.anchor_id})
         ready = {
@@ -291,30 +318,18 @@ def _load_and_claim(
                 now,
                 settings,
                 provider,
+                terms.get(notice.account_id),
             )
             for notice_id, notice in notices.items()
         }
-        claimed = claim_many(session, list(ready), now, token)
-    return notices, {notice_id: ready[notice_id] for notice_id in claimed}, held
-
-
-def suspended_accounts(session: Session) -> set[int]:
-    """The accounts whose notices wait: few rows, read once a batch."""
-    query = select(Account.id).where(Account.status == AccountStatus.suspended)
-    return {account_id for account_id in session.exec(query) if account_id is not None}
-
-
-def _hold(scheduler: JobScheduler | None, held: list[tuple[int, str]]) -> None:
-    """Fire the held notices again in ``HOLD_FOR``: their account may be active by then. They
-    stay scheduled meanwhile, so that the periodic check gives them jobs should this fail."""
-    if not held or scheduler is None:
-        return
-    log.info("%d notice(s) of suspended accounts wait", len(held))
-    again = utcnow() + HOLD_FOR
-    try:
-        scheduler.schedule([(i, again, lane) for i, lane in held])
-    except Exception as exc:
-        log.warning("could not write the jobs of %d held notice(s) (%s)", len(held), reason(exc))
+        reservation = within_quotas(engine, session, ready, notices, terms, now, settings)
+        try:
+            claimed = claim_many(session, list(ready), now, token)
+        except BaseException:
+            reservation.release()
+            raise
+        reservation.keep(claimed)
+    return notices, {notice_id: ready[notice_id] for notice_id in claimed}, held, reservation
 
 
 def _send(sender: Sender, outgoing: list[OutgoingSms]) -> list[Accepted | SendError]:

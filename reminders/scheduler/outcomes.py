@@ -7,7 +7,7 @@ Recording is one transaction that may be tried again and again until the databas
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,10 +114,16 @@ _SET_OUTCOME = (
 
 
 def record(
-    engine: Engine, outcomes: dict[int, Outcome], *, attempts: int, sent_at: datetime
+    engine: Engine,
+    outcomes: dict[int, Outcome],
+    owners: Mapping[int, int],
+    *,
+    attempts: int,
+    sent_at: datetime,
 ) -> dict[int, Outcome]:
     """Write the outcomes and their attempts in one transaction; return them as written, with
-    the retries they were given (a try that fails writes nothing, so it can be run again)."""
+    the retries they were given (a try that fails writes nothing, so it can be run again).
+    ``owners`` gives each notice's account, which its attempt carries."""
     if not outcomes:
         return {}
     with engine.begin() as conn:
@@ -142,6 +148,7 @@ def record(
         rows = [
             {
                 "notice_id": notice_id,
+                "account_id": owners[notice_id],
                 "provider_message_id": None,
                 "error_code": None,
                 "error": None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from reminders.accounts.terms import Terms
 from reminders.models import Anchor, Contact, Notice, NoticeKind, NoticeStatus
 from reminders.scheduler.context import template_context
 from reminders.scheduler.outcomes import Outcome
@@ -49,13 +50,21 @@ def prepare(
     now: datetime,
     settings: Settings,
     provider: str,
+    terms: Terms | None = None,
 ) -> Ready:
-    """The SMS to send for this notice, or the outcome that ends it without sending."""
+    """The SMS to send for this notice, or the outcome that ends it without sending.
+
+    ``terms`` are its account's (None: an account that changes nothing)."""
     late = lateness(notice, anchor, now, settings.late_grace)
     if late is not None:
         return Outcome(NoticeStatus.expired, late)
     if contact is not None and contact.opted_out:
         return Outcome(NoticeStatus.suppressed, "the contact opted out")
+    terms = terms or Terms(notice.account_id)
+    refused = terms.refusal(notice.sender_id)
+    if refused is not None:
+        # Its account's list changed after the message or policy was written.
+        return Outcome(NoticeStatus.failed, f"{refused}; it was not sent")
     text = notice.text
     if notice.is_template:
         zone = ZoneInfo(
@@ -82,7 +91,7 @@ def prepare(
         notice_id=notice.id,
         to=notice.phone,
         text=composed.text,
-        sender_id=notice.sender_id or settings.sender_id,
+        sender_id=terms.sender_for(notice.sender_id, settings.sender_id),
         segments=composed.segments,
         encoding=composed.encoding,
     )

@@ -1,0 +1,176 @@
+"""What each account used in a month: what a provider bills from.
+
+A month is read on the service's clock (``months.py``). In it, per account:
+
+* **segments**: those of the account's attempts handed to the gateway in the month, all but the
+  ``failed`` ones (what the quota counts, ``quota.py``: the two always agree), filed under
+  their notice's status and lane;
+* **messages**: notices, by status and lane. A notice counts once, in the month of its latest
+  hand-over to the gateway, or, never handed over (still scheduled, expired, suppressed,
+  cancelled, failed before sending), in the month of its send time;
+* **received**: inbound messages received in the month.
+
+One statement for all the accounts asked about, on the indexes that lead with the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import Select, case, exists, func, literal, select, union_all
+from sqlmodel import Session, col
+
+from reminders.accounts.months import Month
+from reminders.accounts.quota import billable
+from reminders.models import Account, Attempt, InboundMessage, Notice
+
+RECEIVED = "received"  # the status under which the CSV lists inbound messages
+CSV_COLUMNS = ("account", "month", "status", "lane", "messages", "segments")
+
+
+@dataclass
+class Tally:
+    messages: int = 0
+    segments: int = 0
+
+    def add(self, other: Tally) -> None:
+        self.messages += other.messages
+        self.segments += other.segments
+
+
+@dataclass
+class AccountUsage:
+    slug: str
+    name: str
+    monthly_segments: int | None
+    cells: dict[tuple[str, str], Tally] = field(default_factory=dict)  # (status, lane)
+    received: int = 0
+
+    @property
+    def total(self) -> Tally:
+        total = Tally()
+        for tally in self.cells.values():
+            total.add(tally)
+        return total
+
+    def by(self, index: int) -> dict[str, Tally]:
+        """Tallies by status (0) or lane (1)."""
+        grouped: dict[str, Tally] = {}
+        for key, tally in sorted(self.cells.items()):
+            grouped.setdefault(key[index], Tally()).add(tally)
+        return grouped
+
+    @property
+    def segments_left(self) -> int | None:
+        if self.monthly_segments is None:
+            return None
+        return max(self.monthly_segments - self.total.segments, 0)
+
+
+def usage(
+    session: Session, accounts: Sequence[Account], month: Month, zone: tzinfo
+) -> list[AccountUsage]:
+    """The month's usage of each of ``accounts``, in their order."""
+    found = {
+        a.id: AccountUsage(slug=a.slug, name=a.name, monthly_segments=a.monthly_segments)
+        for a in accounts
+        if a.id is not None
+    }
+    if not found:
+        return []
+    start, end = month.bounds(zone)
+    for account_id, status, lane, messages, segments in session.execute(
+        _query(list(found), start, end)
+    ):
+        entry = found[account_id]
+        if status == RECEIVED and lane is None:
+            entry.received += int(messages)
+            continue
+        tally = entry.cells.setdefault((status, lane), Tally())
+        tally.add(Tally(int(messages or 0), int(segments or 0)))
+    for entry in found.values():  # a notice whose latest hand-over came after the month
+        entry.cells = {k: t for k, t in entry.cells.items() if t.messages or t.segments}
+    return [found[a.id] for a in accounts if a.id is not None]
+
+
+def _query(account_ids: list[int], start: datetime, end: datetime) -> Select[Any]:
+    handed_over = (
+        select(
+            col(Attempt.notice_id).label("notice_id"),
+            func.sum(case((billable(), func.coalesce(col(Attempt.segments), 0)), else_=0)).label(
+                "segments"
+            ),
+        )
+        .where(
+            col(Attempt.account_id).in_(account_ids),
+            col(Attempt.submitted_at) >= start,
+            col(Attempt.submitted_at) < end,
+        )
+        .group_by(col(Attempt.notice_id))
+        .subquery()
+    )
+    later = (
+        select(col(Attempt.notice_id).label("notice_id"))
+        .where(col(Attempt.account_id).in_(account_ids), col(Attempt.submitted_at) >= end)
+        .distinct()
+        .subquery()
+    )
+    # Notices handed over in the month: counted here when that was their latest hand-over;
+    # their segments are the month's whatever came after.
+    sent = (
+        select(
+            col(Notice.account_id),
+            col(Notice.status),
+            col(Notice.priority),
+            func.sum(case((later.c.notice_id.is_(None), 1), else_=0)).label("messages"),
+            func.sum(handed_over.c.segments).label("segments"),
+        )
+        .select_from(handed_over)
+        .join(Notice, col(Notice.id) == handed_over.c.notice_id)
+        .outerjoin(later, later.c.notice_id == handed_over.c.notice_id)
+        .group_by(col(Notice.account_id), col(Notice.status), col(Notice.priority))
+    )
+    never = (
+        select(
+            col(Notice.account_id),
+            col(Notice.status),
+            col(Notice.priority),
+            func.count().label("messages"),
+            literal(0).label("segments"),
+        )
+        .where(
+            col(Notice.account_id).in_(account_ids),
+            col(Notice.send_at) >= start,
+            col(Notice.send_at) < end,
+            ~exists().where(col(Attempt.notice_id) == col(Notice.id)),
+        )
+        .group_by(col(Notice.account_id), col(Notice.status), col(Notice.priority))
+    )
+    received = (
+        select(
+            col(InboundMessage.account_id),
+            literal(RECEIVED).label("status"),
+            literal(None).label("priority"),
+            func.count().label("messages"),
+            literal(0).label("segments"),
+        )
+        .where(
+            col(InboundMessage.account_id).in_(account_ids),
+            col(InboundMessage.received_at) >= start,
+            col(InboundMessage.received_at) < end,
+        )
+        .group_by(col(InboundMessage.account_id))
+    )
+    return select(union_all(sent, never, received).subquery())
+
+
+def csv_rows(month: Month, usages: Iterable[AccountUsage]) -> Iterator[list[Any]]:
+    """One row per account, status and lane, then the account's messages received (always, so
+    that every account asked about appears)."""
+    for entry in usages:
+        for (status, lane), tally in sorted(entry.cells.items()):
+            yield [entry.slug, str(month), status, lane, tally.messages, tally.segments]
+        yield [entry.slug, str(month), RECEIVED, "", entry.received, 0]
