@@ -32,6 +32,7 @@ from reminders.api.routes import (
     sources,
     stats,
     twilio_webhook,
+    users,
 )
 from reminders.metrics import NoticeMetrics, metrics_registry
 from reminders.runtime import Runtime
@@ -101,6 +102,7 @@ def create_app(
         inbound,
         stats,
         keys,
+        users,
     ):
         api.include_router(module.router)
     app.include_router(health.router)
