@@ -29,8 +29,10 @@ contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 sources_app = typer.Typer(help="iCalendar feed sources.", no_args_is_help=True)
 kannel_app = typer.Typer(help="The Kannel gateway's configuration.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts: the organisations served.", no_args_is_help=True)
+users_app = typer.Typer(help="Users: the people who sign in.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(users_app, name="users")
 app.add_typer(key_app, name="apikey")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(sources_app, name="sources")
@@ -198,6 +200,83 @@ def accounts_list() -> None:
     with Session(_engine()) as session:
         for account in list_accounts(session):
             typer.echo(f"{account.slug}\t{account.status}\t{account.name}")
+
+
+@users_app.command("create")
+@one_line_errors
+def users_create(
+    email: Annotated[str, typer.Argument(help="Their email address, which they sign in with.")],
+    account: AccountOption = None,
+    # A plain string checked by create_user, for the one-line error (see apikey create).
+    role: Annotated[
+        str | None, typer.Option(help="admin, operator or viewer; none with --provider.")
+    ] = None,
+    provider: Annotated[
+        bool, typer.Option("--provider", help="A provider administrator, above every account.")
+    ] = False,
+    generate: Annotated[
+        bool,
+        typer.Option("--generate", help="Make up a strong password and print it, only now."),
+    ] = False,
+) -> None:
+    """Create a user. The password is read from stdin (one line), or made up with --generate
+    and printed on stdout (nothing else is); without --generate the stored email is printed."""
+    from reminders.accounts.users import create_user
+
+    if provider and account:
+        fail("--account: a provider administrator belongs to no account")
+    password = _new_password() if generate else _password_from_stdin()
+    with Session(_engine()) as session:
+        account_id = None if provider else _account_id(session, account)
+        user = create_user(
+            session, email=email, password=password, role=role, account_id=account_id
+        )
+        session.commit()
+        typer.echo(password if generate else user.email)
+
+
+def _new_password() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(18)  # 24 characters, 144 random bits
+
+
+def _password_from_stdin() -> str:
+    stdin = sys.stdin  # None when the process was started without one
+    if stdin is not None and stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    else:
+        password = stdin.readline().removesuffix("\n").removesuffix("\r") if stdin else ""
+    if not password:
+        fail("password: none on stdin; give one line, or use --generate")
+    return password
+
+
+@users_app.command("list")
+@one_line_errors
+def users_list(
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this account's users.")
+    ] = None,
+) -> None:
+    """List users (never their passwords): id, email, account, role and state, one a line."""
+    from reminders.accounts.crud import list_accounts
+    from reminders.accounts.scoping import acting_for
+    from reminders.accounts.users import list_users
+
+    with Session(_engine()) as session:
+        slugs = {a.id: a.slug for a in list_accounts(session)}
+        if account:
+            with acting_for(session, _account_id(session, account)):
+                found = list_users(session)
+        else:
+            found = list_users(session)
+        for user in found:
+            owner = slugs.get(user.account_id, "-") if user.account_id else "(provider)"
+            state = "disabled" if user.disabled else "enabled"
+            typer.echo(f"{user.id}\t{user.email}\t{owner}\t{user.role}\t{state}")
 
 
 @key_app.command("create")

@@ -11,14 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pwdlib import PasswordHash
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from reminders import apikeys
+from reminders.accounts.users import create_user
 from reminders.db import make_engine
-from reminders.migrate import head_revision
-from reminders.models import Contact, Group, GroupMember
+from reminders.migrate import head_revision, upgrade
+from reminders.models import Contact, Group, GroupMember, User
 from reminders.webhook_keys import inbound_token
 from tests.conftest import create_pg_database
 
@@ -30,8 +32,12 @@ KEY = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")
 
 
 def reminders(
-    *args: str, database_url: str | None = None, env: dict[str, str] | None = None
+    *args: str,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run the command with ``stdin`` as its input (none: an empty input, never the test's)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
     if database_url is not None:
         full_env["REMINDERS_DATABASE_URL"] = database_url
@@ -43,6 +49,7 @@ def reminders(
         capture_output=True,
         text=True,
         timeout=60,
+        input=stdin or "",
     )
 
 
@@ -177,6 +184,101 @@ def test_accounts_and_their_keys(sqlite_url: str, db: Engine) -> None:
         database_url=sqlite_url,
     )
     assert "--account" in assert_one_line_error(both)
+
+
+# --- Users -----------------------------------------------------------------------------------
+
+
+def test_users_create_and_list(sqlite_url: str, db: Engine) -> None:
+    assert reminders("accounts", "create", "clinic-a", database_url=sqlite_url).returncode == 0
+    made = reminders(
+        "users",
+        "create",
+        "Ivan@Example.BG",
+        "--account",
+        "clinic-a",
+        "--role",
+        "admin",
+        database_url=sqlite_url,
+        stdin=" correct horse battery \n",
+    )
+    assert (made.returncode, made.stdout, made.stderr) == (0, "ivan@example.bg\n", "")
+    generated = reminders(
+        "users",
+        "create",
+        "viewer@example.bg",
+        "--role",
+        "viewer",
+        "--generate",
+        database_url=sqlite_url,
+    )
+    assert generated.returncode == 0 and generated.stderr == "", generated
+    assert generated.stdout.count("\n") == 1
+    password = generated.stdout.strip()
+    assert len(password) >= 20 and password != "viewer@example.bg"
+    above = reminders(
+        "users", "create", "ops@provider.bg", "--provider", "--generate", database_url=sqlite_url
+    )
+    assert above.returncode == 0, above
+
+    hasher = PasswordHash.recommended()
+    with Session(db) as session:
+        found = {u.email: u for u in session.exec(select(User))}
+    # The password is the line as typed, spaces kept; only the line break is not part of it.
+    assert hasher.verify(" correct horse battery ", found["ivan@example.bg"].password_hash)
+    assert (found["ivan@example.bg"].account_id, found["ivan@example.bg"].role) == (2, "admin")
+    assert hasher.verify(password, found["viewer@example.bg"].password_hash)
+    assert found["viewer@example.bg"].account_id == 1  # the account `default`
+    assert hasher.verify(above.stdout.strip(), found["ops@provider.bg"].password_hash)
+    assert (found["ops@provider.bg"].account_id, found["ops@provider.bg"].role) == (None, "admin")
+
+    listed = reminders("users", "list", database_url=sqlite_url)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "1\tivan@example.bg\tclinic-a\tadmin\tenabled",
+        "2\tviewer@example.bg\tdefault\tviewer\tenabled",
+        "3\tops@provider.bg\t(provider)\tadmin\tenabled",
+    ]
+    assert password not in listed.stdout
+    one = reminders("users", "list", "--account", "clinic-a", database_url=sqlite_url)
+    assert one.stdout.splitlines() == ["1\tivan@example.bg\tclinic-a\tadmin\tenabled"]
+    nobody = reminders("users", "list", "--account", "nobody", database_url=sqlite_url)
+    assert "nobody" in assert_one_line_error(nobody)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "names"),
+    [
+        (["--role", "viewer"], "", "password"),  # nothing on stdin
+        (["--role", "viewer"], "\n", "password"),  # an empty line
+        (["--role", "viewer"], "too-short\n", "password"),
+        (["--role", "viewer"], "long enough\x00but NUL\n", "password"),
+        (["--role", "owner"], "long enough password\n", "role"),
+        ([], "long enough password\n", "role"),
+        (["--provider", "--role", "viewer"], "long enough password\n", "role"),
+        (["--provider", "--account", "default"], "long enough password\n", "--account"),
+        (["--account", "nobody", "--role", "viewer"], "long enough password\n", "nobody"),
+        (["--role", "viewer"], "long enough password\n", "already exists"),
+    ],
+)
+def test_users_create_refuses_with_one_line(
+    sqlite_url: str, db: Engine, args: list[str], stdin: str, names: str
+) -> None:
+    upgrade(db)
+    with Session(db) as session:
+        create_user(
+            session, email="taken@example.bg", password="x" * 10, role="viewer", account_id=1
+        )
+        session.commit()
+    email = "TAKEN@example.bg" if names == "already exists" else "new@example.bg"
+    result = reminders("users", "create", email, *args, database_url=sqlite_url, stdin=stdin)
+    line = assert_one_line_error(result)
+    assert names in line, line
+    assert result.stdout == ""
+    if stdin.strip():
+        assert stdin.split("\x00")[0].strip() not in line  # the password is never repeated
+    with Session(db) as session:
+        assert [u.email for u in session.exec(select(User))] == ["taken@example.bg"]
 
 
 # --- Schema ----------------------------------------------------------------------------------

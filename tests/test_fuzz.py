@@ -70,6 +70,7 @@ HINTS: dict[str, st.SearchStrategy[Any]] = {
         },
     ),
     "contact_ids": st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    "password": st.sampled_from(["long enough password", "  с интервали в края  "]),
 }
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Query values: cursors around the integer limits of both databases, and search text with LIKE
@@ -202,7 +203,7 @@ class Fuzzer:
 
 
 def _seed(client: TestClient, admin: dict[str, str]) -> None:
-    """A few contacts, a group with members, a scheduled message and spare keys, so that the
+    """A few contacts, a group with members, a scheduled message, spare keys and users, so that the
     small ids the fuzzer picks hit real rows and reach the handlers' deeper paths."""
     contact_ids = []
     for index, phone in enumerate(SEED_PHONES):
@@ -226,6 +227,10 @@ def _seed(client: TestClient, admin: dict[str, str]) -> None:
     assert response.status_code == 201, response.text
     for scope in ("read", "write", "admin"):
         response = client.post("/api/v1/keys", json={"name": scope, "scope": scope}, headers=admin)
+        assert response.status_code == 201, response.text
+    for role in ("admin", "operator", "viewer"):
+        body = {"email": f"{role}@example.bg", "role": role, "password": "long enough password"}
+        response = client.post("/api/v1/users", json=body, headers=admin)
         assert response.status_code == 201, response.text
 
 

@@ -33,6 +33,7 @@ from reminders.api.routes import (
     stats,
     twilio_webhook,
     usage,
+    users,
 )
 from reminders.metrics import NoticeMetrics, metrics_registry
 from reminders.runtime import Runtime
@@ -103,6 +104,7 @@ def create_app(
         stats,
         usage,
         keys,
+        users,
     ):
         api.include_router(module.router)
     app.include_router(health.router)
