@@ -293,7 +293,7 @@ class Operation:
 
 def operations(client: TestClient) -> list[Operation]:
     """Every operation of the document that needs a key (the public ones are the gateways'
-    callbacks and the health checks, tested below and elsewhere)."""
+    callbacks, see tests/test_account_inbound.py, and the health checks)."""
     document = client.get("/openapi.json").json()
     found = [
         Operation(method.upper(), path, spec)
