@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from reminders.accounts.crud import DEFAULT_SLUG
+from reminders.accounts.numbers import owner_of_number
 from reminders.accounts.scoping import account_of, acting_for
 from reminders.contacts.matching import ContactKeys, Found, Known, new_values
 from reminders.contacts.writing import write_contacts
@@ -54,6 +55,9 @@ def receive(
     """Keep the message and act on its keyword; a message the gateway sends again (same
     provider message id, a retry after a lost answer) is returned as first stored.
 
+    It belongs to the account that owns the number it was sent to (``to``), when one does,
+    else to the account that last sent to its phone; it is kept, and its keyword acts, there.
+
     A NUL a gateway let through is dropped from the numbers and the id, and marked in the text:
     the message is kept either way. Flushed: the caller commits, and the jobs of the notices an
     opt-out suppressed are dropped after that.
@@ -76,7 +80,11 @@ def receive(
         earlier = _already_received(session, provider, provider_message_id)
         if earlier is not None:
             return earlier
-    account_id = account_of(session) or replying_account(session, phone)
+    account_id = (
+        account_of(session)
+        or owner_of_number(session, to, settings.default_region)
+        or replying_account(session, phone)
+    )
     with acting_for(session, account_id):
         return _keep(session, scheduler, provider, provider_message_id, phone, to, text, action)
 

@@ -1,6 +1,7 @@
 """What ``/metrics`` reports, as ``prometheus_client`` collectors in a registry of each app's own.
 
-Notices by status and queue depth are read from the database when scraped (``NoticeMetrics``).
+Notices by status and queue depth are read from the database when scraped (``NoticeMetrics``),
+per account: a scrape shows the caller's account, or every account for a provider key.
 Send latency and gateway errors happen in whichever process fires notices, which with several
 instances is not the one Prometheus scrapes; so with Redis configured those counters live in one
 Redis hash that every instance adds to and any instance reports (``RedisSendMetrics``). Alone,
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import redis
 from prometheus_client import CollectorRegistry
@@ -28,9 +29,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from reminders.accounts.scoping import scoped_session
 from reminders.db import utcnow
+from reminders.models import Account, Priority
 from reminders.stats import queue_depth, status_counts
 
 log = logging.getLogger(__name__)
@@ -148,42 +151,101 @@ def make_metrics(client: redis.Redis | None, *, prefix: str) -> SendMetrics:
 
 
 class NoticeMetrics:
-    """Notices by status and queue depth per lane, read from the database at each scrape, and
-    whether this process fires notices."""
+    """Notices by status and queue depth per lane, read from the database at each scrape, each
+    labelled with its account (``account="clinic-a"``).
 
-    def __init__(self, engine: Engine, *, scheduler_active: Callable[[], bool]) -> None:
+    What a scrape shows depends on who asks (``visible_to``): an account's key sees its own
+    account's numbers, a provider key every account's. So these are not in the app's registry,
+    which holds what is the same for every caller (the process's gauges and counters).
+    """
+
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._scheduler_active = scheduler_active
+
+    def visible_to(self, account_id: int | None) -> AccountNotices:
+        """The collector for one scrape: ``account_id``'s notices, or every account's (None)."""
+        return AccountNotices(self._engine, account_id)
+
+
+class AccountNotices:
+    """One scrape's notice counts: one account's, or every account's."""
+
+    def __init__(self, engine: Engine, account_id: int | None) -> None:
+        self._engine = engine
+        self._account_id = account_id
 
     def describe(self) -> list[Metric]:
-        return _notice_families({}, {}, None)
+        return _notice_families({}, {}, {})
 
     def collect(self) -> list[Metric]:
-        with Session(self._engine) as session:
+        # A session scoped to the account counts its rows alone, as a request's does.
+        with scoped_session(self._engine, self._account_id) as session:
+            slugs = account_slugs(session, self._account_id)
             statuses = status_counts(session)
             depth = queue_depth(session, utcnow())
-        return _notice_families(statuses, depth, self._scheduler_active())
+        return _notice_families(slugs, statuses, depth)
+
+
+def account_slugs(session: Session, account_id: int | None) -> dict[int, str]:
+    """The slugs of the accounts a scrape shows: one, or all (accounts belong to none)."""
+    query = select(Account.id, Account.slug)
+    if account_id is not None:
+        query = query.where(Account.id == account_id)
+    return {row_id: slug for row_id, slug in session.exec(query) if row_id is not None}
 
 
 def _notice_families(
-    statuses: dict[str, int], depth: dict[str, int], active: bool | None
+    slugs: dict[int, str], statuses: dict[tuple[int, str], int], depth: dict[tuple[int, str], int]
 ) -> list[Metric]:
-    notices = GaugeMetricFamily("reminders_notices", "Notices by status.", labels=["status"])
-    for status, count in sorted(statuses.items()):
-        notices.add_metric([status], count)
+    notices = GaugeMetricFamily(
+        "reminders_notices", "Notices by account and status.", labels=["account", "status"]
+    )
+    for (account_id, status), count in sorted(statuses.items()):
+        if account_id in slugs:
+            notices.add_metric([slugs[account_id], status], count)
     queue = GaugeMetricFamily(
         "reminders_queue_depth",
-        "Notices due and not yet handed to the gateway, by lane.",
-        labels=["lane"],
+        "Notices due and not yet handed to the gateway, by account and lane.",
+        labels=["account", "lane"],
     )
-    for lane, count in sorted(depth.items()):
-        queue.add_metric([lane], count)
-    scheduler = GaugeMetricFamily(
+    # Every lane of every account shown, 0 included: an alert on a lane needs its series.
+    for account_id, slug in sorted(slugs.items()):
+        for lane in Priority:
+            queue.add_metric([slug, lane.value], depth.get((account_id, lane.value), 0))
+    return [notices, queue]
+
+
+class SchedulerMetrics:
+    """Whether this process fires notices: the same for every caller."""
+
+    def __init__(self, active: Callable[[], bool]) -> None:
+        self._active = active
+
+    def describe(self) -> list[Metric]:
+        return [_scheduler_family(None)]
+
+    def collect(self) -> list[Metric]:
+        return [_scheduler_family(self._active())]
+
+
+def _scheduler_family(active: bool | None) -> Metric:
+    return GaugeMetricFamily(
         "reminders_scheduler_active",
         "1 if this process runs the scheduler now.",
         value=None if active is None else int(active),
     )
-    return [notices, queue, scheduler]
+
+
+class Scrape:
+    """What one ``/metrics`` answer shows: the app's registry and the caller's notices."""
+
+    def __init__(self, registry: CollectorRegistry, notices: AccountNotices) -> None:
+        self._registry = registry
+        self._notices = notices
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
+        yield from self._notices.collect()
 
 
 def metrics_registry(*collectors: Collector) -> CollectorRegistry:

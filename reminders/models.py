@@ -99,6 +99,9 @@ class Account(SQLModel, table=True):
     monthly_segments: int | None = Field(default=None)  # a quota; None: none
     status: str = Field(default=AccountStatus.active, max_length=10)
     status_reason: str | None = Field(default=None, max_length=500)
+    # The gateway numbers (or short codes) it owns: an SMS sent to one is this account's,
+    # whoever last texted the phone (``accounts/numbers.py``).
+    inbound_numbers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from reminders.accounts.scoping import scoped_session
-from reminders.models import Attempt, InboundMessage, Notice, NoticeStatus, Priority
+from reminders.models import Attempt, InboundMessage, Notice, NoticeStatus
 
 Bucket = Literal["hour", "day"]
 NO_REPORT = "no_report"
@@ -233,22 +233,26 @@ def notice_rows(
         last_id = rows[-1][0]
 
 
-def status_counts(session: Session) -> dict[str, int]:
+def status_counts(session: Session) -> dict[tuple[int, str], int]:
+    """Notices by (account, status): every account's, or the one a scoped session acts for."""
     rows = session.execute(
-        select(col(Notice.status), func.count()).group_by(col(Notice.status))
+        select(col(Notice.account_id), col(Notice.status), func.count()).group_by(
+            col(Notice.account_id), col(Notice.status)
+        )
     ).all()
-    return {status: n for status, n in rows}
+    return {(account_id, status): n for account_id, status, n in rows}
 
 
-def queue_depth(session: Session, now: datetime) -> dict[str, int]:
-    """Notices due and not yet handed to the gateway, by lane: what a backlog looks like."""
+def queue_depth(session: Session, now: datetime) -> dict[tuple[int, str], int]:
+    """Notices due and not yet handed to the gateway, by (account, lane): what a backlog looks
+    like. Lanes without any are left out."""
     waiting = or_(
         and_(col(Notice.status) == NoticeStatus.scheduled, col(Notice.send_at) <= now),
         col(Notice.status) == NoticeStatus.sending,
     )
     rows = session.execute(
-        select(col(Notice.priority), func.count()).where(waiting).group_by(col(Notice.priority))
+        select(col(Notice.account_id), col(Notice.priority), func.count())
+        .where(waiting)
+        .group_by(col(Notice.account_id), col(Notice.priority))
     ).all()
-    depth = {lane.value: 0 for lane in Priority}
-    depth.update({lane: n for lane, n in rows})
-    return depth
+    return {(account_id, lane): n for account_id, lane, n in rows}

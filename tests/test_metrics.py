@@ -25,7 +25,7 @@ from reminders.process import Process
 from reminders.scheduler.firing import fire_many
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.settings import Settings, load_settings
-from tests.conftest import REDIS_URL, account_session, wait_for
+from tests.conftest import REDIS_URL, account_session, make_key, wait_for
 from tests.test_scheduler import BrokenSender, make_notices
 
 Headers = dict[str, str]
@@ -135,10 +135,10 @@ def test_metrics_endpoint(
         what="the first message's latency",
     )
     text = scraped()
-    assert sample(text, "reminders_notices", status="sent") == 1
-    assert sample(text, "reminders_notices", status="scheduled") == 2
-    assert sample(text, "reminders_queue_depth", lane="bulk") == 0
-    assert sample(text, "reminders_queue_depth", lane="transactional") == 0
+    assert sample(text, "reminders_notices", account="default", status="sent") == 1
+    assert sample(text, "reminders_notices", account="default", status="scheduled") == 2
+    assert sample(text, "reminders_queue_depth", account="default", lane="bulk") == 0
+    assert sample(text, "reminders_queue_depth", account="default", lane="transactional") == 0
     assert sample(text, "reminders_scheduler_active") == 1
 
     # Two notices that fell due while nothing fired them: a backlog of one in each lane.
@@ -151,15 +151,15 @@ def test_metrics_endpoint(
         session.commit()
     client.app.state.scheduler.shutdown(wait=True)  # type: ignore[attr-defined]
     text = scraped()
-    assert sample(text, "reminders_queue_depth", lane="bulk") == 1
-    assert sample(text, "reminders_queue_depth", lane="transactional") == 1
+    assert sample(text, "reminders_queue_depth", account="default", lane="bulk") == 1
+    assert sample(text, "reminders_queue_depth", account="default", lane="transactional") == 1
     assert sample(text, "reminders_scheduler_active") == 0
 
 
 # What README promises under "Monitoring": each family's type and label names.
 FAMILIES: dict[str, tuple[str, set[str]]] = {
-    "reminders_notices": ("gauge", {"status"}),
-    "reminders_queue_depth": ("gauge", {"lane"}),
+    "reminders_notices": ("gauge", {"account", "status"}),
+    "reminders_queue_depth": ("gauge", {"account", "lane"}),
     "reminders_send_latency_seconds": ("histogram", {"lane"}),  # and "le" on its buckets
     "reminders_gateway_errors": ("counter", {"provider", "code"}),
     "reminders_api_in_progress": ("gauge", {"kind"}),
@@ -218,3 +218,46 @@ def test_two_apps_in_one_process_each_report_their_own(
     assert sample(theirs, "reminders_scheduler_active") == 0
     assert other.state.metrics is not process.app.state.metrics
     assert "reminders_notices" not in families(generate_latest(REGISTRY).decode())
+
+
+def test_a_provider_sees_every_account_labelled_and_an_account_its_own(
+    client: TestClient, engine: Engine, writer: Headers
+) -> None:
+    """The notices' families carry ``account``; what a scrape holds depends on its key, and
+    each form parses as Prometheus reads it."""
+    provider = make_key(engine, "provider")
+    made = client.post("/api/v1/accounts", json={"slug": "clinic-a"}, headers=provider)
+    assert made.status_code == 201, made.text
+    clinic = make_key(engine, "write", "clinic-a")
+    later = (utcnow() + timedelta(hours=1)).isoformat()
+    for headers, phones in ((writer, ["0888 403 001"]), (clinic, ["0888 403 002", "0888 403 003"])):
+        body = {"to": {"phones": phones}, "text": "Hi", "send_at": later}
+        assert client.post("/api/v1/messages", json=body, headers=headers).status_code == 201
+
+    def scrape(headers: Headers) -> dict[str, Metric]:
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 200, response.text
+        return families(response.text)
+
+    def by_account(found: dict[str, Metric], name: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.labels["account"], s.labels.get("status") or s.labels["lane"]): s.value
+            for s in found[name].samples
+        }
+
+    everyone = scrape(provider)
+    assert by_account(everyone, "reminders_notices") == {
+        ("default", "scheduled"): 1,
+        ("clinic-a", "scheduled"): 2,
+    }
+    assert set(by_account(everyone, "reminders_queue_depth")) == {
+        (account, lane) for account in ("default", "clinic-a") for lane in ("bulk", "transactional")
+    }
+    # The process's own numbers are the same for every caller, and carry no account.
+    assert [s.labels for s in everyone["reminders_scheduler_active"].samples] == [{}]
+    assert {s.labels["kind"] for s in everyone["reminders_api_in_progress"].samples} == KINDS
+
+    assert by_account(scrape(clinic), "reminders_notices") == {("clinic-a", "scheduled"): 2}
+    inside = scrape({**provider, "Reminders-Account": "default"})
+    assert by_account(inside, "reminders_notices") == {("default", "scheduled"): 1}
+    assert {a for a, _ in by_account(inside, "reminders_queue_depth")} == {"default"}

@@ -214,3 +214,184 @@ def test_attempts_take_their_notices_account(database_url: str) -> None:
         assert {mine for mine, _ in pairs} == set(accounts.values())
     finally:
         engine.dispose()
+
+
+BEFORE_ACCOUNTS = "0014"
+OLD_KEY = "rmd_an-old-key-from-before-accounts-0123456789abcdef"
+# What each child row points at: it must survive the tables' rebuilds (SQLite's batch mode
+# copies a table and drops the old one: with foreign keys on, its children would go with it).
+LINKS = {
+    "group_members": "SELECT group_id, contact_id FROM group_members",
+    "notices": "SELECT id, message_id, contact_id, anchor_id FROM notices",
+    "anchor_recipients": "SELECT anchor_id, phone, contact_id FROM anchor_recipients",
+    "anchors": "SELECT id, source_id FROM anchors",
+    "attempts": "SELECT id, notice_id FROM attempts",
+    "feed_series": "SELECT source_id, uid FROM feed_series",
+    "inbound_messages": "SELECT id, contact_id FROM inbound_messages",
+    "outbox": "SELECT id, notice_id FROM outbox",
+}
+
+
+def _fill_before_accounts(engine: Engine) -> None:
+    """One or two rows in every table of 0014, the children pointing at their parents."""
+    from reminders.apikeys import hash_key
+
+    now = datetime(2026, 11, 25, 8, 0)
+    rows: list[tuple[str, dict[str, Any]]] = [
+        (
+            "INSERT INTO api_keys (id, name, scope, key_hash, prefix, created_at) VALUES"
+            " (1, 'old admin', 'admin', :hash, :prefix, :now)",
+            {"hash": hash_key(OLD_KEY), "prefix": OLD_KEY[:10]},
+        ),
+        *(
+            (
+                "INSERT INTO contacts (id, name, name_folded, phone, language, external_id,"
+                " opted_out, attributes, created_at, updated_at) VALUES (:id, :name, :name,"
+                " :phone, 'bg', :ext, :no, '{}', :now, :now)",
+                {"id": i, "name": f"c{i}", "phone": f"+35988810000{i}", "ext": str(40 + i)},
+            )
+            for i in (1, 2)
+        ),
+        ("INSERT INTO groups (id, name, created_at, updated_at) VALUES (1, 'g', :now, :now)", {}),
+        *(("INSERT INTO group_members VALUES (1, :c, :now)", {"c": c}) for c in (1, 2)),
+        (
+            "INSERT INTO messages (id, text, send_at, created_at, priority) VALUES"
+            " (1, 'hi', :now, :now, 'bulk')",
+            {},
+        ),
+        (
+            "INSERT INTO sources (id, name, url, refresh, timezone, policy, use_alarms,"
+            " recipients, error_count, event_count, warnings, created_at, updated_at) VALUES"
+            " (1, 'feed', 'https://example.bg/f.ics', 'PT15M', 'Europe/Sofia', 'appointment',"
+            " :no, '{\"groups\": [], \"contacts\": []}', 0, 1, '[]', :now, :now)",
+            {},
+        ),
+        (
+            "INSERT INTO feed_series VALUES (1, 'u1', 'd', :no, '', '', '', '', '', '[]')",
+            {},
+        ),
+        *(
+            (
+                "INSERT INTO anchors (id, key, kind, title, at, all_day, policy, data,"
+                " cancelled, created_at, updated_at, source_id) VALUES (:id, :key, :kind, 'x',"
+                " :now, :no, :policy, '{}', :no, :now, :now, :source)",
+                {"id": i, "key": f"k{i}", "kind": kind, "policy": policy, "source": source},
+            )
+            for i, kind, policy, source in (
+                (1, "event", "appointment", 1),
+                (2, "bill", "bill", None),
+            )
+        ),
+        ("INSERT INTO anchor_recipients VALUES (1, '+359888100001', 1)", {}),
+        *(
+            (
+                "INSERT INTO notices (id, key, kind, status, message_id, contact_id, anchor_id,"
+                " step, phone, text, send_at, created_at, updated_at, is_template, priority,"
+                " transliterate) VALUES (:id, :key, :kind, :status, :message, :contact,"
+                " :anchor, :step, '+359888100001', 'x', :now, :now, :now, :no, 'bulk', :no)",
+                {
+                    "id": i,
+                    "key": f"n{i}",
+                    "kind": kind,
+                    "status": status,
+                    "message": message,
+                    "contact": contact,
+                    "anchor": anchor,
+                    "step": step,
+                },
+            )
+            for i, kind, status, message, contact, anchor, step in (
+                (1, "message", "scheduled", 1, 1, None, None),
+                (2, "event_reminder", "scheduled", None, 1, 1, 0),
+                (3, "bill_due", "sent", None, 2, 2, 0),
+            )
+        ),
+        (
+            "INSERT INTO attempts (id, notice_id, provider, provider_message_id, status,"
+            " submitted_at) VALUES (1, 3, 'outbox', 'o-1', 'sent', :now)",
+            {},
+        ),
+        (
+            "INSERT INTO inbound_messages (id, provider, provider_message_id, from_phone, text,"
+            " contact_id, received_at) VALUES (1, 'kannel', 'i-1', '+359888100001', 'ok', 1,"
+            " :now)",
+            {},
+        ),
+        (
+            'INSERT INTO outbox (id, notice_id, "to", text, created_at) VALUES'
+            " (1, 3, '+359888100002', 'x', :now)",
+            {},
+        ),
+    ]
+    with engine.begin() as conn:
+        for statement, values in rows:
+            conn.execute(text(statement), {"now": now, "no": False, **values})
+        if engine.dialect.name == "postgresql":
+            # Rows written with their ids: the sequences move past them, as the API's would.
+            for table in ("api_keys", "contacts", "groups", "messages", "sources", "anchors",
+                          "notices", "attempts", "inbound_messages", "outbox"):  # fmt: skip
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 10)"))
+
+
+def _links(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        return {name: sorted(map(tuple, conn.execute(text(q)).all())) for name, q in LINKS.items()}
+
+
+def test_an_upgrade_puts_every_row_in_the_default_account_and_keeps_its_links(
+    database_url: str,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from reminders.models import OWNED
+    from reminders.process import build
+    from reminders.settings import load_settings
+
+    engine = make_engine(database_url)
+    try:
+        command.upgrade(alembic_config(engine), BEFORE_ACCOUNTS)
+        _fill_before_accounts(engine)
+        links = _links(engine)
+        assert all(links.values()), links
+        upgrade(engine)
+
+        assert _links(engine) == links
+        with engine.connect() as conn:
+            accounts = conn.execute(text("SELECT id, slug FROM accounts")).all()
+            assert [tuple(a) for a in accounts] == [(1, "default")]
+            for model in OWNED:
+                table = model.__tablename__  # type: ignore[attr-defined]
+                owners = conn.execute(text(f"SELECT DISTINCT account_id FROM {table}")).all()
+                assert [tuple(o) for o in owners] in ([(1,)], []), (table, owners)
+                if table != "users":
+                    assert owners, f"{table} has no rows to check"
+
+        # The old key works, in the account default, and the API shows its rows.
+        settings = load_settings(database_url=database_url, quiet_hours="off")
+        process = build(settings, engine, run_scheduler=False)
+        headers = {"Authorization": f"Bearer {OLD_KEY}"}
+        with TestClient(process.app) as client:
+            contacts = client.get("/api/v1/contacts", headers=headers)
+            assert contacts.status_code == 200, contacts.text
+            assert [c["external_id"] for c in contacts.json()["items"]] == ["41", "42"]
+            members = client.get("/api/v1/groups/1/members", headers=headers).json()
+            assert [m["id"] for m in members["items"]] == [1, 2]
+            event = client.get("/api/v1/events/1", headers=headers).json()
+            assert event["source_id"] == 1 and [n["id"] for n in event["notices"]] == [2]
+            bill = client.get("/api/v1/notices/3", headers=headers).json()
+            assert bill["contact_id"] == 2 and bill["attempts"][0]["provider_message_id"] == "o-1"
+            assert [k["name"] for k in client.get("/api/v1/keys", headers=headers).json()] == [
+                "old admin"
+            ]
+            # Natural keys are still unique, now within the account.
+            again = {"name": "x", "phone": "0888 100 009", "external_id": "42"}
+            assert client.post("/api/v1/contacts", json=again, headers=headers).status_code == 409
+
+        # Back before accounts, on a database that has one: every row and link is kept.
+        command.downgrade(alembic_config(engine), BEFORE_ACCOUNTS)
+        assert _links(engine) == links
+        assert "accounts" not in inspect(engine).get_table_names()
+        upgrade(engine)  # and forward again
+        assert _links(engine) == links
+    finally:
+        engine.dispose()

@@ -108,18 +108,17 @@ def upgrade() -> None:
         owned = sa.table(table, sa.column("account_id", sa.Integer()))
         op.execute(owned.update().values(account_id=default_id))
 
-    postgres = op.get_bind().dialect.name == "postgresql"
     for table, nullable in _OWNED.items():
-        unique = [column for name, column in _UNIQUE if name == table]
+        unique = [
+            (column, _unique_name(table, column)) for name, column in _UNIQUE if name == table
+        ]
         with op.batch_alter_table(table, schema=None, naming_convention=_CONVENTION) as batch_op:
             if not nullable:
                 batch_op.alter_column("account_id", existing_type=sa.Integer(), nullable=False)
             batch_op.create_foreign_key(
                 f"fk_{table}_account_id", "accounts", ["account_id"], ["id"]
             )
-            for column in unique:
-                # PostgreSQL named them itself; SQLite's get the convention's name.
-                name = f"{table}_{column}_key" if postgres else f"uq_{table}_{column}"
+            for _, name in unique:
                 batch_op.drop_constraint(name, type_="unique")
 
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
@@ -148,6 +147,19 @@ def upgrade() -> None:
         batch_op.create_index("ix_notices_account_send_at", ["account_id", "send_at"], unique=False)
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
         batch_op.create_index("ix_inbound_messages_account_id", ["account_id", "id"], unique=False)
+
+
+def _unique_name(table: str, column: str) -> str:
+    """The name of the UNIQUE constraint on ``table.column``, read from the database: PostgreSQL
+    named 0001's itself, SQLite's have none (batch mode gives them the convention's), and a
+    database that went down to 0014 and up again has the names ``downgrade`` gave them."""
+    for constraint in sa.inspect(op.get_bind()).get_unique_constraints(table):
+        if constraint["column_names"] == [column]:
+            return constraint["name"] or _CONVENTION["uq"] % {
+                "table_name": table,
+                "column_0_name": column,
+            }
+    raise RuntimeError(f"no UNIQUE constraint on {table}.{column} to replace")
 
 
 def downgrade() -> None:

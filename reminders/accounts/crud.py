@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from reminders.accounts.defaults import DEFAULT_POLICIES
+from reminders.accounts.numbers import check_numbers_free
 from reminders.accounts.scoping import account_of
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
@@ -26,6 +27,8 @@ def create_account(session: Session, data: AccountCreate) -> Account:
     _check_default_sender(data.default_sender_id, data.sender_ids)
     if get_account_or_none(session, data.slug) is not None:
         raise Conflict(f"an account {data.slug!r} already exists", field="slug")
+    numbers = list(dict.fromkeys(data.inbound_numbers))
+    check_numbers_free(session, numbers, None)
     account = Account(
         slug=data.slug,
         name=data.name or data.slug,
@@ -33,6 +36,7 @@ def create_account(session: Session, data: AccountCreate) -> Account:
         default_sender_id=data.default_sender_id,
         rate_share=data.rate_share,
         monthly_segments=data.monthly_segments,
+        inbound_numbers=numbers,
     )
     session.add(account)
     try:
@@ -84,11 +88,14 @@ def update_account(session: Session, slug: str, data: AccountUpdate) -> Account:
     _unscoped(session)
     account = get_account(session, slug)
     changes = data.model_dump(exclude_unset=True)
-    for name in ("name", "rate_share", "status"):
+    for name in ("name", "rate_share", "status", "inbound_numbers"):
         if name in changes and changes[name] is None:
             raise InvalidField("may not be null", field=name)
     if "sender_ids" in changes:
         changes["sender_ids"] = list(dict.fromkeys(changes["sender_ids"] or []))
+    if "inbound_numbers" in changes:
+        changes["inbound_numbers"] = list(dict.fromkeys(changes["inbound_numbers"]))
+        check_numbers_free(session, changes["inbound_numbers"], account.id)
     allowed = changes.get("sender_ids", account.sender_ids)
     _check_default_sender(changes.get("default_sender_id", account.default_sender_id), allowed)
     status = changes.get("status", account.status)

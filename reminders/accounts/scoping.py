@@ -9,8 +9,11 @@ account. A session that names none (the scheduler, the gateways' callbacks, the 
 routes) sees every account and must say whose rows it writes.
 
 What this does not cover, by design: Core statements on ``Table`` objects (``insert(t)``,
-``select(t.c.id)``), which the bulk paths use; they set ``account_id`` themselves
-(``current``).
+``select(t.c.id)``) and raw SQL, which the bulk paths use. Those a request reaches set
+``account_id`` themselves (``current``: the bulk inserts of contacts, anchors and notices) or
+touch only the children of a row read through the scoped session (an anchor's recipients, a
+feed's series, by its id). ``tests/test_isolation.py`` checks the result over every operation
+of the API's document.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from reminders.api.routes import (
     usage,
     users,
 )
-from reminders.metrics import NoticeMetrics, metrics_registry
+from reminders.metrics import NoticeMetrics, SchedulerMetrics, metrics_registry
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.notice_scheduler import NoticeScheduler
@@ -83,11 +83,12 @@ def create_app(
     # Last, so outermost: a request turned away costs no key check, body read, thread or
     # connection, and the key check's own connection is counted with the request's.
     app.state.gates = install_admission(app, runtime.settings)
+    # What every caller of /metrics sees; the notices, counted per account, are added to each
+    # scrape for the caller's own (``routes/stats.py``).
     app.state.metrics = metrics_registry(
-        NoticeMetrics(app.state.engine, scheduler_active=lambda: scheduler.state == "active"),
-        runtime.metrics,
-        app.state.gates,
+        SchedulerMetrics(lambda: scheduler.state == "active"), runtime.metrics, app.state.gates
     )
+    app.state.notice_metrics = NoticeMetrics(app.state.engine)
     api = APIRouter(prefix="/api/v1")
     for module in (
         accounts,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from reminders.accounts.numbers import gateway_number
 from reminders.models import AccountStatus
 from reminders.schemas.common import Input, Name, SenderId, _no_control_chars
 
@@ -22,6 +23,12 @@ def valid_slug(value: str) -> str:
 
 
 Slug = Annotated[str, AfterValidator(valid_slug)]
+GatewayNumber = Annotated[str, Field(max_length=40), AfterValidator(gateway_number)]
+InboundNumbers = Annotated[list[GatewayNumber], Field(max_length=100)]
+_NUMBERS_HELP = (
+    "The gateway numbers or short codes it owns, in international form: an SMS sent to one "
+    "is this account's. Else an SMS belongs to the account that last sent to its phone."
+)
 Reason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_control_chars)]
 
 
@@ -39,6 +46,7 @@ class AccountCreate(Input):
     monthly_segments: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
         default=None, description="SMS segments it may send in a calendar month; null: no quota."
     )
+    inbound_numbers: InboundNumbers = Field(default_factory=list, description=_NUMBERS_HELP)
 
 
 class AccountUpdate(Input):
@@ -51,6 +59,7 @@ class AccountUpdate(Input):
     status_reason: Reason | None = Field(
         default=None, description="Why it is suspended: what its keys are told."
     )
+    inbound_numbers: InboundNumbers | None = Field(default=None, description=_NUMBERS_HELP)
 
 
 class AccountOut(BaseModel):
@@ -63,5 +72,6 @@ class AccountOut(BaseModel):
     monthly_segments: int | None
     status: AccountStatus
     status_reason: str | None
+    inbound_numbers: list[str]
     created_at: datetime
     updated_at: datetime

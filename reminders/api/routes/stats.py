@@ -15,10 +15,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from reminders.api.deps import AccountIdDep, ReadKey, SessionDep, SettingsDep
+from reminders.api.deps import AccountIdDep, CallerDep, ReadKey, SessionDep, SettingsDep
 from reminders.api.live import LiveTotals
 from reminders.db import utcnow
 from reminders.errors import InvalidField
+from reminders.metrics import NoticeMetrics, Scrape
 from reminders.schemas.stats import CountsOut, StatsOut
 from reminders.settings import Settings
 from reminders.stats import (
@@ -192,8 +193,11 @@ def notices_csv(
 
 
 @metrics_router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request, _: ReadKey) -> PlainTextResponse:
-    """Prometheus text format: notices by status, queue depth per lane, send latency, gateway
-    errors, the API's callers in progress and refused, and whether this process fires notices."""
-    text = generate_latest(request.app.state.metrics)
+def metrics(request: Request, caller: CallerDep, _: ReadKey) -> PlainTextResponse:
+    """Prometheus text format: notices by status and queue depth per lane, labelled with their
+    account (the key's own; every account for a provider key that names none), send latency,
+    gateway errors, the API's callers in progress and refused, and whether this process fires
+    notices."""
+    notices: NoticeMetrics = request.app.state.notice_metrics
+    text = generate_latest(Scrape(request.app.state.metrics, notices.visible_to(caller.account_id)))
     return PlainTextResponse(text, media_type=CONTENT_TYPE_PLAIN_0_0_4)
