@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, and_, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -42,11 +42,7 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
     for chunk in in_chunks(notice_ids):
         result = session.execute(
             update(Notice)
-            .where(
-                col(Notice.id).in_(chunk),
-                col(Notice.status) == NoticeStatus.scheduled,
-                col(Notice.send_at) <= now,
-            )
+            .where(col(Notice.id).in_(chunk), still_due(now))
             .values(status=NoticeStatus.sending, updated_at=now, claimed_by=token or None)
             .returning(col(Notice.id))
         )
@@ -60,6 +56,20 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
             raise ClaimInDoubt(claimed) from exc
         raise
     return claimed
+
+
+def still_due(now: datetime) -> ColumnElement[bool]:
+    """``status = 'scheduled' AND send_at <= now``, for statements that pick notices by id.
+
+    Written so that no index can serve it: the ids are what narrows such a statement, and the
+    database should look them up by primary key. Left bare, SQLite (which keeps no statistics)
+    and PostgreSQL (on a table not analyzed since a burst was planned) take the (status,
+    send_at) index instead and walk every due notice for each batch: 100,000 notices due at
+    once cost 50 ms a batch of 200, where the primary key costs 2 ms. Behind ``IS TRUE`` the
+    test is the same, row by row, on the rows the ids found.
+    """
+    table = Notice.__table__  # type: ignore[attr-defined]
+    return and_(table.c.status == NoticeStatus.scheduled, table.c.send_at <= now).is_(true())
 
 
 class ClaimInDoubt(Exception):
@@ -252,14 +262,7 @@ def _load_and_claim(
     notice waits on nothing but the sender."""
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
-        table = Notice.__table__  # type: ignore[attr-defined]
-        notices = _load(
-            session,
-            Notice,
-            notice_ids,
-            table.c.status == NoticeStatus.scheduled,
-            table.c.send_at <= now,
-        )
+        notices = _load(session, Notice, notice_ids, still_due(now))
         if not notices:
             return {}, {}
         contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
