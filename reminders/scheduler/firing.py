@@ -18,6 +18,7 @@ from reminders.db import in_chunks, utcnow
 from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
 from reminders.pending_jobs import JobItem, JobScheduler
+from reminders.scheduler.context import TemplateContexts
 from reminders.scheduler.outcomes import Outcome, from_result, record, release
 from reminders.scheduler.preparing import Ready, prepare
 from reminders.scheduler.retrying import Backoff, is_transient, reason, until_written
@@ -267,6 +268,7 @@ def _load_and_claim(
             return {}, {}
         contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
         anchors = _load(session, Anchor, {n.anchor_id for n in notices.values() if n.anchor_id})
+        contexts = TemplateContexts(now)
         ready = {
             notice_id: prepare(
                 notice,
@@ -275,6 +277,7 @@ def _load_and_claim(
                 now,
                 settings,
                 provider,
+                contexts,
             )
             for notice_id, notice in notices.items()
         }

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reminders.models import Anchor, Contact, Notice, NoticeKind, NoticeStatus
-from reminders.scheduler.context import template_context
+from reminders.scheduler.context import TemplateContexts
 from reminders.scheduler.outcomes import Outcome
 from reminders.sender.base import OutgoingSms
 from reminders.sender.compose import compose
@@ -49,8 +49,12 @@ def prepare(
     now: datetime,
     settings: Settings,
     provider: str,
+    contexts: TemplateContexts | None = None,
 ) -> Ready:
-    """The SMS to send for this notice, or the outcome that ends it without sending."""
+    """The SMS to send for this notice, or the outcome that ends it without sending.
+
+    ``contexts``: the template contexts of the notices prepared at the same ``now``.
+    """
     late = lateness(notice, anchor, now, settings.late_grace)
     if late is not None:
         return Outcome(NoticeStatus.expired, late)
@@ -64,7 +68,8 @@ def prepare(
             or settings.timezone
         )
         try:
-            text = render(notice.text, template_context(notice, contact, anchor, zone, now))
+            contexts = contexts or TemplateContexts(now)
+            text = render(notice.text, contexts.build(notice, contact, anchor, zone))
         except RenderError as exc:
             attempt = {
                 "provider": provider,
