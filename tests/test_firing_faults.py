@@ -362,6 +362,46 @@ def test_the_check_leaves_alone_what_a_lane_holds(
         scheduler.shutdown()
 
 
+@pytest.mark.parametrize("meanwhile", ["fired", "moved"])
+def test_the_check_gives_no_job_to_a_notice_that_changed_while_it_read(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    """The check reads the due notices, then their jobs: a notice a lane fired in between (its
+    job gone, the lane done with it) is not lost, nor is one moved later (its new job written
+    after the check read the store), and neither gets a job from the check."""
+    [notice_id] = make_notices(engine, phones(1, 11))
+    scheduler = NoticeScheduler(engine)
+    scheduler.schedule([(notice_id, datetime.now(UTC))])
+    read_jobs = scheduler._job_ids
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    def jobs_read_after_a_change(among: list[str] | None = None) -> set[str]:
+        if meanwhile == "fired":
+            scheduler.unschedule([notice_id])  # as the lane's store does once it took the job
+            fire_many(engine, OutboxSender(settings, engine), [notice_id], settings=settings)
+        else:
+            with account_session(engine) as session:
+                notice = session.get(Notice, notice_id)
+                assert notice is not None
+                notice.send_at = later
+                session.commit()
+            scheduler.schedule([(notice_id, later)])
+        # The store as the check read it: a lane held the job then, and let it go since.
+        return read_jobs(among) - {job_id(notice_id)}
+
+    monkeypatch.setattr(scheduler, "_job_ids", jobs_read_after_a_change)
+    assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 0, "removed": 0}
+    with engine.connect() as conn:
+        jobs = conn.execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all()
+    if meanwhile == "fired":
+        assert status_of(engine, notice_id) == "sent"
+        assert jobs == []
+    else:
+        assert [(job, round(at)) for job, at in jobs] == [
+            (job_id(notice_id), round(later.timestamp()))
+        ]
+
+
 def test_the_check_looks_only_at_due_notices(engine: Engine, settings: Settings) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
     [due] = make_notices(engine, phones(1, 10))

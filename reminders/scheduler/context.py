@@ -32,33 +32,59 @@ def template_context(
     ``now`` is the moment the notice goes out: ``when`` says "today" or "tomorrow" from it,
     since quiet hours or a late start may send a reminder on another day than its step's.
     """
-    context: dict[str, Any] = {
-        "phone": notice.phone,
-        "lang": contact.language if contact else "bg",
-        "name": contact.name if contact else "",
-        "first_name": contact.name.split()[0] if contact and contact.name.split() else "",
-        "contact": dict(contact.attributes) if contact else {},
+    return TemplateContexts(now).build(notice, contact, anchor, zone)
+
+
+class TemplateContexts:
+    """``template_context`` for notices that go out at one moment, ``now``, such as a batch.
+
+    What comes from the anchor (its day and time in words, Babel's formats) is worked out once
+    per anchor, zone and language rather than once per notice: a burst's notices mostly share
+    a few events. The part is shared, not copied: templates run in an immutable sandbox.
+    """
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._anchors: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+    def build(
+        self, notice: Notice, contact: Contact | None, anchor: Anchor | None, zone: ZoneInfo
+    ) -> dict[str, Any]:
+        lang = contact.language if contact else "bg"
+        context: dict[str, Any] = {
+            "phone": notice.phone,
+            "lang": lang,
+            "name": contact.name if contact else "",
+            "first_name": contact.name.split()[0] if contact and contact.name.split() else "",
+            "contact": dict(contact.attributes) if contact else {},
+        }
+        if anchor is None:
+            return context
+        if anchor.id is None:  # not stored (the sample): nothing to know it by
+            context.update(_anchor_context(anchor, zone, lang, self.now))
+            return context
+        key = (anchor.id, zone.key, lang)
+        part = self._anchors.get(key)
+        if part is None:
+            part = self._anchors[key] = _anchor_context(anchor, zone, lang, self.now)
+        context.update(part)
+        return context
+
+
+def _anchor_context(anchor: Anchor, zone: ZoneInfo, lang: str, now: datetime) -> dict[str, Any]:
+    start = anchor.at.astimezone(zone)
+    data = dict(anchor.data)
+    return {
+        "title": anchor.title,
+        "start": start,
+        "date": format_date(start.date(), DATE_FORMAT.get(lang, "d.MM.y"), locale=_locale(lang)),
+        "time": "" if anchor.all_day else start.strftime("%H:%M"),
+        "when": when_text(start, now, zone, all_day=anchor.all_day, lang=lang),
+        "location": data.get("location", ""),
+        "amount": _amount_text(data.get("amount"), lang),
+        "currency": data.get("currency", ""),
+        "data": data,
     }
-    if anchor is not None:
-        start = anchor.at.astimezone(zone)
-        data = dict(anchor.data)
-        lang = context["lang"]
-        context.update(
-            {
-                "title": anchor.title,
-                "start": start,
-                "date": format_date(
-                    start.date(), DATE_FORMAT.get(lang, "d.MM.y"), locale=_locale(lang)
-                ),
-                "time": "" if anchor.all_day else start.strftime("%H:%M"),
-                "when": when_text(start, now, zone, all_day=anchor.all_day, lang=lang),
-                "location": data.get("location", ""),
-                "amount": _amount_text(data.get("amount"), lang),
-                "currency": data.get("currency", ""),
-                "data": data,
-            }
-        )
-    return context
 
 
 @lru_cache(maxsize=8)

@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, and_, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -21,6 +21,7 @@ from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
 from reminders.pending_jobs import JobItem, JobScheduler
 from reminders.scheduler.account_rules import hold, within_quotas
+from reminders.scheduler.context import TemplateContexts
 from reminders.scheduler.outcomes import Outcome, from_result, record, release
 from reminders.scheduler.preparing import Ready, prepare
 from reminders.scheduler.retrying import Backoff, is_transient, reason, until_written
@@ -45,11 +46,7 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
     for chunk in in_chunks(notice_ids):
         result = session.execute(
             update(Notice)
-            .where(
-                col(Notice.id).in_(chunk),
-                col(Notice.status) == NoticeStatus.scheduled,
-                col(Notice.send_at) <= now,
-            )
+            .where(col(Notice.id).in_(chunk), still_due(now))
             .values(status=NoticeStatus.sending, updated_at=now, claimed_by=token or None)
             .returning(col(Notice.id))
         )
@@ -63,6 +60,20 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
             raise ClaimInDoubt(claimed) from exc
         raise
     return claimed
+
+
+def still_due(now: datetime) -> ColumnElement[bool]:
+    """``status = 'scheduled' AND send_at <= now``, for statements that pick notices by id.
+
+    Written so that no index can serve it: the ids are what narrows such a statement, and the
+    database should look them up by primary key. Left bare, SQLite (which keeps no statistics)
+    and PostgreSQL (on a table not analyzed since a burst was planned) take the (status,
+    send_at) index instead and walk every due notice for each batch: 100,000 notices due at
+    once cost 50 ms a batch of 200, where the primary key costs 2 ms. Behind ``IS TRUE`` the
+    test is the same, row by row, on the rows the ids found.
+    """
+    table = Notice.__table__  # type: ignore[attr-defined]
+    return and_(table.c.status == NoticeStatus.scheduled, table.c.send_at <= now).is_(true())
 
 
 class ClaimInDoubt(Exception):
@@ -288,14 +299,7 @@ def _load_and_claim(
     now = utcnow()
     nothing = Reservation(guard_for(engine), {})
     with Session(engine, expire_on_commit=False) as session:
-        table = Notice.__table__  # type: ignore[attr-defined]
-        notices = _load(
-            session,
-            Notice,
-            notice_ids,
-            table.c.status == NoticeStatus.scheduled,
-            table.c.send_at <= now,
-        )
+        notices = _load(session, Notice, notice_ids, still_due(now))
         if not notices:
             return {}, {}, [], nothing
         terms = terms_of(session, {n.account_id for n in notices.values()})
@@ -310,6 +314,7 @@ def _load_and_claim(
             return {}, {}, held, nothing
         contacts = _load(session, Contact, {n.contact_id for n in notices.values() if n.contact_id})
         anchors = _load(session, Anchor, {n.anchor_id for n in notices.values() if n.anchor_id})
+        contexts = TemplateContexts(now)
         ready = {
             notice_id: prepare(
                 notice,
@@ -319,6 +324,7 @@ def _load_and_claim(
                 settings,
                 provider,
                 terms.get(notice.account_id),
+                contexts,
             )
             for notice_id, notice in notices.items()
         }

@@ -36,6 +36,7 @@ from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apsched
 from reminders.pending_jobs import JobItem
 from reminders.runtime import Runtime
 from reminders.scheduler.executor import BatchingExecutor
+from reminders.scheduler.firing import still_due
 from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.jobs import bind_worker, fire_notices
 from reminders.scheduler.leader import Leadership
@@ -367,6 +368,14 @@ class NoticeScheduler:
         known = job_ids.union(*(lane.holding() for lane in self.lanes.values()))
         live = {job_id(notice_id) for notice_id, _, _ in scheduled}
         missing: list[JobItem] = [item for item in scheduled if job_id(item[0]) not in known]
+        if due_by is not None and missing:
+            # The lanes fire while the check reads: a notice read as scheduled may have been
+            # taken, fired and let go before its job and the lanes were looked at (in a long
+            # burst, thousands a check, each given a useless job). Asked again now, such a
+            # notice is sent, or held by a lane; one moved later meanwhile has its new job.
+            again = self._still_due([item[0] for item in missing], due_by)
+            held = set().union(*(lane.holding() for lane in self.lanes.values()))
+            missing = [item for item in again if job_id(item[0]) not in held]
         orphans = (
             [j for j in job_ids if j.startswith(JOB_PREFIX) and j not in live]
             if due_by is None
@@ -403,6 +412,16 @@ class NoticeScheduler:
             query = query.where(col(Notice.send_at) <= due_by)
         with Session(self.engine) as session:
             return [(nid, at, priority) for nid, at, priority in session.execute(query)]
+
+    def _still_due(self, notice_ids: list[int], due_by: datetime) -> list[JobItem]:
+        """(id, send time, priority) of those of ``notice_ids`` still scheduled and due."""
+        query = select(col(Notice.id), col(Notice.send_at), col(Notice.priority))
+        found: list[JobItem] = []
+        with Session(self.engine) as session:
+            for chunk in in_chunks(notice_ids):
+                rows = session.execute(query.where(col(Notice.id).in_(chunk), still_due(due_by)))
+                found.extend((nid, at, priority) for nid, at, priority in rows)
+        return found
 
     def check_due(self) -> None:
         """Give a job to every due notice left without one, while this scheduler is active."""

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from reminders.accounts.terms import Terms
 from reminders.models import Anchor, Contact, Notice, NoticeKind, NoticeStatus
-from reminders.scheduler.context import template_context
+from reminders.scheduler.context import TemplateContexts
 from reminders.scheduler.outcomes import Outcome
 from reminders.sender.base import OutgoingSms
 from reminders.sender.compose import compose
@@ -51,10 +51,13 @@ def prepare(
     settings: Settings,
     provider: str,
     terms: Terms | None = None,
+    contexts: TemplateContexts | None = None,
 ) -> Ready:
     """The SMS to send for this notice, or the outcome that ends it without sending.
 
-    ``terms`` are its account's (None: an account that changes nothing)."""
+    ``terms`` are its account's (None: an account that changes nothing); ``contexts``: the
+    template contexts of the notices prepared at the same ``now``.
+    """
     late = lateness(notice, anchor, now, settings.late_grace)
     if late is not None:
         return Outcome(NoticeStatus.expired, late)
@@ -73,7 +76,8 @@ def prepare(
             or settings.timezone
         )
         try:
-            text = render(notice.text, template_context(notice, contact, anchor, zone, now))
+            contexts = contexts or TemplateContexts(now)
+            text = render(notice.text, contexts.build(notice, contact, anchor, zone))
         except RenderError as exc:
             attempt = {
                 "provider": provider,

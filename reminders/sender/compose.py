@@ -22,6 +22,7 @@ before they get here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -41,6 +42,9 @@ GSM7_BASIC: Final = frozenset(
 )
 # Sent as escape + code: 2 septets each. "\f" is form feed (shown as a page break, if at all).
 GSM7_EXTENSION: Final = frozenset("^{}\\[]~|€\f")
+
+_GSM7: Final = GSM7_BASIC | GSM7_EXTENSION
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 GSM7_SINGLE: Final = 160
 GSM7_PART: Final = 153  # 160 less the 7 septets the concatenation header (6 octets) takes
@@ -105,17 +109,22 @@ def compose(
     if replace_lookalikes:
         text, replaced = _replace_lookalikes(text)
 
-    ucs2_characters = tuple(
-        dict.fromkeys(c for c in text if c not in GSM7_BASIC and c not in GSM7_EXTENSION)
-    )
+    # Each step goes over the text in C (a dict, a set, counts, an encoding), and Python's loop
+    # only over what it found: a burst composes every message it sends.
+    distinct = dict.fromkeys(text)  # in order of first appearance
+    ucs2_characters: tuple[str, ...] = ()
+    if not _GSM7.issuperset(distinct):
+        ucs2_characters = tuple(char for char in distinct if char not in _GSM7)
     encoding: Encoding = "UCS-2" if ucs2_characters else "GSM-7"
-    costs = [_cost(char, encoding) for char in text]
-    characters = sum(costs)
+    characters = _length(text, encoding)
     if encoding == "GSM-7":
         single, per_part = GSM7_SINGLE, GSM7_PART
     else:
         single, per_part = UCS2_SINGLE, UCS2_PART
-    parts = (text,) if characters <= single else _split(text, costs, per_part)
+    if characters <= single:
+        parts: tuple[str, ...] = (text,)
+    else:
+        parts = _split(text, [_cost(char, encoding) for char in text], per_part)
     return Composition(
         text=text,
         encoding=encoding,
@@ -134,13 +143,15 @@ def _join_surrogates(text: str) -> str:
     ``surrogatepass`` (or built from UTF-16 escapes by hand) can hold the two halves; joined,
     they can never be split across parts. Lone surrogates stay as they are.
     """
-    if not any("\ud800" <= char <= "\udfff" for char in text):
+    if _SURROGATE.search(text) is None:
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 def _replace_lookalikes(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """Swap look-alikes for their GSM-7 forms; return the text and the distinct swaps made."""
+    if LOOKALIKES.keys().isdisjoint(text):
+        return text, ()
     out: list[str] = []
     seen: dict[tuple[str, str], None] = {}  # a dict keeps first-appearance order
     for char in text:
@@ -151,6 +162,15 @@ def _replace_lookalikes(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
             out.append(replacement)
             seen[(char, replacement)] = None
     return "".join(out), tuple(seen)
+
+
+def _length(text: str, encoding: Encoding) -> int:
+    """Septets (GSM-7) or UTF-16 code units (UCS-2) the whole text takes: the sum of
+    ``_cost`` over its characters."""
+    if encoding == "GSM-7":
+        return len(text) + sum(text.count(char) for char in GSM7_EXTENSION.intersection(text))
+    # A lone surrogate is one unit, as in _cost: "surrogatepass" writes it as one.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _cost(char: str, encoding: Encoding) -> int:
