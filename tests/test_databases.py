@@ -14,6 +14,8 @@ from reminders.migrate import current_revision, head_revision
 from tests.conftest import PG
 from tests.databases import PgDatabases
 
+pytestmark = pytest.mark.slow  # PostgreSQL databases made, migrated and dropped
+
 
 @pytest.fixture
 def databases() -> Iterator[PgDatabases]:
