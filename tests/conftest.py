@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy.engine import Engine
 
-from reminders.db import make_engine
-from reminders.process import Process, build
-from reminders.settings import Settings, load_settings
-from tests.databases import PgDatabases, PgServer, SqliteTemplate
-from tests.http_gateway import Gateway
+# The service, its app and the databases are imported by the fixtures that use them: pytest's
+# controlling process loads this file too, before it starts the workers, and has no use for them
+# (they took it seconds, during which no test ran).
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+    from sqlalchemy.engine import Engine
+
+    from reminders.process import Process
+    from reminders.settings import Settings
+    from tests.databases import PgDatabases, SqliteTemplate
+    from tests.http_gateway import Gateway
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-PG_ADMIN_DSN = os.environ.get("REMINDERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The fast tier (`-m "not slow"`) runs on SQLite alone; the whole suite runs PostgreSQL too.
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 
@@ -29,6 +33,20 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 # with this one it fails at any hour, the first time it runs. Pin ``quiet_hours="off"`` (or
 # REMINDERS_QUIET_HOURS=off for a subprocess) unless the test is about quiet hours.
 ALWAYS_QUIET = "00:00-23:59"
+
+
+SLOW_MODULE = re.compile(r"^pytestmark = pytest\.mark\.slow\b", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In the fast tier, a module whose tests are all slow is not even imported: it would only
+    be deselected, after its imports (Schemathesis, Hypothesis, servers) cost every worker a
+    second or more."""
+    if config.option.markexpr.strip() != "not slow" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    return bool(SLOW_MODULE.search(collection_path.read_text(encoding="utf-8"))) or None
 
 
 @pytest.fixture(autouse=True)
@@ -41,16 +59,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-PG = PgServer(PG_ADMIN_DSN)
-
-
 def create_pg_database() -> tuple[str, Callable[[], None]]:
     """An empty PostgreSQL database of the caller's own: its URL, and how to drop it."""
+    from tests.databases import PG
+
     return PG.create_empty()
 
 
 @pytest.fixture(scope="session")
 def pg_databases() -> Iterator[PgDatabases]:
+    from tests.databases import PG, PgDatabases
+
     databases = PgDatabases(PG)
     yield databases
     databases.close()
@@ -58,6 +77,8 @@ def pg_databases() -> Iterator[PgDatabases]:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    from tests.databases import SqliteTemplate
+
     return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
 
 
@@ -79,6 +100,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         finally:
             drop()
         return
+    from tests.databases import PG
+
     databases: PgDatabases = request.getfixturevalue("pg_databases")
     name = databases.lend()
     try:
@@ -89,11 +112,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
+    from reminders.settings import load_settings
+
     return load_settings(database_url=database_url, quiet_hours="off")
 
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
+    from reminders.db import make_engine
+
     engine = make_engine(settings.database_url)  # at head already: see ``database_url``
     yield engine
     engine.dispose()
@@ -101,6 +128,8 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture
 def process(settings: Settings, engine: Engine) -> Iterator[Process]:
+    from reminders.process import build
+
     proc = build(settings, engine)
     yield proc
     proc.scheduler.shutdown(wait=True)
@@ -108,6 +137,8 @@ def process(settings: Settings, engine: Engine) -> Iterator[Process]:
 
 @pytest.fixture
 def client(process: Process) -> Iterator[TestClient]:
+    from fastapi.testclient import TestClient
+
     with TestClient(process.app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -152,7 +183,9 @@ def wait_for(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        # Soon after the condition holds (0.05 s was up to a tenth of a short test), yet rarely
+        # enough to leave the processor to the threads being waited for.
+        time.sleep(0.02)
 
 
 def fall_due(engine: Engine, notice_id: int) -> None:
@@ -186,6 +219,8 @@ def redis_key() -> Iterator[str]:
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
     """An in-house SMS gateway on a free 127.0.0.1 port (see tests/http_gateway.py)."""
+    from tests.http_gateway import Gateway
+
     server = Gateway()
     yield server
     server.httpd.shutdown()

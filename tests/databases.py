@@ -12,6 +12,7 @@ schema a test changed is dropped rather than handed on.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -159,6 +160,10 @@ class PgDatabases:
             self.server.drop(name)
         self.made.clear()
         self.free.clear()
+
+
+# The machine's PostgreSQL, which the tests reach as its superuser.
+PG = PgServer(os.environ.get("REMINDERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
 
 
 def _fingerprint(conn: psycopg.Connection) -> str:

@@ -46,4 +46,8 @@ class Gateway:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/sms"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # ``shutdown`` waits for the loop's next look at it: every 0.5 s by default, which was
+        # most of a short test's teardown.
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -110,6 +111,7 @@ def test_the_last_admin_key_cannot_be_revoked(
     assert [(k.id, k.scope) for k in live] == [(second.json()["id"], "admin")]
 
 
+@pytest.mark.slow  # PostgreSQL
 def test_two_concurrent_revocations_leave_one_admin_key_on_postgresql() -> None:
     """Each of two requests revokes one of the last two admin keys at the same moment: the
     second must wait for the first and then find its key is the last one."""

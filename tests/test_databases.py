@@ -11,8 +11,9 @@ from sqlalchemy import text
 
 from reminders.db import make_engine
 from reminders.migrate import current_revision, head_revision
-from tests.conftest import PG
-from tests.databases import PgDatabases
+from tests.databases import PG, PgDatabases
+
+pytestmark = pytest.mark.slow  # PostgreSQL databases made, migrated and dropped
 
 
 @pytest.fixture

@@ -369,6 +369,7 @@ def report_of(report: SyncReport) -> dict[str, Any]:
     return {**report.__dict__}
 
 
+@pytest.mark.slow  # 20 random histories of syncs: about 10 s
 @examples(
     max_examples=int(os.environ.get("RESYNC_EXAMPLES", "20")),
     deadline=None,
@@ -585,6 +586,7 @@ def test_an_event_the_calendar_dropped_is_not_held_by_a_cancel_through_the_api(
     assert db.sync(calendar.export(), START).restored == 1
 
 
+@pytest.mark.slow  # two syncs of 500 occurrences each, in two databases: seconds
 def test_a_capped_series_is_read_at_every_sync(
     engine: Engine, settings: Settings, parsed: list[set[str]], tmp_path: Path
 ) -> None:

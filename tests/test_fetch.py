@@ -291,6 +291,7 @@ def test_closed_port() -> None:
     assert message == f"could not connect to http://127.0.0.1:{port}/… (connection refused)"
 
 
+@pytest.mark.slow  # the real clock: the fetch's 1 s deadline
 def test_slow_drip_is_cut_off_by_the_overall_deadline(local: Local) -> None:
     # One byte every 0.1 s never trips the read timeout; only the whole-fetch deadline stops it.
     started = time.monotonic()
@@ -301,6 +302,7 @@ def test_slow_drip_is_cut_off_by_the_overall_deadline(local: Local) -> None:
     wait_for(local.hung_up.is_set, what="the server to see the fetch hang up mid-drip")
 
 
+@pytest.mark.slow  # the real clock: the fetch's 1 s deadline
 def test_slow_headers_are_cut_off_by_the_overall_deadline(local: Local) -> None:
     started = time.monotonic()
     with pytest.raises(FetchError, match="took too long to send the feed"):
@@ -363,6 +365,7 @@ def test_https_uses_the_host_name_for_sni_and_verification(
     )
 
 
+@pytest.mark.slow  # the real clock: the fetch's 1 s deadline
 def test_slow_headers_over_tls_are_cut_off(
     tls_local: Local, certificate: tuple[Path, Path]
 ) -> None:

@@ -186,6 +186,7 @@ def test_a_stop_while_recording_leaves_the_batch_sending(
     assert set(statuses(engine, ids).values()) == {"unknown"}
 
 
+@pytest.mark.slow  # the real back-off: about 2 s
 def test_a_deposed_lane_still_records_what_the_gateway_took(
     engine: Engine,
     settings: Settings,
@@ -307,6 +308,7 @@ class OneByOne(Gateway):
     batch_size = 1
 
 
+@pytest.mark.slow  # the scheduler's own clock (its back-off, its watchdog): seconds
 def test_the_scheduler_waits_out_a_job_store_error(
     engine: Engine,
     settings: Settings,

@@ -45,6 +45,10 @@ from reminders.settings import Settings, load_settings
 from reminders.webhook_keys import inbound_token
 from tests.conftest import make_key, wait_for
 
+# Every operation twice over, for two callers: about 45 s, so the whole suite runs it, not the
+# fast tier.
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 SECRET = "isolation-webhook-secret"
 DAY = timedelta(days=1)

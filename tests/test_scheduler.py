@@ -166,6 +166,7 @@ def test_start_repairs_the_job_store(engine: Engine, settings: Settings) -> None
         scheduler.shutdown()
 
 
+@pytest.mark.slow  # a notice due 2 s later, on the real clock
 def test_jobs_survive_a_scheduler_restart(engine: Engine, settings: Settings) -> None:
     from reminders.runtime import Runtime
 

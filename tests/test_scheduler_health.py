@@ -148,6 +148,7 @@ def readiness(client: TestClient) -> tuple[int, dict[str, Any]]:
     return response.status_code, response.json()
 
 
+@pytest.mark.slow  # the scheduler's own clock (its back-off, its watchdog): seconds
 def test_the_loop_survives_a_failing_store_says_so_and_recovers(
     client: TestClient, writer: dict[str, str], engine: Engine, process: Any
 ) -> None:
@@ -183,6 +184,7 @@ def test_the_loop_survives_a_failing_store_says_so_and_recovers(
     assert body["scheduler"]["last_loop_at"] and body["scheduler"]["failing_for"] == 0
 
 
+@pytest.mark.slow  # the scheduler's own clock (its back-off, its watchdog): seconds
 def test_reads_that_fail_are_retried_too(
     client: TestClient, writer: dict[str, str], engine: Engine
 ) -> None:
@@ -195,6 +197,7 @@ def test_reads_that_fail_are_retried_too(
     wait_for(lambda: readiness(client)[0] == 200, what="/readyz to recover")
 
 
+@pytest.mark.slow  # the scheduler's own clock (its back-off, its watchdog): seconds
 def test_a_database_that_takes_no_writes_is_found_while_idle(
     client: TestClient, engine: Engine
 ) -> None:

@@ -52,7 +52,10 @@ class FeedServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feed.ics?token=secret123"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll, so that ``stop`` does not wait half a second for the loop to notice.
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:

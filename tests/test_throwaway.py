@@ -9,6 +9,8 @@ import psycopg
 import pytest
 import redis
 
+pytestmark = pytest.mark.slow  # real servers started, stopped and cut off
+
 
 def test_pg_cluster_restarts_and_keeps_data(pg_cluster: Any) -> None:
     url = pg_cluster.create_database("faults")
