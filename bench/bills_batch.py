@@ -30,6 +30,7 @@ from sqlmodel import Session
 
 from bench.common import database, report
 from reminders import apikeys
+from reminders.accounts.scoping import scoped_session
 from reminders.bills import BillIn, upsert_bill
 from reminders.pending_jobs import commit_and_schedule
 from reminders.process import Process, build
@@ -83,7 +84,7 @@ def row_by_row(process: Process, settings: Settings, rows: list[dict[str, Any]])
     engine = process.runtime.engine
     started = time.perf_counter()
     for row in rows:
-        with Session(engine, expire_on_commit=False) as session:
+        with scoped_session(engine, 1, expire_on_commit=False) as session:
             written = upsert_bill(
                 session, process.scheduler, BillIn.model_validate(row), settings=settings
             )
@@ -97,7 +98,7 @@ def run(kind: str, n: int, how: str) -> float:
     with database(kind) as engine:
         settings = load_settings(database_url=str(engine.url))
         with Session(engine) as session:
-            key = apikeys.create_key(session, name="bench", scope="write").secret
+            key = apikeys.create_key(session, name="bench", scope="write", account_id=1).secret
             session.commit()
         process = build(settings, engine, run_scheduler=False)
         rows = bills(0, n)

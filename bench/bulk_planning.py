@@ -68,6 +68,7 @@ def run(kind: str, n: int, *, stock: bool) -> float:
                 insert(Anchor),
                 [
                     {
+                        "account_id": 1,
                         "key": "bench",
                         "kind": "event",
                         "title": "Vaccination day",

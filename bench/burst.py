@@ -48,6 +48,7 @@ def run_ours(kind: str, n: int) -> dict[str, Any]:
                 insert(Contact),
                 [
                     {
+                        "account_id": 1,
                         "name": f"Иван {i}",
                         "name_folded": f"иван {i}",
                         "phone": f"+35988{i:07d}",
@@ -64,6 +65,7 @@ def run_ours(kind: str, n: int) -> dict[str, Any]:
                 insert(Anchor),
                 [
                     {
+                        "account_id": 1,
                         "key": "bench",
                         "kind": "event",
                         "title": "Д-р Петрова",
@@ -84,6 +86,7 @@ def run_ours(kind: str, n: int) -> dict[str, Any]:
                     insert(Notice),
                     [
                         {
+                            "account_id": 1,
                             "key": f"bench:{i}",
                             "kind": "event_reminder",
                             "status": "scheduled",

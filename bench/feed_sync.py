@@ -23,9 +23,9 @@ from typing import Any
 
 import icalendar
 import recurring_ical_events
-from sqlmodel import Session
 
 from bench.common import database, report
+from reminders.accounts.scoping import scoped_session
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.schemas.sources import SourceCreate
 from reminders.settings import load_settings
@@ -101,7 +101,7 @@ def main() -> None:
     with database(args.db) as engine:
         settings = load_settings(database_url=str(engine.url), allow_private_feeds=True)
         scheduler = NoticeScheduler(engine)
-        with Session(engine) as session:
+        with scoped_session(engine, 1) as session:
             source = create_source(
                 session,
                 SourceCreate(name="bench", url=server.url),

@@ -34,9 +34,9 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import create_engine
-from sqlmodel import Session
 
 from bench.common import database, report
+from reminders.accounts.scoping import scoped_session
 from reminders.messages import create_message
 from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.firing import fire_many
@@ -96,7 +96,7 @@ def whole_service(
         {"to": {"phones": phones}, "text": text, "sender_id": SENDER_ID}
     )
     with database("sqlite") as engine:
-        with Session(engine, expire_on_commit=False) as session:
+        with scoped_session(engine, 1, expire_on_commit=False) as session:
             _, notices = create_message(session, None, data, region="BG")
             commit_and_schedule(session)
         ids = [notice.id for notice in notices if notice.id is not None]

@@ -58,6 +58,7 @@ def run_ours(kind: str, pending: int) -> dict[str, Any]:
                     insert(Notice),
                     [
                         {
+                            "account_id": 1,
                             "key": f"pending:{i}",
                             "kind": "message",
                             "status": "scheduled",
@@ -75,6 +76,7 @@ def run_ours(kind: str, pending: int) -> dict[str, Any]:
                 insert(Notice),
                 [
                     {
+                        "account_id": 1,
                         "key": f"due:{i}",
                         "kind": "message",
                         "status": "scheduled",

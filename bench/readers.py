@@ -184,7 +184,9 @@ def run(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, database(kind) as engine:
         with Session(engine) as session:
-            secret = apikeys.create_key(session, name="bench", scope=Scope.write).secret
+            secret = apikeys.create_key(
+                session, name="bench", scope=Scope.write, account_id=1
+            ).secret
             session.commit()
         headers = {"Authorization": f"Bearer {secret}"}
         proc, base = _serve(engine.url.render_as_string(hide_password=False), rate, Path(tmp))

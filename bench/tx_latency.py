@@ -103,7 +103,9 @@ def run(kind: str, bulk: int, rate: float) -> dict[str, float]:
         )
         process = build(settings, engine)
         with Session(engine) as session:
-            secret = apikeys.create_key(session, name="bench", scope=Scope.write).secret
+            secret = apikeys.create_key(
+                session, name="bench", scope=Scope.write, account_id=1
+            ).secret
             session.commit()
         headers = {"Authorization": f"Bearer {secret}"}
         try:
