@@ -205,6 +205,8 @@ def populate(client: TestClient, tenant: Tenant, feeds: Feeds) -> None:
     events = ok(call(client, "GET", "/api/v1/events", tenant.headers, limit=MAX_LIMIT))
     ids["feed_event"] = next(e["id"] for e in events["items"] if e["source_id"] == ids["source"])
     ids["key"] = post("/api/v1/keys", {"name": f"{m} key", "scope": "read"})["id"]
+    user = {"email": f"{m}@example.bg", "role": "viewer", "password": f"{m} password"}
+    ids["user"] = post("/api/v1/users", user)["id"]
 
     # Its answer from the phone it texted, once the text went: an SMS belongs to the account
     # that last sent to its phone.
@@ -248,6 +250,7 @@ PATH_PARAMS: dict[str, str] = {
     "source_id": "source",
     "notice_id": "notice",
     "key_id": "key",
+    "user_id": "user",
     "name": "policy",
 }
 # A second object of the same kind, for operations that take it too (a feed's event).
@@ -269,6 +272,7 @@ def valid_body(method: str, path: str, b: Tenant) -> Any:
         ("PATCH", "/api/v1/sources/{source_id}"): {"name": f"{b.marker} renamed"},
         ("PATCH", "/api/v1/policies/{name}"): {"description": f"{b.marker} renamed"},
         ("POST", "/api/v1/bills/{bill_id}/payment-failed"): {"reason": "x"},
+        ("PATCH", "/api/v1/users/{user_id}"): {"role": "operator"},
     }
     return bodies.get((method, path))
 

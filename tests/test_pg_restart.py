@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import Session
 
 from reminders.db import make_engine
 from reminders.messages import create_message
@@ -24,7 +23,7 @@ from reminders.migrate import upgrade
 from reminders.pending_jobs import commit_and_schedule
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.schemas.messages import MessageCreate
-from tests.conftest import wait_for
+from tests.conftest import account_session, wait_for
 from tests.http_gateway import SECRET, Gateway
 from tests.test_e2e import REMINDERS, cli_env
 
@@ -45,7 +44,7 @@ def test_notices_survive_postgresql_restarts_during_a_drain(
     data = MessageCreate.model_validate(
         {"to": {"phones": [f"+35988{n:07d}" for n in range(COUNT)]}, "text": "restart"}
     )
-    with Session(engine, expire_on_commit=False) as session:
+    with account_session(engine, expire_on_commit=False) as session:
         _, notices = create_message(session, NoticeScheduler(engine), data, region="BG")
         commit_and_schedule(session)
     ids = {n.id for n in notices if n.id is not None}
