@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event
@@ -87,11 +88,16 @@ def _filter(state: ORMExecuteState) -> None:
         return  # loading more of rows the session already filtered
     if state.execution_options.get(EVERY_ACCOUNT):
         return  # a look-up that must see past the account (a gateway's id is stored once)
-    state.statement = state.statement.options(
-        *(
-            with_loader_criteria(model, model.account_id == account_id, include_aliases=True)  # type: ignore[attr-defined]
-            for model in OWNED
-        )
+    state.statement = state.statement.options(*_criteria(account_id))
+
+
+@lru_cache(maxsize=1024)
+def _criteria(account_id: int) -> tuple[Any, ...]:
+    """The options that filter by ``account_id``, made once per account: building one for each
+    owned table at every statement took a third of a bill's single write."""
+    return tuple(
+        with_loader_criteria(model, model.account_id == account_id, include_aliases=True)  # type: ignore[attr-defined]
+        for model in OWNED
     )
 
 
