@@ -277,3 +277,20 @@ def account_session(engine: Engine, account_id: int = DEFAULT_ACCOUNT, **options
     from reminders.accounts.scoping import scoped_session
 
     return scoped_session(engine, account_id, **options)
+
+
+@pytest.fixture
+def provider(engine: Engine) -> dict[str, str]:
+    """A provider key, above every account."""
+    return make_key(engine, "provider")
+
+
+@pytest.fixture
+def two(
+    client: TestClient, provider: dict[str, str], engine: Engine
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Admin keys of two new accounts, clinic-a and bank-b."""
+    for slug in ("clinic-a", "bank-b"):
+        made = client.post("/api/v1/accounts", json={"slug": slug}, headers=provider)
+        assert made.status_code == 201, made.text
+    return make_key(engine, "admin", "clinic-a"), make_key(engine, "admin", "bank-b")

@@ -26,7 +26,7 @@ from reminders.sender.kannel_dlr import new_attempt
 from reminders.sender.twilio import TwilioSender, signature
 from reminders.settings import Settings, load_settings
 from reminders.webhook_keys import inbound_token
-from tests.conftest import fall_due, make_key, wait_for
+from tests.conftest import fall_due, wait_for
 from tests.test_kannel_dlr import fire_through_kannel, kannel_calls, with_param
 
 Headers = dict[str, str]
@@ -50,20 +50,6 @@ def settings(database_url: str) -> Settings:
         twilio_auth_token=TOKEN,
         twilio_from="+15005550006",
     )
-
-
-@pytest.fixture
-def provider(engine: Engine) -> Headers:
-    return make_key(engine, "provider")
-
-
-@pytest.fixture
-def two(client: TestClient, provider: Headers, engine: Engine) -> tuple[Headers, Headers]:
-    """Admin keys of clinic-a and bank-b."""
-    for slug in ("clinic-a", "bank-b"):
-        made = client.post("/api/v1/accounts", json={"slug": slug}, headers=provider)
-        assert made.status_code == 201, made.text
-    return make_key(engine, "admin", "clinic-a"), make_key(engine, "admin", "bank-b")
 
 
 def ok(response: Any, status: int = 200) -> Any:

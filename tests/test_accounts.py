@@ -15,28 +15,15 @@ from reminders.accounts.defaults import DEFAULT_POLICIES
 from reminders.db import utcnow
 from reminders.models import Account, Notice, Policy
 from reminders.scheduler.notice_scheduler import job_id
-from tests.conftest import make_key, wait_for
+from tests.conftest import wait_for
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def provider(engine: Engine) -> Headers:
-    return make_key(engine, "provider")
 
 
 def new_account(client: TestClient, provider: Headers, slug: str, **fields: Any) -> Any:
     response = client.post("/api/v1/accounts", json={"slug": slug, **fields}, headers=provider)
     assert response.status_code == 201, response.text
     return response.json()
-
-
-@pytest.fixture
-def two(client: TestClient, provider: Headers, engine: Engine) -> tuple[Headers, Headers]:
-    """Write keys of two new accounts, clinic-a and bank-b."""
-    new_account(client, provider, "clinic-a")
-    new_account(client, provider, "bank-b")
-    return make_key(engine, "admin", "clinic-a"), make_key(engine, "admin", "bank-b")
 
 
 def test_a_provider_creates_reads_and_changes_accounts(

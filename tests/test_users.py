@@ -18,7 +18,7 @@ from reminders.errors import Conflict, InvalidField
 from reminders.migrate import upgrade
 from reminders.models import User
 from reminders.schemas.users import UserUpdate
-from tests.conftest import create_pg_database, make_key, wait_for
+from tests.conftest import create_pg_database, wait_for
 
 Headers = dict[str, str]
 PASSWORD = "  Пролет в София 2026  "  # spaces at both ends are part of it
@@ -31,20 +31,6 @@ def new_user(
     response = client.post("/api/v1/users", json=body, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
-
-
-@pytest.fixture
-def provider(engine: Engine) -> Headers:
-    return make_key(engine, "provider")
-
-
-@pytest.fixture
-def two(client: TestClient, provider: Headers, engine: Engine) -> tuple[Headers, Headers]:
-    """Admin keys of two new accounts, clinic-a and bank-b."""
-    for slug in ("clinic-a", "bank-b"):
-        made = client.post("/api/v1/accounts", json={"slug": slug}, headers=provider)
-        assert made.status_code == 201, made.text
-    return make_key(engine, "admin", "clinic-a"), make_key(engine, "admin", "bank-b")
 
 
 def test_an_admin_creates_lists_changes_and_deletes_users(
