@@ -433,3 +433,32 @@ def test_the_check_interval_is_a_setting() -> None:
     assert load_settings(reconcile_every="PT45S").reconcile_every == timedelta(seconds=45)
     with pytest.raises(SettingsError, match="REMINDERS_RECONCILE_EVERY: must be a positive"):
         load_settings(reconcile_every="PT0S")
+
+
+def test_a_claim_written_as_the_lane_halts_is_given_back_unsent(
+    engine: Engine, settings: Settings, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The halt lands while a batch's claim is on its way to the database: the claim shows only
+    after the deposed leader said it was paused, so it must not go out; it goes back to
+    ``scheduled`` (unclaimed) for the next leader."""
+    import reminders.scheduler.firing as firing_module
+
+    ids = make_notices(engine, phones(5, 13))
+    halted = threading.Event()
+    claim = firing_module.claim_many
+
+    def claim_then_halt(*args: object, **kwargs: object) -> list[int]:
+        claimed = claim(*args, **kwargs)  # type: ignore[arg-type]
+        halted.set()
+        return claimed
+
+    monkeypatch.setattr(firing_module, "claim_many", claim_then_halt)
+    outcomes = fire_many(
+        engine, gateway, ids, settings=settings, backoff=FAST, stop=halted, shutdown=None
+    )
+    assert outcomes == {}
+    assert gateway.received == []
+    assert set(statuses(engine, ids).values()) == {"scheduled"}
+    with engine.connect() as conn:
+        holders = set(conn.execute(text("SELECT claimed_by FROM notices")).scalars())
+    assert holders == {None}

@@ -325,7 +325,7 @@ def test_losing_redis_stops_the_leader_sending_at_once(
 
         own_redis.stop()
         # It notices at its next renewal (every 3 s); the batch in progress still ends.
-        wait_for(lambda: "pausing this scheduler" in fleet.log(first.pid), what="the pause")
+        wait_for(lambda: "scheduler is paused" in fleet.log(first.pid), what="the pause")
         wait_for(lambda: "sending" not in counts(engine), what="the batch in progress to end")
         quiet_from = len(gateway.received)
         # Nothing to wait for while nothing happens: three seconds of watching, in which a

@@ -186,6 +186,12 @@ def _fire_batch(
     taken = _take(engine, notice_ids, settings, sender.name, token, backoff, stop, shutdown)
     if taken is None:
         return None
+    if stop is not None and stop.is_set():
+        # Halted while the claim was being written: this process may no longer lead, so what
+        # it claimed goes back unsent for the next leader (a halt returns before this claim
+        # shows, and nothing claimed after it may go out).
+        _give_back(engine, taken, token, backoff, shutdown)
+        return {}
     try:
         return _send_and_record(
             engine, sender, settings, scheduler, metrics, backoff, shutdown, taken
@@ -238,6 +244,28 @@ def _send_and_record(
         except Exception:
             log.exception("counting the send metrics failed")
     return {notice_id: outcome.status.value for notice_id, outcome in final.items()}
+
+
+def _give_back(
+    engine: Engine,
+    taken: Taken,
+    token: str,
+    backoff: Backoff,
+    shutdown: threading.Event | None,
+) -> None:
+    """Undo the claim of a batch not handed over: back to ``scheduled``, quota returned."""
+    claimed = list(taken[1])
+    taken[3].release()
+    if not claimed:
+        return
+    done, _ = until_written(
+        partial(release, engine, claimed, token),
+        backoff,
+        shutdown,
+        what=f"putting back {len(claimed)} notice(s) claimed as this scheduler stopped",
+    )
+    if done:
+        log.info("stopped before sending: %d claimed notice(s) put back", len(claimed))
 
 
 def _take(

@@ -233,8 +233,11 @@ class NoticeScheduler:
         # Under the lock, so a pass still running ends before; it submits to halted lanes.
         with self._scheduler._jobstores_lock:
             self._store.forget_fired()
-        if dropped:
-            log.warning("stopped firing: %d queued notice(s) left for the next leader", dropped)
+        # Logged once it holds: from here on this process claims nothing (a claim already on
+        # its way to the database is given back unsent).
+        log.warning(
+            "this scheduler is paused: %d queued notice(s) left for the next leader", dropped
+        )
 
     def shutdown(self, *, wait: bool = True) -> None:
         self._watchdog.stop()
