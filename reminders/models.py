@@ -12,9 +12,11 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     Table,
     Unicode,
+    column,
 )
 from sqlmodel import Field, SQLModel
 
@@ -84,6 +86,11 @@ def _owner() -> Any:
     return Field(foreign_key="accounts.id", nullable=False)
 
 
+class Owned:
+    """Marks a table whose rows belong to one account (``account_id``): the account scoping
+    filters every subclass with one loader option (``accounts.scoping``), not one per table."""
+
+
 class Account(SQLModel, table=True):
     """One organisation served by the deployment: a clinic, a utility, a bank."""
 
@@ -106,7 +113,7 @@ class Account(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
-class User(SQLModel, table=True):
+class User(SQLModel, Owned, table=True):
     """A person who signs in to the control panel; ``account_id`` None: a provider admin."""
 
     __tablename__ = "users"
@@ -124,7 +131,7 @@ class User(SQLModel, table=True):
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class ApiKey(SQLModel, table=True):
+class ApiKey(SQLModel, Owned, table=True):
     __tablename__ = "api_keys"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -140,7 +147,7 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class Contact(SQLModel, table=True):
+class Contact(SQLModel, Owned, table=True):
     __tablename__ = "contacts"
     __table_args__ = (
         Index("ix_contacts_phone", "account_id", "phone"),
@@ -165,7 +172,7 @@ class Contact(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
-class Group(SQLModel, table=True):
+class Group(SQLModel, Owned, table=True):
     __tablename__ = "groups"
     __table_args__ = (Index("ux_groups_name", "account_id", "name", unique=True),)
 
@@ -190,7 +197,7 @@ class GroupMember(SQLModel, table=True):
     added_at: datetime = _created()
 
 
-class Message(SQLModel, table=True):
+class Message(SQLModel, Owned, table=True):
     """A message pushed through the API; it fans out into one notice per recipient."""
 
     __tablename__ = "messages"
@@ -205,7 +212,7 @@ class Message(SQLModel, table=True):
     created_at: datetime = _created()
 
 
-class Policy(SQLModel, table=True):
+class Policy(SQLModel, Owned, table=True):
     """A named list of reminder steps; ``steps`` holds ``{offset, at, template, kind}`` dicts."""
 
     __tablename__ = "policies"
@@ -226,7 +233,7 @@ class Policy(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
-class Source(SQLModel, table=True):
+class Source(SQLModel, Owned, table=True):
     """An iCalendar feed kept in sync, with what the last syncs found."""
 
     __tablename__ = "sources"
@@ -290,7 +297,7 @@ class AnchorKind(StrEnum):
     bill = "bill"
 
 
-class Anchor(SQLModel, table=True):
+class Anchor(SQLModel, Owned, table=True):
     """What reminders are about: an event's start or a bill's due date, with its recipients.
 
     Sources (iCal feeds, the events and bills API) own anchors and call ``plan_for`` and
@@ -334,7 +341,7 @@ class AnchorRecipient(SQLModel, table=True):
     )
 
 
-class Notice(SQLModel, table=True):
+class Notice(SQLModel, Owned, table=True):
     """One SMS to one recipient at one time: the unit the scheduler fires and the sender sends."""
 
     __tablename__ = "notices"
@@ -342,9 +349,12 @@ class Notice(SQLModel, table=True):
         Index("ix_notices_status_send_at", "status", "send_at"),
         Index("ux_notices_key", "account_id", "key", unique=True),
         Index("ix_notices_account_send_at", "account_id", "send_at"),
-        Index("ix_notices_message_id", "message_id"),
-        Index("ix_notices_contact_id", "contact_id"),
-        Index("ix_notices_anchor_id", "anchor_id"),
+        # Each parent, then its account: a scoped look-up by parent matches both columns here
+        # (SQLite's planner, without statistics, otherwise takes an index on the account alone
+        # and reads the whole account's notices), and the foreign key's checks use the first.
+        Index("ix_notices_message_id", "message_id", "account_id"),
+        Index("ix_notices_contact_id", "contact_id", "account_id"),
+        Index("ix_notices_anchor_id", "anchor_id", "account_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -390,7 +400,7 @@ class Notice(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
-class Attempt(SQLModel, table=True):
+class Attempt(SQLModel, Owned, table=True):
     """One hand-over of a notice to a sender, with the gateway's own words about it."""
 
     __tablename__ = "attempts"
@@ -423,7 +433,7 @@ class Attempt(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class InboundMessage(SQLModel, table=True):
+class InboundMessage(SQLModel, Owned, table=True):
     """An SMS a recipient sent us: kept, counted, and read for opt-out keywords."""
 
     __tablename__ = "inbound_messages"
@@ -481,6 +491,10 @@ OWNED: tuple[type[SQLModel], ...] = (
     Attempt,
     InboundMessage,
 )
+# SQLAlchemy builds the scoping option's criterion once against ``Owned`` itself, to learn its
+# shape; each table's own ``account_id`` takes its place when a statement is compiled. Set only
+# now, after the tables' classes exist, so that it never shadows their fields.
+Owned.account_id = column("account_id", Integer)  # type: ignore[attr-defined]
 
 
 # APScheduler's SQLAlchemyJobStore creates this table itself; it is mirrored here so that the
