@@ -7,7 +7,9 @@ scheduler submits and hands their ids to ``fire_many`` a batch at a time, so eac
 statement per batch. Jobs stay one per notice in the store, as before.
 
 There is one such executor per lane (a job's ``executor`` names its lane), each with its own
-queue and threads: a transactional notice never queues behind a bulk backlog.
+queue and threads: a transactional notice never queues behind a bulk backlog. Within the bulk
+lane, accounts take turns by their ``rate_share`` (``shares.py``), so one account's backlog
+does not hold back another's notices.
 
 A process that loses the scheduler lock ``halt``s its lanes: what is queued is dropped and the
 batch in progress stops before its next claim, so only what was already handed to the gateway
@@ -19,7 +21,6 @@ them.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -28,10 +29,9 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 
+from reminders.scheduler.shares import AccountShares, FairQueue
+
 log = logging.getLogger(__name__)
-
-_STOP = object()
-
 
 # handler(notice ids, lane, stop, shutdown): fire them, claiming no more (leaving the rest
 # scheduled) once ``stop`` is set; what was claimed is still recorded until ``shutdown`` is set.
@@ -40,14 +40,25 @@ Handler = Callable[[list[int], str, threading.Event, threading.Event], None]
 
 class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
     def __init__(
-        self, handler: Handler, *, lane: str, threads: int = 2, max_batch: int = 200
+        self,
+        handler: Handler,
+        *,
+        lane: str,
+        threads: int = 2,
+        max_batch: int = 200,
+        shares: AccountShares | None = None,
     ) -> None:
         super().__init__()
         self._handler = handler
         self.lane = lane
         self._threads_wanted = threads
         self._max_batch = max_batch
-        self._queue: queue.Queue[Any] = queue.Queue()
+        # Jobs submitted and not yet sorted into ``_waiting`` by account (which takes a query,
+        # made outside the lock). Without ``shares`` every job waits under one key: in order.
+        self._shares = shares
+        self._arrived: list[Job] = []
+        self._waiting: FairQueue[int | None, Job] = FairQueue()
+        self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         # Set to stop firing: by shutdown, or by halt until resume puts a fresh one in its place.
@@ -67,10 +78,10 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
         # What is still queued is dropped, not drained: at a send rate a bulk backlog could take
         # minutes. Those notices are still "scheduled" with their jobs gone, and the next start
         # (or the next elected instance) gives them jobs again when it reconciles.
-        self._stopping.set()
-        self._halted.set()
-        for _ in self._threads:
-            self._queue.put(_STOP)
+        with self._ready:
+            self._stopping.set()
+            self._halted.set()
+            self._ready.notify_all()
         if wait:
             for thread in self._threads:
                 thread.join()
@@ -79,22 +90,14 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
         """Stop firing until ``resume``: drop what is queued (and whatever the scheduler still
         submits meanwhile), and stop the batch in progress before its next claim. Returns how
         many notices were dropped."""
-        self._halted.set()
-        dropped = 0
-        stops = 0
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                stops += 1
-            else:
-                self._drop(item)
-                dropped += 1
-        for _ in range(stops):
-            self._queue.put(_STOP)
-        return dropped
+        with self._ready:
+            self._halted.set()
+            dropped = self._arrived + self._waiting.drain()
+            self._arrived = []
+        # Outside the condition's lock: APScheduler's own lock is taken before it on submit.
+        for job in dropped:
+            self._drop(job)
+        return len(dropped)
 
     def resume(self) -> None:
         if self._halted.is_set() and not self._stopping.is_set():
@@ -117,30 +120,56 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
             return {job_id for job_id, running in self._instances.items() if running}
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        self._queue.put(job)
+        # Queued even while halted: APScheduler counts the instance only after this returns,
+        # so a worker lets go of it (``_next_batch`` drops what arrives in a halt).
+        with self._ready:
+            self._arrived.append(job)
+            self._ready.notify()
+
+    def _next_batch(self) -> tuple[list[Job], threading.Event] | None:
+        """Wait for jobs and take a batch of them, the accounts taking turns; None to stop."""
+        while True:
+            with self._ready:
+                while not (self._arrived or self._waiting or self._stopping.is_set()):
+                    self._ready.wait()
+                if self._stopping.is_set():
+                    return None
+                arrived, self._arrived = self._arrived, []
+                halted = self._halted
+            if halted.is_set():  # submitted in a halt: not fired here
+                for job in arrived:
+                    self._drop(job)
+                continue
+            keys = self._sort(arrived)
+            weights = self._shares.weights() if self._shares is not None else {}
+            with self._ready:
+                if halted.is_set():  # halted while sorting: what was sorted is dropped
+                    late = arrived
+                    batch: list[Job] = []
+                else:
+                    late = []
+                    for job in arrived:
+                        self._waiting.put(keys.get(int(job.args[0])), job)
+                    batch = self._waiting.take(self._max_batch, weights)
+                    if self._waiting:
+                        self._ready.notify()  # another thread may take the next batch
+            for job in late:
+                self._drop(job)
+            if batch:
+                return batch, halted
+
+    def _sort(self, jobs: list[Job]) -> dict[int, int]:
+        """Notice id -> account, for the accounts to take turns (empty: one queue for all)."""
+        if self._shares is None or not jobs:
+            return {}
+        return self._shares.accounts_of(int(job.args[0]) for job in jobs)
 
     def _work(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
+            taken = self._next_batch()
+            if taken is None:
                 return
-            if self._stopping.is_set():
-                continue
-            halted = self._halted
-            if halted.is_set():
-                self._drop(first)
-                continue
-            batch: list[Job] = [first]
-            stop_after = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop_after = True
-                    break
-                batch.append(item)
+            batch, halted = taken
             try:
                 # A halt stops the claims; only shutdown may stop recording what was claimed.
                 self._handler(
@@ -153,5 +182,3 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
             finally:
                 for job in batch:
                     self._run_job_success(job.id, [])
-            if stop_after:
-                return
