@@ -463,6 +463,17 @@ class InboundMessage(SQLModel, Owned, table=True):
     received_at: datetime = _created()
 
 
+class ServiceSecret(SQLModel, table=True):
+    """A random secret the service made for itself and shares between its processes (the
+    control panel's session key, when ``REMINDERS_SECRET_KEY`` does not give one)."""
+
+    __tablename__ = "service_secrets"
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: str = Field(max_length=200)
+    created_at: datetime = _created()
+
+
 class OutboxMessage(SQLModel, table=True):
     """What the ``outbox`` sender "sent": kept in the database for people and tests to read."""
 

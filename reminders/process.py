@@ -128,6 +128,7 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
             max_overflow=0,
             pool_timeout=API_POOL_TIMEOUT,
         ),
+        redis=client,
     )
     scheduler = NoticeScheduler(
         engine,

@@ -7,6 +7,7 @@ lanes' firing, and to the stored jobs its default executor runs (see ``scheduler
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -27,3 +28,5 @@ class Runtime:
     # The API's, with a pool of its own (``process.build`` makes it). A runtime made by hand
     # (tests, benchmarks) may leave it out: its API then uses ``engine``.
     api_engine: Engine | None = None
+    # Shared state between processes (the rate, the metrics, the panel's sign-in throttle).
+    redis: Any = None  # redis.Redis | None

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         default=False,
         description="Write Bulgarian Cyrillic in Latin letters by default (160 a segment, not 70).",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs the control panel's session cookies; without it the service makes "
+        "one and keeps it in the database, shared by its processes.",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="Kannel's callbacks: the keys that sign each send's dlr-url and make the "

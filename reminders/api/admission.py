@@ -44,7 +44,7 @@ CALLBACK_SLOTS = 4  # a report or an inbound SMS takes a few ms: hundreds a seco
 MONITOR_SLOTS = 4
 HANDSHAKE_SLOTS = 2
 HANDSHAKE_WAIT = 5.0  # seconds a stream may wait for a handshake slot before a 503
-LIVE_QUERIES = 1  # the live stream's one shared count (live.py)
+LIVE_QUERIES = 2  # the live streams' shared counts (live.py): the API's and the panel's
 # Seconds to wait before trying again. A request slot frees within milliseconds; a stream slot
 # only when a stream ends.
 RETRY_AFTER, STREAM_RETRY_AFTER = 1, 10
@@ -54,7 +54,7 @@ API_POOL_TIMEOUT = 5.0
 
 MONITOR_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 CALLBACK_PREFIX = "/webhooks/"
-STREAM_PATHS = frozenset({"/api/v1/stats/stream"})
+STREAM_PATHS = frozenset({"/api/v1/stats/stream", "/live"})  # /live: the control panel's
 
 
 def api_pool_size(settings: Settings) -> int:

@@ -10,7 +10,7 @@ from functools import cache
 from fastapi import APIRouter, FastAPI
 from starlette.routing import BaseRoute
 
-from reminders import __version__
+from reminders import __version__, panel
 from reminders.api.admission import install_admission
 from reminders.api.errors import install_error_handlers
 from reminders.api.gate import KeyGate
@@ -119,6 +119,7 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)
+    panel.install(app, runtime)
     # The last added runs first: the key is checked before the body is read.
     app.add_middleware(BodyLimits)
     app.add_middleware(KeyGate)

@@ -1,7 +1,8 @@
 """The door: which paths are public, and the key check every other path gets first.
 
-Every path needs an API key except those ``is_public`` names: the health checks, the API's
-documentation and the gateways' callbacks (each checked by its own signature or secret). The key
+Every path of the API (``/api/``, ``/metrics``) needs an API key except those ``is_public``
+names: the health checks, the API's documentation and the gateways' callbacks (each checked by
+its own signature or secret). The control panel's pages check their own signed session. The key
 is checked here, from the Authorization header alone, before anything reads the request's body:
 a caller without a valid key is answered 401 at once, and cannot make the service read (and
 hold) a body first. The routes then check the key's scope (``deps.require``).
@@ -40,6 +41,16 @@ NUL_MESSAGE = "must not contain control characters such as NUL"
 def is_public(path: str) -> bool:
     """Whether ``path`` is open without an API key: the one place that decides it."""
     return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
+
+
+_KEYED_PREFIXES = ("/api/",)
+_KEYED_PATHS = frozenset({"/metrics"})
+
+
+def needs_key(path: str) -> bool:
+    """Whether ``path`` is the API's: every other path is public (above) or the control
+    panel's, whose pages check their own signed-in session (``reminders/panel``)."""
+    return not is_public(path) and (path in _KEYED_PATHS or path.startswith(_KEYED_PREFIXES))
 
 
 ACCOUNT_HEADER = "Reminders-Account"
@@ -140,6 +151,13 @@ class KeyGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if not needs_key(scope["path"]):  # the control panel's: its pages check the session
+            nul = _nul_in_url(scope)
+            if nul is not None:
+                await send_error(send, 422, f"{nul['field']}: {nul['message']}", [nul], close=True)
+                return
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,9 +37,17 @@ class LiveTotals:
     """The totals of each account's notices due in the day up to now, shared by the stream's
     clients of that account."""
 
-    def __init__(self, engine: Engine, dlr_timeout: timedelta) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        dlr_timeout: timedelta,
+        window: Callable[[datetime], tuple[datetime, datetime]] | None = None,
+    ) -> None:
         self.engine = engine
         self.dlr_timeout = dlr_timeout
+        # now -> the span counted: the day up to now, unless told otherwise (the control panel
+        # counts the day on the account's clock).
+        self.window = window or (lambda now: (now - WINDOW, now))
         # Per account: the count being made or last made, and when it was started.
         self._counting: dict[int, asyncio.Future[Snapshot]] = {}
         self._started: dict[int, float] = {}
@@ -57,11 +66,12 @@ class LiveTotals:
 
     def _count(self, account_id: int) -> Snapshot:
         now = utcnow()
+        start, end = self.window(now)
         with scoped_session(self.engine, account_id) as session:
             totals, _ = notice_stats(
                 session,
-                start=now - WINDOW,
-                end=now,
+                start=start,
+                end=end,
                 bucket="day",
                 dlr_timeout=self.dlr_timeout,
                 now=now,

@@ -1,0 +1,64 @@
+"""The control panel: the service for people, in Bulgarian and English.
+
+Server-rendered pages (Jinja2, htmx for partial updates, both vendored with Pico CSS under
+``static/``: nothing is fetched from elsewhere at run time) served by the same process as the
+API, at ``/``. People sign in with the users of their account (``accounts/users.py``); API keys
+stay for programs. ``pages.py`` holds what every page shares, ``routes/`` one module per screen.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from reminders.api.live import LiveTotals
+from reminders.panel.cookie import Cookies
+from reminders.panel.dashboard import today_span
+from reminders.panel.pages import (
+    STATIC_PREFIX,
+    Forbidden,
+    PanelState,
+    SignInNeeded,
+    render,
+    sign_in_redirect,
+)
+from reminders.panel.routes import dashboard, signin
+from reminders.panel.throttle import LoginThrottle, RedisLoginThrottle
+from reminders.runtime import Runtime
+from reminders.service_secrets import PANEL_SESSIONS, shared_secret
+
+ROUTERS = (signin.router, dashboard.router)
+
+
+def install(app: FastAPI, runtime: Runtime) -> None:
+    """Add the panel's pages to ``app``, with its state in ``app.state.panel``."""
+    settings = runtime.settings
+    engine = runtime.api_engine or runtime.engine
+    given = settings.secret_key.get_secret_value() if settings.secret_key else None
+    secure = bool(settings.public_url and settings.public_url.startswith("https://"))
+    throttle = LoginThrottle()
+    if runtime.redis is not None:
+        throttle = RedisLoginThrottle(runtime.redis)
+    panel = PanelState(
+        cookies=Cookies(lambda: given or shared_secret(engine, PANEL_SESSIONS), secure=secure),
+        throttle=throttle,
+        settings=settings,
+        engine=engine,
+    )
+    zone = settings.zone
+    panel.live_today = LiveTotals(
+        engine, settings.dlr_timeout, window=lambda now: today_span(now, zone)
+    )
+    app.state.panel = panel
+    app.mount(STATIC_PREFIX, StaticFiles(packages=[("reminders.panel", "static")]), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.exception_handler(SignInNeeded)
+    async def _sign_in(request: Request, _: SignInNeeded) -> Response:
+        return sign_in_redirect(request)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, _: Forbidden) -> Response:
+        return render(request, "forbidden.html", None, status_code=403)

@@ -1,0 +1,13 @@
+// The dashboard's counters, kept current by the server's event stream (/live). Without
+// JavaScript the page shows the counts as they were when it was loaded.
+(function () {
+  if (!window.EventSource) return;
+  var source = new EventSource("/live");
+  source.onmessage = function (event) {
+    var counts = JSON.parse(event.data);
+    Object.keys(counts).forEach(function (key) {
+      var el = document.getElementById("counter-" + key);
+      if (el && el.textContent !== counts[key]) el.textContent = counts[key];
+    });
+  };
+})();

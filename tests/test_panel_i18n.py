@@ -1,0 +1,62 @@
+"""Every message of the control panel has its Bulgarian translation, with the same blanks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from reminders.panel import i18n
+
+PANEL = Path(i18n.__file__).parent
+METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
+OPTIONS = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+
+
+def messages() -> dict[str, str]:
+    """msgid -> where it is used, from the templates and the panel's Python."""
+    found: dict[str, str] = {}
+    for filename, lineno, message, _, _ in extract_from_dir(
+        PANEL, METHODS, options_map=OPTIONS, keywords={"_": None, "gettext": None}
+    ):
+        ids = message if isinstance(message, tuple) else (message,)
+        for msgid in ids:
+            if msgid:
+                found.setdefault(msgid, f"{filename}:{lineno}")
+    return found
+
+
+def test_the_templates_have_messages_to_translate() -> None:
+    found = messages()
+    assert "Sign in" in found and "Dashboard" in found, found
+
+
+def test_every_message_has_a_bulgarian_translation() -> None:
+    with i18n.catalogue_path("bg").open("rb") as po:
+        catalog = read_po(po, locale="bg")
+    missing = []
+    for msgid, where in messages().items():
+        entry = catalog.get(msgid)
+        if entry is None or not entry.string or entry.fuzzy:
+            missing.append(f"{where}: {msgid!r}")
+            continue
+        blanks = sorted(re.findall(r"%\(\w+\)s", msgid))
+        assert sorted(re.findall(r"%\(\w+\)s", str(entry.string))) == blanks, msgid
+    assert not missing, "untranslated:\n" + "\n".join(missing)
+
+
+def test_the_catalogue_compiles_and_is_used() -> None:
+    bg = i18n.translations("bg")
+    assert bg.gettext("Sign in") == "Вход"
+    assert i18n.translations("en").gettext("Sign in") == "Sign in"
+
+
+def test_the_browser_language_is_negotiated() -> None:
+    assert i18n.negotiate("bg-BG,bg;q=0.9,en;q=0.8") == "bg"
+    assert i18n.negotiate("en-GB,bg;q=0.5") == "en"
+    assert i18n.negotiate("de;q=1,bg;q=0.3") == "bg"
+    assert i18n.negotiate("de, fr") == "en"
+    assert i18n.negotiate("bg;q=nonsense, en") == "en"
+    assert i18n.negotiate(None) == "en"
