@@ -23,12 +23,42 @@ from reminders.panel.pages import (
     render,
     sign_in_redirect,
 )
-from reminders.panel.routes import dashboard, signin
+from reminders.panel.routes import (
+    admin,
+    compose,
+    contacts,
+    dashboard,
+    groups,
+    inbox,
+    notices,
+    policies,
+    reports,
+    signin,
+    sources,
+    upcoming,
+)
 from reminders.panel.throttle import LoginThrottle, RedisLoginThrottle
 from reminders.runtime import Runtime
 from reminders.service_secrets import PANEL_SESSIONS, shared_secret
 
-ROUTERS = (signin.router, dashboard.router)
+# One module per screen (routes/), in the order of the menu.
+ROUTERS = tuple(
+    module.router
+    for module in (
+        signin,
+        dashboard,
+        notices,
+        compose,
+        contacts,
+        groups,
+        policies,
+        upcoming,
+        sources,
+        inbox,
+        reports,
+        admin,
+    )
+)
 
 
 def install(app: FastAPI, runtime: Runtime) -> None:
