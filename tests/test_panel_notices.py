@@ -294,3 +294,43 @@ def test_the_page_says_a_reminder_was_moved_out_of_quiet_hours(
     assert "Moved:" in page.text and "quiet hours" in page.text
     first = next(n for n in made.json()["notices"] if n["step"] == 0)
     assert "Moved:" not in operator.get(f"/notices/{first['id']}").text
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "error_code", "english", "bulgarian"),
+    [
+        ("suppressed", "the contact opted out", None, "the recipient had opted out",
+         "получателят се е отказал"),
+        ("failed", "the account's monthly quota is used up: 100 of its 100 segments", None,
+         "monthly quota was used up", "месечната квота"),
+        ("failed", "'name' is undefined", "template", "its template could not be filled in",
+         "шаблонът му"),
+        ("expired", "its time had passed when it was planned", None, "its time had passed",
+         "часът му е минал"),
+    ],
+)  # fmt: skip
+def test_a_notice_that_did_not_go_says_why_in_words(
+    operator: TestClient,
+    engine: Engine,
+    status: str,
+    reason: str,
+    error_code: str | None,
+    english: str,
+    bulgarian: str,
+) -> None:
+    add_notices(engine, DEFAULT_ACCOUNT, {status: 1}, utcnow() - timedelta(minutes=1))
+    notice_id = ids_of(engine)[0]
+    with Session(engine) as db:
+        notice = db.get(Notice, notice_id)
+        assert notice is not None
+        notice.status_reason = reason
+        db.add(notice)
+        if error_code:
+            db.add(Attempt(account_id=DEFAULT_ACCOUNT, notice_id=notice_id, provider="outbox",
+                           status="failed", error_code=error_code, error=reason))  # fmt: skip
+        db.commit()
+    en = operator.get(f"/notices/{notice_id}", headers={"Accept-Language": "en"})
+    assert english in en.text and reason.replace("'", "&#39;") in en.text
+    bg = operator.post("/language", data={"lang": "bg", "csrf": csrf(en.text),
+                                          "next": f"/notices/{notice_id}"})  # fmt: skip
+    assert bulgarian in bg.text

@@ -33,6 +33,31 @@ class Story:
     anchor: Anchor | None
     policy: Policy | None
     contact: Contact | None
+    # Why it did not go, as a key the page words in the viewer's language (the service's own
+    # words, ``notice.status_reason``, follow it); None when it went, or is still to go.
+    why_not: str | None = None
+
+
+def why_not(notice: Notice, attempts: list[Attempt]) -> str | None:
+    """The kind of reason a notice ended without reaching its recipient."""
+    reason = notice.status_reason or ""
+    if notice.status == NoticeStatus.suppressed:
+        return "opted_out" if "opted out" in reason else "suppressed"
+    if notice.status == NoticeStatus.expired:
+        return "expired"
+    if notice.status == NoticeStatus.cancelled:
+        return "cancelled"
+    if notice.status == NoticeStatus.unknown:
+        return "unknown"
+    if notice.status in (NoticeStatus.failed, NoticeStatus.undelivered):
+        if reason.startswith("the account's monthly quota"):
+            return "quota"
+        if any(a.error_code == "template" for a in attempts):
+            return "template"
+        if notice.status == NoticeStatus.undelivered:
+            return "undelivered"
+        return "failed"
+    return None
 
 
 def _why_then(
@@ -121,4 +146,4 @@ def story(session: Session, notice_id: int, settings: Settings) -> Story | None:
                 {"status": notice.status, "reason": notice.status_reason},
             )  # fmt: skip
         )
-    return Story(notice, entries, attempts, anchor, policy, contact)
+    return Story(notice, entries, attempts, anchor, policy, contact, why_not(notice, attempts))
