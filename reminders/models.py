@@ -129,6 +129,8 @@ class User(SQLModel, Owned, table=True):
     created_at: datetime = _created()
     updated_at: datetime = _created()
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The control panel's language they chose (bg, en); None: their browser's.
+    language: str | None = Field(default=None, max_length=5)
 
 
 class ApiKey(SQLModel, Owned, table=True):

@@ -200,9 +200,13 @@ def test_the_language_follows_the_browser_then_the_choice(
     home = client.get("/", headers={"Accept-Language": "en"})
     chosen = client.post("/language", data={"lang": "bg", "next": "/", "csrf": csrf(home.text)})
     assert chosen.status_code == 200 and "Табло" in chosen.text and "Изпратени" in chosen.text
-    # The choice holds whatever the browser asks for.
+    # The choice holds whatever the browser asks for, and on another browser after signing in.
     again = client.get("/", headers={"Accept-Language": "en"})
     assert '<html lang="bg">' in again.text
+    client.cookies.clear()
+    sign_in(client, "ana@clinic.bg")
+    elsewhere = client.get("/", headers={"Accept-Language": "en"})
+    assert '<html lang="bg">' in elsewhere.text
 
 
 def test_api_paths_still_need_a_key_and_panel_paths_do_not(client: TestClient) -> None:

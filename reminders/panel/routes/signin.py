@@ -10,7 +10,7 @@ from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
 from reminders.accounts.users import authenticate
-from reminders.models import Account, AccountStatus
+from reminders.models import Account, AccountStatus, User
 from reminders.panel import i18n
 from reminders.panel.cookie import PanelSession
 from reminders.panel.pages import (
@@ -63,7 +63,10 @@ def login(
         wait = panel.throttle.failed(email)
         return _refused(request, email, next, wait=wait)
     panel.throttle.succeeded(email)
+    # The language they chose last time, on whatever browser; else what this one had.
     signed = current.signed_in(user.id, user.account_id, user.password_hash)
+    if i18n.valid(user.language):
+        signed = signed.with_lang(str(user.language))
     response = RedirectResponse(safe_next(next), status_code=303)
     panel.cookies.write(response, signed)
     return response
@@ -94,6 +97,13 @@ def language(
     panel = state_of(request)
     current = panel.cookies.read(request) or PanelSession.fresh()
     chosen = i18n.valid(lang) or lang_of(request, current)
+    if current.user_id is not None:  # signed in: kept for their next sign-in too
+        with Session(panel.engine) as db:
+            user = db.get(User, current.user_id)
+            if user is not None:
+                user.language = chosen
+                db.add(user)
+                db.commit()
     response = RedirectResponse(safe_next(next), status_code=303)
     panel.cookies.write(response, current.with_lang(chosen))
     return response
