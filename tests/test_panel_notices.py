@@ -334,3 +334,53 @@ def test_a_notice_that_did_not_go_says_why_in_words(
     bg = operator.post("/language", data={"lang": "bg", "csrf": csrf(en.text),
                                           "next": f"/notices/{notice_id}"})  # fmt: skip
     assert bulgarian in bg.text
+
+
+def test_an_operator_cancels_a_whole_campaign_after_seeing_how_many(
+    operator: TestClient, engine: Engine, writer: Headers
+) -> None:
+    campaign = schedule_messages(operator, writer, 5)
+    other = schedule_messages(operator, writer, 2)
+    add_notices(engine, DEFAULT_ACCOUNT, {"delivered": 1}, utcnow())
+    confirm = operator.get(f"/notices/cancel-all?message={campaign}")
+    assert confirm.status_code == 200
+    assert "This cancels 5 scheduled notices" in confirm.text
+    done = operator.post(
+        "/notices/cancel-all",
+        data={"csrf": csrf(confirm.text), "back": f"message={campaign}"},
+        follow_redirects=False,
+    )
+    assert done.headers["location"] == f"/notices?message={campaign}&cancelled=5"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT message_id, status, count(*) FROM notices GROUP BY message_id, status")
+        ).all()
+    assert {(m, s): n for m, s, n in rows} == {
+        (campaign, "cancelled"): 5,
+        (other, "scheduled"): 2,
+        (None, "delivered"): 1,
+    }
+    left = jobs(engine)
+    assert not any(f"notice:{i}" in left for i in ids_of(engine, status="cancelled"))
+    assert {f"notice:{i}" for i in ids_of(engine, status="scheduled")} <= left
+    # Nothing left to cancel; and a bad filter is refused, not widened to everything.
+    assert "no scheduled notices" in operator.get(f"/notices/cancel-all?message={campaign}").text
+    bad = operator.post(
+        "/notices/cancel-all", data={"csrf": csrf(confirm.text), "back": "status=lost"}
+    )
+    assert bad.status_code == 422
+    assert ids_of(engine, status="scheduled") != []
+
+
+def test_a_viewer_cannot_cancel_a_campaign(
+    client: TestClient, engine: Engine, writer: Headers
+) -> None:
+    schedule_messages(client, writer, 2)
+    add_user(engine, "view@clinic.bg", role="viewer")
+    sign_in(client, "view@clinic.bg")
+    assert client.get("/notices/cancel-all").status_code == 403
+    page = client.get("/notices")
+    assert "cancel-all" not in page.text
+    refused = client.post("/notices/cancel-all", data={"csrf": csrf(page.text), "back": ""})
+    assert refused.status_code == 403
+    assert len(ids_of(engine, status="scheduled")) == 2

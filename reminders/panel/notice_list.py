@@ -10,16 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlmodel import Session, col
 
 from reminders.db import utcnow
 from reminders.models import Anchor, GroupMember, Notice, NoticeKind, NoticeStatus, Priority
-from reminders.pending_jobs import JobScheduler, unschedule_after_commit
+from reminders.pending_jobs import JobScheduler, commit_and_schedule, unschedule_after_commit
 from reminders.stats import NO_REPORT
 
 PAGE: Final = 50
@@ -272,6 +272,42 @@ def cancel_many(session: Session, scheduler: JobScheduler | None, notice_ids: Se
     cancelled = [int(row[0]) for row in result]
     unschedule_after_commit(session, scheduler, cancelled)
     return len(cancelled)
+
+
+def scheduled_of(filters: Filters) -> Filters:
+    """The same filters, narrowed to what can still be cancelled."""
+    return replace(filters, statuses=(NoticeStatus.scheduled.value,))
+
+
+def count_matching(
+    session: Session, filters: Filters, *, zone: tzinfo, dlr_timeout: timedelta
+) -> int:
+    query = select(func.count()).select_from(Notice)
+    query = query.where(*_conditions(filters, zone, utcnow(), dlr_timeout))
+    return int(session.scalar(query) or 0)
+
+
+def cancel_matching(
+    session: Session,
+    scheduler: JobScheduler | None,
+    filters: Filters,
+    *,
+    zone: tzinfo,
+    dlr_timeout: timedelta,
+    chunk: int = 1000,
+) -> int:
+    """Cancel every scheduled notice the filters match, a chunk a transaction (a campaign of
+    100,000 holds no lock for long, and what was cancelled stays so if it stops half way)."""
+    wanted = scheduled_of(filters)
+    total = 0
+    while True:
+        page = list_page(session, wanted, zone=zone, dlr_timeout=dlr_timeout, limit=chunk)
+        ids = [n.id for n in page.notices if n.id is not None]
+        if not ids:
+            return total
+        total += cancel_many(session, scheduler, ids)
+        commit_and_schedule(session)
+        session.expunge_all()
 
 
 CSV_COLUMNS: Final = (

@@ -21,10 +21,13 @@ from reminders.panel.notice_list import (
     BadFilter,
     Filters,
     cancel_many,
+    cancel_matching,
+    count_matching,
     csv_row,
     every_match,
     list_page,
     parse_filters,
+    scheduled_of,
 )
 from reminders.panel.pages import (
     Viewer,
@@ -116,6 +119,49 @@ def cancel(
     except BadFilter:
         kept = []
     query = urlencode([*kept, ("cancelled", str(count))])
+    return RedirectResponse(f"/notices?{query}", status_code=303)
+
+
+@router.get("/notices/cancel-all")
+def cancel_all_form(
+    request: Request, who: Annotated[Viewer, Depends(needs(Role.operator))]
+) -> Response:
+    """How many scheduled notices the filter holds, and the button that cancels them all."""
+    try:
+        filters = _filters(request, who)
+    except BadFilter as bad:
+        return _refused(request, who, bad)
+    settings = state_of(request).settings
+    with account_session(request, who) as db:
+        count = count_matching(
+            db, scheduled_of(filters), zone=who.formats.zone, dlr_timeout=settings.dlr_timeout
+        )
+    context = {"count": count, "query": filters.query_pairs()}
+    return render(request, "notices_cancel_all.html", who, context)
+
+
+@router.post("/notices/cancel-all", dependencies=[Depends(check_csrf)])
+def cancel_all(
+    request: Request,
+    who: Annotated[Viewer, Depends(needs(Role.operator))],
+    back: Annotated[str, Form(max_length=4000)] = "",
+) -> Response:
+    """Cancel every scheduled notice of the filter (``back``, read again as the list reads it)."""
+    today = utcnow().astimezone(who.formats.zone).date()
+    try:
+        filters = parse_filters(parse_qs(back), today)
+    except BadFilter as bad:
+        return _refused(request, who, bad)
+    settings = state_of(request).settings
+    with account_session(request, who) as db:
+        count = cancel_matching(
+            db,
+            request.app.state.scheduler,
+            filters,
+            zone=who.formats.zone,
+            dlr_timeout=settings.dlr_timeout,
+        )
+    query = urlencode([*filters.query_pairs(), ("cancelled", str(count))])
     return RedirectResponse(f"/notices?{query}", status_code=303)
 
 
