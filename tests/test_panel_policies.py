@@ -266,6 +266,8 @@ def test_a_preview_counts_what_the_sms_costs() -> None:
     assert (long.characters, long.segments) == (71, 2)
     empty = preview("{{ '' }}", sample_for(None, "bg"), transliterate=False)
     assert empty.error == "the template rendered an empty message"
+    blank = preview("  \n", sample_for(None, "bg"), transliterate=False)
+    assert (blank.text, blank.error) == (None, None)  # the new step's empty row: nothing yet
     over = preview("{{ 'x' * 20000 }}", sample_for(None, "bg"), transliterate=False)
     assert over.error is not None and "bounds" in over.error
 

@@ -110,7 +110,10 @@ def sample_for(contact: Contact | None, lang: str) -> dict[str, Any]:
 
 
 def preview(template: str, context: Mapping[str, Any], *, transliterate: bool) -> Preview:
-    """``template`` rendered on ``context`` and composed as the sender would compose it."""
+    """``template`` rendered on ``context`` and composed as the sender would compose it; a
+    blank one (the editor's row for a new step) shows nothing."""
+    if not template.strip():
+        return Preview()
     try:
         check_template(template, field="template", variables=TEMPLATE_VARIABLES)
         text = render(template, context)
