@@ -236,7 +236,9 @@ def test_another_accounts_contact_is_not_found(
     assert "Иван Петров" not in client.get("/contacts").text
     contact = stored(engine, theirs["id"])
     assert (contact.name, contact.opted_out) == ("Иван Петров", False)
-    assert client.get("/contacts/999999").status_code == 404
+    for address in ("999999", "abc", "-1", "0", "99999999999", "١٢"):
+        assert client.get(f"/contacts/{address}").status_code == 404, address
+    assert client.post("/contacts/abc/opt-out", data={"csrf": token}).status_code == 404
 
 
 CSV = (

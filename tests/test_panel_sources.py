@@ -187,6 +187,8 @@ def test_roles_csrf_and_other_accounts(
     assert client.get(f"/sources/{their_id}").status_code == 404
     assert client.post(f"/sources/{their_id}/sync", data={"csrf": token}).status_code == 404
     assert "Чужд" not in client.get("/sources").text
+    assert client.get("/sources/nonsense").status_code == 404
+    assert client.post("/sources/0/sync", data={"csrf": token}).status_code == 404
     with Session(engine) as session:
         stored = session.get(Source, their_id)
         assert stored is not None and stored.last_sync_at is None

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from reminders.errors import DomainError
 from reminders.field_errors import field_errors
+from reminders.schemas.common import MAX_ID
 
 
 def messages_of(error: ValidationError | DomainError, model: Any = None) -> dict[str, str]:
@@ -30,3 +31,12 @@ def optional(value: str | None) -> str | None:
     """A text input left empty means "none"."""
     value = (value or "").strip()
     return value or None
+
+
+def row_id(text: str) -> int:
+    """An id from a page's address; 0 (found nowhere) for anything that is not one, so that a
+    mistyped address is a page not found, not an error."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return 0
+    value = int(text)
+    return value if 0 < value <= MAX_ID else 0

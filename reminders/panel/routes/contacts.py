@@ -14,11 +14,11 @@ from reminders.errors import DomainError, NotFound
 from reminders.models import Contact, Role
 from reminders.panel import i18n
 from reminders.panel.contacts import MAX_UPLOAD, form_values, import_upload, update_from_form
-from reminders.panel.forms import messages_of
+from reminders.panel.forms import messages_of, row_id
 from reminders.panel.pages import Viewer, account_session, check_csrf, needs, render, state_of
 from reminders.panel.pages import viewer as signed_in
 from reminders.pending_jobs import commit_and_schedule, unschedule_after_commit
-from reminders.schemas.common import MAX_ID, _no_control_chars
+from reminders.schemas.common import _no_control_chars
 from reminders.schemas.contacts import ContactUpdate
 
 router = APIRouter(include_in_schema=False)
@@ -112,9 +112,9 @@ def import_file(request: Request, who: Operator, file: UploadFile | None = None)
 
 
 @router.get("/contacts/{contact_id}")
-def contact_page(request: Request, who: Who, contact_id: int) -> Response:
+def contact_page(request: Request, who: Who, contact_id: str) -> Response:
     with account_session(request, who) as db:
-        contact = db.get(Contact, contact_id) if 0 < contact_id <= MAX_ID else None
+        contact = db.get(Contact, row_id(contact_id))
         if contact is None:
             return _missing(request, who)
         return _contact_page(request, who, contact)
@@ -133,7 +133,7 @@ def _change(
     scheduler = request.app.state.scheduler
     region = state_of(request).settings.default_region
     with account_session(request, who) as db:
-        if not 0 < contact_id <= MAX_ID or db.get(Contact, contact_id) is None:
+        if db.get(Contact, contact_id) is None:
             return _missing(request, who)
         try:
             edited = contacts.edit_contact(db, contact_id, data, region=region)
@@ -155,7 +155,7 @@ def _change(
 def save_contact(
     request: Request,
     who: Operator,
-    contact_id: int,
+    contact_id: str,
     name: Text = "",
     phone: Text = "",
     email: Text = "",
@@ -177,23 +177,23 @@ def save_contact(
         data = update_from_form(values)
     except (ValidationError, DomainError) as exc:
         with account_session(request, who) as db:
-            contact = db.get(Contact, contact_id) if 0 < contact_id <= MAX_ID else None
+            contact = db.get(Contact, row_id(contact_id))
             if contact is None:
                 return _missing(request, who)
             errors = messages_of(exc, ContactUpdate)
             return _contact_page(
                 request, who, contact, values=values, errors=errors, status_code=422
             )
-    return _change(request, who, contact_id, data, values=values, what="saved")
+    return _change(request, who, row_id(contact_id), data, values=values, what="saved")
 
 
 @router.post("/contacts/{contact_id}/opt-out", dependencies=[Depends(check_csrf)])
-def opt_out(request: Request, who: Operator, contact_id: int) -> Response:
+def opt_out(request: Request, who: Operator, contact_id: str) -> Response:
     data = ContactUpdate(opted_out=True)
-    return _change(request, who, contact_id, data, values=None, what="opted_out")
+    return _change(request, who, row_id(contact_id), data, values=None, what="opted_out")
 
 
 @router.post("/contacts/{contact_id}/opt-in", dependencies=[Depends(check_csrf)])
-def opt_in(request: Request, who: Operator, contact_id: int) -> Response:
+def opt_in(request: Request, who: Operator, contact_id: str) -> Response:
     data = ContactUpdate(opted_out=False)
-    return _change(request, who, contact_id, data, values=None, what="opted_in")
+    return _change(request, who, row_id(contact_id), data, values=None, what="opted_in")

@@ -13,10 +13,9 @@ from starlette.responses import RedirectResponse, Response
 from reminders import policies
 from reminders.errors import DomainError, NotFound
 from reminders.models import Role, Source
-from reminders.panel.forms import messages_of, optional
+from reminders.panel.forms import messages_of, optional, row_id
 from reminders.panel.pages import Viewer, account_session, check_csrf, needs, render, state_of
 from reminders.panel.pages import viewer as signed_in
-from reminders.schemas.common import MAX_ID
 from reminders.schemas.sources import SourceCreate
 from reminders.sources import feeds
 from reminders.sources.sync import SyncReport, refresh_delta, sync_source
@@ -101,7 +100,7 @@ def _source_page(
     source_id: int,
     report: SyncReport | None = None,
 ) -> Response:
-    source = db.get(Source, source_id) if 0 < source_id <= MAX_ID else None
+    source = db.get(Source, source_id)
     if source is None:
         return render(request, "not_found.html", who, {"back": "/sources"}, status_code=404)
     context: dict[str, Any] = {"source": feeds.source_out(db, source), "report": report}
@@ -109,20 +108,21 @@ def _source_page(
 
 
 @router.get("/sources/{source_id}")
-def source_page(request: Request, who: Who, source_id: int) -> Response:
+def source_page(request: Request, who: Who, source_id: str) -> Response:
     with account_session(request, who) as db:
-        return _source_page(request, who, db, source_id)
+        return _source_page(request, who, db, row_id(source_id))
 
 
 @router.post("/sources/{source_id}/sync", dependencies=[Depends(check_csrf)])
-def sync_now(request: Request, who: Operator, source_id: int) -> Response:
+def sync_now(request: Request, who: Operator, source_id: str) -> Response:
     """Sync now, as POST /sources/{id}/sync does, and show what changed (or the error)."""
     settings = state_of(request).settings
     with account_session(request, who) as db:
-        if not 0 < source_id <= MAX_ID or db.get(Source, source_id) is None:
-            return _source_page(request, who, db, source_id)
+        key = row_id(source_id)
+        if db.get(Source, key) is None:
+            return _source_page(request, who, db, key)
         try:
-            report = sync_source(db, request.app.state.scheduler, source_id, settings=settings)
+            report = sync_source(db, request.app.state.scheduler, key, settings=settings)
         except NotFound:
-            return _source_page(request, who, db, source_id)
-        return _source_page(request, who, db, source_id, report)
+            return _source_page(request, who, db, key)
+        return _source_page(request, who, db, key, report)
