@@ -161,7 +161,8 @@ def dry_run(
         sender_id=policy.sender_id,
     )
     # Only anchors whose steps can land in the window: a step lands between the anchor plus
-    # its earliest offset and plus its latest (feeds' alarms are before the start).
+    # its earliest offset and plus its latest. (A feed's own alarm set further ahead than any
+    # step of the policy is not looked for: the dry run is about the policy's steps.)
     reach = [s.offset.as_timedelta() for s in steps] + [timedelta(0)]
     earliest, latest = min(reach), max(reach)
     anchors = session.exec(
