@@ -25,6 +25,7 @@ from reminders.field_errors import field_errors
 from reminders.models import Contact, Group, Message, Notice, NoticeStatus, Priority, Role
 from reminders.panel.compose import (
     Audience,
+    BadNumber,
     Draft,
     audience,
     cost,
@@ -41,7 +42,7 @@ from reminders.panel.pages import (
     render,
     state_of,
 )
-from reminders.panel.said import Errors, _, add
+from reminders.panel.said import Errors, Said, _, add
 from reminders.pending_jobs import commit_and_schedule
 from reminders.schemas.common import as_id
 from reminders.schemas.messages import MessageCreate
@@ -53,11 +54,16 @@ Operator = Annotated[Viewer, Depends(needs(Role.operator))]
 CSRF = [Depends(check_csrf)]
 SEARCH_LIMIT = 20
 
+# Why a number pasted cannot be used, beside it (``panel.compose.read_numbers``).
 REASONS = {
-    "not_a_number": _("not a phone number"),
-    "invalid": _("not a valid phone number"),
-    "not_mobile": _("not a mobile number, so it cannot receive SMS"),
+    "not_a_number": _("%(number)s: not a phone number"),
+    "invalid": _("%(number)s: not a valid phone number"),
+    "not_mobile": _("%(number)s: not a mobile number, so it cannot receive SMS"),
 }
+
+
+def refused_number(bad: BadNumber) -> Said:
+    return Said(REASONS[bad.reason].msgid, {"number": bad.written})
 
 
 def _ids(form: FormData, name: str) -> list[int]:
@@ -128,8 +134,7 @@ def _look(db: Session, draft: Draft, settings: Settings, errors: Errors) -> dict
     """What the live preview shows: who, what it costs, when."""
     reach = _audience(db, draft, settings)
     for bad in reach.numbers.bad:
-        add(errors, "numbers", _("%(number)s: %(reason)s", number=bad.written,
-                                  reason=REASONS[bad.reason]))  # fmt: skip
+        add(errors, "numbers", refused_number(bad))
     when = None
     try:
         when = read_when(draft.when, zone=settings.zone, now=utcnow())
@@ -346,7 +351,7 @@ def test_send(request: Request, who: Operator, draft: Posted) -> Response:
         else:
             numbers = read_numbers(draft.test_phone, settings.default_region)
             if numbers.bad:
-                add(errors, "test_phone", REASONS[numbers.bad[0].reason])
+                add(errors, "test_phone", refused_number(numbers.bad[0]))
             elif len(numbers.phones) != 1:
                 add(errors, "test_phone", _("Enter one number."))
             else:
@@ -355,10 +360,12 @@ def test_send(request: Request, who: Operator, draft: Posted) -> Response:
             add(errors, "text", _("Write the message."))
         made = None
         if not errors and phone is not None:
-            test = Draft(text=draft.text, transliterate=draft.transliterate,
-                         sender_id=draft.sender_id)  # fmt: skip
-            made = _run(request, db, test, [phone], errors, priority=Priority.transactional,
-                        dry=False)  # fmt: skip
+            test = Draft(
+                text=draft.text, transliterate=draft.transliterate, sender_id=draft.sender_id
+            )
+            made = _run(
+                request, db, test, [phone], errors, priority=Priority.transactional, dry=False
+            )
             if made is not None:
                 commit_and_schedule(db)
         if made is None:
