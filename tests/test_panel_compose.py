@@ -316,3 +316,46 @@ def test_the_screen_speaks_bulgarian(client: TestClient, engine: Engine) -> None
     confirmed = client.post("/compose/confirm", data={**form, "numbers": "0888000001"},
                             headers=BG)  # fmt: skip
     assert "Получатели: 1 × сегменти: 1 = 1 SMS" in confirmed.text
+
+
+def test_the_preview_marks_the_characters_that_make_it_dear(
+    client: TestClient, engine: Engine
+) -> None:
+    token = signed_in(client, engine)
+    page = client.get("/compose")
+    assert page.text.count('hx-trigger="input changed delay:300ms"') >= 3  # text, numbers, when
+    assert 'id="preview" aria-live="polite"' in page.text
+    typed = "Hello\u00a0„Ana“ 🙂"
+    preview = client.post("/compose/preview", data={"csrf": token, "text": typed})
+    assert '<mark class="lookalike">\u00a0„</mark>' in preview.text
+    assert '<mark class="ucs2">🙂</mark>' in preview.text
+    assert "(U+00A0) is sent as" in preview.text
+    plain = client.post("/compose/preview", data={"csrf": token, "text": "Hello Ana"})
+    assert "<mark" not in plain.text and 'data-segments="written">1<' in plain.text
+
+
+def test_opted_out_recipients_are_counted_apart(
+    client: TestClient, engine: Engine, admin: dict[str, str]
+) -> None:
+    ana = contact(client, admin, "Ана", "+359888000001")
+    gone = contact(client, admin, "Борис", "+359888000002")
+    assert client.patch(f"/api/v1/contacts/{gone}", json={"opted_out": True},
+                        headers=admin).status_code == 200  # fmt: skip
+    token = signed_in(client, engine)
+    form = {"csrf": token, "group": str(group(client, admin, "Всички", [ana, gone])),
+            "text": "Hi"}  # fmt: skip
+    confirmed = client.post("/compose/confirm", data=form)
+    assert "1 recipients × 1 segments = 1 SMS" in confirmed.text
+    assert "1 more opted out and get nothing." in confirmed.text
+    sent = client.post("/compose/send", data={**form, "expect": "2:1"}, follow_redirects=False)
+    assert sent.status_code == 303
+    [message] = messages(engine)
+    assert sorted(n.status for n in notices(engine, message.id or 0)) == ["scheduled", "suppressed"]
+
+
+def test_more_numbers_than_a_message_takes_are_refused(client: TestClient, engine: Engine) -> None:
+    token = signed_in(client, engine)
+    pasted = "\n".join(f"+3598881{n:05d}" for n in range(10_001))
+    answer = client.post("/compose/confirm", data={"csrf": token, "numbers": pasted, "text": "Hi"})
+    assert answer.status_code == 422 and "at most 10000" in answer.text.replace(",", "")
+    assert messages(engine) == []

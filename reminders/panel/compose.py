@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from reminders.dates import DateParseError, parse_datetime
 from reminders.errors import InvalidField
+from reminders.field_errors import field_errors
 from reminders.messages import Recipient, resolve_recipients
 from reminders.models import Priority
 from reminders.phones import normalize_mobile
@@ -27,7 +30,7 @@ from reminders.sender.compose import LOOKALIKES, Composition, compose
 # Lines, commas and semicolons always separate numbers; a space separates them only where the
 # pieces are numbers each ("0888 123 456" is one number, "0888123456 0899111222" two).
 _SEPARATORS: Final = re.compile(r"[\n\r,;]+")
-MAX_PASTED: Final = 10_000  # as many as a message's ``to.phones`` takes
+MAX_WHEN: Final = 100  # as long as a message's ``send_at`` may be
 
 Reason = Literal["not_a_number", "invalid", "not_mobile"]
 
@@ -119,17 +122,13 @@ def cost(text: str) -> Cost:
     written = compose(text)
     latin = compose(text, transliterate=True)
     dear = set(latin.ucs2_characters)
-    spans: list[Span] = []
-    for char in text:
-        mark: Mark | None = None
+
+    def mark(char: str) -> Mark | None:
         if char in LOOKALIKES:
-            mark = "lookalike"
-        elif char in dear:
-            mark = "ucs2"
-        if spans and spans[-1].mark == mark:
-            spans[-1] = Span(spans[-1].text + char, mark)
-        else:
-            spans.append(Span(char, mark))
+            return "lookalike"
+        return "ucs2" if char in dear else None
+
+    spans = [Span("".join(run), kind) for kind, run in groupby(text, key=mark)]
     return Cost(written, latin, tuple(spans))
 
 
@@ -163,7 +162,13 @@ def audience(
     numbers = read_numbers(pasted, region)
     if not (groups or contacts or numbers.phones):
         return Audience([], numbers)
-    to = Recipients(phones=numbers.phones, contacts=contacts, groups=groups)
+    try:
+        to = Recipients(phones=numbers.phones, contacts=contacts, groups=groups)
+    except ValidationError as exc:  # past the API's bounds: 10,000 numbers...
+        reason = "; ".join(
+            f"{e.field}: {e.message}" for e in field_errors(Recipients, exc.errors())
+        )
+        raise InvalidField(reason, field="to") from None
     return Audience(resolve_recipients(session, to, region=region), numbers)
 
 
@@ -172,6 +177,8 @@ def read_when(text: str, *, zone: ZoneInfo, now: datetime) -> datetime | None:
     reads ``send_at`` given ``zone``; ``InvalidField`` naming ``send_at`` when unreadable."""
     if not text.strip():
         return None
+    if len(text) > MAX_WHEN:
+        raise InvalidField(f"is longer than {MAX_WHEN} characters", field="send_at")
     try:
         return parse_datetime(text, zone=zone, now=now)
     except DateParseError as exc:

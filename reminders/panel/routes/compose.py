@@ -7,6 +7,8 @@ calls, then sent by it. Without JavaScript the same form posts to the same check
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -44,7 +46,7 @@ from reminders.panel.pages import (
 )
 from reminders.panel.said import Errors, Said, _, add
 from reminders.pending_jobs import commit_and_schedule
-from reminders.schemas.common import as_id
+from reminders.schemas.common import MAX_ID, as_id
 from reminders.schemas.messages import MessageCreate
 from reminders.sender.compose import compose
 from reminders.settings import Settings
@@ -70,9 +72,7 @@ def _ids(form: FormData, name: str) -> list[int]:
     out = []
     for value in form.getlist(name):
         found = as_id(value) if isinstance(value, str) else None
-        if found is None:
-            raise NotFound(f"no such {name}", field=name)  # nothing of ours has that id
-        out.append(found)
+        out.append(MAX_ID if found is None else found)  # nobody's id: not found, later
     return list(dict.fromkeys(out))
 
 
@@ -101,7 +101,21 @@ async def posted(request: Request) -> Draft:
 Posted = Annotated[Draft, Depends(posted)]
 
 
-def _audience(db: Session, draft: Draft, settings: Settings) -> Audience:
+def found_or_404(route: Callable[..., Response]) -> Callable[..., Response]:
+    """A route whose group or contact is another account's (or nobody's) answers with the
+    page that says so, 404, as if it did not exist."""
+
+    @functools.wraps(route)
+    def answer(**kwargs: Any) -> Response:
+        try:
+            return route(**kwargs)
+        except NotFound:
+            return render(kwargs["request"], "not_found.html", kwargs["who"], status_code=404)
+
+    return answer
+
+
+def _audience(db: Session, draft: Draft, settings: Settings, errors: Errors) -> Audience:
     try:
         return audience(
             db,
@@ -111,8 +125,11 @@ def _audience(db: Session, draft: Draft, settings: Settings) -> Audience:
             region=settings.default_region,
         )
     except InvalidField as exc:
-        # Another account's group or contact: as if it did not exist.
-        raise NotFound(exc.message, field=exc.field) from None
+        if exc.field in ("to.groups", "to.contacts"):
+            # Another account's group or contact: as if it did not exist.
+            raise NotFound(exc.message, field=exc.field) from None
+        add(errors, "recipients", _("Refused: %(reason)s", reason=exc.message))
+        return Audience([], read_numbers("", settings.default_region))
 
 
 @dataclass(frozen=True)
@@ -132,7 +149,7 @@ class Summary:
 
 def _look(db: Session, draft: Draft, settings: Settings, errors: Errors) -> dict[str, Any]:
     """What the live preview shows: who, what it costs, when."""
-    reach = _audience(db, draft, settings)
+    reach = _audience(db, draft, settings, errors)
     for bad in reach.numbers.bad:
         add(errors, "numbers", refused_number(bad))
     when = None
@@ -262,6 +279,7 @@ def _check(draft: Draft, reach: Audience, errors: Errors) -> None:
 
 
 @router.get("/compose")
+@found_or_404
 def compose_form(request: Request, who: Operator) -> Response:
     draft = Draft(transliterate=state_of(request).settings.transliterate)
     with account_session(request, who) as db:
@@ -269,6 +287,7 @@ def compose_form(request: Request, who: Operator) -> Response:
 
 
 @router.post("/compose/preview", dependencies=CSRF)
+@found_or_404
 def preview(request: Request, who: Operator, draft: Posted) -> Response:
     """The live part of the form: recipients, cost and time, as typed."""
     settings = state_of(request).settings
@@ -280,6 +299,7 @@ def preview(request: Request, who: Operator, draft: Posted) -> Response:
 
 
 @router.post("/compose/contacts", dependencies=CSRF)
+@found_or_404
 def contact_search(request: Request, who: Operator, draft: Posted) -> Response:
     """The contacts chosen and those the search finds, for htmx's live search."""
     with account_session(request, who) as db:
@@ -288,6 +308,7 @@ def contact_search(request: Request, who: Operator, draft: Posted) -> Response:
 
 
 @router.post("/compose/search", dependencies=CSRF)
+@found_or_404
 def search_page(request: Request, who: Operator, draft: Posted) -> Response:
     """The search without JavaScript: the whole form again, with what it found."""
     with account_session(request, who) as db:
@@ -295,6 +316,7 @@ def search_page(request: Request, who: Operator, draft: Posted) -> Response:
 
 
 @router.post("/compose/confirm", dependencies=CSRF)
+@found_or_404
 def confirm(request: Request, who: Operator, draft: Posted) -> Response:
     """A dry run of the message: its errors, or how many SMS it is."""
     settings = state_of(request).settings
@@ -314,6 +336,7 @@ def confirm(request: Request, who: Operator, draft: Posted) -> Response:
 
 
 @router.post("/compose/send", dependencies=CSRF)
+@found_or_404
 def send(request: Request, who: Operator, draft: Posted) -> Response:
     """Send what was confirmed; if it changed since, confirm again."""
     settings = state_of(request).settings
@@ -339,6 +362,7 @@ def send(request: Request, who: Operator, draft: Posted) -> Response:
 
 
 @router.post("/compose/test", dependencies=CSRF)
+@found_or_404
 def test_send(request: Request, who: Operator, draft: Posted) -> Response:
     """The text to one number, the operator's own, now (transactional: a test is not held
     for quiet hours)."""
