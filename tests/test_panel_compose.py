@@ -359,3 +359,27 @@ def test_more_numbers_than_a_message_takes_are_refused(client: TestClient, engin
     answer = client.post("/compose/confirm", data={"csrf": token, "numbers": pasted, "text": "Hi"})
     assert answer.status_code == 422 and "at most 10000" in answer.text.replace(",", "")
     assert messages(engine) == []
+
+
+def test_quiet_hours_are_told_before_sending(database_url: str, engine: Engine) -> None:
+    from reminders.process import build
+    from reminders.settings import load_settings
+
+    # Quiet from an hour ago to two hours from now on the account's clock: whatever the hour.
+    now = datetime.now(SOFIA)
+    quiet = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=2):%H:%M}"
+    settings = load_settings(database_url=database_url, quiet_hours=quiet)
+    process = build(settings, engine, run_scheduler=False)
+    with TestClient(process.app) as client:
+        token = signed_in(client, engine)
+        form = {"csrf": token, "numbers": "0888000001", "text": "Hi {{ name }}"}
+        preview = client.post("/compose/preview", data=form)
+        assert "Braces are sent as written" in preview.text
+        confirmed = client.post("/compose/confirm", data=form)
+        assert "1 of them wait for the end of quiet hours." in confirmed.text
+        sent = client.post("/compose/send", data={**form, "expect": "1:1"}, follow_redirects=False)
+        assert sent.status_code == 303
+    [message] = messages(engine)
+    [held] = notices(engine, message.id or 0)
+    assert held.text == "Hi {{ name }}" and held.status == "scheduled"
+    assert held.send_at > message.send_at and held.status_reason
