@@ -350,7 +350,10 @@ def test_opted_out_recipients_are_counted_apart(
     sent = client.post("/compose/send", data={**form, "expect": "2:1"}, follow_redirects=False)
     assert sent.status_code == 303
     [message] = messages(engine)
-    assert sorted(n.status for n in notices(engine, message.id or 0)) == ["scheduled", "suppressed"]
+    # (Ana's may be on its way already: the test's settings have no quiet hours.)
+    statuses = {n.phone: n.status for n in notices(engine, message.id or 0)}
+    assert statuses["+359888000002"] == "suppressed"
+    assert statuses["+359888000001"] in ("scheduled", "sending", "sent")
 
 
 def test_more_numbers_than_a_message_takes_are_refused(client: TestClient, engine: Engine) -> None:
