@@ -89,7 +89,12 @@ def test_an_operator_creates_renames_and_deletes_a_group(
     assert renamed.status_code == 200 and "The group was renamed." in renamed.text
     assert group_names(engine) == ["Диабет 2"]
     client.post(f"/groups/{group_id}/members", data={"csrf": token, "contact": str(ana)})
-    gone = client.post(f"/groups/{group_id}/delete", data={"csrf": token}, follow_redirects=False)
+    unsure = client.post(f"/groups/{group_id}/delete", data={"csrf": token})
+    assert unsure.status_code == 422 and "Tick the box to delete the group." in unsure.text
+    assert group_names(engine) == ["Диабет 2"]
+    gone = client.post(
+        f"/groups/{group_id}/delete", data={"csrf": token, "sure": "yes"}, follow_redirects=False
+    )
     assert gone.status_code == 303 and gone.headers["location"] == "/groups"
     assert group_names(engine) == [] and contact_count(engine) == 1  # its contacts stay
 
@@ -156,7 +161,7 @@ def test_a_viewer_may_not_change_groups(
         client.post(f"/groups/{group_id}/numbers", data={"csrf": token, "numbers": "0888000002"}),
         client.post(f"/groups/{group_id}/members", data={"csrf": token, "contact": str(ana)}),
         client.post(f"/groups/{group_id}/members/{ana}/remove", data={"csrf": token}),
-        client.post(f"/groups/{group_id}/delete", data={"csrf": token}),
+        client.post(f"/groups/{group_id}/delete", data={"csrf": token, "sure": "yes"}),
     ]
     assert [r.status_code for r in refused] == [403] * 6
     assert client.get(f"/groups/{group_id}/search?q=ана").status_code == 403
@@ -169,7 +174,8 @@ def test_a_form_without_its_token_is_refused(
     group_id = group(client, admin, "Пациенти", [])
     signed_in(client, engine)
     assert client.post("/groups", data={"name": "Нова"}).status_code == 403
-    assert client.post(f"/groups/{group_id}/delete", data={"csrf": "guess"}).status_code == 403
+    refused = client.post(f"/groups/{group_id}/delete", data={"csrf": "guess", "sure": "yes"})
+    assert refused.status_code == 403
     assert group_names(engine) == ["Пациенти"]
 
 
@@ -187,7 +193,7 @@ def test_another_accounts_group_or_contact_is_not_found(
     assert "Клиенти" not in client.get("/groups").text
     answers = [
         client.post(f"/groups/{their_group}/rename", data={"csrf": token, "name": "X"}),
-        client.post(f"/groups/{their_group}/delete", data={"csrf": token}),
+        client.post(f"/groups/{their_group}/delete", data={"csrf": token, "sure": "yes"}),
         client.post(
             f"/groups/{their_group}/numbers", data={"csrf": token, "numbers": "0888000002"}
         ),

@@ -206,10 +206,16 @@ def rename(request: Request, who: Operator, group_id: str, name: Text = "") -> R
 
 
 @router.post("/groups/{group_id}/delete", dependencies=CSRF)
-def delete(request: Request, who: Operator, group_id: str) -> Response:
+def delete(
+    request: Request, who: Operator, group_id: str, sure: Annotated[str, Form()] = ""
+) -> Response:
     with account_session(request, who) as db:
         try:
-            groups.delete_group(db, _group_id(group_id))
+            group = groups.get_group(db, _group_id(group_id))
+            if sure != "yes":  # the box the form requires, in case the browser did not
+                errors: Errors = {"sure": [_("Tick the box to delete the group.")]}
+                return _group_page(request, who, db, group, errors=errors, status_code=422)
+            groups.delete_group(db, group.id or 0)
         except NotFound:
             return _missing(request, who)
         db.commit()
