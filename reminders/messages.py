@@ -12,21 +12,25 @@ from sqlmodel import Session, col, select
 from reminders.accounts.quota import check_message
 from reminders.accounts.senders import check_sender_id
 from reminders.dates import DateParseError, parse_datetime
-from reminders.db import utcnow
+from reminders.db import in_chunks, utcnow
 from reminders.durations import Offset
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
 from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus, Priority
 from reminders.pending_jobs import JobScheduler, schedule_after_commit
 from reminders.phones import normalize_mobile
+from reminders.scheduler.context import MESSAGE_SAMPLES, MESSAGE_VARIABLES, TemplateContexts
 from reminders.scheduler.planning import Step, plan
 from reminders.schemas.messages import MessageCreate, Recipients
 from reminders.sender.compose import compose
+from reminders.templates import RenderError, check_template, render
 from reminders.wall_clock import QuietHours
 
 # A send_at a little in the past is a clock skew or a slow client, and means "now"; further back
 # it is a mistake the caller should hear about rather than a message sent at the wrong time.
 PAST_TOLERANCE = timedelta(minutes=5)
+# A message's context has no times in it: the zone it is built in changes nothing.
+UTC_ZONE = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,40 @@ def resolve_recipients(
     return list(by_phone.values())
 
 
+def segments_of_template(
+    session: Session,
+    template: str,
+    recipients: list[Recipient],
+    transliterate: bool,
+    now: datetime,
+    *,
+    field: str = "text",
+) -> list[int]:
+    """The segments of ``template`` filled in for each recipient, as firing will fill it in
+    (the contact's name and attributes as they are now). A template that does not compile,
+    uses a name a message cannot give, or fails for a recipient is refused naming ``field``."""
+    check_template(template, field=field, variables=MESSAGE_VARIABLES, samples=MESSAGE_SAMPLES)
+    ids = [r.contact_id for r in recipients if r.contact_id is not None]
+    contacts: dict[int, Contact] = {}
+    for chunk in in_chunks(ids):
+        for found in session.exec(select(Contact).where(col(Contact.id).in_(chunk))):
+            assert found.id is not None
+            contacts[found.id] = found
+    contexts = TemplateContexts(now)
+    segments = []
+    for recipient in recipients:
+        contact = contacts.get(recipient.contact_id or 0)
+        notice = Notice(
+            key="", kind=NoticeKind.message, phone=recipient.phone, text="", send_at=now
+        )
+        try:
+            text = render(template, contexts.build(notice, contact, None, UTC_ZONE))
+        except RenderError as exc:
+            raise InvalidField(f"for {recipient.phone}: {exc}", field=field) from None
+        segments.append(compose(text, transliterate=transliterate).segments)
+    return segments
+
+
 def create_message(
     session: Session,
     scheduler: JobScheduler | None,
@@ -124,10 +162,15 @@ def create_message(
             times[zone_name] = _outside_quiet_hours(
                 max(send_at, now), zone_name, quiet, data.priority, now
             )
-    # Composed as the sender will: a message's text is final, so its segments are known now.
+    # Composed as the sender will: a message's text is final, so its segments are known now;
+    # a template's, once filled in for each recipient (the quota counts the longest).
+    if data.template:
+        per_sms = max(segments_of_template(session, data.text, recipients, transliterate, now))
+    else:
+        per_sms = compose(data.text, transliterate=transliterate).segments
     check_message(
         session,
-        per_sms=compose(data.text, transliterate=transliterate).segments,
+        per_sms=per_sms,
         send_times=[times[r.timezone or zone][0] for r in recipients if not r.opted_out],
         zone=ZoneInfo(zone),
     )
@@ -156,6 +199,7 @@ def create_message(
                 "contact_id": recipient.contact_id,
                 "phone": recipient.phone,
                 "text": data.text,
+                "is_template": data.template,
                 "sender_id": data.sender_id,
                 "send_at": notice_at,
                 "priority": data.priority,

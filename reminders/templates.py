@@ -45,6 +45,9 @@ def check_template(
     """
     try:
         tree = _lenient.parse(source)
+        # An unknown filter or test parses; compiling finds it (as a TemplateAssertionError,
+        # a kind of syntax error), and so would every later use of the tree.
+        _lenient.compile(tree)
     except TemplateSyntaxError as exc:
         raise InvalidField(f"line {exc.lineno}: {exc.message}", field=field) from None
     except RecursionError:
@@ -62,8 +65,11 @@ def check_template(
             render(source, sample)
         except BudgetExceeded as exc:
             raise InvalidField(str(exc), field=field) from None
-        except RenderError:
-            pass  # it may well render with the real values (a key the sample's data lacks)
+        except RenderError as exc:
+            # Jinja looks a test up only when it runs: one that does not exist never will.
+            if "No test named" in str(exc):
+                raise InvalidField(str(exc), field=field) from None
+            # Anything else may well render with the real values (a key the sample lacks).
 
 
 def unknown_variables(template: str | nodes.Template, variables: Collection[str]) -> list[str]:
@@ -74,7 +80,10 @@ def unknown_variables(template: str | nodes.Template, variables: Collection[str]
             template = _lenient.parse(template)
         except (TemplateSyntaxError, RecursionError):
             return []
-    used = meta.find_undeclared_variables(template)
+    try:
+        used = meta.find_undeclared_variables(template)
+    except (TemplateSyntaxError, RecursionError):
+        return []  # an unknown filter or test: it does not compile
     return sorted(used - set(variables) - set(_lenient.globals))
 
 

@@ -451,3 +451,73 @@ def test_a_message_is_sent_as_written_not_rendered_as_a_template(
         what="the notice sent",
     )
     assert [r[2] for r in outbox(engine)] == [written]
+
+
+def test_a_message_written_as_a_template_is_filled_in_for_each_recipient(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    ivan = client.post(
+        "/api/v1/contacts",
+        json={"name": "Иван Петров", "phone": "0888 300 020", "attributes": {"debt": "84.20"}},
+        headers=writer,
+    )
+    assert ivan.status_code == 201, ivan.text
+    template = "Здравейте, {{ first_name or 'клиенте' }}! Дължите {{ contact.debt or '0' }} лв."
+    response = send(
+        client,
+        writer,
+        to={"contacts": [ivan.json()["id"]], "phones": ["0888 300 021"]},
+        text=template,
+        template=True,
+    )
+    assert response.status_code == 201, response.text
+    message = response.json()
+    wait_for(
+        lambda: all(n["status"] == "sent" for n in notices_of(client, writer, message["id"])),
+        what="both notices sent",
+    )
+    assert sorted(r[2] for r in outbox(engine)) == [
+        "Здравейте, Иван! Дължите 84.20 лв.",
+        "Здравейте, клиенте! Дължите 0 лв.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("{{ title }} утре", "unknown name title"),  # an event's name: a message has none
+        ("{% for x in %}", "line 1"),
+        ("{{ name|nosuchfilter }}", "nosuchfilter"),
+    ],
+)
+def test_a_template_message_that_cannot_be_filled_in_is_refused(
+    client: TestClient, writer: Headers, template: str, says: str
+) -> None:
+    response = send(client, writer, to={"phones": ["0888 300 030"]}, text=template, template=True)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "text" and says in error["message"], error
+
+
+def test_the_quota_counts_a_template_at_its_longest_recipient(
+    client: TestClient, engine: Engine
+) -> None:
+    from tests.conftest import make_key
+    from tests.test_quota import new_account
+
+    new_account(engine, "clinic-a", monthly_segments=3)
+    key = make_key(engine, "write", "clinic-a")
+    long_name = client.post(
+        "/api/v1/contacts",
+        json={"name": "x" * 150, "phone": "0888 300 040"},
+        headers=key,
+    ).json()["id"]
+    body = {"to": {"contacts": [long_name], "phones": ["0888 300 041"]},
+            "text": "Hi {{ name }}", "template": True}  # fmt: skip
+    # Filled in: 153 characters (one segment is 160) for the contact, 3 for the number; the
+    # quota counts 2 SMS of the longest, 1 segment each: fits in 3. With 160 more, it would not.
+    assert client.post("/api/v1/messages", json=body, headers=key).status_code == 201
+    body["text"] = "Hi {{ name }}" + "!" * 10  # 163 characters for the contact: two segments
+    refused = client.post("/api/v1/messages", json=body, headers=key)
+    assert refused.status_code == 422
+    assert "needs 4 segments (2 per SMS to 2 recipients)" in refused.json()["errors"][0]["message"]

@@ -334,3 +334,18 @@ def test_the_seeded_and_built_in_texts_pass_the_checks_a_saved_template_gets(
         variables=TEMPLATE_VARIABLES | {"reason"},
         samples=[{**sample, "reason": "x" * 500} for sample in SAMPLE_CONTEXTS],
     )
+
+
+@pytest.mark.parametrize(
+    "template", ["{{ title|nosuchfilter }}", "{% if title is nosuchtest %}x{% endif %}"]
+)
+def test_a_template_with_an_unknown_filter_or_test_is_a_422_not_a_500(
+    client: TestClient, writer: Headers, template: str
+) -> None:
+    steps = [{"offset": "-P1D", "template": template}]
+    created = client.post("/api/v1/policies", json={"name": "p4", "steps": steps}, headers=writer)
+    assert created.status_code == 422, created.text
+    [error] = created.json()["errors"]
+    assert error["field"] == "steps.0.template" and "nosuch" in error["message"], error
+    preview = client.post("/api/v1/sms/preview", json={"template": template}, headers=writer)
+    assert preview.status_code == 422, preview.text

@@ -140,3 +140,14 @@ def sample_context(lang: str) -> dict[str, Any]:
 SAMPLE_CONTEXTS = (sample_context("bg"), sample_context("en"))
 # Every name a template can use when its notice fires (some are empty without an anchor).
 TEMPLATE_VARIABLES = frozenset(SAMPLE_CONTEXTS[0])
+
+
+def message_sample(lang: str) -> dict[str, Any]:
+    """A message template's context: the recipient alone, no event or bill."""
+    full = sample_context(lang)
+    return {name: full[name] for name in ("phone", "lang", "name", "first_name", "contact")}
+
+
+MESSAGE_SAMPLES = (message_sample("bg"), message_sample("en"))
+# What a message written as a template can use: the context firing builds without an anchor.
+MESSAGE_VARIABLES = frozenset(MESSAGE_SAMPLES[0])

@@ -46,6 +46,13 @@ class MessageCreate(Input):
         " one, else REMINDERS_TIMEZONE.",
     )
     sender_id: SenderId | None = None
+    template: bool = Field(
+        default=False,
+        description="The text is a template filled in for each recipient when it is sent: "
+        "{{ name }}, {{ first_name }}, {{ phone }}, {{ lang }} and {{ contact.<attribute> }} "
+        "(empty for a number that is no contact). Otherwise it is sent as written, braces "
+        "included.",
+    )
     transliterate: bool | None = Field(
         default=None,
         description="Write Bulgarian Cyrillic in Latin letters; default REMINDERS_TRANSLITERATE.",
