@@ -130,6 +130,13 @@ def test_the_week_of_a_clock_change_shows_events_and_reminders_on_local_days(
     # day before at 18:00 and two hours before: 22:30 on Saturday.
     start = datetime(sunday.year, sunday.month, sunday.day, 0, 30, tzinfo=SOFIA)
     event_id = add_event(client, writer, start, "Преглед при д-р Петрова")
+    bill = client.post(
+        "/api/v1/bills",
+        json={"external_id": "ток-10", "contact": {"name": "Иван", "phone": "+359888765432"},
+              "amount": "84.20", "currency": "BGN", "due": sunday.isoformat(), "title": "Ток"},
+        headers=writer,
+    )  # fmt: skip
+    assert bill.status_code == 201, bill.text
     add_user(engine, "ana@clinic.bg", role="viewer")
     sign_in(client, "ana@clinic.bg")
     page = client.get(f"/upcoming?view=week&day={sunday.isoformat()}",
@@ -142,6 +149,12 @@ def test_the_week_of_a_clock_change_shows_events_and_reminders_on_local_days(
     assert days[saturday].count('class="reminder"') == 2
     assert "18:00" in days[saturday] and "22:30" in days[saturday]
     assert "Напомняне" in page.text and "Събитие" in page.text
+    # The bill is due that Sunday, all day, its amount written the Bulgarian way; its reminder
+    # of the due day goes at 10:00 on Sofia's clock, after the clocks went back.
+    bill_row = re.search(r'<tr class="bill">(.*?)</tr>', days[sunday.isoformat()], re.S)
+    assert bill_row is not None and "Ток" in bill_row.group(1) and "84,20" in bill_row.group(1)
+    assert "Целодневно" in bill_row.group(1) and "Сметка" in bill_row.group(1)
+    assert "<td>10:00</td>" in days[sunday.isoformat()]
     # A viewer sees no cancel button, and the server refuses the cancel anyway.
     assert "/cancel" not in page.text
     first = notices_of(engine, event_id)[0]
@@ -153,7 +166,7 @@ def test_the_week_of_a_clock_change_shows_events_and_reminders_on_local_days(
     month = client.get(f"/upcoming?view=month&day={sunday.isoformat()}")
     assert month.status_code == 200
     cells = dict(re.findall(r'data-day="([0-9-]+)">(.*?)</td>', month.text, re.S))
-    assert "1 events and bills" in cells[sunday.isoformat()]
+    assert "2 events and bills" in cells[sunday.isoformat()]
     assert "2 reminders" in cells[saturday]
     november = date(sunday.year, 11, 1).isoformat()
     assert f'href="/upcoming?view=month&amp;day={november}" rel="next"' in month.text

@@ -1,6 +1,10 @@
 """What the inbox shows: messages received, newest first a page at a time, with the contact
 each matched; and the contacts who opted out. (The API's ``GET /inbound`` pages oldest first,
-as its other lists do; a person reading an inbox wants the latest on top.)"""
+as its other lists do; a person reading an inbox wants the latest on top.)
+
+What a message did is its ``action`` (``opt_out``, ``opt_in``). Replies to a reminder ("1",
+"ДА") are read by a later change: they become actions of their own, worded in the template's
+``actions`` beside these, in the same column."""
 
 from __future__ import annotations
 

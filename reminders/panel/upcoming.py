@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from decimal import Decimal
 from typing import Final
 
 from sqlmodel import Session, col, select
 
-from reminders.models import Anchor, Notice, NoticeStatus
+from reminders.models import Anchor, AnchorKind, Notice, NoticeStatus
 from reminders.panel.calendar import Day, Span, by_day
 
 # A view shows this many of each; a busier week says so and links to the notices' list.
@@ -28,6 +29,22 @@ class Entry:
             return "reminder"
         assert self.anchor is not None
         return self.anchor.kind
+
+    @property
+    def amount(self) -> tuple[Decimal, str] | None:
+        """A bill's amount and currency, as its billing system sent them."""
+        if self.anchor is None or self.anchor.kind != AnchorKind.bill:
+            return None
+        try:
+            return Decimal(str(self.anchor.data["amount"])), str(self.anchor.data["currency"])
+        except (KeyError, ArithmeticError):
+            return None
+
+    @property
+    def location(self) -> str:
+        if self.anchor is None or self.anchor.kind != AnchorKind.event:
+            return ""
+        return str(self.anchor.data.get("location") or "")
 
 
 @dataclass(frozen=True)

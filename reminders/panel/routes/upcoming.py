@@ -69,7 +69,7 @@ def upcoming_page(
     except ValueError:
         shown = span(chosen, today)
         return _page(request, who, shown, error="day", asked=day or "", status_code=422)
-    return _page(request, who, span(chosen, picked), asked=day or "", cancelled=cancelled)
+    return _page(request, who, span(chosen, picked), asked=day, cancelled=cancelled)
 
 
 @router.post("/upcoming/notices/{notice_id}/cancel", dependencies=[Depends(check_csrf)])
