@@ -101,6 +101,8 @@ def test_the_page_shows_the_apis_numbers_and_its_csv(
 ) -> None:
     other = client.post("/api/v1/accounts", json={"slug": "bank-b"}, headers=provider).json()
     march(engine, int(other["id"]))
+    quota = {"monthly_segments": 1000}
+    assert client.patch("/api/v1/accounts/default", json=quota, headers=provider).status_code == 200
     api = client.get("/api/v1/usage?month=2027-03", headers=reader).json()["accounts"][0]
     add_user(engine, "ana@clinic.bg", role="viewer")
     sign_in(client, "ana@clinic.bg")
@@ -112,6 +114,7 @@ def test_the_page_shows_the_apis_numbers_and_its_csv(
         "total-received": str(api["received"]),
     }
     assert api["messages"] == 4 and api["segments"] == 6  # bank-b's 5 segments are not ours
+    assert api["segments_left"] == 994 and 'id="segments-left">994<' in page.text
     for status, tally in api["by_status"].items():
         row = re.search(rf'<tr data-status="{status}">(.*?)</tr>', page.text, re.S)
         assert row is not None
