@@ -168,6 +168,8 @@ def test_a_new_key_is_shown_once_and_the_last_admin_key_is_kept(
     # Bad input beside the field; a provider key is not made here.
     for form, field in (({"name": "", "scope": "read"}, "key_name"),
                         ({"name": "x" * 101, "scope": "read"}, "key_name"),
+                        ({"name": "Нов\x07ключ", "scope": "read"}, "key_name"),
+                        ({"name": "Всичко", "scope": "everything"}, "scope"),
                         ({"name": "Всичко", "scope": "provider"}, "scope")):  # fmt: skip
         bad = client.post("/admin/keys", data={**form, "csrf": token})
         assert bad.status_code == 422 and f'id="{field}-error"' in bad.text, form

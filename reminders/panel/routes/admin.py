@@ -31,6 +31,7 @@ from reminders.panel.pages import (
     state_of,
 )
 from reminders.schemas.accounts import AccountUpdate
+from reminders.schemas.keys import KeyCreate
 from reminders.schemas.users import UserUpdate
 
 router = APIRouter(include_in_schema=False)
@@ -157,13 +158,19 @@ def create_key(
 ) -> Response:
     """A key of the account, as ``POST /api/v1/keys``: its secret is shown on this page, once."""
     given = {"key_name": name, "scope": scope}
-    if scope not in KEY_SCOPES:  # a provider key is not made here, as not through the API
+    try:
+        data = KeyCreate.model_validate({"name": name, "scope": scope})
+    except ValidationError as exc:
+        where = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+        field = "scope" if where == {"scope"} else "key_name"
+        return _page(request, who, errors={field: "invalid"}, given=given, status_code=422)
+    if data.scope not in KEY_SCOPES:  # a provider key is made with the CLI, as for the API
         return _page(request, who, errors={"scope": "invalid"}, given=given, status_code=422)
-    if len(name) > 100 or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return _page(request, who, errors={"key_name": "invalid"}, given=given, status_code=422)
     with account_session(request, who) as db:
         try:
-            new = apikeys.create_key(db, name=name, scope=scope, account_id=who.account.id)
+            new = apikeys.create_key(
+                db, name=data.name, scope=data.scope, account_id=who.account.id
+            )
             db.commit()
         except InvalidField as exc:
             db.rollback()
