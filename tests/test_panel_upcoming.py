@@ -212,17 +212,29 @@ def test_an_operator_cancels_one_planned_reminder(
     # Again: it is no longer planned, and the page says so.
     again = client.post(f"/upcoming/notices/{day_before.id}/cancel", data={"csrf": token})
     assert again.status_code == 409 and "no longer planned" in again.text
+    # With htmx, the row is swapped for the outcome; the token travels in the header.
+    htmx = {"HX-Request": "true", "X-CSRF-Token": token}
+    row = client.post(f"/upcoming/notices/{two_hours.id}/cancel", headers=htmx)
+    assert row.status_code == 200 and "<html" not in row.text
+    assert f'id="notice-{two_hours.id}"' in row.text and "The reminder was cancelled." in row.text
+    assert notices_of(engine, event_id)[1].status == "cancelled"
+    assert not has_job(engine, two_hours.id or 0)
+    again = client.post(f"/upcoming/notices/{two_hours.id}/cancel", headers=htmx)
+    assert "no longer planned" in again.text and "<html" not in again.text
+    wrong = {"HX-Request": "true", "X-CSRF-Token": "guess"}
+    assert client.post(f"/upcoming/notices/{two_hours.id}/cancel", headers=wrong).status_code == 403
     # Another account's reminder is not found, and stays planned.
+    later_id = add_event(client, writer, start + timedelta(days=1), "Контролен преглед")
+    planned = notices_of(engine, later_id)[0]
     client.post("/api/v1/accounts", json={"slug": "bank-b"}, headers=provider)
     add_user(engine, "boris@bank.bg", role="admin", account="bank-b")
     client.cookies.clear()
     sign_in(client, "boris@bank.bg")
     theirs = client.get("/upcoming")
-    other = client.post(
-        f"/upcoming/notices/{two_hours.id}/cancel", data={"csrf": csrf(theirs.text)}
-    )
+    other = client.post(f"/upcoming/notices/{planned.id}/cancel", data={"csrf": csrf(theirs.text)})
     assert other.status_code == 404 and "Not found" in other.text
-    assert notices_of(engine, event_id)[1].status == "scheduled"
+    assert notices_of(engine, later_id)[0].status == "scheduled"
+    assert has_job(engine, planned.id or 0)
 
 
 def test_a_day_that_is_not_one_is_answered_beside_the_picker(

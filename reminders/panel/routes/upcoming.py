@@ -100,6 +100,11 @@ def cancel_reminder(
             conflict = True
         else:
             conflict = False
+    if request.headers.get("hx-request"):
+        # htmx swaps the row for its outcome; a refusal is shown in the row too (htmx swaps
+        # nothing on a 4xx), and the page without JavaScript answers 409 below.
+        context = {"notice_id": notice_id, "gone": conflict}
+        return render(request, "upcoming_row.html", who, context)
     if conflict:
         return _page(request, who, span(chosen, picked), error="gone", status_code=409)
     target = _link(chosen, picked.isoformat()) + "&cancelled=true"
