@@ -54,6 +54,12 @@ def march(engine: Engine, other: int) -> None:
         add_notice(s, DEFAULT_ACCOUNT, "delivered", at("2027-03-05T09:00"),
                    [(at("2027-03-05T09:00"), 2, "sent"), (at("2027-03-06T09:00"), 2, "delivered")],
                    priority="transactional")  # fmt: skip
+        # Refused by the gateway on the 8th (no segments), sent again on the 9th.
+        refused, again = (
+            (at("2027-03-08T10:00"), 1, "failed"),
+            (at("2027-03-09T10:00"), 1, "delivered"),
+        )
+        add_notice(s, DEFAULT_ACCOUNT, "delivered", at("2027-03-08T10:00"), [refused, again])
         # Never handed over: on the day it is due, on Sofia's clock.
         add_notice(s, DEFAULT_ACCOUNT, "scheduled", at("2027-02-28T22:30"))  # 1 March, 00:30
         add_notice(s, DEFAULT_ACCOUNT, "scheduled", at("2027-03-31T21:30"))  # 1 April, 00:30
@@ -81,6 +87,8 @@ def test_the_days_add_up_to_the_month(
     assert by_day[10].cells == {("failed", "bulk"): Tally(1, 0)}
     assert by_day[5].cells == {("delivered", "transactional"): Tally(0, 2)}
     assert by_day[6].cells == {("delivered", "transactional"): Tally(1, 2)}
+    assert by_day[8].cells == {}
+    assert by_day[9].cells == {("delivered", "bulk"): Tally(1, 1)}
     assert by_day[1].cells == {("scheduled", "bulk"): Tally(1, 0)}
     assert by_day[31].cells == {} and by_day[12].cells == {}
     assert by_day[15].received == 1
@@ -113,8 +121,8 @@ def test_the_page_shows_the_apis_numbers_and_its_csv(
         "total-segments": str(api["segments"]),
         "total-received": str(api["received"]),
     }
-    assert api["messages"] == 4 and api["segments"] == 6  # bank-b's 5 segments are not ours
-    assert api["segments_left"] == 994 and 'id="segments-left">994<' in page.text
+    assert api["messages"] == 5 and api["segments"] == 7  # bank-b's 5 segments are not ours
+    assert api["segments_left"] == 993 and 'id="segments-left">993<' in page.text
     for status, tally in api["by_status"].items():
         row = re.search(rf'<tr data-status="{status}">(.*?)</tr>', page.text, re.S)
         assert row is not None

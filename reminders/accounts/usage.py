@@ -26,6 +26,8 @@ from sqlmodel import Session, col
 from reminders.accounts.months import Month
 from reminders.accounts.quota import billable
 from reminders.models import Account, Attempt, InboundMessage, Notice
+
+# The statistics' own bucketing by local day: the same SQL on both databases, in any zone.
 from reminders.stats import _bucket as day_bucket
 from reminders.stats import offset_spans
 
@@ -205,6 +207,8 @@ def usage_by_day(session: Session, account_id: int, month: Month, zone: tzinfo) 
         entry.cells.setdefault((status, lane), Tally()).add(
             Tally(int(messages or 0), int(segments or 0))
         )
+    for entry in days.values():  # a refused hand-over, the message counted another day
+        entry.cells = {k: t for k, t in entry.cells.items() if t.messages or t.segments}
     return list(days.values())
 
 
