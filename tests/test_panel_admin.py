@@ -213,6 +213,13 @@ def test_sender_ids_are_shown_to_admins_and_set_by_the_provider(
     page = client.get("/admin")
     assert page.status_code == 200 and 'action="/admin/senders"' in page.text
     token = csrf(page.text)
+    # Acting in the account, the users they make are the account's.
+    made = client.post("/admin/users", data={"email": "nurse@clinic.bg", "password": NEW_PASSWORD,
+                                             "role": "viewer", "csrf": token})  # fmt: skip
+    assert (
+        made.status_code == 200 and found(engine, "nurse@clinic.bg").account_id == DEFAULT_ACCOUNT
+    )
+    assert "root@provider.bg" not in made.text  # above the account, never listed in it
     saved = client.post(
         "/admin/senders",
         data={"sender_ids": "CLINIC\nSofiaMed", "default_sender_id": "SofiaMed", "csrf": token},
