@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Select, case, exists, func, literal, select, union_all
@@ -26,6 +26,10 @@ from sqlmodel import Session, col
 from reminders.accounts.months import Month
 from reminders.accounts.quota import billable
 from reminders.models import Account, Attempt, InboundMessage, Notice
+
+# The statistics' own bucketing by local day: the same SQL on both databases, in any zone.
+from reminders.stats import _bucket as day_bucket
+from reminders.stats import offset_spans
 
 RECEIVED = "received"  # the status under which the CSV lists inbound messages
 CSV_COLUMNS = ("account", "month", "status", "lane", "messages", "segments")
@@ -42,10 +46,9 @@ class Tally:
 
 
 @dataclass
-class AccountUsage:
-    slug: str
-    name: str
-    monthly_segments: int | None
+class Usage:
+    """Notices by (status, lane), and messages received."""
+
     cells: dict[tuple[str, str], Tally] = field(default_factory=dict)  # (status, lane)
     received: int = 0
 
@@ -62,6 +65,13 @@ class AccountUsage:
         for key, tally in sorted(self.cells.items()):
             grouped.setdefault(key[index], Tally()).add(tally)
         return grouped
+
+
+@dataclass(kw_only=True)
+class AccountUsage(Usage):
+    slug: str
+    name: str
+    monthly_segments: int | None
 
     @property
     def segments_left(self) -> int | None:
@@ -165,6 +175,129 @@ def _query(account_ids: list[int], start: datetime, end: datetime) -> Select[Any
         .group_by(col(InboundMessage.account_id))
     )
     return select(union_all(sent, never, received).subquery())
+
+
+@dataclass(kw_only=True)
+class DayUsage(Usage):
+    day: date
+
+
+def usage_by_day(session: Session, account_id: int, month: Month, zone: tzinfo) -> list[DayUsage]:
+    """The month's usage of one account day by day on ``zone``'s clock, every day listed.
+
+    The month's rules, a day at a time: segments in the day they were handed to the gateway,
+    a notice in the day of its latest hand-over (or, never handed over, of its send time), so
+    the days add up to the month's ``usage``. One statement.
+    """
+    start, end = month.bounds(zone)
+    days: dict[date, DayUsage] = {}
+    day = start.astimezone(zone).date()
+    while day < end.astimezone(zone).date():
+        days[day] = DayUsage(day=day)
+        day += timedelta(days=1)
+    for key, status, lane, messages, segments in session.execute(
+        _by_day_query(session, account_id, start, end, zone)
+    ):
+        entry = days.get(date.fromisoformat(key))
+        if entry is None:  # cannot be: every timestamp counted lies in the month
+            continue
+        if status == RECEIVED and lane is None:
+            entry.received += int(messages)
+            continue
+        entry.cells.setdefault((status, lane), Tally()).add(
+            Tally(int(messages or 0), int(segments or 0))
+        )
+    for entry in days.values():  # a refused hand-over, the message counted another day
+        entry.cells = {k: t for k, t in entry.cells.items() if t.messages or t.segments}
+    return list(days.values())
+
+
+def _by_day_query(
+    session: Session, account_id: int, start: datetime, end: datetime, zone: tzinfo
+) -> Select[Any]:
+    dialect = session.get_bind().dialect.name
+    spans = offset_spans(start, end, zone)
+
+    def local_day(column: Any) -> Any:
+        return day_bucket(column, "day", dialect, spans)
+
+    handed_day = local_day(col(Attempt.submitted_at))
+    segments = (
+        select(
+            handed_day.label("day"),
+            col(Notice.status),
+            col(Notice.priority),
+            literal(0).label("messages"),
+            func.sum(case((billable(), func.coalesce(col(Attempt.segments), 0)), else_=0)).label(
+                "segments"
+            ),
+        )
+        .select_from(Attempt)
+        .join(Notice, col(Notice.id) == col(Attempt.notice_id))
+        .where(
+            col(Attempt.account_id) == account_id,
+            col(Attempt.submitted_at) >= start,
+            col(Attempt.submitted_at) < end,
+        )
+        .group_by(handed_day, col(Notice.status), col(Notice.priority))
+    )
+    latest = (
+        select(
+            col(Attempt.notice_id).label("notice_id"),
+            func.max(col(Attempt.submitted_at)).label("at"),
+        )
+        .where(col(Attempt.account_id) == account_id)
+        .group_by(col(Attempt.notice_id))
+        .subquery()
+    )
+    latest_day = local_day(latest.c.at)
+    sent = (
+        select(
+            latest_day.label("day"),
+            col(Notice.status),
+            col(Notice.priority),
+            func.count().label("messages"),
+            literal(0).label("segments"),
+        )
+        .select_from(latest)
+        .join(Notice, col(Notice.id) == latest.c.notice_id)
+        .where(latest.c.at >= start, latest.c.at < end)
+        .group_by(latest_day, col(Notice.status), col(Notice.priority))
+    )
+    due_day = local_day(col(Notice.send_at))
+    never = (
+        select(
+            due_day.label("day"),
+            col(Notice.status),
+            col(Notice.priority),
+            func.count().label("messages"),
+            literal(0).label("segments"),
+        )
+        .where(
+            col(Notice.account_id) == account_id,
+            col(Notice.send_at) >= start,
+            col(Notice.send_at) < end,
+            ~exists().where(col(Attempt.notice_id) == col(Notice.id)),
+        )
+        .group_by(due_day, col(Notice.status), col(Notice.priority))
+    )
+    received_day = local_day(col(InboundMessage.received_at))
+    received = (
+        select(
+            received_day.label("day"),
+            literal(RECEIVED).label("status"),
+            literal(None).label("priority"),
+            func.count().label("messages"),
+            literal(0).label("segments"),
+        )
+        .where(
+            col(InboundMessage.account_id) == account_id,
+            col(InboundMessage.received_at) >= start,
+            col(InboundMessage.received_at) < end,
+        )
+        .group_by(received_day)
+    )
+    return select(union_all(segments, sent, never, received).subquery())
 
 
 def csv_rows(month: Month, usages: Iterable[AccountUsage]) -> Iterator[list[Any]]:
