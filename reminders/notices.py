@@ -75,7 +75,13 @@ def attempts_of(session: Session, notice_id: int) -> list[Attempt]:
     )
 
 
-def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: int) -> Notice:
+def cancel_notice(
+    session: Session,
+    scheduler: JobScheduler | None,
+    notice_id: int,
+    *,
+    reason: str = "cancelled through the API",
+) -> Notice:
     """Cancel a notice that has not gone out yet; a conditional update, so it races safely.
 
     Flushed; its job is dropped after the caller's commit."""
@@ -83,9 +89,7 @@ def cancel_notice(session: Session, scheduler: JobScheduler | None, notice_id: i
     result = session.exec(  # type: ignore[call-overload]
         update(Notice)
         .where(col(Notice.id) == notice_id, col(Notice.status) == NoticeStatus.scheduled)
-        .values(
-            status=NoticeStatus.cancelled, status_reason="cancelled through the API", updated_at=now
-        )
+        .values(status=NoticeStatus.cancelled, status_reason=reason, updated_at=now)
     )
     notice = get_notice(session, notice_id)
     session.refresh(notice)

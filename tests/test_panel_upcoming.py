@@ -205,6 +205,7 @@ def test_an_operator_cancels_one_planned_reminder(
     assert done.headers["location"].startswith(f"/upcoming?view=week&day={sunday.isoformat()}")
     after = [n.status for n in notices_of(engine, event_id)]
     assert after == ["cancelled", "scheduled"]
+    assert notices_of(engine, event_id)[0].status_reason == "cancelled in the control panel"
     assert not has_job(engine, day_before.id or 0) and has_job(engine, two_hours.id or 0)
     shown = client.get(done.headers["location"])
     assert "The reminder was cancelled." in shown.text

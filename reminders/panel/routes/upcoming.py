@@ -16,6 +16,7 @@ from reminders.errors import Conflict, NotFound
 from reminders.models import Role
 from reminders.panel.calendar import VIEWS, DayNames, Span, View, parse_day, span
 from reminders.panel.errors import not_found
+from reminders.panel.notice_list import CANCELLED_HERE
 from reminders.panel.pages import Viewer, account_session, check_csrf, needs, render, viewer
 from reminders.panel.upcoming import upcoming
 from reminders.pending_jobs import commit_and_schedule
@@ -90,7 +91,7 @@ def cancel_reminder(
     chosen: View = "month" if view == "month" else "week"
     with account_session(request, who) as db:
         try:
-            notices.cancel_notice(db, scheduler, notice_id)
+            notices.cancel_notice(db, scheduler, notice_id, reason=CANCELLED_HERE)
             commit_and_schedule(db)
         except NotFound:
             db.rollback()
