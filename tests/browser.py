@@ -42,6 +42,8 @@ CHROMIUM_ARGS: Final = [
     "--disable-sync",
 ]
 PASSWORD: Final = "Пролет в София 2026"
+OPERATOR: Final = "operator@clinic.bg"
+GUESSER: Final = "guesser@clinic.bg"
 LANGUAGES: Final = ("en", "bg")
 KEY: Final = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")
 TIMEOUT_MS: Final = 15_000  # for an action or a condition; the machine is shared and slow
@@ -50,39 +52,46 @@ TIMEOUT_MS: Final = 15_000  # for an action or a condition; the machine is share
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-def launch(playwright: Playwright) -> Browser:
-    if not CHROMIUM.exists():
+def launch(playwright: Playwright, chromium: Path = CHROMIUM) -> Browser:
+    if not chromium.exists():
         pytest.fail(
-            f"Debian's Chromium is missing ({CHROMIUM}): run scripts/services, which installs "
+            f"Debian's Chromium is missing ({chromium}): run scripts/services, which installs "
             "it with apt-get install chromium",
             pytrace=False,
         )
     return playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
     )
 
 
 @dataclass
 class Panel:
-    """A ``reminders serve`` on SQLite with the ``http`` sender, its gateway, an API key and
-    one operator every test may sign in as."""
+    """A ``reminders serve`` on SQLite with the ``http`` sender, its gateway, an API key, one
+    operator every test may sign in as (``email``), and one the sign-in throttle's test may
+    lock out (``guesser``)."""
 
     server: Server
     gateway: Gateway
     database_url: str
     workdir: Path
     api_key: str
-    email: str = ""
+    email: str = OPERATOR
+    guesser: str = GUESSER
 
     @property
     def base_url(self) -> str:
         return self.server.base_url
 
     def add_user(self, email: str | None = None, role: str = "operator") -> str:
-        """A new user of the account ``default``, made with the CLI; their email."""
+        """A new user of the account ``default``, with ``PASSWORD``; their email. Made through
+        the API: the CLI (as for ``OPERATOR``) takes seconds to start on a busy machine."""
         email = email or f"{uuid.uuid4().hex[:10]}@clinic.bg"
-        args = ("users", "create", email, "--account", "default", "--role", role)
-        return run_cli(self.database_url, *args, cwd=self.workdir, stdin=PASSWORD + "\n").strip()
+        with self.api() as api:
+            made = api.post(
+                "/api/v1/users", json={"email": email, "password": PASSWORD, "role": role}
+            )
+        assert made.status_code == 201, made.text
+        return str(made.json()["email"])
 
     def api(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.api_key}"}
@@ -129,12 +138,17 @@ def start_panel(workdir: Path) -> Panel:
     }
     server = Server(database_url, free_port(), workdir, "panel", env=env)
     try:
-        server.wait_healthy()
+        # Up to a minute: it took 12 s to start, and once more than 20, with the other worker
+        # starting its own server and browser on a busy 2-core machine.
+        server.wait_healthy(timeout=60)
         # A new database: serve made an admin key and printed it before it listened.
         found = KEY.search(server.stdout)
         assert found, server.stdout
+        # The operator as an administrator makes one, with the CLI.
+        args = ("users", "create", OPERATOR, "--account", "default", "--role", "operator")
+        run_cli(database_url, *args, cwd=workdir, stdin=PASSWORD + "\n")
         panel = Panel(server, gateway, database_url, workdir, api_key=found.group(0))
-        panel.email = panel.add_user("operator@clinic.bg")
+        panel.add_user(GUESSER)
     except BaseException:
         server.kill()
         gateway.httpd.shutdown()

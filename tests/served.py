@@ -94,8 +94,9 @@ class Server:
         except httpx.TransportError:
             return False
 
-    def wait_healthy(self) -> None:
-        wait_for(self.healthy, timeout=20, what=f"serve on port {self.port} to answer /healthz")
+    def wait_healthy(self, timeout: float = 20) -> None:
+        what = f"serve on port {self.port} to answer /healthz"
+        wait_for(self.healthy, timeout=timeout, what=what)
 
     def terminate(self) -> int:
         """SIGTERM, as a process manager stops it; the exit code it ended with."""

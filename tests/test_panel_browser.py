@@ -9,11 +9,12 @@ folder, printed at the end of the run.
 from __future__ import annotations
 
 import re
-from typing import Final
+from pathlib import Path
+from typing import Final, cast
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Playwright, expect
 
 from reminders.panel.cookie import CSRF_FIELD
 from tests.browser import (
@@ -22,6 +23,7 @@ from tests.browser import (
     Panel,
     Screens,
     choose_language,
+    launch,
     serious_violations,
     sign_in,
     sign_out,
@@ -44,6 +46,16 @@ def submit_login(page: Page, email: str, password: str) -> int:
     ) as answer:
         page.locator("main form button[type=submit]").click()
     return answer.value.status
+
+
+def test_without_chromium_the_tests_fail_saying_so(tmp_path: Path) -> None:
+    missing = tmp_path / "chromium"
+    with pytest.raises(pytest.fail.Exception) as failed:
+        launch(cast(Playwright, None), missing)
+    assert str(failed.value) == (
+        f"Debian's Chromium is missing ({missing}): run scripts/services, which installs it "
+        "with apt-get install chromium"
+    )
 
 
 def test_sign_in_change_the_language_and_sign_out(
@@ -73,7 +85,7 @@ def test_sign_in_change_the_language_and_sign_out(
 def test_wrong_passwords_show_an_error_then_ask_to_wait(
     page: Page, panel: Panel, screens: Screens
 ) -> None:
-    email = panel.add_user()  # of its own: the throttle counts per email
+    email = panel.guesser  # no other test signs in as them: the throttle counts per email
     page.goto("/login")
     error = page.locator("p.error[role=alert]")
     for _ in range(4):
