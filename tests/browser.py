@@ -19,14 +19,17 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Browser, Page, Playwright, Response, expect
 
 from reminders.sender.http import sign
+from tests.conftest import wait_for
 from tests.http_gateway import SECRET, Gateway
 from tests.served import Server, free_port, run_cli
 
@@ -126,6 +129,8 @@ class Panel:
             self.server.kill()
             self.gateway.httpd.shutdown()
             self.gateway.httpd.server_close()
+        # A page that failed on the server shows the test a 500; its traceback is here.
+        assert "Traceback" not in self.server.stderr, self.server.stderr
 
 
 def start_panel(workdir: Path) -> Panel:
@@ -200,10 +205,28 @@ def choose_language(page: Page, lang: str) -> None:
 
 
 def page_errors(page: Page) -> list[str]:
-    """Uncaught script errors of ``page`` from now on (the list fills as they happen)."""
+    """Uncaught script errors of ``page``, and the server's 5xx answers to it, from now on (the
+    list fills as they happen)."""
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("pageerror", lambda error: errors.append(f"script error: {error}"))
+
+    def answered(response: Response) -> None:
+        if response.status >= 500:
+            errors.append(f"{response.status} from {response.request.method} {response.url}")
+
+    page.on("response", answered)
     return errors
+
+
+def clear_of_midnight(zone: str = "Europe/Sofia") -> None:
+    """Wait, if need be, until today's last minute on the service's clock is over: the
+    dashboard counts today, and a notice sent at 23:59:59 is counted tomorrow."""
+
+    def clear() -> bool:
+        now = datetime.now(ZoneInfo(zone))
+        return not (now.hour == 23 and now.minute == 59)
+
+    wait_for(clear, timeout=75, what="the service's day to turn")
 
 
 def serious_violations(results: Any, where: str) -> list[str]:

@@ -340,7 +340,7 @@ def page(
     record_property: Callable[[str, object], None],
 ) -> Iterator[Page]:
     """A page in a browser context of this test's own, in English, on the panel's server; an
-    uncaught script error on it fails the test."""
+    uncaught script error on it, or a 5xx answer to it, fails the test."""
     from tests.browser import TIMEOUT_MS, page_errors
 
     context = browser.new_context(base_url=panel.base_url, locale="en-US")
@@ -353,7 +353,7 @@ def page(
         yield tab
     finally:
         context.close()
-    assert not errors, f"script errors on the page: {errors}"
+    assert not errors, "\n".join(errors)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from tests.browser import (
     Panel,
     Screens,
     choose_language,
+    clear_of_midnight,
     launch,
     serious_violations,
     sign_in,
@@ -98,12 +99,14 @@ def test_wrong_passwords_show_an_error_then_ask_to_wait(
     wait = re.compile(r"Too many failed attempts\. Try again in \d+ seconds\.")
     expect(error).to_have_text(wait)
     screens.shot(page, "throttle-en-wait")
+    assert serious_violations(Axe().run(page), "/login refused") == []
 
 
 def test_the_dashboard_counts_without_a_reload(
     signed_in: Page, panel: Panel, screens: Screens
 ) -> None:
     page = signed_in
+    clear_of_midnight()
     page.goto("/")
     sent = page.locator("#counter-sent")
     delivered = page.locator("#counter-delivered")
@@ -141,6 +144,7 @@ def test_a_form_without_its_csrf_token_is_refused(
     assert answer.value.status == 403
     expect(page.locator("h1")).to_have_text("Not allowed")
     screens.shot(page, "csrf-en-refused")
+    assert serious_violations(Axe().run(page), "403") == []
     page.goto("/")
     expect(page.locator("html")).to_have_attribute("lang", "en")  # nothing changed
 
