@@ -46,6 +46,7 @@ CHROMIUM_ARGS: Final = [
 ]
 PASSWORD: Final = "Пролет в София 2026"
 OPERATOR: Final = "operator@clinic.bg"
+ADMIN: Final = "admin@clinic.bg"
 GUESSER: Final = "guesser@clinic.bg"
 LANGUAGES: Final = ("en", "bg")
 KEY: Final = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")
@@ -69,9 +70,10 @@ def launch(playwright: Playwright, chromium: Path = CHROMIUM) -> Browser:
 
 @dataclass
 class Panel:
-    """A ``reminders serve`` on SQLite with the ``http`` sender, its gateway, an API key, one
-    operator every test may sign in as (``email``), and one the sign-in throttle's test may
-    lock out (``guesser``)."""
+    """A ``reminders serve`` on SQLite with the ``http`` sender, its gateway, an API key, and
+    users of the account ``default``: an operator every test may sign in as (``email``), an
+    admin who sees every screen (``admin``), and one the sign-in throttle's test may lock out
+    (``guesser``)."""
 
     server: Server
     gateway: Gateway
@@ -79,6 +81,7 @@ class Panel:
     workdir: Path
     api_key: str
     email: str = OPERATOR
+    admin: str = ADMIN
     guesser: str = GUESSER
 
     @property
@@ -153,6 +156,7 @@ def start_panel(workdir: Path) -> Panel:
         args = ("users", "create", OPERATOR, "--account", "default", "--role", "operator")
         run_cli(database_url, *args, cwd=workdir, stdin=PASSWORD + "\n")
         panel = Panel(server, gateway, database_url, workdir, api_key=found.group(0))
+        panel.add_user(ADMIN, role="admin")
         panel.add_user(GUESSER)
     except BaseException:
         server.kill()
