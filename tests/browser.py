@@ -1,8 +1,9 @@
 """The control panel in a real browser: Debian's Chromium driven by Playwright, against a real
 ``reminders serve`` subprocess (tests/served.py).
 
-One browser per test process and one server per test process (the fixtures in conftest.py);
-each test gets a fresh browser context, so no cookie or session leaks from one test to the next.
+One server per test process, one browser per test module (the fixtures in conftest.py say why
+not per session); each test gets a fresh browser context, so no cookie or session leaks from one
+test to the next.
 The server sends through the ``http`` sender to an in-house gateway of the test's own
 (tests/http_gateway.py), so a test can make a message go out and report on it with the
 gateway's signed callback, as a real gateway would.

@@ -298,12 +298,15 @@ def two(
     return make_key(engine, "admin", "clinic-a"), make_key(engine, "admin", "bank-b")
 
 
-# The control panel in a real browser (tests/browser.py): one Chromium and one server per test
-# process, a fresh browser context per test.
+# The control panel in a real browser (tests/browser.py): one server per test process, one
+# Chromium per test module, a fresh browser context per test.
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one module's tests, not the whole session's: while Playwright's sync API is
+    started, its event loop counts as running in this thread, and a later test's
+    ``asyncio.run`` fails (test_busy.py, test_admission.py). Starting it takes a second."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser import launch
