@@ -17,10 +17,12 @@ import pytest
 # (they took it seconds, during which no test ran).
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
+    from playwright.sync_api import Browser, Page
     from sqlalchemy.engine import Engine
 
     from reminders.process import Process
     from reminders.settings import Settings
+    from tests.browser import Panel, Screens
     from tests.databases import PgDatabases, SqliteTemplate
     from tests.http_gateway import Gateway
 
@@ -294,3 +296,86 @@ def two(
         made = client.post("/api/v1/accounts", json={"slug": slug}, headers=provider)
         assert made.status_code == 201, made.text
     return make_key(engine, "admin", "clinic-a"), make_key(engine, "admin", "bank-b")
+
+
+# The control panel in a real browser (tests/browser.py): one server per test process, one
+# Chromium per test module, a fresh browser context per test.
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Chromium for one module's tests, not the whole session's: while Playwright's sync API is
+    started, its event loop counts as running in this thread, and a later test's
+    ``asyncio.run`` fails (test_busy.py, test_admission.py). Starting it takes a second."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
+    """A ``reminders serve`` for the browser tests, shared by this process's tests: each signs
+    in with a user of its own when it changes what a user has (the sign-in throttle)."""
+    from tests.browser import start_panel
+
+    served = start_panel(tmp_path_factory.mktemp("panel"))
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="session")
+def screens(tmp_path_factory: pytest.TempPathFactory) -> Screens:
+    from tests.browser import Screens
+
+    return Screens.under(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def page(
+    browser: Browser,
+    panel: Panel,
+    screens: Screens,
+    record_property: Callable[[str, object], None],
+) -> Iterator[Page]:
+    """A page in a browser context of this test's own, in English, on the panel's server; an
+    uncaught script error on it, or a 5xx answer to it, fails the test."""
+    from tests.browser import TIMEOUT_MS, page_errors
+
+    context = browser.new_context(base_url=panel.base_url, locale="en-US")
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors = page_errors(tab)
+    record_property("screenshots", str(screens.folder))
+    print(f"\nbrowser screenshots: {screens.folder}")
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def signed_in(page: Page, panel: Panel) -> Page:
+    """``page``, signed in as the panel's operator."""
+    from tests.browser import sign_in
+
+    sign_in(page, panel.email)
+    return page
+
+
+_SCREENSHOTS: set[str] = set()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Reports reach the controlling process from every worker, with their properties.
+    _SCREENSHOTS.update(str(v) for k, v in report.user_properties if k == "screenshots")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for folder in sorted(_SCREENSHOTS):
+        terminalreporter.write_line(f"browser screenshots: {folder}")

@@ -6,10 +6,7 @@ HTTP and reads the database only to check what the outbox sender wrote.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,82 +22,11 @@ from sqlmodel import col
 from reminders.db import make_engine
 from reminders.models import Attempt, Notice, OutboxMessage
 from tests.conftest import make_key, wait_for
+from tests.served import REMINDERS, Server, cli_env, free_port
 
 pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
 
-ROOT = Path(__file__).resolve().parents[1]
-REMINDERS = ROOT / ".venv" / "bin" / "reminders"
 KEY = re.compile(r"rmd_[A-Za-z0-9_-]{20,}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cli_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
-    env["REMINDERS_DATABASE_URL"] = database_url
-    # Messages sent "now" must go now whatever the hour the suite runs at.
-    env["REMINDERS_QUIET_HOURS"] = "off"
-    return env
-
-
-class Server:
-    """One ``reminders serve`` subprocess with its output in files."""
-
-    def __init__(
-        self,
-        database_url: str,
-        port: int,
-        workdir: Path,
-        name: str,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.stdout_path = workdir / f"{name}.stdout"
-        self.stderr_path = workdir / f"{name}.stderr"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [str(REMINDERS), "serve", "--port", str(port)],
-                cwd=workdir,
-                env={**cli_env(database_url), **(env or {})},
-                stdout=out,
-                stderr=err,
-            )
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(encoding="utf-8")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8")
-
-    def healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"serve exited with {self.proc.returncode} before it was up:\n{self.stderr}"
-            )
-        try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def wait_healthy(self) -> None:
-        wait_for(self.healthy, timeout=20, what=f"serve on port {self.port} to answer /healthz")
-
-    def terminate(self) -> int:
-        """SIGTERM, as a process manager stops it; the exit code it ended with."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=15)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture

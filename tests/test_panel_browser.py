@@ -1,0 +1,182 @@
+"""The control panel as a person uses it: Debian's Chromium against a real ``reminders serve``.
+
+Signing in and out, the language, the sign-in throttle, the CSRF check on forms, the dashboard
+that counts without a reload, and axe-core's accessibility check on every screen in both
+languages. The harness is tests/browser.py; screenshots of every screen visited go to one
+folder, printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Final, cast
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, Playwright, expect
+
+from reminders.panel.cookie import CSRF_FIELD
+from tests.browser import (
+    LANGUAGES,
+    PASSWORD,
+    Panel,
+    Screens,
+    choose_language,
+    clear_of_midnight,
+    launch,
+    serious_violations,
+    sign_in,
+    sign_out,
+)
+
+pytestmark = pytest.mark.slow  # a real browser and a real server: not in the fast tier
+
+# Every screen of the panel, checked by axe-core in each language, as an admin (who may see
+# them all). Those in SIGNED_OUT are seen before signing in (signed in, /login sends the person
+# on to the dashboard).
+SCREENS: Final = ["/login", "/"]
+SIGNED_OUT: Final = {"/login"}
+
+
+def submit_login(page: Page, email: str, password: str) -> int:
+    """Sign-in form filled and sent; the status the server answered with."""
+    page.locator("#email").fill(email)
+    page.locator("#password").fill(password)
+    with page.expect_response(
+        lambda r: r.url.endswith("/login") and r.request.method == "POST"
+    ) as answer:
+        page.locator("main form button[type=submit]").click()
+    return answer.value.status
+
+
+def test_without_chromium_the_tests_fail_saying_so(tmp_path: Path) -> None:
+    missing = tmp_path / "chromium"
+    with pytest.raises(pytest.fail.Exception) as failed:
+        launch(cast(Playwright, None), missing)
+    assert str(failed.value) == (
+        f"Debian's Chromium is missing ({missing}): run scripts/services, which installs it "
+        "with apt-get install chromium"
+    )
+
+
+def test_sign_in_change_the_language_and_sign_out(
+    page: Page, panel: Panel, screens: Screens
+) -> None:
+    page.goto("/")
+    expect(page).to_have_url(f"{panel.base_url}/login")  # a stranger is sent to sign in
+    assert submit_login(page, panel.email, PASSWORD) == 303
+    expect(page).to_have_url(f"{panel.base_url}/")
+    expect(page.locator("h1")).to_have_text("Today")
+    expect(page.get_by_role("link", name="Dashboard")).to_have_attribute("aria-current", "page")
+    screens.shot(page, "signin-en-dashboard")
+
+    choose_language(page, "bg")
+    expect(page).to_have_url(f"{panel.base_url}/")
+    expect(page.get_by_role("link", name="Табло")).to_be_visible()
+    expect(page.locator("h1")).to_have_text("Днес")
+    screens.shot(page, "signin-bg-dashboard")
+
+    sign_out(page)
+    expect(page).to_have_url(f"{panel.base_url}/login")
+    expect(page.locator("h1")).to_have_text("Вход")  # signed out, the language stays
+    page.goto("/")
+    expect(page).to_have_url(f"{panel.base_url}/login")  # and the session is over
+
+
+def test_wrong_passwords_show_an_error_then_ask_to_wait(
+    page: Page, panel: Panel, screens: Screens
+) -> None:
+    email = panel.guesser  # no other test signs in as them: the throttle counts per email
+    page.goto("/login")
+    error = page.locator("p.error[role=alert]")
+    for _ in range(4):
+        assert submit_login(page, email, "not the password") == 401
+        expect(error).to_have_text("Wrong email or password.")
+        expect(page.locator("#email")).to_have_value(email)  # kept for the next try
+    screens.shot(page, "throttle-en-wrong-password")
+    # The fifth in a row: the server holds further tries back, and says for how long.
+    assert submit_login(page, email, "not the password either") == 429
+    wait = re.compile(r"Too many failed attempts\. Try again in \d+ seconds\.")
+    expect(error).to_have_text(wait)
+    screens.shot(page, "throttle-en-wait")
+    assert serious_violations(Axe().run(page), "/login refused") == []
+
+
+def test_the_dashboard_counts_without_a_reload(
+    signed_in: Page, panel: Panel, screens: Screens
+) -> None:
+    page = signed_in
+    clear_of_midnight()
+    page.goto("/")
+    sent = page.locator("#counter-sent")
+    delivered = page.locator("#counter-delivered")
+    expect(sent).to_have_text(re.compile(r"^\d+$"))
+    sent_before, delivered_before = int(sent.inner_text()), int(delivered.inner_text())
+    page.evaluate("window.stillTheSamePage = true")  # gone if anything reloads the page
+
+    notice_id = panel.send("0888 830 101")
+    # The gateway took it: the stream (/live) brings the new count.
+    expect(sent).to_have_text(str(sent_before + 1))
+    assert panel.report(notice_id, "delivered") == "applied"
+    expect(delivered).to_have_text(str(delivered_before + 1))
+    expect(sent).to_have_text(str(sent_before + 1))  # delivered is still sent
+    assert page.evaluate("window.stillTheSamePage") is True
+    screens.shot(page, "live-en-dashboard")
+
+
+def test_a_form_without_its_csrf_token_is_refused(
+    signed_in: Page, panel: Panel, screens: Screens
+) -> None:
+    page = signed_in
+    page.goto("/")
+    removed = page.evaluate(
+        """name => {
+            const input = document.querySelector(`form[action="/language"] input[name="${name}"]`);
+            input.remove();
+            return true;
+        }""",
+        CSRF_FIELD,
+    )
+    assert removed
+    page.locator("#lang").select_option("bg")
+    with page.expect_response(lambda r: r.url.endswith("/language")) as answer:
+        page.locator("form[action='/language'] button").click()
+    assert answer.value.status == 403
+    expect(page.locator("h1")).to_have_text("Not allowed")
+    screens.shot(page, "csrf-en-refused")
+    assert serious_violations(Axe().run(page), "403") == []
+    page.goto("/")
+    expect(page.locator("html")).to_have_attribute("lang", "en")  # nothing changed
+
+
+def test_every_screen_is_accessible_in_both_languages(
+    page: Page, panel: Panel, screens: Screens
+) -> None:
+    """axe-core finds nothing serious or critical, and nothing runs off the side of a
+    1,280 px window."""
+    axe = Axe()
+    found: list[str] = []
+
+    def check(path: str, lang: str) -> None:
+        answer = page.goto(path)
+        assert answer is not None and answer.ok, f"{path}: {answer and answer.status}"
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if overflow > 0:
+            found.append(f"{lang} {path}: {overflow} px wider than the window")
+        screens.shot(page, f"screen-{lang}-{path.strip('/') or 'dashboard'}")
+        found.extend(serious_violations(axe.run(page), f"{lang} {path}"))
+
+    for lang in LANGUAGES:
+        page.goto("/login")
+        choose_language(page, lang)
+        for path in SCREENS:
+            if path in SIGNED_OUT:
+                check(path, lang)
+        sign_in(page, panel.admin)
+        for path in SCREENS:
+            if path not in SIGNED_OUT:
+                check(path, lang)
+        sign_out(page)
+    assert not found, "\n".join(found)
