@@ -35,7 +35,21 @@ pytestmark = pytest.mark.slow  # a real browser and a real server: not in the fa
 # Every screen of the panel, checked by axe-core in each language, as an admin (who may see
 # them all). Those in SIGNED_OUT are seen before signing in (signed in, /login sends the person
 # on to the dashboard).
-SCREENS: Final = ["/login", "/"]
+SCREENS: Final = [
+    "/login",
+    "/",
+    "/notices",
+    "/compose",
+    "/contacts",
+    "/groups",
+    "/policies",
+    "/upcoming",
+    "/upcoming?view=month",
+    "/sources",
+    "/inbox",
+    "/reports",
+    "/admin",
+]
 SIGNED_OUT: Final = {"/login"}
 
 
