@@ -127,6 +127,11 @@ def test_the_dashboard_counts_without_a_reload(
     delivered = page.locator("#counter-delivered")
     expect(sent).to_have_text(re.compile(r"^\d+$"))
     sent_before, delivered_before = int(sent.inner_text()), int(delivered.inner_text())
+    # The hourly table's "Sent" column, summed: the chart is fetched again when counts change.
+    hourly_sent = """() => Array.from(document.querySelectorAll('#hours tbody tr'))
+        .map(row => parseInt((row.children[1] || {}).textContent, 10) || 0)
+        .reduce((a, b) => a + b, 0)"""
+    hourly_before = page.evaluate(hourly_sent)
     page.evaluate("window.stillTheSamePage = true")  # gone if anything reloads the page
 
     notice_id = panel.send("0888 830 101")
@@ -135,6 +140,7 @@ def test_the_dashboard_counts_without_a_reload(
     assert panel.report(notice_id, "delivered") == "applied"
     expect(delivered).to_have_text(str(delivered_before + 1))
     expect(sent).to_have_text(str(sent_before + 1))  # delivered is still sent
+    page.wait_for_function(f"({hourly_sent})() === {hourly_before + 1}", timeout=10_000)
     assert page.evaluate("window.stillTheSamePage") is True
     screens.shot(page, "live-en-dashboard")
 

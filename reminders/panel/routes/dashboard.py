@@ -38,6 +38,15 @@ def home(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
     return render(request, "dashboard.html", who, {"board": board, "links": counter_links()})
 
 
+@router.get("/dashboard/hours")
+def hours(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
+    """The last 24 hours alone, for the dashboard to swap in when its counters change."""
+    settings = state_of(request).settings
+    with account_session(request, who) as db:
+        board = dashboard(db, now=utcnow(), zone=settings.zone, dlr_timeout=settings.dlr_timeout)
+    return render(request, "_hours.html", who, {"board": board})
+
+
 @router.get("/live")
 async def live(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
     """Server-sent events: today's counters every ``TICK`` seconds, formatted for the viewer.

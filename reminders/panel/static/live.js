@@ -5,9 +5,15 @@
   var source = new EventSource("/live");
   source.onmessage = function (event) {
     var counts = JSON.parse(event.data);
+    var changed = false;
     Object.keys(counts).forEach(function (key) {
       var el = document.getElementById("counter-" + key);
-      if (el && el.textContent !== counts[key]) el.textContent = counts[key];
+      if (el && el.textContent !== counts[key]) {
+        el.textContent = counts[key];
+        changed = true;
+      }
     });
+    // The hourly chart below is fetched again (htmx listens for this on the body).
+    if (changed) document.body.dispatchEvent(new Event("counts-changed"));
   };
 })();
