@@ -93,18 +93,17 @@ def resolve_recipients(
     return list(by_phone.values())
 
 
-def segments_of_template(
+def fill_template(
     session: Session,
     template: str,
     recipients: list[Recipient],
-    transliterate: bool,
     now: datetime,
     *,
     field: str = "text",
-) -> list[int]:
-    """The segments of ``template`` filled in for each recipient, as firing will fill it in
-    (the contact's name and attributes as they are now). A template that does not compile,
-    uses a name a message cannot give, or fails for a recipient is refused naming ``field``."""
+) -> list[str]:
+    """``template`` filled in for each recipient, as firing will fill it in (the contact's
+    name and attributes as they are now). A template that does not compile, uses a name a
+    message cannot give, or fails for a recipient is refused naming ``field``."""
     check_template(template, field=field, variables=MESSAGE_VARIABLES, samples=MESSAGE_SAMPLES)
     ids = [r.contact_id for r in recipients if r.contact_id is not None]
     contacts: dict[int, Contact] = {}
@@ -113,18 +112,17 @@ def segments_of_template(
             assert found.id is not None
             contacts[found.id] = found
     contexts = TemplateContexts(now)
-    segments = []
+    texts = []
     for recipient in recipients:
         contact = contacts.get(recipient.contact_id or 0)
         notice = Notice(
             key="", kind=NoticeKind.message, phone=recipient.phone, text="", send_at=now
         )
         try:
-            text = render(template, contexts.build(notice, contact, None, UTC_ZONE))
+            texts.append(render(template, contexts.build(notice, contact, None, UTC_ZONE)))
         except RenderError as exc:
             raise InvalidField(f"for {recipient.phone}: {exc}", field=field) from None
-        segments.append(compose(text, transliterate=transliterate).segments)
-    return segments
+    return texts
 
 
 def create_message(
@@ -165,7 +163,8 @@ def create_message(
     # Composed as the sender will: a message's text is final, so its segments are known now;
     # a template's, once filled in for each recipient (the quota counts the longest).
     if data.template:
-        per_sms = max(segments_of_template(session, data.text, recipients, transliterate, now))
+        filled = fill_template(session, data.text, recipients, now)
+        per_sms = max(compose(text, transliterate=transliterate).segments for text in filled)
     else:
         per_sms = compose(data.text, transliterate=transliterate).segments
     check_message(

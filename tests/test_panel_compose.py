@@ -379,7 +379,7 @@ def test_quiet_hours_are_told_before_sending(database_url: str, engine: Engine) 
         token = signed_in(client, engine)
         form = {"csrf": token, "numbers": "0888000001", "text": "Hi {{ name }}"}
         preview = client.post("/compose/preview", data=form)
-        assert "Braces are sent as written" in preview.text
+        assert "Braces are sent as written: tick" in preview.text
         confirmed = client.post("/compose/confirm", data=form)
         assert "1 of them wait for the end of quiet hours." in confirmed.text
         sent = client.post("/compose/send", data={**form, "expect": "1:1"}, follow_redirects=False)
@@ -388,3 +388,37 @@ def test_quiet_hours_are_told_before_sending(database_url: str, engine: Engine) 
     [held] = notices(engine, message.id or 0)
     assert held.text == "Hi {{ name }}" and held.status == "scheduled"
     assert held.send_at > message.send_at and held.status_reason
+
+
+def test_a_template_is_costed_for_each_recipient_and_sent_filled_in(
+    client: TestClient, engine: Engine, writer: dict[str, str]
+) -> None:
+    token = signed_in(client, engine)
+    short = contact(client, writer, "Ана", "0888 500 001")
+    long = contact(client, writer, "Александра-Мария Петрова-Иванова", "0888 500 002")
+    club = group(client, writer, "Клуб", [short, long])
+    text = "Здравейте, {{ name }}! Картата ви е готова, вземете я от офиса до петък."
+    form = {"csrf": token, "group": str(club), "text": text, "template": "on"}
+    preview = client.post("/compose/preview", data=form, headers={"Accept-Language": "en"})
+    assert preview.status_code == 200
+    # 62 characters for Ана, 91 for the long name: 1 and 2 UCS-2 segments (70 a segment).
+    assert "one SMS is 1 to 2 segments as written" in preview.text
+    assert "Здравейте, Ана! Картата" in preview.text  # the first recipient, by phone
+    confirmed = client.post("/compose/confirm", data=form)
+    assert confirmed.status_code == 200, confirmed.text
+    expect = re.search(r'name="expect" value="([^"]+)"', confirmed.text)
+    assert expect is not None and expect.group(1) == "2:2"  # two recipients, the longest: 2
+    sent = client.post("/compose/send", data={**form, "expect": "2:2"}, follow_redirects=False)
+    assert sent.status_code == 303, sent.text
+    [message] = messages(engine)
+    made = notices(engine, message.id or 0)
+    assert [n.is_template for n in made] == [True, True] and made[0].text == text
+    # A name a message cannot fill in is told beside the text, before anything is made.
+    bad = client.post(
+        "/compose/preview",
+        data={**form, "text": "{{ title }} утре"},
+        headers={"Accept-Language": "en"},
+    )
+    assert "The template cannot be filled in" in bad.text and "unknown name title" in bad.text
+    refused = client.post("/compose/confirm", data={**form, "text": "{{ title }} утре"})
+    assert refused.status_code == 422 and len(messages(engine)) == 1

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from reminders.dates import DateParseError, parse_datetime
 from reminders.errors import InvalidField
 from reminders.field_errors import field_errors
-from reminders.messages import Recipient, resolve_recipients
+from reminders.messages import Recipient, fill_template, resolve_recipients
 from reminders.models import Priority
 from reminders.phones import normalize_mobile
 from reminders.schemas.messages import MessageCreate, Recipients
@@ -185,6 +185,39 @@ def read_when(text: str, *, zone: ZoneInfo, now: datetime) -> datetime | None:
         raise InvalidField(str(exc), field="send_at") from None
 
 
+@dataclass(frozen=True)
+class Filled:
+    """A template's cost once filled in for each recipient: the fewest and the most segments,
+    as written and in Latin letters, and one recipient's text as an example."""
+
+    fewest: int
+    most: int
+    fewest_latin: int
+    most_latin: int
+    example: str
+    counted: int  # recipients filled in (the first ``FILL_AT_MOST`` of them)
+    everyone: int
+
+
+FILL_AT_MOST: Final = 1000  # the live preview fills in this many: it answers while one types
+
+
+def filled(
+    session: Session, text: str, recipients: list[Recipient], *, now: datetime, limit: int
+) -> Filled | None:
+    """What ``text``, a template, costs for the first ``limit`` recipients (None: nobody yet);
+    ``InvalidField`` naming ``text`` when it cannot be filled in, as the API refuses it."""
+    some = recipients[:limit]
+    if not some:
+        return None
+    texts = fill_template(session, text, some, now)
+    written = [compose(t).segments for t in texts]
+    latin = [compose(t, transliterate=True).segments for t in texts]
+    return Filled(
+        min(written), max(written), min(latin), max(latin), texts[0], len(some), len(recipients)
+    )
+
+
 @dataclass
 class Draft:
     """The compose form as posted: ids already read as ids."""
@@ -194,6 +227,7 @@ class Draft:
     numbers: str = ""
     text: str = ""
     transliterate: bool = False
+    template: bool = False  # the text is filled in for each recipient
     sender_id: str = ""
     when: str = ""
     test_phone: str = ""
@@ -213,6 +247,7 @@ class Draft:
                 "timezone": zone if when else None,
                 "sender_id": self.sender_id.strip() or None,
                 "transliterate": self.transliterate,
+                "template": self.template,
                 "priority": priority,
             }
         )

@@ -26,12 +26,15 @@ from reminders.errors import DomainError, InvalidField, NotFound
 from reminders.field_errors import field_errors
 from reminders.models import Contact, Group, Message, Notice, NoticeStatus, Priority, Role
 from reminders.panel.compose import (
+    FILL_AT_MOST,
     Audience,
     BadNumber,
     Draft,
+    Filled,
     audience,
     cost,
     expectation,
+    filled,
     form_field,
     read_numbers,
     read_when,
@@ -90,6 +93,7 @@ async def posted(request: Request) -> Draft:
         numbers=_text(form, "numbers"),
         text=_text(form, "text"),
         transliterate=_text(form, "transliterate") == "on",
+        template=_text(form, "template") == "on",
         sender_id=_text(form, "sender_id"),
         when=_text(form, "when"),
         test_phone=_text(form, "test_phone"),
@@ -157,9 +161,20 @@ def _look(db: Session, draft: Draft, settings: Settings, errors: Errors) -> dict
         when = read_when(draft.when, zone=settings.zone, now=utcnow())
     except InvalidField as exc:
         add(errors, "when", _("Could not read this time: %(reason)s", reason=exc.message))
+    template = None
+    if draft.template and draft.text.strip():
+        try:
+            template = filled(db, draft.text, reach.recipients, now=utcnow(), limit=FILL_AT_MOST)
+        except InvalidField as exc:
+            add(
+                errors,
+                "text",
+                _("The template cannot be filled in: %(reason)s", reason=exc.message),
+            )
     return {
         "audience": reach,
         "cost": cost(draft.text) if draft.text else None,
+        "filled": template,
         "when": when,
     }
 
@@ -259,16 +274,31 @@ def _run(
         return None
 
 
-def _summary(message: Message, notices: list[Notice], transliterate: bool) -> Summary:
+def _summary(
+    message: Message, notices: list[Notice], transliterate: bool, template: Filled | None
+) -> Summary:
+    """``template``: the text filled in for each recipient, whose longest is counted."""
     suppressed = sum(1 for n in notices if n.status == NoticeStatus.suppressed)
     held = sum(1 for n in notices if n.status == NoticeStatus.scheduled and n.status_reason)
+    if template is not None:
+        segments = template.most_latin if transliterate else template.most
+    else:
+        segments = compose(message.text, transliterate=transliterate).segments
     return Summary(
         recipients=len(notices),
         suppressed=suppressed,
-        segments=compose(message.text, transliterate=transliterate).segments,
+        segments=segments,
         send_at=message.send_at,
         held=held,
     )
+
+
+def _whole(db: Session, draft: Draft, reach: Audience) -> Filled | None:
+    """A template filled in for every recipient (the confirmation counts them all, as the
+    API's quota check does); None for a plain text."""
+    if not draft.template:
+        return None
+    return filled(db, draft.text, reach.recipients, now=utcnow(), limit=len(reach.recipients))
 
 
 def _check(draft: Draft, reach: Audience, errors: Errors) -> None:
@@ -322,12 +352,15 @@ def confirm(request: Request, who: Operator, draft: Posted) -> Response:
     settings = state_of(request).settings
     with account_session(request, who) as db:
         errors: Errors = {}
-        reach = _look(db, draft, settings, errors)["audience"]
+        look = _look(db, draft, settings, errors)
+        reach = look["audience"]
         _check(draft, reach, errors)
         made = None
         if not errors:
             made = _run(request, db, draft, reach.numbers.phones, errors, dry=True)
-        summary = _summary(made[0], made[1], draft.transliterate) if made else None
+        summary = None
+        if made:
+            summary = _summary(made[0], made[1], draft.transliterate, _whole(db, draft, reach))
         db.rollback()  # a dry run: nothing is kept
         if summary is None:
             return _page(request, who, db, draft, errors=errors, status_code=422)
@@ -351,7 +384,7 @@ def send(request: Request, who: Operator, draft: Posted) -> Response:
             db.rollback()
             return _page(request, who, db, draft, errors=errors, status_code=422)
         message, notices = made
-        summary = _summary(message, notices, draft.transliterate)
+        summary = _summary(message, notices, draft.transliterate, _whole(db, draft, reach))
         if draft.expect != expectation(summary.recipients, summary.segments):
             db.rollback()
             add(errors, "confirm", _("The recipients or the text changed: check them again."))
@@ -385,7 +418,10 @@ def test_send(request: Request, who: Operator, draft: Posted) -> Response:
         made = None
         if not errors and phone is not None:
             test = Draft(
-                text=draft.text, transliterate=draft.transliterate, sender_id=draft.sender_id
+                text=draft.text,
+                transliterate=draft.transliterate,
+                template=draft.template,
+                sender_id=draft.sender_id,
             )
             made = _run(
                 request, db, test, [phone], errors, priority=Priority.transactional, dry=False
