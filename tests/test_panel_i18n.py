@@ -16,15 +16,18 @@ OPTIONS = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
 
 
 def messages() -> dict[str, str]:
-    """msgid -> where it is used, from the templates and the panel's Python."""
+    """msgid -> where it is used, from the templates and the panel's Python. A message with
+    plural forms is known by its singular (the catalogue's key)."""
     found: dict[str, str] = {}
     for filename, lineno, message, _, _ in extract_from_dir(
-        PANEL, METHODS, options_map=OPTIONS, keywords={"_": None, "gettext": None}
+        PANEL,
+        METHODS,
+        options_map=OPTIONS,
+        keywords={"_": None, "gettext": None, "ngettext": (1, 2)},
     ):
-        ids = message if isinstance(message, tuple) else (message,)
-        for msgid in ids:
-            if msgid:
-                found.setdefault(msgid, f"{filename}:{lineno}")
+        msgid = message[0] if isinstance(message, tuple) else message
+        if msgid:
+            found.setdefault(msgid, f"{filename}:{lineno}")
     return found
 
 
@@ -39,17 +42,24 @@ def test_every_message_has_a_bulgarian_translation() -> None:
     missing = []
     for msgid, where in messages().items():
         entry = catalog.get(msgid)
-        if entry is None or not entry.string or entry.fuzzy:
+        forms = entry.string if entry is not None and isinstance(entry.string, tuple) else None
+        strings = list(forms) if forms else [entry.string if entry is not None else ""]
+        if entry is None or not all(strings) or entry.fuzzy:
             missing.append(f"{where}: {msgid!r}")
             continue
         blanks = sorted(re.findall(r"%\(\w+\)s", msgid))
-        assert sorted(re.findall(r"%\(\w+\)s", str(entry.string))) == blanks, msgid
+        for string in strings:
+            assert sorted(re.findall(r"%\(\w+\)s", str(string))) == blanks, msgid
     assert not missing, "untranslated:\n" + "\n".join(missing)
 
 
 def test_the_catalogue_compiles_and_is_used() -> None:
     bg = i18n.translations("bg")
     assert bg.gettext("Sign in") == "Вход"
+    one, many = "Try again in %(count)s second.", "Try again in %(count)s seconds."
+    prefix = "Too many failed attempts. "
+    assert bg.ngettext(prefix + one, prefix + many, 1).endswith("%(count)s секунда.")
+    assert bg.ngettext(prefix + one, prefix + many, 5).endswith("%(count)s секунди.")
     assert i18n.translations("en").gettext("Sign in") == "Sign in"
 
 

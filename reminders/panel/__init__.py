@@ -9,6 +9,7 @@ stay for programs. ``pages.py`` holds what every page shares, ``routes/`` one mo
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
@@ -22,6 +23,7 @@ from reminders.panel.pages import (
     SignInNeeded,
     render,
     sign_in_redirect,
+    viewer,
 )
 from reminders.panel.routes import (
     admin,
@@ -91,4 +93,9 @@ def install(app: FastAPI, runtime: Runtime) -> None:
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, _: Forbidden) -> Response:
-        return render(request, "forbidden.html", None, status_code=403)
+        # Drawn for whoever is signed in (their menu, their language, a way out), if anyone.
+        try:
+            who = await run_in_threadpool(viewer, request)
+        except SignInNeeded:
+            who = None
+        return render(request, "forbidden.html", who, status_code=403)
