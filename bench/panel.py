@@ -39,6 +39,16 @@ PAGES = (
     "/notices?day=today",
     "/notices?{second}",
     "/notices/{notice}",
+    "/compose",
+    "/contacts",
+    "/groups",
+    "/policies",
+    "/upcoming",
+    "/upcoming?view=month",
+    "/sources",
+    "/inbox",
+    "/reports",
+    "/admin",
 )
 
 
@@ -138,7 +148,7 @@ def run(kind: str, notices: int, requests: int) -> None:
             session.flush()
             for email, account in (("full@bench.bg", full), ("empty@bench.bg", empty)):
                 users.create_user(
-                    session, email=email, password=PASSWORD, role="viewer", account_id=account.id
+                    session, email=email, password=PASSWORD, role="admin", account_id=account.id
                 )
             session.commit()
             full_id, empty_id = int(full.id or 0), int(empty.id or 0)
