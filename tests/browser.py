@@ -126,6 +126,38 @@ class Panel:
         assert answer.status_code == 200, answer.text
         return str(answer.json()["result"])
 
+    def notice_elsewhere(self, phone: str) -> int:
+        """A notice of another account, made for the purpose, written straight into the
+        server's database; its id."""
+        from sqlmodel import Session
+
+        from reminders.accounts.crud import create_account
+        from reminders.db import make_engine, utcnow
+        from reminders.models import Notice
+        from reminders.schemas.accounts import AccountCreate
+
+        engine = make_engine(self.database_url)
+        try:
+            with Session(engine) as session:
+                slug = f"other-{uuid.uuid4().hex[:8]}"
+                account = create_account(session, AccountCreate(slug=slug))
+                session.flush()
+                notice = Notice(
+                    account_id=account.id,
+                    key=f"elsewhere:{phone}",
+                    kind="message",
+                    phone=phone,
+                    text="Not yours",
+                    send_at=utcnow(),
+                    status="delivered",
+                )
+                session.add(notice)
+                session.commit()
+                assert notice.id is not None
+                return notice.id
+        finally:
+            engine.dispose()
+
     def stop(self) -> None:
         try:
             self.server.terminate()
