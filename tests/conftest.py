@@ -361,10 +361,13 @@ def page(
 
 @pytest.fixture
 def signed_in(page: Page, panel: Panel) -> Page:
-    """``page``, signed in as the panel's operator."""
-    from tests.browser import sign_in
+    """``page``, signed in as the panel's operator, in English (the operator's choice of
+    language is kept with them, and another test may have chosen Bulgarian)."""
+    from tests.browser import choose_language, sign_in
 
     sign_in(page, panel.email)
+    if page.locator("html").get_attribute("lang") != "en":
+        choose_language(page, "en")
     return page
 
 

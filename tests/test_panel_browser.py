@@ -228,7 +228,7 @@ def test_a_group_from_pasted_numbers_then_a_message_to_it(
     # (transliterated) stays at one.
     page.locator("#text").fill("")
     page.locator("#text").press_sequentially(
-        "Здравейте! Картата ви е готова, заповядайте в офиса до петък, 18:00 ч."
+        "Здравейте! Картата ви е готова, заповядайте в офиса до петък, 18:00 ч. Поздрави!"
     )
     expect(page.locator("#preview [data-encoding=written]")).to_have_text("UCS-2")
     expect(segments).to_have_text("2")
@@ -268,6 +268,8 @@ def test_a_viewer_can_neither_open_compose_nor_post_to_it(page: Page, panel: Pan
 def test_another_accounts_notice_is_not_found(page: Page, panel: Panel) -> None:
     theirs = panel.notice_elsewhere("+359888840020")
     sign_in(page, panel.email)
+    if page.locator("html").get_attribute("lang") != "en":
+        choose_language(page, "en")
     answer = page.goto(f"/notices/{theirs}")
     assert answer is not None and answer.status == 404
     expect(page.locator("h1")).to_have_text("Not found")
