@@ -246,7 +246,9 @@ def _by_day_query(
             col(Attempt.notice_id).label("notice_id"),
             func.max(col(Attempt.submitted_at)).label("at"),
         )
-        .where(col(Attempt.account_id) == account_id)
+        # From the month's start on: a notice whose latest hand-over lies in the month has it
+        # among these, and the account's older history is not read.
+        .where(col(Attempt.account_id) == account_id, col(Attempt.submitted_at) >= start)
         .group_by(col(Attempt.notice_id))
         .subquery()
     )

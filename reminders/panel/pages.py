@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 import jinja2
@@ -25,6 +25,7 @@ from reminders.api.live import LiveTotals
 from reminders.models import Account, AccountStatus, Role, User
 from reminders.panel import i18n
 from reminders.panel.cookie import CSRF_FIELD, CSRF_HEADER, Cookies, PanelSession, fingerprint
+from reminders.panel.recent import Recent
 from reminders.panel.throttle import LoginThrottle
 from reminders.settings import Settings
 
@@ -42,6 +43,8 @@ class PanelState:
     settings: Settings
     engine: Engine
     live_today: LiveTotals | None = None  # today's counters, shared by the dashboards
+    # Months' usage reports, counted again at most once a minute (``recent.py``).
+    reports: Recent[Any] = field(default_factory=lambda: Recent(keep_for=60.0))
     environments: dict[str, jinja2.Environment] = field(default_factory=dict)
 
     def environment(self, lang: str) -> jinja2.Environment:
@@ -148,6 +151,12 @@ def needs(role: Role) -> Callable[..., Viewer]:
     return check
 
 
+# What a route asks for, by the least role it needs: ``who: Reader``, ``who: Operator``...
+Reader = Annotated[Viewer, Depends(viewer)]
+Operator = Annotated[Viewer, Depends(needs(Role.operator))]
+Admin = Annotated[Viewer, Depends(needs(Role.admin))]
+
+
 async def check_csrf(request: Request) -> None:
     """Every request that changes something carries the session's CSRF token: a form field, or
     the header htmx sends. A cross-site form has the cookie but cannot know the token."""
@@ -161,6 +170,10 @@ async def check_csrf(request: Request) -> None:
         given = value if isinstance(value, str) else None
     if session is None or not session.csrf_ok(given):
         raise Forbidden
+
+
+# ``dependencies=CSRF`` on every route that changes something.
+CSRF = [Depends(check_csrf)]
 
 
 def account_session(request: Request, who: Viewer) -> Session:

@@ -22,11 +22,11 @@ from reminders.errors import Conflict, DomainError, InvalidField, NotFound
 from reminders.models import Role, Scope
 from reminders.panel.errors import not_found
 from reminders.panel.pages import (
+    Admin,
     Forbidden,
     Viewer,
     account_session,
     check_csrf,
-    needs,
     render,
     state_of,
 )
@@ -35,7 +35,6 @@ from reminders.schemas.keys import KeyCreate
 from reminders.schemas.users import UserUpdate
 
 router = APIRouter(include_in_schema=False)
-Admin = Annotated[Viewer, Depends(needs(Role.admin))]
 ROLES = (Role.admin, Role.operator, Role.viewer)
 KEY_SCOPES = (Scope.read, Scope.write, Scope.admin)
 

@@ -24,7 +24,7 @@ from reminders.accounts.senders import sender_for
 from reminders.db import utcnow
 from reminders.errors import DomainError, InvalidField, NotFound
 from reminders.field_errors import field_errors
-from reminders.models import Contact, Group, Message, Notice, NoticeStatus, Priority, Role
+from reminders.models import Contact, Group, Message, Notice, NoticeStatus, Priority
 from reminders.panel.compose import (
     FILL_AT_MOST,
     Audience,
@@ -40,10 +40,10 @@ from reminders.panel.compose import (
     read_when,
 )
 from reminders.panel.pages import (
+    CSRF,
+    Operator,
     Viewer,
     account_session,
-    check_csrf,
-    needs,
     render,
     state_of,
 )
@@ -55,8 +55,6 @@ from reminders.sender.compose import compose
 from reminders.settings import Settings
 
 router = APIRouter(include_in_schema=False)
-Operator = Annotated[Viewer, Depends(needs(Role.operator))]
-CSRF = [Depends(check_csrf)]
 SEARCH_LIMIT = 20
 
 # Why a number pasted cannot be used, beside it (``panel.compose.read_numbers``).

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from reminders.db import utcnow
 from reminders.panel.dashboard import COUNTERS, counters, dashboard
-from reminders.panel.pages import Viewer, account_session, render, state_of, viewer
+from reminders.panel.pages import Reader, account_session, render, state_of
 
 router = APIRouter(include_in_schema=False)
 TICK = 2.0  # seconds between two updates of a live dashboard
@@ -31,7 +30,7 @@ def counter_links() -> dict[str, str]:
 
 
 @router.get("/")
-def home(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
+def home(request: Request, who: Reader) -> Response:
     settings = state_of(request).settings
     with account_session(request, who) as db:
         board = dashboard(db, now=utcnow(), zone=settings.zone, dlr_timeout=settings.dlr_timeout)
@@ -39,7 +38,7 @@ def home(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
 
 
 @router.get("/dashboard/hours")
-def hours(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
+def hours(request: Request, who: Reader) -> Response:
     """The last 24 hours alone, for the dashboard to swap in when its counters change."""
     settings = state_of(request).settings
     with account_session(request, who) as db:
@@ -48,7 +47,7 @@ def hours(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response
 
 
 @router.get("/live")
-async def live(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
+async def live(request: Request, who: Reader) -> Response:
     """Server-sent events: today's counters every ``TICK`` seconds, formatted for the viewer.
 
     A browser's EventSource sends the session cookie (it cannot send a header); the counts are

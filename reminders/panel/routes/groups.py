@@ -22,13 +22,13 @@ from reminders.models import Group, Role
 from reminders.panel.compose import read_numbers
 from reminders.panel.groups import contacts_for_numbers
 from reminders.panel.pages import (
+    CSRF,
+    Operator,
+    Reader,
     Viewer,
     account_session,
-    check_csrf,
-    needs,
     render,
     state_of,
-    viewer,
 )
 from reminders.panel.routes.compose import refused_number
 from reminders.panel.said import Errors, _, add
@@ -36,9 +36,6 @@ from reminders.schemas.common import MAX_ID, as_id
 from reminders.schemas.groups import GroupCreate, GroupUpdate
 
 router = APIRouter(include_in_schema=False)
-Reader = Annotated[Viewer, Depends(viewer)]
-Operator = Annotated[Viewer, Depends(needs(Role.operator))]
-CSRF = [Depends(check_csrf)]
 PAGE = 50
 SEARCH_LIMIT = 20
 Text = Annotated[str, Form(max_length=20_000)]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from reminders.panel.inbox import opted_out, received
-from reminders.panel.pages import Viewer, account_session, render, viewer
+from reminders.panel.pages import Reader, account_session, render
 from reminders.schemas.common import MAX_ID
 
 router = APIRouter(include_in_schema=False)
@@ -17,7 +17,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/inbox")
 def inbox(
     request: Request,
-    who: Annotated[Viewer, Depends(viewer)],
+    who: Reader,
     before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
     with account_session(request, who) as db:

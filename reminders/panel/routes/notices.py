@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from reminders.db import utcnow
-from reminders.models import Role
 from reminders.panel.notice_list import (
     CSV_COLUMNS,
     KINDS,
@@ -30,13 +29,13 @@ from reminders.panel.notice_list import (
     scheduled_of,
 )
 from reminders.panel.pages import (
+    Operator,
+    Reader,
     Viewer,
     account_session,
     check_csrf,
-    needs,
     render,
     state_of,
-    viewer,
 )
 from reminders.panel.timeline import story
 from reminders.pending_jobs import commit_and_schedule
@@ -91,7 +90,7 @@ def _refused(request: Request, who: Viewer, bad: BadFilter) -> Response:
 
 
 @router.get("/notices")
-def notices(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
+def notices(request: Request, who: Reader) -> Response:
     try:
         filters = _filters(request, who)
     except BadFilter as bad:
@@ -103,7 +102,7 @@ def notices(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Respon
 @router.post("/notices/cancel", dependencies=[Depends(check_csrf)])
 def cancel(
     request: Request,
-    who: Annotated[Viewer, Depends(needs(Role.operator))],
+    who: Operator,
     notice: Annotated[list[int], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
     back: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
@@ -123,9 +122,7 @@ def cancel(
 
 
 @router.get("/notices/cancel-all")
-def cancel_all_form(
-    request: Request, who: Annotated[Viewer, Depends(needs(Role.operator))]
-) -> Response:
+def cancel_all_form(request: Request, who: Operator) -> Response:
     """How many scheduled notices the filter holds, and the button that cancels them all."""
     try:
         filters = _filters(request, who)
@@ -143,7 +140,7 @@ def cancel_all_form(
 @router.post("/notices/cancel-all", dependencies=[Depends(check_csrf)])
 def cancel_all(
     request: Request,
-    who: Annotated[Viewer, Depends(needs(Role.operator))],
+    who: Operator,
     back: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
     """Cancel every scheduled notice of the filter (``back``, read again as the list reads it)."""
@@ -166,7 +163,7 @@ def cancel_all(
 
 
 @router.get("/notices.csv")
-def notices_csv(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
+def notices_csv(request: Request, who: Reader) -> Response:
     """Every notice of the current filter, as CSV (times on the account's clock)."""
     try:
         filters = _filters(request, who)
@@ -198,9 +195,7 @@ def notices_csv(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Re
 
 
 @router.get("/notices/{notice_id}")
-def notice_page(
-    request: Request, notice_id: str, who: Annotated[Viewer, Depends(viewer)]
-) -> Response:
+def notice_page(request: Request, notice_id: str, who: Reader) -> Response:
     if not notice_id.isdigit() or not 0 < int(notice_id) < 2**31:
         return render(request, "not_found.html", who, status_code=404)
     with account_session(request, who) as db:

@@ -13,10 +13,17 @@ from starlette.responses import Response
 from reminders import policies
 from reminders.db import utcnow
 from reminders.errors import DomainError
-from reminders.models import Contact, Policy, Role
+from reminders.models import Contact, Policy
 from reminders.panel.forms import messages_of
-from reminders.panel.pages import Viewer, account_session, check_csrf, needs, render, state_of
-from reminders.panel.pages import viewer as signed_in
+from reminders.panel.pages import (
+    Operator,
+    Reader,
+    Viewer,
+    account_session,
+    check_csrf,
+    render,
+    state_of,
+)
 from reminders.panel.policies import (
     Preview,
     StepRow,
@@ -32,8 +39,6 @@ from reminders.schemas.common import MAX_ID
 from reminders.schemas.policies import PolicyUpdate
 
 router = APIRouter(include_in_schema=False)
-Who = Annotated[Viewer, Depends(signed_in)]
-Operator = Annotated[Viewer, Depends(needs(Role.operator))]
 Texts = Annotated[list[str], Form(max_length=100)]
 SAMPLE_CONTACTS = 20  # the account's first contacts offered as the preview's sample
 
@@ -43,7 +48,7 @@ class Missing(Exception):
 
 
 @router.get("/policies")
-def policy_list(request: Request, who: Who) -> Response:
+def policy_list(request: Request, who: Reader) -> Response:
     with account_session(request, who) as db:
         rows = policies.list_policies(db)
     return render(request, "policies/list.html", who, {"policies": rows})
@@ -104,7 +109,7 @@ def _missing(request: Request, who: Viewer) -> Response:
 
 
 @router.get("/policies/{name}")
-def policy_page(request: Request, who: Who, name: str) -> Response:
+def policy_page(request: Request, who: Reader, name: str) -> Response:
     with account_session(request, who) as db:
         try:
             return _page(request, who, db, _policy(db, name))
@@ -153,7 +158,7 @@ def save_policy(
 @router.post("/policies/{name}/preview", dependencies=[Depends(check_csrf)])
 def preview_policy(
     request: Request,
-    who: Who,
+    who: Reader,
     name: str,
     offset: Texts = [],  # noqa: B006
     at: Texts = [],  # noqa: B006

@@ -7,14 +7,21 @@ import csv
 import io
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from reminders.accounts.months import Month
-from reminders.accounts.usage import CSV_COLUMNS, csv_rows, usage, usage_by_day
+from reminders.accounts.usage import (
+    CSV_COLUMNS,
+    AccountUsage,
+    DayUsage,
+    csv_rows,
+    usage,
+    usage_by_day,
+)
 from reminders.db import utcnow
 from reminders.panel.calendar import DayNames
-from reminders.panel.pages import Viewer, account_session, render, state_of, viewer
+from reminders.panel.pages import Reader, account_session, render, state_of
 
 router = APIRouter(include_in_schema=False)
 MonthQuery = Annotated[str | None, Query(max_length=20)]
@@ -32,19 +39,23 @@ def _month(text: str | None, request: Request) -> Month | None:
 
 
 @router.get("/reports")
-def reports(
-    request: Request, who: Annotated[Viewer, Depends(viewer)], month: MonthQuery = None
-) -> Response:
+def reports(request: Request, who: Reader, month: MonthQuery = None) -> Response:
     zone = state_of(request).settings.zone
     wanted = _month(month, request)
     status_code = 200
     if wanted is None:
         status_code = 422
         wanted = Month.of(utcnow(), zone)
-    with account_session(request, who) as db:
-        (entry,) = usage(db, [who.account], wanted, zone)
-        assert who.account.id is not None
-        days = usage_by_day(db, who.account.id, wanted, zone)
+    account_id = who.account.id
+    assert account_id is not None
+
+    def count() -> tuple[AccountUsage, list[DayUsage]]:
+        with account_session(request, who) as db:
+            (entry,) = usage(db, [who.account], wanted, zone)
+            return entry, usage_by_day(db, account_id, wanted, zone)
+
+    # Counted again at most once a minute (``recent.py``); the CSV below is always counted anew.
+    entry, days = state_of(request).reports.get((account_id, str(wanted)), count)
     first = wanted.start(zone).astimezone(zone).date()
     context = {
         "month": wanted,
@@ -67,9 +78,7 @@ def _previous(month: Month) -> str:
 
 
 @router.get("/reports/usage.csv")
-def usage_csv(
-    request: Request, who: Annotated[Viewer, Depends(viewer)], month: MonthQuery = None
-) -> Response:
+def usage_csv(request: Request, who: Reader, month: MonthQuery = None) -> Response:
     """The account's month as ``GET /api/v1/reports/usage.csv`` writes it."""
     wanted = _month(month, request)
     if wanted is None:

@@ -15,8 +15,8 @@ from reminders.panel import i18n
 from reminders.panel.cookie import PanelSession
 from reminders.panel.pages import (
     Forbidden,
+    Reader,
     SignInNeeded,
-    Viewer,
     check_csrf,
     lang_of,
     render,
@@ -112,7 +112,7 @@ def language(
 @router.post("/account", dependencies=[Depends(check_csrf)])
 def switch_account(
     request: Request,
-    who: Annotated[Viewer, Depends(viewer)],
+    who: Reader,
     slug: Annotated[str, Form(max_length=40)],
 ) -> Response:
     """A provider administrator acts in another account."""

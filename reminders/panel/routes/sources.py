@@ -12,17 +12,22 @@ from starlette.responses import RedirectResponse, Response
 
 from reminders import policies
 from reminders.errors import DomainError, NotFound
-from reminders.models import Role, Source
+from reminders.models import Source
 from reminders.panel.forms import messages_of, optional, row_id
-from reminders.panel.pages import Viewer, account_session, check_csrf, needs, render, state_of
-from reminders.panel.pages import viewer as signed_in
+from reminders.panel.pages import (
+    Operator,
+    Reader,
+    Viewer,
+    account_session,
+    check_csrf,
+    render,
+    state_of,
+)
 from reminders.schemas.sources import SourceCreate
 from reminders.sources import feeds
 from reminders.sources.sync import SyncReport, refresh_delta, sync_source
 
 router = APIRouter(include_in_schema=False)
-Who = Annotated[Viewer, Depends(signed_in)]
-Operator = Annotated[Viewer, Depends(needs(Role.operator))]
 Text = Annotated[str, Form(max_length=2000)]
 
 
@@ -48,7 +53,7 @@ def _list_page(
 
 
 @router.get("/sources")
-def source_list(request: Request, who: Who) -> Response:
+def source_list(request: Request, who: Reader) -> Response:
     with account_session(request, who) as db:
         return _list_page(request, who, db)
 
@@ -108,7 +113,7 @@ def _source_page(
 
 
 @router.get("/sources/{source_id}")
-def source_page(request: Request, who: Who, source_id: str) -> Response:
+def source_page(request: Request, who: Reader, source_id: str) -> Response:
     with account_session(request, who) as db:
         return _source_page(request, who, db, row_id(source_id))
 

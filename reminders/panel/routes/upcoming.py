@@ -13,11 +13,17 @@ from reminders import notices
 from reminders.api.routes.common import IdPath
 from reminders.db import utcnow
 from reminders.errors import Conflict, NotFound
-from reminders.models import Role
 from reminders.panel.calendar import VIEWS, DayNames, Span, View, parse_day, span
 from reminders.panel.errors import not_found
 from reminders.panel.notice_list import CANCELLED_HERE
-from reminders.panel.pages import Viewer, account_session, check_csrf, needs, render, viewer
+from reminders.panel.pages import (
+    Operator,
+    Reader,
+    Viewer,
+    account_session,
+    check_csrf,
+    render,
+)
 from reminders.panel.upcoming import upcoming
 from reminders.pending_jobs import commit_and_schedule
 
@@ -56,7 +62,7 @@ def _page(
 @router.get("/upcoming")
 def upcoming_page(
     request: Request,
-    who: Annotated[Viewer, Depends(viewer)],
+    who: Reader,
     view: Annotated[str, Query(max_length=10)] = "week",
     day: Annotated[str | None, Query(max_length=20)] = None,
     cancelled: Annotated[bool, Query()] = False,
@@ -77,7 +83,7 @@ def upcoming_page(
 def cancel_reminder(
     request: Request,
     notice_id: IdPath,
-    who: Annotated[Viewer, Depends(needs(Role.operator))],
+    who: Operator,
     view: Annotated[str, Form(max_length=10)] = "week",
     day: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
