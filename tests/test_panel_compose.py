@@ -419,6 +419,6 @@ def test_a_template_is_costed_for_each_recipient_and_sent_filled_in(
         data={**form, "text": "{{ title }} утре"},
         headers={"Accept-Language": "en"},
     )
-    assert "The template cannot be filled in" in bad.text and "unknown name title" in bad.text
+    assert "The template cannot be filled in" in bad.text and "Unknown names: title." in bad.text
     refused = client.post("/compose/confirm", data={**form, "text": "{{ title }} утре"})
     assert refused.status_code == 422 and len(messages(engine)) == 1

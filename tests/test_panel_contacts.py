@@ -311,3 +311,21 @@ def test_the_contacts_screen_speaks_bulgarian(
     empty = client.post("/contacts/import", data={"csrf": token}, headers=bg,
                         files={"file": ("c.csv", b"", "text/csv")})  # fmt: skip
     assert empty.status_code == 422 and "Изберете CSV файл" in empty.text
+
+
+def test_a_refusal_is_told_in_the_viewers_language(
+    client: TestClient, engine: Engine, writer: Headers
+) -> None:
+    ivan = add(client, writer, phone="0888 400 021")
+    token = as_role(client, engine, "operator")
+    bad = {**form(ivan, phone="0888 12", timezone="Europe/Nowhere"), "csrf": token}
+    english = client.post(f"/contacts/{ivan['id']}", data=bad, headers={"Accept-Language": "en"})
+    assert english.status_code == 422
+    assert (
+        "Europe/Nowhere” is not a time zone" in english.text
+        or "is not a valid phone" in english.text
+    )
+    bulgarian = client.post(f"/contacts/{ivan['id']}", data=bad, headers={"Accept-Language": "bg"})
+    assert bulgarian.status_code == 422
+    assert "не е валиден телефонен номер" in bulgarian.text or "не е часова зона" in bulgarian.text
+    assert "is not a valid phone number" not in bulgarian.text

@@ -70,3 +70,28 @@ def test_the_browser_language_is_negotiated() -> None:
     assert i18n.negotiate("de, fr") == "en"
     assert i18n.negotiate("bg;q=nonsense, en") == "en"
     assert i18n.negotiate(None) == "en"
+
+
+def test_the_services_own_refusals_are_said_in_bulgarian() -> None:
+    from reminders.errors import InvalidField
+    from reminders.panel.domain_words import translator
+    from reminders.phones import normalize_mobile
+
+    bg = translator(i18n.translations("bg").gettext)
+    en = translator(i18n.translations("en").gettext)
+    try:
+        normalize_mobile("0888 12", "BG")
+    except InvalidField as exc:
+        refused = exc.message
+    assert bg(refused) == f"„{refused.split(chr(39))[1]}“ не е валиден телефонен номер", refused
+    assert en(refused) == f"“{refused.split(chr(39))[1]}” is not a valid phone number"
+    quota = (
+        "the message needs 4 segments (2 per SMS to 2 recipients) and the account has 3 of its "
+        "10 monthly segments left for 2026-12"
+    )
+    assert bg(quota) == (
+        "Съобщението изисква 4 части, а на клиента са му останали 3 от месечните 10 за 2026-12"
+    )
+    # What is not known is shown as the service wrote it.
+    assert bg("something nobody translated") == "something nobody translated"
+    assert bg(42) == 42

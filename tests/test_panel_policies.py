@@ -115,7 +115,7 @@ def test_bad_steps_are_shown_beside_their_field_and_nothing_is_saved(
         (0, "offset", "tomorrow", "not an ISO 8601 duration"),
         (1, "at", "25:99", ""),
         (1, "template", "{{ oops", "line 1"),
-        (0, "template", "Здравейте, {{ doctor }}", "unknown name doctor"),
+        (0, "template", "Здравейте, {{ doctor }}", "Unknown names: doctor."),
     ]
     for index, field, value, words in cases:
         form = form_of(steps, csrf=token)

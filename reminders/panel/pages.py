@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from reminders.accounts.scoping import scoped_session
 from reminders.api.live import LiveTotals
 from reminders.models import Account, AccountStatus, Role, User
-from reminders.panel import i18n
+from reminders.panel import domain_words, i18n
 from reminders.panel.cookie import CSRF_FIELD, CSRF_HEADER, Cookies, PanelSession, fingerprint
 from reminders.panel.recent import Recent
 from reminders.panel.throttle import LoginThrottle
@@ -65,7 +65,11 @@ def _environment(lang: str) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    translations = i18n.translations(lang)
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    # The service's own refusals (English) said in the page's language where known.
+    env.filters["domain"] = domain_words.translator(translations.gettext)
+    env.filters["domain_params"] = domain_words.params_translator(translations.gettext)
     return env
 
 
