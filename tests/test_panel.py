@@ -348,3 +348,19 @@ def test_the_live_stream_takes_the_session_cookie(
                 first = json.loads(line[len("data: ") :])
                 break
     assert first["delivered"] == "3" and first["sent"] == "3"
+
+
+def test_the_frameworks_own_refusals_are_pages_on_panel_paths_and_json_on_the_api(
+    client: TestClient, engine: Engine, admin: dict[str, str]
+) -> None:
+    add_user(engine, "ana@clinic.bg")
+    sign_in(client, "ana@clinic.bg")
+    missing = client.get("/no-such-page", headers={"Accept-Language": "bg"})
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "Не е намерено" in missing.text and "Изход" in missing.text  # still signed in
+    unreadable = client.get("/inbox?before=abc")
+    assert unreadable.status_code == 422
+    assert "This request cannot be used" in unreadable.text and "before" in unreadable.text
+    api = client.get("/api/v1/notices?limit=abc", headers=admin)
+    assert api.status_code == 422 and api.json()["errors"][0]["field"] == "limit"
+    assert client.get("/api/v1/nothing", headers=admin).json()["detail"] == "Not Found"

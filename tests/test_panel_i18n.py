@@ -95,3 +95,11 @@ def test_the_services_own_refusals_are_said_in_bulgarian() -> None:
     # What is not known is shown as the service wrote it.
     assert bg("something nobody translated") == "something nobody translated"
     assert bg(42) == 42
+
+
+def test_the_catalogue_says_each_message_once() -> None:
+    """Two entries for one message (merged branches both added it) would leave which
+    translation wins to the order of the file."""
+    text = i18n.catalogue_path("bg").read_text(encoding="utf-8")
+    ids = re.findall(r'^msgid (".*")$', text, re.MULTILINE)
+    assert [i for i in set(ids) if ids.count(i) > 1] == []

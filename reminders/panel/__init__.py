@@ -8,11 +8,16 @@ stay for programs. ``pages.py`` holds what every page shares, ``routes/`` one mo
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
+from reminders.api.gate import is_public, needs_key
 from reminders.api.live import LiveTotals
 from reminders.panel.cookie import Cookies
 from reminders.panel.dashboard import today_span
@@ -91,6 +96,8 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     async def _sign_in(request: Request, _: SignInNeeded) -> Response:
         return sign_in_redirect(request)
 
+    _pages_for_the_panels_errors(app)
+
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, _: Forbidden) -> Response:
         # Drawn for whoever is signed in (their menu, their language, a way out), if anyone.
@@ -99,3 +106,35 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         except SignInNeeded:
             who = None
         return render(request, "forbidden.html", who, status_code=403)
+
+
+def _pages_for_the_panels_errors(app: FastAPI) -> None:
+    """FastAPI's own refusals (a query value it cannot read, an unknown path) answer a person
+    on a panel path with a page; the API's paths keep their JSON."""
+    for kind in (RequestValidationError, StarletteHTTPException):
+        answer_as_api = app.exception_handlers[kind]
+
+        async def handler(request: Request, exc: Exception, api: Any = answer_as_api) -> Response:
+            path = request.url.path
+            if needs_key(path) or is_public(path) or path.startswith(STATIC_PREFIX + "/"):
+                return cast(Response, await api(request, exc))
+            try:
+                who = await run_in_threadpool(viewer, request)
+            except SignInNeeded:
+                who = None
+            status = getattr(exc, "status_code", 422)
+            if status == 404:
+                return render(request, "not_found.html", who, status_code=404)
+            if isinstance(exc, RequestValidationError):
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
+                    for e in exc.errors()[:3]
+                )
+            else:
+                detail = str(getattr(exc, "detail", ""))
+            page = render(request, "problem.html", who, {"detail": detail}, status_code=status)
+            for name, value in (getattr(exc, "headers", None) or {}).items():
+                page.headers[name] = value
+            return page
+
+        app.exception_handlers[kind] = handler
