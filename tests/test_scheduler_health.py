@@ -478,6 +478,8 @@ def test_a_new_leader_settles_only_after_live_processes_could_say_so(
     stub = SimpleNamespace(
         alive_ttl=0.5,
         is_leader=True,
+        term=1,
+        holds=lambda term: term == 1,
         start=lambda: None,
         stop=lambda: None,
         live_tokens=live_tokens,
@@ -496,3 +498,63 @@ def test_a_new_leader_settles_only_after_live_processes_could_say_so(
         assert status_of(engine, own) == "sending"
     finally:
         scheduler.shutdown()
+
+
+def test_a_slow_takeover_keeps_renewing_the_lock(prefix: str) -> None:
+    """Reconciling a million pending notices took 9 s on the lock's own thread, past the
+    lock's TTL: a standby took over and two schedulers fired. The takeover now runs beside
+    the leadership thread, which goes on renewing."""
+    key = f"{prefix}scheduler:leader"
+    took_over = threading.Event()
+    finish = threading.Event()
+
+    def slow_takeover() -> None:
+        took_over.set()
+        finish.wait(10)  # well past the 2 s TTL
+
+    first = leadership(prefix, "a", on_elected=slow_takeover)
+    second = leadership(prefix, "b")
+    lock = redis.Redis.from_url(REDIS_URL)
+    first.start()
+    try:
+        assert took_over.wait(10)
+        second.start()
+        deadline = time.monotonic() + 3 * 2.0  # three TTLs of the lock
+        while time.monotonic() < deadline:
+            assert lock.get(key) == b"a" and not second.is_leader
+            assert lock.get(f"{prefix}alive:a")  # its alive key is kept too
+            time.sleep(0.1)
+        finish.set()
+        assert first.is_leader and first.holds(first.term)
+    finally:
+        finish.set()
+        second.stop()
+        first.stop()
+
+
+def test_a_takeover_that_fails_or_outlives_its_term_gives_way(prefix: str) -> None:
+    key = f"{prefix}scheduler:leader"
+    lock = redis.Redis.from_url(REDIS_URL)
+    # Failing: the lock is given up at once, for the standby.
+    first = leadership(prefix, "a", on_elected=lambda: 1 / 0)  # type: ignore[func-returns-value]
+    first.start()
+    try:
+        wait_for(lambda: first.term >= 1, what="the first election")
+        wait_for(lambda: not first.is_leader, what="the failed takeover to step down")
+    finally:
+        first.stop()
+    # Deposed while taking over: its term no longer holds when the takeover ends.
+    terms: list[int] = []
+    release = threading.Event()
+    second = leadership(
+        prefix, "b", on_elected=lambda: terms.append(second.term) or release.wait(10)
+    )  # type: ignore[func-returns-value]
+    second.start()
+    try:
+        wait_for(lambda: terms, what="the second's takeover to start")
+        lock.set(key, "someone else")  # another process holds it now
+        wait_for(lambda: not second.is_leader, what="the second to notice it is deposed")
+        assert not second.holds(terms[0])
+    finally:
+        release.set()
+        second.stop()

@@ -6,6 +6,11 @@ only while it still holds that token) resumes its scheduler; a process that fail
 pauses at once. If the holder dies, its key expires and another process takes over within
 ``ttl + poll`` seconds, then reconciles the notices with the job store.
 
+Taking over (reconciling the notices with the job store: seconds with a million pending) runs
+on a thread of its own: the leadership thread goes on renewing the lock and the alive key
+meanwhile, so a slow takeover never lets the lock lapse into a second leader. Each election is
+a term; what the takeover does last (start firing) it does only if its term still holds.
+
 A leader whose scheduler cannot run (its job store has failed for too long, see
 ``scheduler/health.py``) gives the lock up, so a standby takes over, and does not campaign again
 until its store answers. A process that cannot reach Redis pauses at once: it cannot know that
@@ -65,6 +70,12 @@ class Leadership:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
         self.is_leader = False
+        self.term = 0  # elections won by this process; the current one while leading
+        self._takeover_failed = threading.Event()
+
+    def holds(self, term: int) -> bool:
+        """Whether this process still leads in ``term`` (not deposed since, nor re-elected)."""
+        return self.is_leader and self.term == term
 
     def start(self) -> None:
         self._thread.start()
@@ -112,6 +123,11 @@ class Leadership:
     def _step(self) -> None:
         self.client.set(self.alive_prefix + self.token, "1", px=self.ttl_ms)
         unable = self._cannot_lead()
+        if self.is_leader and self._takeover_failed.is_set():
+            self._takeover_failed.clear()
+            log.warning("taking over the scheduler failed; giving the lock up")
+            self._step_down()
+            return
         if self.is_leader:
             if unable is not None:
                 log.warning("this scheduler cannot run (%s); giving up the scheduler lock", unable)
@@ -134,12 +150,21 @@ class Leadership:
             self._abstaining = False
         if self._lock.acquire(blocking=False, token=self.token):
             log.info("took the scheduler lock; this process now runs the scheduler")
+            self.term += 1
+            self._takeover_failed.clear()
             self.is_leader = True
-            try:
-                self._on_elected()
-            except Exception:
-                log.exception("taking over the scheduler failed; giving the lock up")
-                self._step_down()
+            # Off this thread, which must go on renewing the lock while the takeover works.
+            threading.Thread(
+                target=self._take_over, args=(self.term,), name="takeover", daemon=True
+            ).start()
+
+    def _take_over(self, term: int) -> None:
+        try:
+            self._on_elected()
+        except Exception:
+            log.exception("taking over the scheduler failed")
+            if self.holds(term):
+                self._takeover_failed.set()  # the leadership thread steps down
 
     def _step_down(self) -> None:
         """Stop firing, then free the lock so that another process takes over at once."""

@@ -124,6 +124,8 @@ class NoticeScheduler:
         self.leadership: Leadership | None = None
         self.health = LoopHealth(stall_after=stall_after)
         self._settle_timer: threading.Timer | None = None
+        # Taking over and stepping down, one at a time (they run on different threads).
+        self._term_lock = threading.Lock()
         self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
         fire = partial(fire_notices, self)
         self.lanes = {
@@ -222,6 +224,8 @@ class NoticeScheduler:
         right after Redis restarts empty, a live process's alive key is missing until it next
         writes it, and its notices in flight would be taken for a dead one's.
         """
+        leadership = self.leadership
+        term = leadership.term if leadership is not None else 0
         with self._scheduler._jobstores_lock:
             # Deletes left from an earlier term: another leader may have re-created those jobs.
             self._store.forget_fired()
@@ -230,11 +234,17 @@ class NoticeScheduler:
         except Exception as exc:
             self.health.failed(exc)
             raise
-        for lane in self.lanes.values():
-            lane.resume()
-        self._scheduler.resume()
-        if self.leadership is not None:
-            self._settle_later(self.leadership.alive_ttl)
+        # The takeover runs beside the leadership thread: if this process was deposed while it
+        # reconciled, it must not start firing now (``deactivate`` holds the same lock).
+        with self._term_lock:
+            if leadership is not None and not leadership.holds(term):
+                log.info("deposed while taking over; not firing")
+                return
+            for lane in self.lanes.values():
+                lane.resume()
+            self._scheduler.resume()
+            if leadership is not None:
+                self._settle_later(leadership.alive_ttl)
 
     def deactivate(self) -> None:
         """Called when this process loses the lock or gives it up: stop claiming at once.
@@ -243,10 +253,11 @@ class NoticeScheduler:
         what was handed to the gateway still finishes and is recorded. The dropped notices stay
         ``scheduled``; the next leader's reconcile gives them jobs again.
         """
-        self._cancel_settle()
-        if self._scheduler.state == STATE_RUNNING:
-            self._scheduler.pause()
-        dropped = sum(lane.halt() for lane in self.lanes.values())
+        with self._term_lock:
+            self._cancel_settle()
+            if self._scheduler.state == STATE_RUNNING:
+                self._scheduler.pause()
+            dropped = sum(lane.halt() for lane in self.lanes.values())
         # Under the lock, so a pass still running ends before; it submits to halted lanes.
         with self._scheduler._jobstores_lock:
             self._store.forget_fired()
