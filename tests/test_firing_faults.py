@@ -462,3 +462,33 @@ def test_a_claim_written_as_the_lane_halts_is_given_back_unsent(
     with engine.connect() as conn:
         holders = set(conn.execute(text("SELECT claimed_by FROM notices")).scalars())
     assert holders == {None}
+
+
+def test_a_takeover_reconciles_chunk_by_chunk_in_the_database(
+    engine: Engine, settings: Settings
+) -> None:
+    """Ten scheduled notices, compared three at a time: those without a job get one, jobs of
+    notices no longer scheduled go, a job of some other kind is left alone."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    ids = make_notices(engine, [f"0888 620 {i:03d}" for i in range(10)], send_at=later)
+    scheduler = NoticeScheduler(engine)
+    scheduler.schedule([(i, later) for i in ids[:4]])  # four have their jobs
+    with account_session(engine) as session:
+        for notice_id in ids[8:]:  # two are cancelled, and keep a stale job
+            row = session.get(Notice, notice_id)
+            assert row is not None
+            row.status = NoticeStatus.cancelled
+            session.add(row)
+        session.commit()
+    scheduler.schedule([(i, later) for i in ids[8:]])
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO apscheduler_jobs (id, next_run_time, job_state) VALUES (:i, 1, :s)"),
+            {"i": "source:7", "s": b"x"},
+        )
+    report = scheduler._reconcile_all(chunk=3)
+    assert report == {"rescheduled": 4, "removed": 2}
+    with engine.connect() as conn:
+        jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+    assert jobs == {job_id(i) for i in ids[:8]} | {"source:7"}
+    assert scheduler._reconcile_all(chunk=3) == {"rescheduled": 0, "removed": 0}
