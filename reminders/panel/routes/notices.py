@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated
 from urllib.parse import parse_qs, urlencode
 
@@ -44,9 +44,13 @@ router = APIRouter(include_in_schema=False)
 
 
 def _filters(request: Request, who: Viewer) -> Filters:
-    params = {key: request.query_params.getlist(key) for key in request.query_params}
-    today = utcnow().astimezone(who.formats.zone).date()
-    return parse_filters(params, today)
+    """The list's filters from the request's query string."""
+    return _read({key: request.query_params.getlist(key) for key in request.query_params}, who)
+
+
+def _read(params: Mapping[str, Sequence[str]], who: Viewer) -> Filters:
+    """Filters from query parameters, "today" on the account's clock."""
+    return parse_filters(params, utcnow().astimezone(who.formats.zone).date())
 
 
 def _list(
@@ -113,8 +117,7 @@ def cancel(
         commit_and_schedule(db)
     # Back to the same filters, read again rather than echoed: nothing else gets into the URL.
     try:
-        today = utcnow().astimezone(who.formats.zone).date()
-        kept = parse_filters(parse_qs(back), today).query_pairs()
+        kept = _read(parse_qs(back), who).query_pairs()
     except BadFilter:
         kept = []
     query = urlencode([*kept, ("cancelled", str(count))])
@@ -144,9 +147,8 @@ def cancel_all(
     back: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
     """Cancel every scheduled notice of the filter (``back``, read again as the list reads it)."""
-    today = utcnow().astimezone(who.formats.zone).date()
     try:
-        filters = parse_filters(parse_qs(back), today)
+        filters = _read(parse_qs(back), who)
     except BadFilter as bad:
         return _refused(request, who, bad)
     settings = state_of(request).settings
