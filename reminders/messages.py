@@ -16,7 +16,7 @@ from reminders.db import in_chunks, utcnow
 from reminders.durations import Offset
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
-from reminders.models import Contact, Message, Notice, NoticeKind, NoticeStatus, Priority
+from reminders.models import PENDING, Contact, Message, Notice, NoticeKind, NoticeStatus, Priority
 from reminders.pending_jobs import JobScheduler, schedule_after_commit
 from reminders.phones import normalize_mobile
 from reminders.scheduler.context import MESSAGE_SAMPLES, MESSAGE_VARIABLES, TemplateContexts
@@ -192,7 +192,7 @@ def create_message(
                 "account_id": message.account_id,
                 "key": f"message:{message.id}:{recipient.phone}",
                 "kind": NoticeKind.message,
-                "status": NoticeStatus.suppressed if opted_out else NoticeStatus.scheduled,
+                "status": _status(opted_out, notice_at, now),
                 "status_reason": "the contact opted out" if opted_out else reason,
                 "message_id": message.id,
                 "contact_id": recipient.contact_id,
@@ -214,14 +214,18 @@ def create_message(
     schedule_after_commit(
         session,
         scheduler,
-        [
-            (n.id, n.send_at, n.priority)
-            for n in notices
-            if n.status == NoticeStatus.scheduled and n.id
-        ],
+        [(n.id, n.send_at, n.priority) for n in notices if n.status in PENDING and n.id],
         new=True,
     )
     return message, notices
+
+
+def _status(opted_out: bool, send_at: datetime, now: datetime) -> NoticeStatus:
+    """Suppressed, or written ``due`` when its time has come (no job and no leader between a
+    message sent now and the lanes), or ``scheduled`` for its job to mark it due."""
+    if opted_out:
+        return NoticeStatus.suppressed
+    return NoticeStatus.due if send_at <= now else NoticeStatus.scheduled
 
 
 def _send_at(

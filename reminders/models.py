@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Unicode,
     column,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -52,6 +53,8 @@ class Role(StrEnum):
 
 class NoticeStatus(StrEnum):
     scheduled = "scheduled"
+    # Its time has come: waiting in the work queue for a sending process to claim it.
+    due = "due"
     sending = "sending"
     sent = "sent"
     delivered = "delivered"
@@ -61,6 +64,10 @@ class NoticeStatus(StrEnum):
     expired = "expired"
     suppressed = "suppressed"
     unknown = "unknown"
+
+
+# Not gone out yet, and still to go: what cancelling, moving or re-planning may change.
+PENDING: frozenset[str] = frozenset({NoticeStatus.scheduled, NoticeStatus.due})
 
 
 class Priority(StrEnum):
@@ -357,6 +364,26 @@ class Notice(SQLModel, Owned, table=True):
         Index("ix_notices_message_id", "message_id", "account_id"),
         Index("ix_notices_contact_id", "contact_id", "account_id"),
         Index("ix_notices_anchor_id", "anchor_id", "account_id"),
+        # The work queue: only ``due`` rows, so they stay small however many are scheduled.
+        # A lane claims by (lane, send time); the bulk lane by (lane, account, send time) too,
+        # the accounts taking turns (``scheduler/claims.py``).
+        Index(
+            "ix_notices_due_lane",
+            "priority",
+            "send_at",
+            "id",
+            postgresql_where=text("status = 'due'"),
+            sqlite_where=text("status = 'due'"),
+        ),
+        Index(
+            "ix_notices_due_account",
+            "priority",
+            "account_id",
+            "send_at",
+            "id",
+            postgresql_where=text("status = 'due'"),
+            sqlite_where=text("status = 'due'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

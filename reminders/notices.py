@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from reminders.db import in_chunks, utcnow
 from reminders.errors import Conflict, NotFound
-from reminders.models import Attempt, Notice, NoticeStatus
+from reminders.models import PENDING, Attempt, Notice, NoticeStatus
 from reminders.paging import page
 from reminders.pending_jobs import JobScheduler, unschedule_after_commit
 
@@ -88,14 +88,15 @@ def cancel_notice(
     now = utcnow()
     result = session.exec(  # type: ignore[call-overload]
         update(Notice)
-        .where(col(Notice.id) == notice_id, col(Notice.status) == NoticeStatus.scheduled)
+        .where(col(Notice.id) == notice_id, col(Notice.status).in_(PENDING))
         .values(status=NoticeStatus.cancelled, status_reason=reason, updated_at=now)
     )
     notice = get_notice(session, notice_id)
     session.refresh(notice)
     if not result.rowcount:
         raise Conflict(
-            f"notice {notice_id} is {notice.status}; only a scheduled notice can be cancelled",
+            f"notice {notice_id} is {notice.status}; "
+            "only a notice not sent yet (scheduled or due) can be cancelled",
             field="status",
         )
     unschedule_after_commit(session, scheduler, [notice_id])
@@ -109,7 +110,7 @@ def suppress_pending(session: Session, which: ColumnElement[bool], *, reason: st
     """
     result = session.execute(
         update(Notice)
-        .where(which, col(Notice.status) == NoticeStatus.scheduled)
+        .where(which, col(Notice.status).in_(PENDING))
         .values(status=NoticeStatus.suppressed, status_reason=reason, updated_at=utcnow())
         .returning(col(Notice.id))
     )
@@ -132,7 +133,7 @@ def move_pending(
     mine = and_(
         col(Notice.contact_id) == contact_id,
         col(Notice.phone) == old_phone,
-        col(Notice.status) == NoticeStatus.scheduled,
+        col(Notice.status).in_(PENDING),
     )
     keyed = col(Notice.key).endswith(":" + old_phone, autoescape=True)
     prefix = func.substr(Notice.key, 1, func.length(Notice.key) - len(old_phone), type_=String)

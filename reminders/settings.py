@@ -112,8 +112,22 @@ class Settings(BaseSettings):
     )
     reconcile_every: Annotated[timedelta, _duration(timedelta(seconds=1), "PT30S")] = Field(
         default=timedelta(seconds=30),
-        description="How often the active scheduler gives a job back to a due notice that "
-        "lost its own (ISO 8601 duration).",
+        description="How often the active scheduler marks due a notice whose time passed "
+        "and whose job was lost (ISO 8601 duration).",
+    )
+    send_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads per lane (transactional, bulk) in each serve or worker process, "
+        "each sending one batch at a time.",
+    )
+    due_poll: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds an idle lane waits before it looks for due notices again, when "
+        "no notification woke it (PostgreSQL wakes it at once).",
     )
     send_attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per SMS when the gateway fails transiently."

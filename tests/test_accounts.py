@@ -14,7 +14,9 @@ from sqlmodel import Session, col, select
 from reminders.accounts.defaults import DEFAULT_POLICIES
 from reminders.db import utcnow
 from reminders.models import Account, Notice, Policy
+from reminders.scheduler.claims import LanePicker
 from reminders.scheduler.notice_scheduler import job_id
+from reminders.scheduler.shares import AccountShares
 from tests.conftest import wait_for
 
 Headers = dict[str, str]
@@ -195,8 +197,7 @@ def test_a_suspended_account_is_refused_and_its_notices_wait(
     assert "suspended" in refused.json()["detail"] and "unpaid invoice" in refused.json()["detail"]
     assert client.get("/api/v1/contacts", headers=b).status_code == 200  # the others go on
 
-    # Its notice comes due while it is suspended: it is not sent, and stays scheduled, its job
-    # moved on by a minute (account_rules.HOLD_FOR).
+    # Its notice comes due while it is suspended: its job marks it due, and no lane picks it.
     with engine.begin() as conn:
         conn.execute(
             update(Notice)
@@ -205,18 +206,16 @@ def test_a_suspended_account_is_refused_and_its_notices_wait(
         )
     scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
     scheduler.schedule([(notice_id, utcnow(), "bulk")])
-    wait_for(
-        lambda: (
-            (t := _job_time(engine, notice_id)) is not None and t > utcnow() + timedelta(seconds=30)
-        ),
-        what="the notice to be held back for later",
-    )
-    assert _status(engine, notice_id) == "scheduled"
+    assert _status(engine, notice_id) == "due"
+    assert _job_time(engine, notice_id) is None
+    with Session(engine) as session:
+        assert LanePicker("bulk", AccountShares(engine))(session, utcnow(), 10) == []
+        assert LanePicker("bulk")(session, utcnow(), 10) == []
+    assert _status(engine, notice_id) == "due"
 
-    # Active again: it goes out at its next look.
+    # Active again: the lanes' next look takes it.
     active = client.patch("/api/v1/accounts/clinic-a", json={"status": "active"}, headers=provider)
     assert active.json()["status_reason"] is None
-    scheduler.schedule([(notice_id, utcnow(), "bulk")])
     wait_for(lambda: _status(engine, notice_id) == "sent", what="the held notice to be sent")
     assert client.get("/api/v1/contacts", headers=a).status_code == 200
 

@@ -89,7 +89,7 @@ def test_sigkill_mid_burst_then_restart(
         second = start(database_url, port, tmp_path, "second", rate)
         wait_for(up, timeout=30, what="the restarted serve to answer")
         wait_for(
-            lambda: count("scheduled") == 0 and count("sending") == 0,
+            lambda: count("scheduled") == 0 and count("due") == 0 and count("sending") == 0,
             timeout=120,
             what="every notice to end",
         )

@@ -9,21 +9,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from types import SimpleNamespace
 
 import pytest
-from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 
 from reminders.messages import create_message
 from reminders.models import Notice, NoticeStatus
 from reminders.pending_jobs import commit_and_schedule
 from reminders.runtime import Runtime
-from reminders.scheduler.executor import BatchingExecutor
-from reminders.scheduler.firing import fire_many
-from reminders.scheduler.jobs import fire_notices
+from reminders.scheduler.claims import LanePicker
+from reminders.scheduler.due import mark_due
+from reminders.scheduler.firing import fire_many, fire_next
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.scheduler.retrying import Backoff
 from reminders.schemas.messages import MessageCreate
@@ -142,11 +139,11 @@ def test_a_long_undo_does_not_use_up_the_claims_allowance(
     assert sorted(gateway.received) == sorted(ids)
 
 
-def test_a_database_that_stays_away_leaves_the_batch_scheduled(
+def test_a_database_that_stays_away_leaves_the_batch_due(
     engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
 ) -> None:
-    """Tried for ``give_up_after`` with back-off (not a busy loop), then left ``scheduled``
-    for the periodic check, which gives each notice its job again."""
+    """Tried for ``give_up_after`` with back-off (not a busy loop), then left ``due``, where
+    the next look of a lane finds it."""
     ids = make_notices(engine, phones(7, 4))
     faults.fail(LOAD, times=10_000)
     soon = Backoff(first=0.01, cap=0.05, give_up_after=0.5)
@@ -155,13 +152,12 @@ def test_a_database_that_stays_away_leaves_the_batch_scheduled(
     # slow machine only makes fewer); and the rest of the call (two more batches) is not tried.
     assert 1 <= faults.injected <= 30
     assert gateway.received == []
-    assert set(statuses(engine, ids).values()) == {"scheduled"}
+    assert set(statuses(engine, ids).values()) == {"due"}
     faults.clear()
-    scheduler = NoticeScheduler(engine)
-    assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 7, "removed": 0}
-    with engine.connect() as conn:
-        jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
-    assert jobs == {job_id(i) for i in ids}
+    assert (
+        fire_next(engine, gateway, LanePicker("bulk"), settings=settings, lane="transactional") == 3
+    )
+    assert sorted(gateway.received) == sorted(ids[:3])
 
 
 def test_a_stop_while_recording_leaves_the_batch_sending(
@@ -187,34 +183,27 @@ def test_a_stop_while_recording_leaves_the_batch_sending(
 
 
 @pytest.mark.slow  # the real back-off: about 2 s
-def test_a_deposed_lane_still_records_what_the_gateway_took(
-    engine: Engine,
-    settings: Settings,
-    faults: Faults,
-    gateway: Gateway,
-    firing: Callable[[Sender], Runtime],
+def test_a_stopping_lane_still_records_what_the_gateway_took(
+    engine: Engine, settings: Settings, faults: Faults, gateway: Gateway
 ) -> None:
-    """The lock is lost while the gateway takes a batch and the database is away: the lane
-    claims nothing more, but records what it sent once the database answers, rather than
-    leaving its own notices ``sending`` (to end ``unknown``) while the process lives on."""
+    """The process is told to stop while the gateway takes a batch and the database is away:
+    the lane claims nothing more, but records what it sent once the database answers, rather
+    than leaving its own notices ``sending`` (to end ``unknown``)."""
     ids = make_notices(engine, phones(6, 11))
-    scheduler = NoticeScheduler(engine, runtime=firing(gateway))
-    lane = BatchingExecutor(partial(fire_notices, scheduler), lane="bulk", threads=1)
-    gateway.on_send = lane.halt  # what ``NoticeScheduler.deactivate`` does
-    faults.fail(RECORD, times=3)  # about 2 s of the real back-off: it outlasts the halt
-    lane.start(BackgroundScheduler(), "notices")
-    try:
-        for notice_id in ids:
-            job = SimpleNamespace(id=job_id(notice_id), args=(notice_id,), max_instances=1)
-            lane.submit_job(job, [])
-        wait_for(lambda: not lane.holding(), what="the lane to end its batch")
-        assert faults.injected == 3
-        sent = set(gateway.received)
-        assert sent and len(gateway.received) == len(sent)
-        assert len(sent) <= gateway.batch_size  # the one batch claimed before the halt
-        assert statuses(engine, ids) == {i: "sent" if i in sent else "scheduled" for i in ids}
-    finally:
-        lane.shutdown(wait=True)
+    stop = threading.Event()
+    gateway.on_send = stop.set
+    faults.fail(RECORD, times=3)  # about 2 s of the real back-off: it outlasts the stop
+    picker = LanePicker("bulk")
+    assert (
+        fire_next(engine, gateway, picker, settings=settings, lane="transactional", stop=stop) == 3
+    )
+    assert faults.injected == 3
+    sent = set(gateway.received)
+    assert len(sent) == len(gateway.received) == gateway.batch_size  # the one batch claimed
+    assert statuses(engine, ids) == {i: "sent" if i in sent else "due" for i in ids}
+    assert (
+        fire_next(engine, gateway, picker, settings=settings, lane="transactional", stop=stop) == 0
+    )
 
 
 def test_a_claim_in_doubt_is_undone_by_a_deposed_process(
@@ -232,7 +221,7 @@ def test_a_claim_in_doubt_is_undone_by_a_deposed_process(
     assert outcomes == {}  # deposed: not claimed again
     assert faults.injected == 4
     assert gateway.received == []
-    assert set(statuses(engine, ids).values()) == {"scheduled"}
+    assert set(statuses(engine, ids).values()) == {"due"}
 
 
 class Exploding(Gateway):
@@ -284,7 +273,7 @@ def firing(settings: Settings, engine: Engine) -> Callable[[Sender], Runtime]:
     return runtime
 
 
-def test_the_active_scheduler_gives_a_due_notice_its_job_back(
+def test_the_active_scheduler_marks_due_a_notice_whose_job_was_lost(
     engine: Engine, settings: Settings, gateway: Gateway, firing: Callable[[Sender], Runtime]
 ) -> None:
     scheduler = NoticeScheduler(
@@ -292,12 +281,20 @@ def test_the_active_scheduler_gives_a_due_notice_its_job_back(
     )
     scheduler.start()
     try:
-        # Notices written without their jobs, as a firing the database interrupted leaves them.
-        ids = make_notices(engine, phones(4, 8))
+        # Notices written ``scheduled`` and due without a job, as a crash between a notice's
+        # commit and its job's leaves them.
+        ids = make_notices(engine, phones(4, 8), send_at=datetime.now(UTC) + timedelta(hours=1))
+        with engine.begin() as conn:
+            conn.execute(
+                update(Notice)
+                .where(Notice.id.in_(ids))  # type: ignore[union-attr]
+                .values(send_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+            conn.execute(text("DELETE FROM apscheduler_jobs"))
         wait_for(
             lambda: set(statuses(engine, ids).values()) == {"sent"},
             timeout=10,
-            what="the periodic check to give the notices their jobs",
+            what="the periodic check to mark the notices due",
         )
         assert sorted(gateway.received) == sorted(ids)
     finally:
@@ -332,11 +329,11 @@ def test_the_scheduler_waits_out_a_job_store_error(
         scheduler.shutdown()
 
 
-def test_the_check_leaves_alone_what_a_lane_holds(
+def test_the_check_leaves_alone_what_the_lanes_hold(
     engine: Engine, settings: Settings, firing: Callable[[Sender], Runtime]
 ) -> None:
-    """Notices a lane has taken (their jobs gone, still ``scheduled`` while they wait) are not
-    lost: the check does not give them second jobs."""
+    """Notices the lanes have claimed, or not reached yet, are neither lost nor given jobs:
+    the periodic check marks only ``scheduled`` notices whose time has passed."""
     release = threading.Event()
     gateway = OneByOne(settings, engine)
     gateway.on_send = lambda: release.wait(60)  # until the test lets them go
@@ -344,18 +341,16 @@ def test_the_check_leaves_alone_what_a_lane_holds(
     later = datetime.now(UTC) + timedelta(hours=1)
     future = make_notices(engine, ["0888 609 999"], send_at=later)[0]
     scheduler = NoticeScheduler(engine, runtime=firing(gateway), reconcile_every=timedelta(hours=1))
-    scheduler.start()  # reconciles: every notice gets a job, and the due ones fire
+    scheduler.start()
     try:
-        # Each of the lane's two threads blocks on its first notice; the others wait.
+        # Each of the lane's threads blocks on its first notice; the others wait, due.
         wait_for(lambda: gateway.received, what="the first notice to reach the gateway")
-
-        def jobs() -> set[str]:
-            with engine.connect() as conn:
-                return set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
-
-        wait_for(lambda: jobs() == {job_id(future)}, what="the lane to take every due job")
-        assert list(statuses(engine, ids).values()).count("scheduled") >= 3
-        assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 0, "removed": 0}
+        assert list(statuses(engine, ids).values()).count("due") >= 3
+        scheduler.check_due()
+        with engine.connect() as conn:
+            jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
+        assert jobs == {job_id(future)}
+        assert status_of(engine, future) == "scheduled"
         release.set()
         wait_for(lambda: set(statuses(engine, ids).values()) == {"sent"}, what="all sent")
         assert sorted(gateway.received) == sorted(ids)
@@ -364,67 +359,32 @@ def test_the_check_leaves_alone_what_a_lane_holds(
         scheduler.shutdown()
 
 
-@pytest.mark.parametrize("meanwhile", ["fired", "moved"])
-def test_the_check_gives_no_job_to_a_notice_that_changed_while_it_read(
-    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch, meanwhile: str
-) -> None:
-    """The check reads the due notices, then their jobs: a notice a lane fired in between (its
-    job gone, the lane done with it) is not lost, nor is one moved later (its new job written
-    after the check read the store), and neither gets a job from the check."""
-    [notice_id] = make_notices(engine, phones(1, 11))
-    scheduler = NoticeScheduler(engine)
-    scheduler.schedule([(notice_id, datetime.now(UTC))])
-    read_jobs = scheduler._job_ids
+def test_marking_due_takes_only_scheduled_notices_whose_time_has_come(engine: Engine) -> None:
+    """A job that fires late, for a notice moved later or cancelled meanwhile, marks nothing;
+    the periodic check marks only what is overdue."""
     later = datetime.now(UTC) + timedelta(hours=1)
-
-    def jobs_read_after_a_change(among: list[str] | None = None) -> set[str]:
-        if meanwhile == "fired":
-            scheduler.unschedule([notice_id])  # as the lane's store does once it took the job
-            fire_many(engine, OutboxSender(settings, engine), [notice_id], settings=settings)
-        else:
-            with account_session(engine) as session:
-                notice = session.get(Notice, notice_id)
-                assert notice is not None
-                notice.send_at = later
-                session.commit()
-            scheduler.schedule([(notice_id, later)])
-        # The store as the check read it: a lane held the job then, and let it go since.
-        return read_jobs(among) - {job_id(notice_id)}
-
-    monkeypatch.setattr(scheduler, "_job_ids", jobs_read_after_a_change)
-    assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 0, "removed": 0}
-    with engine.connect() as conn:
-        jobs = conn.execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all()
-    if meanwhile == "fired":
-        assert status_of(engine, notice_id) == "sent"
-        assert jobs == []
-    else:
-        assert [(job, round(at)) for job, at in jobs] == [
-            (job_id(notice_id), round(later.timestamp()))
-        ]
-
-
-def test_the_check_looks_only_at_due_notices(engine: Engine, settings: Settings) -> None:
-    later = datetime.now(UTC) + timedelta(hours=1)
-    [due] = make_notices(engine, phones(1, 10))
-    [future] = make_notices(engine, ["0888 610 500"], send_at=later)
-    data = MessageCreate.model_validate({"to": {"phones": ["0888 610 501"]}, "text": "x"})
+    moved, cancelled, overdue, future = make_notices(engine, phones(4, 10), send_at=later)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Notice)
+            .where(Notice.id == cancelled)  # type: ignore[arg-type]
+            .values(status=NoticeStatus.cancelled, send_at=now - timedelta(minutes=1))
+        )
+        conn.execute(
+            update(Notice)
+            .where(Notice.id == overdue)  # type: ignore[arg-type]
+            .values(send_at=now - timedelta(minutes=1))
+        )
+        assert mark_due(conn, [moved, cancelled], now) == {}
     scheduler = NoticeScheduler(engine)
-    with account_session(engine, expire_on_commit=False) as session:
-        _, [cancelled] = create_message(session, None, data, region="BG")
-        commit_and_schedule(session)
-        row = session.get(Notice, cancelled.id)
-        assert row is not None
-        row.status = NoticeStatus.cancelled
-        session.commit()
-    assert cancelled.id is not None
-    scheduler.schedule([(cancelled.id, later)])  # an orphan: the full reconcile removes it
-    assert scheduler.reconcile(due_by=datetime.now(UTC)) == {"rescheduled": 1, "removed": 0}
-    with engine.connect() as conn:
-        jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
-    assert jobs == {job_id(due), job_id(cancelled.id)}
-    assert status_of(engine, future) == "scheduled"
-    assert scheduler.reconcile() == {"rescheduled": 1, "removed": 1}
+    scheduler.check_due()
+    assert statuses(engine, [moved, cancelled, overdue, future]) == {
+        moved: "scheduled",
+        cancelled: "cancelled",
+        overdue: "due",
+        future: "scheduled",
+    }
 
 
 def test_the_check_interval_is_a_setting() -> None:
@@ -440,7 +400,7 @@ def test_a_claim_written_as_the_lane_halts_is_given_back_unsent(
 ) -> None:
     """The halt lands while a batch's claim is on its way to the database: the claim shows only
     after the deposed leader said it was paused, so it must not go out; it goes back to
-    ``scheduled`` (unclaimed) for the next leader."""
+    ``due`` (unclaimed) for the lanes of a process still running."""
     import reminders.scheduler.firing as firing_module
 
     ids = make_notices(engine, phones(5, 13))
@@ -458,7 +418,7 @@ def test_a_claim_written_as_the_lane_halts_is_given_back_unsent(
     )
     assert outcomes == {}
     assert gateway.received == []
-    assert set(statuses(engine, ids).values()) == {"scheduled"}
+    assert set(statuses(engine, ids).values()) == {"due"}
     with engine.connect() as conn:
         holders = set(conn.execute(text("SELECT claimed_by FROM notices")).scalars())
     assert holders == {None}

@@ -293,7 +293,7 @@ def test_deleting_a_contact_cancels_what_was_still_to_be_sent(
     client: TestClient, writer: Headers, engine: Engine
 ) -> None:
     who = contact(client, writer, "0888 300 050")
-    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
     message = send(client, writer, to={"contacts": [who]}, text="x", send_at=later).json()
     assert client.delete(f"/api/v1/contacts/{who}", headers=writer).status_code == 204
     notice = client.get(f"/api/v1/notices/{message['notices'][0]['id']}", headers=writer).json()

@@ -11,14 +11,17 @@ from sqlmodel import Session, col
 
 from reminders.models import Notice
 from reminders.process import Process
-from reminders.scheduler.jobs import fire_notices
+from reminders.scheduler.claims import LanePicker
+from reminders.scheduler.firing import fire_many, fire_next
 
 Headers = dict[str, str]
 
 
-def test_an_event_moved_while_its_reminder_waits_in_the_lane_is_not_sent_early(
+def test_an_event_moved_after_its_reminder_fell_due_is_not_sent_early(
     client: TestClient, writer: Headers, engine: Engine, process: Process
 ) -> None:
+    assert process.scheduler.sending is not None
+    process.scheduler.sending.stop()  # the lanes are busy elsewhere; this test plays them
     response = client.post(
         "/api/v1/policies",
         headers=writer,
@@ -39,13 +42,13 @@ def test_an_event_moved_while_its_reminder_waits_in_the_lane_is_not_sent_early(
     assert response.status_code == 201, response.text
     event = response.json()
     [notice] = event["notices"]
-    # Its time comes: the job fires and hands the notice to the bulk lane, where it waits
-    # behind other batches (the send rate, a busy gateway). Meanwhile the event moves.
+    # Its time comes: the job marks it due, and it waits for a lane (the send rate, a busy
+    # gateway, a backlog ahead of it). Meanwhile the event moves.
     with engine.begin() as conn:
         conn.execute(
             update(Notice)
             .where(col(Notice.id) == notice["id"])
-            .values(send_at=datetime.now(UTC) - timedelta(seconds=1))
+            .values(send_at=datetime.now(UTC) - timedelta(seconds=1), status="due")
         )
     moved_start = start + timedelta(days=2)
     response = client.patch(
@@ -56,8 +59,13 @@ def test_an_event_moved_while_its_reminder_waits_in_the_lane_is_not_sent_early(
     assert moved["status"] == "scheduled"
     assert datetime.fromisoformat(moved["send_at"]) == moved_start - timedelta(minutes=1)
 
-    # The lane gets to the stale batch now: nothing may go out.
-    fire_notices(process.scheduler, [notice["id"]])
+    # A lane that read the notice before the move claims it now, and the lanes look for work:
+    # nothing may go out.
+    rt = process.runtime
+    assert fire_many(engine, rt.sender, [notice["id"]], settings=rt.settings) == {}
+    for lane in ("bulk", "transactional"):
+        picked = fire_next(engine, rt.sender, LanePicker(lane), settings=rt.settings, lane=lane)
+        assert picked == 0
 
     with Session(engine) as session:
         row = session.get(Notice, notice["id"])
@@ -67,3 +75,29 @@ def test_an_event_moved_while_its_reminder_waits_in_the_lane_is_not_sent_early(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM outbox")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM attempts")).scalar() == 0
+
+
+def test_a_due_notice_whose_time_moved_later_is_not_picked(
+    engine: Engine, process: Process, client: TestClient, writer: Headers
+) -> None:
+    """Marked due, then its send time rewritten later by a path that left the status alone: the
+    claim's own ``send_at <= now`` keeps it back until its time."""
+    assert process.scheduler.sending is not None
+    process.scheduler.sending.stop()  # the lanes are busy elsewhere; this test plays them
+    response = client.post(
+        "/api/v1/messages",
+        headers=writer,
+        json={"to": {"phones": ["0888 710 002"]}, "text": "x", "priority": "bulk"},
+    )
+    assert response.status_code == 201, response.text
+    [notice] = response.json()["notices"]
+    assert notice["status"] == "due"
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with engine.begin() as conn:
+        conn.execute(update(Notice).where(col(Notice.id) == notice["id"]).values(send_at=later))
+    rt = process.runtime
+    assert fire_next(engine, rt.sender, LanePicker("bulk"), settings=rt.settings, lane="bulk") == 0
+    with Session(engine) as session:
+        row = session.get(Notice, notice["id"])
+        assert row is not None
+        assert (row.status, row.send_at) == ("due", later)

@@ -55,7 +55,7 @@ def test_notices_survive_postgresql_restarts_during_a_drain(
 
     def unfinished() -> int:
         with engine.connect() as conn:
-            query = "SELECT count(*) FROM notices WHERE status IN ('scheduled', 'sending')"
+            query = "SELECT count(*) FROM notices WHERE status IN ('scheduled', 'due', 'sending')"
             return int(conn.execute(text(query)).scalar() or 0)
 
     env = cli_env(url) | {

@@ -242,7 +242,7 @@ def test_a_suspended_accounts_notices_wait_before_the_quota_is_looked_at(
         crud.update_account(session, "clinic-a", update)
         session.commit()
     assert fire_many(engine, OutboxSender(settings, engine), [held], settings=settings) == {}
-    assert notice(engine, held).status == NoticeStatus.scheduled
+    assert notice(engine, held).status == NoticeStatus.due
 
 
 # --- the guard: two lanes never spend the same segments ----------------------------------

@@ -30,6 +30,7 @@ from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_state
+from reminders.scheduler.sending import DeadProcesses
 from reminders.scheduler.store import BatchJobStore
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings, load_settings
@@ -130,8 +131,12 @@ def test_a_deposed_store_forgets_its_pending_deletes(engine: Engine) -> None:
 
 
 def post(client: TestClient, headers: dict[str, str], phone: str) -> int:
+    """A message due in a second: it goes through its job, and so through the job store."""
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     response = client.post(
-        "/api/v1/messages", headers=headers, json={"to": {"phones": [phone]}, "text": "x"}
+        "/api/v1/messages",
+        headers=headers,
+        json={"to": {"phones": [phone]}, "text": "x", "send_at": soon},
     )
     assert response.status_code == 201, response.text
     [notice_id] = [
@@ -455,31 +460,49 @@ def set_sending(engine: Engine, notice_id: int, token: str) -> None:
         )
 
 
-def test_a_new_leader_settles_only_after_live_processes_could_say_so(
+def test_a_dead_process_is_settled_only_at_the_second_look_that_misses_it(
+    engine: Engine,
+) -> None:
+    """Redis restarted empty: a live process's alive key is back only at its next write, so a
+    first miss is only a suspicion. A process never judges its own notices."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    dead, live, own, back = make_notices(
+        engine, ["0888 420 001", "0888 420 002", "0888 420 003", "0888 420 004"], send_at=later
+    )
+    for notice_id, token in ((dead, "dead"), (live, "live"), (own, "me"), (back, "back")):
+        set_sending(engine, notice_id, token)
+    alive = {"live"}
+    watcher = DeadProcesses(engine, lambda: set(alive), own="me", every=60)
+    assert watcher.look() == 0
+    alive.add("back")  # it wrote its key again at its next step
+    assert watcher.look() == 1
+    assert [status_of(engine, i) for i in (dead, live, own, back)] == [
+        "unknown",
+        "sending",
+        "sending",
+        "sending",
+    ]
+    assert watcher.look() == 0
+
+
+def test_every_process_looks_for_dead_ones_leader_or_not(
     engine: Engine, settings: Settings
 ) -> None:
-    """Redis restarted empty: a live process's alive key is back only at its next write. The
-    new leader waits one alive-key lifetime before it judges, and never judges its own."""
+    """Not only at an election: a standby settles a dead process's notices too."""
     later = datetime.now(UTC) + timedelta(hours=1)
-    dead, live, own = make_notices(
-        engine, ["0888 420 001", "0888 420 002", "0888 420 003"], send_at=later
-    )
+    [dead] = make_notices(engine, ["0888 420 011"], send_at=later)
     set_sending(engine, dead, "dead-process")
-    set_sending(engine, live, "live-process")
-    set_sending(engine, own, "me")
-    judged: list[float] = []
+    looks: list[float] = []
 
     def live_tokens() -> set[str]:
-        # By the time the leader judges, the live process has written its key again (it does
-        # at its next step, within an alive-key lifetime); this one never writes its own.
-        judged.append(time.monotonic())
-        return {"live-process"}
+        looks.append(time.monotonic())
+        return set()
 
     stub = SimpleNamespace(
-        alive_ttl=0.5,
-        is_leader=True,
-        term=1,
-        holds=lambda term: term == 1,
+        alive_ttl=0.3,
+        is_leader=False,
+        term=0,
+        holds=lambda term: False,
         start=lambda: None,
         stop=lambda: None,
         live_tokens=live_tokens,
@@ -490,12 +513,10 @@ def test_a_new_leader_settles_only_after_live_processes_could_say_so(
     scheduler = NoticeScheduler(engine, runtime=rt)
     try:
         scheduler.start(stub)  # type: ignore[arg-type]
-        elected = time.monotonic()
-        scheduler.activate()
         wait_for(lambda: status_of(engine, dead) == "unknown", what="the dead one to be settled")
-        assert judged[0] - elected >= stub.alive_ttl  # not judged at once
-        assert status_of(engine, live) == "sending"
-        assert status_of(engine, own) == "sending"
+        assert len(looks) >= 2
+        assert looks[1] - looks[0] >= stub.alive_ttl * 0.9
+        assert scheduler.state == "standby"
     finally:
         scheduler.shutdown()
 

@@ -3,155 +3,106 @@ back another's notices."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from reminders.models import Account, Attempt, Notice
-from reminders.scheduler.executor import BatchingExecutor
-from reminders.scheduler.shares import AccountShares, FairQueue
+from reminders.process import Process
+from reminders.scheduler.claims import LanePicker
+from reminders.scheduler.shares import AccountShares, Turns
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 
 # --- the turns, in memory ---------------------------------------------------------------------
 
 
-def test_weights_three_to_one_give_three_of_every_four_picks() -> None:
-    fair: FairQueue[str, str] = FairQueue()
-    for i in range(12):
-        fair.put("utility", f"u{i}")
-    for i in range(12):
-        fair.put("clinic", f"c{i}")
-    picks = fair.take(16, {"utility": 3, "clinic": 1})
-    for start in range(0, 16, 4):
-        window = picks[start : start + 4]
-        assert sum(p.startswith("u") for p in window) == 3, picks
-    # Each account's own order is kept.
-    assert [p for p in picks if p.startswith("u")] == [f"u{i}" for i in range(12)]
-    assert [p for p in picks if p.startswith("c")] == [f"c{i}" for i in range(4)]
-    # The utility is done: the clinic has the lane to itself.
-    assert fair.take(16, {"utility": 3, "clinic": 1}) == [f"c{i}" for i in range(4, 12)]
-    assert not fair and len(fair) == 0
+def test_weights_three_to_one_give_three_of_every_four_slots() -> None:
+    turns: Turns[str] = Turns()
+    for _ in range(4):
+        assert turns.allot(4, ["utility", "clinic"], {"utility": 3, "clinic": 1}) == {
+            "utility": 3,
+            "clinic": 1,
+        }
+    # Alone, an account has the whole batch.
+    assert turns.allot(16, ["clinic"], {"utility": 3, "clinic": 1}) == {"clinic": 16}
+    assert turns.allot(0, ["clinic", "utility"]) == {}
+    assert turns.allot(5, []) == {}
 
 
-def test_equal_or_unknown_weights_alternate() -> None:
-    fair: FairQueue[int | None, str] = FairQueue()
-    for i in range(3):
-        fair.put(1, f"a{i}")
-        fair.put(None, f"n{i}")  # account unknown (the database was away): weight 1
-    assert fair.take(10, {}) == ["a0", "n0", "a1", "n1", "a2", "n2"]
+def test_small_batches_share_as_fairly_as_large_ones() -> None:
+    """The credits carry from one batch to the next: one slot at a time still gives 3:1."""
+    turns: Turns[int] = Turns()
+    firsts = [next(iter(turns.allot(1, [1, 2], {1: 3, 2: 1}))) for _ in range(40)]
+    for start in range(0, 40, 4):
+        assert firsts[start : start + 4].count(1) == 3, firsts
 
 
-def test_a_lone_account_keeps_its_order_and_a_returning_one_starts_even() -> None:
-    fair: FairQueue[str, int] = FairQueue()
-    for i in range(5):
-        fair.put("bank", i)
-    assert fair.take(3, {"bank": 1}) == [0, 1, 2]
-    assert fair.take(3, {"bank": 1}) == [3, 4]
-    # An account that had a long run of turns owes nothing when it comes back later.
-    for i in range(40):
-        fair.put("utility", i)
-    fair.take(30, {"utility": 1, "clinic": 1})
-    fair.put("clinic", 100)
-    fair.put("clinic", 101)
-    assert fair.take(4, {"utility": 1, "clinic": 1}) == [30, 100, 31, 101]
-    assert sorted(fair.drain()) == list(range(32, 40))
+def test_equal_or_unknown_weights_alternate_and_a_returning_account_starts_even() -> None:
+    turns: Turns[int | None] = Turns()
+    assert [next(iter(turns.allot(1, [1, None], {}))) for _ in range(4)] == [1, None, 1, None]
+    # A long run alone earns an account nothing; one that stops waiting is forgotten.
+    for _ in range(30):
+        turns.allot(1, [1], {1: 1, 2: 1})
+    assert [next(iter(turns.allot(1, [1, 2], {1: 1, 2: 1}))) for _ in range(4)] == [1, 2, 1, 2]
 
 
-# --- the lane: a real executor with the accounts given ---------------------------------------
+# --- the claims: who the bulk lane picks from the table ---------------------------------------
 
 
-class FixedShares:
-    """What ``AccountShares`` reads, given: notice id -> account, and the weights."""
-
-    def __init__(self, accounts: Mapping[int, int], weights: Mapping[int | None, int]) -> None:
-        self.accounts = accounts
-        self._weights = weights
-
-    def accounts_of(self, notice_ids: Any) -> dict[int, int]:
-        return {i: self.accounts[i] for i in notice_ids if i in self.accounts}
-
-    def weights(self) -> Mapping[int | None, int]:
-        return self._weights
-
-
-def job(notice_id: int) -> Any:
-    return SimpleNamespace(id=f"notice:{notice_id}", args=(notice_id,), max_instances=1)
-
-
-def started(shares: FixedShares, handler: Any, max_batch: int) -> BatchingExecutor:
-    lane = BatchingExecutor(
-        handler,
-        lane="bulk",
-        threads=1,
-        max_batch=max_batch,
-        shares=shares,  # type: ignore[arg-type]
+def post_due(client: TestClient, keys: dict[str, str], base: int, count: int) -> list[int]:
+    posted = client.post(
+        "/api/v1/messages",
+        headers=keys,
+        json={"to": {"phones": [f"+35988862{base + i:04d}" for i in range(count)]}, "text": "b"},
     )
-    lane.start(SimpleNamespace(_create_lock=threading.RLock), "notices")
-    return lane
+    assert posted.status_code == 201, posted.text
+    return [n["id"] for n in posted.json()["notices"]]
 
 
-def test_the_bulk_lane_takes_accounts_in_turn_by_weight() -> None:
-    # Notices 1-40 are the utility's (weight 3), 101-120 the clinic's (weight 1), all queued
-    # while the lane's one thread is busy with the first batch.
-    accounts = {**{i: 1 for i in range(1, 41)}, **{i: 2 for i in range(101, 121)}}
-    batches: list[list[int]] = []
-    busy = threading.Event()
-    go_on = threading.Event()
-
-    def handler(ids: list[int], *_: Any) -> None:
-        batches.append(ids)
-        busy.set()
-        go_on.wait(5)
-
-    lane = started(FixedShares(accounts, {1: 3, 2: 1}), handler, max_batch=4)
-    try:
-        lane.submit_job(job(1), [])
-        assert busy.wait(5)
-        for i in [*range(2, 41), *range(101, 121)]:
-            lane.submit_job(job(i), [])
-        go_on.set()
-        wait_for(lambda: sum(map(len, batches)) == 60, what="every notice to be fired")
-    finally:
-        lane.shutdown()
-    assert batches[0] == [1]
-    order = [i for batch in batches[1:] for i in batch]
-    # While both wait, three of the utility's go for each of the clinic's, in each one's order.
-    for start in range(0, 52, 4):
-        assert sum(accounts[i] == 1 for i in order[start : start + 4]) == 3, order
-    assert [i for i in order if accounts[i] == 2] == list(range(101, 121))
-    assert lane.holding() == set()
+def pick(engine: Engine, picker: LanePicker, count: int) -> list[int]:
+    """One pick, taken out of the queue as a lane's claim would."""
+    with Session(engine) as session:
+        ids = picker(session, datetime.now(UTC), count)
+        session.execute(update(Notice).where(col(Notice.id).in_(ids)).values(status="sending"))
+        session.commit()
+    return ids
 
 
-def test_a_halt_drops_what_waits_in_every_account() -> None:
-    accounts = {1: 1, 2: 1, 3: 2, 4: 2}
-    fired: list[int] = []
-    busy, go_on = threading.Event(), threading.Event()
-
-    def handler(ids: list[int], *_: Any) -> None:
-        fired.extend(ids)
-        busy.set()
-        go_on.wait(5)
-
-    lane = started(FixedShares(accounts, {}), handler, max_batch=1)
-    try:
-        lane.submit_job(job(1), [])
-        assert busy.wait(5)
-        for i in (2, 3, 4):
-            lane.submit_job(job(i), [])
-        assert lane.halt() == 3
-        go_on.set()
-        wait_for(lambda: lane.holding() == set(), what="the lane to let go of every job")
-    finally:
-        lane.shutdown()
-    assert fired == [1]
+def test_the_bulk_lane_picks_accounts_in_turn_by_weight_oldest_first(
+    client: TestClient,
+    provider: dict[str, str],
+    two: tuple[dict[str, str], dict[str, str]],
+    engine: Engine,
+    process: Process,
+) -> None:
+    assert process.scheduler.sending is not None
+    process.scheduler.sending.stop()  # this test picks instead of the lanes
+    clinic, bank = two
+    patched = client.patch("/api/v1/accounts/clinic-a", json={"rate_share": 3}, headers=provider)
+    assert patched.status_code == 200, patched.text
+    clinic_ids = post_due(client, clinic, 0, 12)
+    bank_ids = post_due(client, bank, 100, 12)
+    picker = LanePicker("bulk", AccountShares(engine))
+    picked = [pick(engine, picker, 4) for _ in range(4)]
+    for batch in picked:
+        assert len([i for i in batch if i in clinic_ids]) == 3, picked
+    # Within each account, oldest first.
+    flat = [i for batch in picked for i in batch]
+    assert [i for i in flat if i in clinic_ids] == clinic_ids
+    assert [i for i in flat if i in bank_ids] == bank_ids[:4]
+    # A suspended account's notices are not picked: they wait, due.
+    with engine.begin() as conn:
+        conn.execute(
+            update(Account).where(col(Account.slug) == "bank-b").values(status="suspended")
+        )
+    assert pick(engine, picker, 4) == []
+    assert pick(engine, LanePicker("bulk"), 4) == []
+    assert pick(engine, LanePicker("transactional"), 4) == []
 
 
 # --- the service: two accounts' backlogs through one send rate --------------------------------
@@ -219,8 +170,6 @@ def account_id(engine: Engine, slug: str) -> int:
 
 def test_account_shares_read_the_accounts_and_their_weights(engine: Engine) -> None:
     shares = AccountShares(engine)
-    assert shares.accounts_of([]) == {}
-    assert shares.accounts_of([12345]) == {}  # no such notice
     weights = shares.weights()
     assert weights == {account_id(engine, "default"): 1}  # the seeded account, as made
     # The weights are kept for a while: the same mapping until it is read again.

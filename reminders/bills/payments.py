@@ -71,7 +71,8 @@ def payment_failed(
     notice = Notice(
         key=f"anchor:{anchor.id}:payment-failed:{uuid.uuid4().hex[:12]}",
         kind=NoticeKind.payment_failed,
-        status=NoticeStatus.scheduled,
+        # Due at once: an alert waits for no job and no leader.
+        status=NoticeStatus.due,
         anchor_id=anchor.id,
         contact_id=recipient.contact_id,
         phone=recipient.phone,

@@ -14,7 +14,7 @@ from reminders.contacts.matching import Found, new_values
 from reminders.contacts.writing import NoticesFollowed, apply_changes, write_contacts
 from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
-from reminders.models import Contact, Notice, NoticeStatus
+from reminders.models import PENDING, Contact, Notice, NoticeStatus
 from reminders.paging import page
 from reminders.phones import normalize_mobile
 from reminders.schemas.contacts import ContactCreate, ContactUpdate
@@ -83,7 +83,7 @@ def delete_contact(session: Session, contact_id: int) -> None:
     contact = get_contact(session, contact_id)
     session.exec(  # type: ignore[call-overload]
         update(Notice)
-        .where(col(Notice.contact_id) == contact_id, col(Notice.status) == NoticeStatus.scheduled)
+        .where(col(Notice.contact_id) == contact_id, col(Notice.status).in_(PENDING))
         .values(
             status=NoticeStatus.cancelled,
             status_reason="the contact was deleted",

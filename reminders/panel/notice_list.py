@@ -18,7 +18,15 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlmodel import Session, col
 
 from reminders.db import utcnow
-from reminders.models import Anchor, GroupMember, Notice, NoticeKind, NoticeStatus, Priority
+from reminders.models import (
+    PENDING,
+    Anchor,
+    GroupMember,
+    Notice,
+    NoticeKind,
+    NoticeStatus,
+    Priority,
+)
 from reminders.pending_jobs import JobScheduler, commit_and_schedule, unschedule_after_commit
 from reminders.stats import NO_REPORT
 
@@ -265,7 +273,7 @@ def cancel_many(session: Session, scheduler: JobScheduler | None, notice_ids: Se
         return 0
     result = session.execute(
         update(Notice)
-        .where(col(Notice.id).in_(list(notice_ids)), col(Notice.status) == NoticeStatus.scheduled)
+        .where(col(Notice.id).in_(list(notice_ids)), col(Notice.status).in_(PENDING))
         .values(status=NoticeStatus.cancelled, status_reason=CANCELLED_HERE, updated_at=utcnow())
         .returning(col(Notice.id))
     )
@@ -276,7 +284,7 @@ def cancel_many(session: Session, scheduler: JobScheduler | None, notice_ids: Se
 
 def scheduled_of(filters: Filters) -> Filters:
     """The same filters, narrowed to what can still be cancelled."""
-    return replace(filters, statuses=(NoticeStatus.scheduled.value,))
+    return replace(filters, statuses=(NoticeStatus.scheduled.value, NoticeStatus.due.value))
 
 
 def count_matching(

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from reminders.db import utcnow
 from reminders.errors import InvalidField
-from reminders.models import Anchor, AnchorRecipient, Contact, Notice, NoticeStatus, Policy
+from reminders.models import PENDING, Anchor, AnchorRecipient, Contact, Notice, NoticeStatus, Policy
 from reminders.policies import planning_steps
 from reminders.scheduler.anchors import PolicyPlan, Recipient, desired_notices
 from reminders.scheduler.context import (
@@ -32,7 +32,7 @@ from reminders.settings import Settings
 from reminders.templates import RenderError, check_template, render
 
 # A notice in one of these states may still be planned (again); any other went out or ended.
-_STILL_OPEN = {NoticeStatus.scheduled, NoticeStatus.expired, NoticeStatus.cancelled}
+_STILL_OPEN = {*PENDING, NoticeStatus.expired, NoticeStatus.cancelled}
 _SLACK = timedelta(days=2)  # a step's time of day and quiet hours move it within a day or so
 
 

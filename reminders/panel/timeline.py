@@ -138,7 +138,7 @@ def story(session: Session, notice_id: int, settings: Settings) -> Story | None:
                     {"code": attempt.error_code, "error": attempt.error},
                 )
             )
-    if notice.status not in (NoticeStatus.scheduled, NoticeStatus.sending):
+    if notice.status not in (NoticeStatus.scheduled, NoticeStatus.due, NoticeStatus.sending):
         entries.append(
             Entry(
                 notice.updated_at,

@@ -10,7 +10,7 @@ from typing import Final
 
 from sqlmodel import Session, col, select
 
-from reminders.models import Anchor, AnchorKind, Notice, NoticeStatus
+from reminders.models import PENDING, Anchor, AnchorKind, Notice
 from reminders.panel.calendar import Day, Span, by_day
 
 # A view shows this many of each; a busier week says so and links to the notices' list. More
@@ -70,7 +70,7 @@ def upcoming(session: Session, shown: Span, zone: tzinfo) -> Upcoming:
         session.exec(
             select(Notice)
             .where(
-                col(Notice.status) == NoticeStatus.scheduled,
+                col(Notice.status).in_(PENDING),
                 col(Notice.send_at) >= start,
                 col(Notice.send_at) < end,
             )

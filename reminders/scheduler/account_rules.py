@@ -1,10 +1,11 @@
-"""What an account's settings do to a firing batch: a suspended account's notices wait, and
-an SMS past its account's monthly quota ends ``failed`` unsent (``accounts/quota.py``)."""
+"""What an account's settings do to a firing batch: an SMS past its account's monthly quota
+ends ``failed`` unsent (``accounts/quota.py``). (A suspended account's notices are not picked
+at all: ``claims.py``.)"""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -13,31 +14,13 @@ from sqlmodel import Session
 from reminders.accounts.months import Month
 from reminders.accounts.quota import Reservation, guard_for, used_up
 from reminders.accounts.terms import Terms
-from reminders.db import utcnow
 from reminders.models import NoticeStatus
-from reminders.pending_jobs import JobScheduler
 from reminders.scheduler.outcomes import Outcome
 from reminders.scheduler.preparing import Ready
-from reminders.scheduler.retrying import reason
 from reminders.sender.base import OutgoingSms
 from reminders.settings import Settings
 
 log = logging.getLogger(__name__)
-# How long a suspended account's due notice waits before it is looked at again.
-HOLD_FOR = timedelta(minutes=1)
-
-
-def hold(scheduler: JobScheduler | None, held: list[tuple[int, str]]) -> None:
-    """Fire the held notices again in ``HOLD_FOR``: their account may be active by then. They
-    stay scheduled meanwhile, so that the periodic check gives them jobs should this fail."""
-    if not held or scheduler is None:
-        return
-    log.info("%d notice(s) of suspended accounts wait", len(held))
-    again = utcnow() + HOLD_FOR
-    try:
-        scheduler.schedule([(i, again, lane) for i, lane in held])
-    except Exception as exc:
-        log.warning("could not write the jobs of %d held notice(s) (%s)", len(held), reason(exc))
 
 
 def within_quotas(

@@ -24,6 +24,7 @@ from reminders.durations import Offset
 from reminders.errors import NotFound
 from reminders.keylocks import anchor_key, lock_keys
 from reminders.models import (
+    PENDING,
     Anchor,
     AnchorRecipient,
     Contact,
@@ -52,7 +53,7 @@ ALARM_TEMPLATE = (
 REPLAN_BATCH = 2000  # anchors per plan_many when a policy changes
 DEFAULT_KIND = {"event": NoticeKind.event_reminder, "bill": NoticeKind.bill_due}
 # Notices that have not gone out and may still follow their anchor.
-_OPEN = {NoticeStatus.scheduled, NoticeStatus.expired, NoticeStatus.cancelled}
+_OPEN = {NoticeStatus.scheduled, NoticeStatus.due, NoticeStatus.expired, NoticeStatus.cancelled}
 # Notices that reached, or may have reached, their contact: under whatever number it had then.
 _REACHED = {
     NoticeStatus.sending,
@@ -354,6 +355,9 @@ class _Batch:
         """Bring a notice that has not gone out in line with its plan, if anything changed."""
         status = NoticeStatus(planned.status)
         send_at = planned.send_at or self.now
+        if status == NoticeStatus.scheduled and notice.status == NoticeStatus.due:
+            if notice.send_at == send_at:
+                status = NoticeStatus.due  # already in the work queue: it stays there
         if (
             notice.status == status
             and notice.send_at == send_at
@@ -367,7 +371,9 @@ class _Batch:
             return
         assert notice.id is not None
         # Read before the update, which also refreshes the notice object in the session.
-        was = (notice.status, notice.send_at, notice.priority)
+        # A due notice is a scheduled one whose time has come: reported the same way.
+        was_status = NoticeStatus.scheduled if notice.status in PENDING else notice.status
+        was = (was_status, notice.send_at, notice.priority)
         changed = _update_if_still(
             self.session,
             notice,
@@ -384,15 +390,20 @@ class _Batch:
         )
         if not changed:
             report.unchanged += 1
-        elif status == NoticeStatus.scheduled:
+        elif status in PENDING:
             if was[0] != NoticeStatus.scheduled:
                 report.restored.append(notice.id)
             elif was[1] != send_at:
                 report.moved.append(notice.id)
             else:
                 report.updated.append(notice.id)
-            # The job carries the time and the lane; a new text alone leaves it as it is.
-            if was != (NoticeStatus.scheduled, send_at, policy.priority):
+            # The job carries the time and the lane; a new text alone leaves it as it is. (A
+            # notice moved to a time already past is marked due again when its job is written.)
+            if status == NoticeStatus.scheduled and was != (
+                NoticeStatus.scheduled,
+                send_at,
+                policy.priority,
+            ):
                 self.jobs_to_write.append((notice.id, send_at, policy.priority))
         elif was[0] == NoticeStatus.scheduled:
             report.expired.append(notice.id)
@@ -403,7 +414,7 @@ class _Batch:
     ) -> None:
         """Cancel the scheduled notices of steps or recipients no longer planned."""
         for key, notice in existing.items():
-            if key in wanted or notice.status != NoticeStatus.scheduled:
+            if key in wanted or notice.status not in PENDING:
                 continue
             assert notice.id is not None
             if _update_if_still(
@@ -508,7 +519,7 @@ def replan_policy(
     current(session)  # the policy's name means something only within one account
     now = now or utcnow()
     pending = select(Notice.anchor_id).where(
-        Notice.status == NoticeStatus.scheduled, col(Notice.anchor_id).is_not(None)
+        col(Notice.status).in_(PENDING), col(Notice.anchor_id).is_not(None)
     )
     ids = [
         anchor_id
@@ -539,15 +550,13 @@ def cancel_for(
     now = utcnow()
     ids = list(
         session.exec(
-            select(Notice.id).where(
-                Notice.anchor_id == anchor_id, Notice.status == NoticeStatus.scheduled
-            )
+            select(Notice.id).where(Notice.anchor_id == anchor_id, col(Notice.status).in_(PENDING))
         )
     )
     if ids:
         session.exec(  # type: ignore[call-overload]
             update(Notice)
-            .where(col(Notice.id).in_(ids), col(Notice.status) == NoticeStatus.scheduled)
+            .where(col(Notice.id).in_(ids), col(Notice.status).in_(PENDING))
             .values(status=NoticeStatus.cancelled, status_reason=reason, updated_at=now)
         )
     if not anchor.cancelled:

@@ -1,21 +1,16 @@
-"""An APScheduler executor that fires notices in batches.
+"""An APScheduler executor that runs notice jobs in batches.
 
-APScheduler runs one job per executor call. Firing a notice alone costs three write
-transactions (claim, outbox, outcome); a burst of 100,000 notices due in the same minute would
-queue for minutes behind SQLite's single writer. This executor collects the notice jobs the
-scheduler submits and hands their ids to ``fire_many`` a batch at a time, so each step is one
-statement per batch. Jobs stay one per notice in the store, as before.
+APScheduler runs one job per executor call. A notice's job marks its notice due (``due.py``),
+and a burst of 100,000 notices due in the same minute would cost 100,000 one-row transactions
+behind SQLite's single writer. This executor collects the notice jobs the scheduler submits and
+hands their ids to its handler a batch at a time, so each batch is one statement. Jobs stay one
+per notice in the store, as before.
 
-There is one such executor per lane (a job's ``executor`` names its lane), each with its own
-queue and threads: a transactional notice never queues behind a bulk backlog. Within the bulk
-lane, accounts take turns by their ``rate_share`` (``shares.py``), so one account's backlog
-does not hold back another's notices.
+There is one such executor per lane (a job's ``executor`` names its lane, as stored jobs do).
 
 A process that loses the scheduler lock ``halt``s its lanes: what is queued is dropped and the
-batch in progress stops before its next claim, so only what was already handed to the gateway
-still goes out, and its outcome is recorded however long the database takes to answer (only
-a shutdown gives that up). The dropped notices are still ``scheduled``; the next leader fires
-them.
+batch in progress stops retrying. The dropped notices are still ``scheduled``; the next leader
+marks them (its reconcile gives them jobs, its periodic check marks the overdue ones).
 """
 
 from __future__ import annotations
@@ -29,12 +24,9 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 
-from reminders.scheduler.shares import AccountShares, FairQueue
-
 log = logging.getLogger(__name__)
 
-# handler(notice ids, lane, stop, shutdown): fire them, claiming no more (leaving the rest
-# scheduled) once ``stop`` is set; what was claimed is still recorded until ``shutdown`` is set.
+# handler(notice ids, lane, stop, shutdown): act on them, giving up once ``stop`` is set.
 Handler = Callable[[list[int], str, threading.Event, threading.Event], None]
 
 
@@ -45,23 +37,18 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
         *,
         lane: str,
         threads: int = 2,
-        max_batch: int = 200,
-        shares: AccountShares | None = None,
+        max_batch: int = 1000,
     ) -> None:
         super().__init__()
         self._handler = handler
         self.lane = lane
         self._threads_wanted = threads
         self._max_batch = max_batch
-        # Jobs submitted and not yet sorted into ``_waiting`` by account (which takes a query,
-        # made outside the lock). Without ``shares`` every job waits under one key: in order.
-        self._shares = shares
         self._arrived: list[Job] = []
-        self._waiting: FairQueue[int | None, Job] = FairQueue()
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        # Set to stop firing: by shutdown, or by halt until resume puts a fresh one in its place.
+        # Set to stop marking: by shutdown, or by halt until resume puts a fresh one in its place.
         # Each batch is handed the one current when it started, so a halt stops it for good.
         self._halted = threading.Event()
 
@@ -87,13 +74,12 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
                 thread.join()
 
     def halt(self) -> int:
-        """Stop firing until ``resume``: drop what is queued (and whatever the scheduler still
+        """Stop marking until ``resume``: drop what is queued (and whatever the scheduler still
         submits meanwhile), and stop the batch in progress before its next claim. Returns how
         many notices were dropped."""
         with self._ready:
             self._halted.set()
-            dropped = self._arrived + self._waiting.drain()
-            self._arrived = []
+            dropped, self._arrived = self._arrived, []
         # Outside the condition's lock: APScheduler's own lock is taken before it on submit.
         for job in dropped:
             self._drop(job)
@@ -127,42 +113,23 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
             self._ready.notify()
 
     def _next_batch(self) -> tuple[list[Job], threading.Event] | None:
-        """Wait for jobs and take a batch of them, the accounts taking turns; None to stop."""
+        """Wait for jobs and take a batch of them, in the order they came; None to stop."""
         while True:
             with self._ready:
-                while not (self._arrived or self._waiting or self._stopping.is_set()):
+                while not (self._arrived or self._stopping.is_set()):
                     self._ready.wait()
                 if self._stopping.is_set():
                     return None
-                arrived, self._arrived = self._arrived, []
+                batch = self._arrived[: self._max_batch]
+                del self._arrived[: self._max_batch]
+                if self._arrived:
+                    self._ready.notify()  # another thread may take the next batch
                 halted = self._halted
-            if halted.is_set():  # submitted in a halt: not fired here
-                for job in arrived:
+            if halted.is_set():  # submitted in a halt: not acted on here
+                for job in batch:
                     self._drop(job)
                 continue
-            keys = self._sort(arrived)
-            weights = self._shares.weights() if self._shares is not None else {}
-            with self._ready:
-                if halted.is_set():  # halted while sorting: what was sorted is dropped
-                    late = arrived
-                    batch: list[Job] = []
-                else:
-                    late = []
-                    for job in arrived:
-                        self._waiting.put(keys.get(int(job.args[0])), job)
-                    batch = self._waiting.take(self._max_batch, weights)
-                    if self._waiting:
-                        self._ready.notify()  # another thread may take the next batch
-            for job in late:
-                self._drop(job)
-            if batch:
-                return batch, halted
-
-    def _sort(self, jobs: list[Job]) -> dict[int, int]:
-        """Notice id -> account, for the accounts to take turns (empty: one queue for all)."""
-        if self._shares is None or not jobs:
-            return {}
-        return self._shares.accounts_of(int(job.args[0]) for job in jobs)
+            return batch, halted
 
     def _work(self) -> None:
         while True:
@@ -171,14 +138,13 @@ class BatchingExecutor(BaseExecutor):  # type: ignore[misc]
                 return
             batch, halted = taken
             try:
-                # A halt stops the claims; only shutdown may stop recording what was claimed.
                 self._handler(
                     [int(job.args[0]) for job in batch], self.lane, halted, self._stopping
                 )
             except Exception:
-                # A bug, not the database (``fire_many`` waits that out): the notices it had not
-                # claimed stay scheduled, and the periodic reconcile gives them jobs again.
-                log.exception("firing a batch of %d notices failed", len(batch))
+                # A bug, not the database (the handler waits that out): the notices stay
+                # scheduled, and the active scheduler's periodic check marks them due.
+                log.exception("a batch of %d notice job(s) failed", len(batch))
             finally:
                 for job in batch:
                     self._run_job_success(job.id, [])

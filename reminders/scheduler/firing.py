@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -20,7 +21,7 @@ from reminders.db import in_chunks, utcnow
 from reminders.metrics import SendMetrics
 from reminders.models import Anchor, Contact, Notice, NoticeStatus, Priority
 from reminders.pending_jobs import JobItem, JobScheduler
-from reminders.scheduler.account_rules import hold, within_quotas
+from reminders.scheduler.account_rules import within_quotas
 from reminders.scheduler.context import TemplateContexts
 from reminders.scheduler.outcomes import Outcome, from_result, record, release
 from reminders.scheduler.preparing import Ready, prepare
@@ -32,9 +33,37 @@ from reminders.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# Picks the ids of a batch in the claiming transaction (``claims.LanePicker``, or given ids):
+# (session, now) -> ids. On PostgreSQL it may lock the rows it picks until the claim commits.
+Pick = Callable[[Session, datetime], list[int]]
+
+
+def given(notice_ids: list[int]) -> Pick:
+    """A pick of exactly these notices (those of them still due are claimed)."""
+    return lambda _session, _now: notice_ids
+
+
+_SERIAL: dict[int, threading.Lock] = {}
+_SERIAL_LOCK = threading.Lock()
+
+
+@contextmanager
+def serial_claims(engine: Engine) -> Iterator[None]:
+    """On SQLite, one claim at a time per process: a pick read under a snapshot that another
+    thread's claim outdates would fail to upgrade to a write. PostgreSQL's claims skip each
+    other's rows instead."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _SERIAL_LOCK:
+        lock = _SERIAL.setdefault(id(engine), threading.Lock())
+    with lock:
+        yield
+
+
 def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token: str) -> list[int]:
-    """Move notices that are due by ``now`` from ``scheduled`` to ``sending``; return the ids
-    this call got.
+    """Move notices that are due by ``now`` (``due``, or ``scheduled`` with their time come)
+    to ``sending``; return the ids this call got.
 
     The conditional update is what makes a notice go out at most once: a second firing (a retry,
     a restart, a second scheduler) finds it no longer ``scheduled`` and does nothing. It is also
@@ -63,7 +92,8 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
 
 
 def still_due(now: datetime) -> ColumnElement[bool]:
-    """``status = 'scheduled' AND send_at <= now``, for statements that pick notices by id.
+    """``status IN ('scheduled', 'due') AND send_at <= now``, for statements that pick notices
+    by id.
 
     Written so that no index can serve it: the ids are what narrows such a statement, and the
     database should look them up by primary key. Left bare, SQLite (which keeps no statistics)
@@ -73,7 +103,9 @@ def still_due(now: datetime) -> ColumnElement[bool]:
     test is the same, row by row, on the rows the ids found.
     """
     table = Notice.__table__  # type: ignore[attr-defined]
-    return and_(table.c.status == NoticeStatus.scheduled, table.c.send_at <= now).is_(true())
+    return and_(
+        table.c.status.in_([NoticeStatus.scheduled, NoticeStatus.due]), table.c.send_at <= now
+    ).is_(true())
 
 
 class ClaimInDoubt(Exception):
@@ -144,7 +176,8 @@ def fire_many(
         fired = _fire_batch(
             engine,
             sender,
-            chunk,
+            given(chunk),
+            len(chunk),
             settings=settings,
             token=token,
             scheduler=scheduler,
@@ -164,6 +197,61 @@ def fire_many(
     return outcomes
 
 
+# A lane's picker: (session, now, how many) -> the ids of its next batch (``claims.py``).
+LanePick = Callable[[Session, datetime, int], list[int]]
+
+
+def fire_next(
+    engine: Engine,
+    sender: Sender,
+    picker: LanePick,
+    *,
+    settings: Settings,
+    lane: str,
+    token: str = "",
+    scheduler: JobScheduler | None = None,
+    rate: SendRate | None = None,
+    stop: threading.Event | None = None,
+    shutdown: threading.Event | None = None,
+    metrics: SendMetrics | None = None,
+    backoff: Backoff = DB_BACKOFF,
+) -> int:
+    """Claim the lane's next batch of due notices, send it and record it; return how many were
+    picked (0: none was due, or the database stayed away).
+
+    The batch's budget in the send rate is taken before the claim, so a claimed notice never
+    waits for the rate while ``sending``; what the batch did not use is given back.
+    """
+    rate = rate or SendRate()
+    size = rate.slice_size(sender.batch_size)
+    if (stop is not None and stop.is_set()) or not rate.acquire(lane, size, stop):
+        return 0
+    picked: list[int] = []
+
+    def pick(session: Session, now: datetime) -> list[int]:
+        ids = picker(session, now, size)
+        picked[:] = ids  # the last try's, if the database made it try again
+        return ids
+
+    try:
+        _fire_batch(
+            engine,
+            sender,
+            pick,
+            size,
+            settings=settings,
+            token=token,
+            scheduler=scheduler,
+            metrics=metrics,
+            backoff=backoff,
+            stop=stop,
+            shutdown=shutdown,
+        )
+    finally:
+        rate.give_back(lane, size - len(picked))
+    return len(picked)
+
+
 # The notices loaded, what to do with each one claimed, those held back (their account is
 # suspended) with their lanes, and the segments the claimed ones took from their quotas.
 Taken = tuple[dict[int, Any], dict[int, Ready], list[tuple[int, str]], Reservation]
@@ -172,7 +260,8 @@ Taken = tuple[dict[int, Any], dict[int, Ready], list[tuple[int, str]], Reservati
 def _fire_batch(
     engine: Engine,
     sender: Sender,
-    notice_ids: list[int],
+    pick: Pick,
+    count: int,
     *,
     settings: Settings,
     token: str,
@@ -183,7 +272,7 @@ def _fire_batch(
     shutdown: threading.Event | None,
 ) -> dict[int, str] | None:
     """Fire one batch; None if the database stayed away before anything was claimed."""
-    taken = _take(engine, notice_ids, settings, sender.name, token, backoff, stop, shutdown)
+    taken = _take(engine, pick, count, settings, sender.name, token, backoff, stop, shutdown)
     if taken is None:
         return None
     if stop is not None and stop.is_set():
@@ -212,7 +301,8 @@ def _send_and_record(
 ) -> dict[int, str]:
     """Hand the claimed SMS over once and record every outcome of the batch."""
     notices, claimed, held, reservation = taken
-    hold(scheduler, held)
+    if held:
+        log.info("%d notice(s) of suspended accounts wait, due", len(held))
     outcomes = {i: ready for i, ready in claimed.items() if isinstance(ready, Outcome)}
     outgoing = [ready for ready in claimed.values() if isinstance(ready, OutgoingSms)]
     sent_at = utcnow()
@@ -270,7 +360,8 @@ def _give_back(
 
 def _take(
     engine: Engine,
-    notice_ids: list[int],
+    pick: Pick,
+    count: int,
     settings: Settings,
     provider: str,
     token: str,
@@ -288,7 +379,8 @@ def _take(
     tries = 0
     while True:
         try:
-            return _load_and_claim(engine, notice_ids, settings, provider, token)
+            with serial_claims(engine):
+                return _load_and_claim(engine, pick, settings, provider, token)
         except ClaimInDoubt as doubt:
             done, _ = until_written(
                 partial(release, engine, doubt.notice_ids, token),
@@ -310,7 +402,7 @@ def _take(
         if tries == 1:
             log.warning(
                 "firing %d notice(s) failed before they were claimed (%s); trying again",
-                len(notice_ids),
+                count,
                 reason(failure),
             )
         if time.monotonic() >= deadline or backoff.pause(tries, stop):
@@ -318,15 +410,19 @@ def _take(
 
 
 def _load_and_claim(
-    engine: Engine, notice_ids: list[int], settings: Settings, provider: str, token: str
+    engine: Engine, pick: Pick, settings: Settings, provider: str, token: str
 ) -> Taken:
     """Everything a hand-over needs is read and rendered before the claim, so that a claimed
     notice waits on nothing but the sender. Its accounts' terms are read once (one small
-    query): a suspended account's notices are not claimed but stay scheduled and are held
-    back (``account_rules.hold``); an SMS past its account's quota ends ``failed`` unsent."""
+    query): a suspended account's notices are not claimed but stay as they are (the lanes do
+    not pick them until it is active again); an SMS past its account's quota ends ``failed``
+    unsent."""
     now = utcnow()
     nothing = Reservation(guard_for(engine), {})
     with Session(engine, expire_on_commit=False) as session:
+        notice_ids = pick(session, now)
+        if not notice_ids:
+            return {}, {}, [], nothing
         notices = _load(session, Notice, notice_ids, still_due(now))
         if not notices:
             return {}, {}, [], nothing

@@ -9,9 +9,9 @@ it the Runtime) that owns the thread it runs on. Keyed by executor thread rather
 one module-level slot: two schedulers in one interpreter (tests, benchmarks, a failover
 rehearsal) each run their jobs with their own process's engine, sender and token.
 
-Notices themselves go through the lanes (``BatchingExecutor``), which are handed
-``fire_notices`` bound to their scheduler when it is built: the stored function is never called
-on that path.
+Notices' jobs go through the lanes' executors (``BatchingExecutor``), which are handed
+``mark_notices`` bound to their scheduler when it is built: the stored function is never called
+on that path. A notice's job only marks it due; the sending lanes of every process send it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from reminders.models import Priority
-from reminders.scheduler.firing import fire_many
+from reminders.scheduler.retrying import Backoff, until_written
+
+_MARKING = Backoff()
 
 if TYPE_CHECKING:
     from reminders.scheduler.notice_scheduler import NoticeScheduler
@@ -43,30 +45,22 @@ def worker_scheduler() -> NoticeScheduler:
 
 def fire_notice(notice_id: int) -> None:
     """The job of one notice, when run by a plain executor (jobs stored before batching)."""
-    fire_notices(worker_scheduler(), [notice_id])
+    mark_notices(worker_scheduler(), [notice_id])
 
 
-def fire_notices(
+def mark_notices(
     scheduler: NoticeScheduler,
     notice_ids: list[int],
     lane: str = Priority.bulk,
     stop: threading.Event | None = None,
     shutdown: threading.Event | None = None,
 ) -> None:
-    """What a lane's batching executor calls with the notice ids of the jobs it collected:
-    ``stop`` when it must claim no more (deposed or stopping), ``shutdown`` when the process
-    stops (see ``fire_many``)."""
-    rt = scheduler.firing_runtime()
-    fire_many(
-        rt.engine,
-        rt.sender,
-        notice_ids,
-        settings=rt.settings,
-        token=rt.token,
-        scheduler=scheduler,
-        rate=rt.rate,
-        lane=lane,
-        stop=stop,
-        shutdown=shutdown,
-        metrics=rt.metrics,
+    """What a lane's batching executor calls with the notice ids of the jobs it collected: mark
+    them due. Tried again while the database is away, until ``stop`` (deposed or stopping):
+    what is not marked then is marked by the next leader's periodic check."""
+    until_written(
+        lambda: scheduler.signal.mark(notice_ids),
+        _MARKING,
+        stop,
+        what=f"marking {len(notice_ids)} notice(s) due",
     )

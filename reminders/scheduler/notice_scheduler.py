@@ -1,5 +1,10 @@
 """The in-process scheduler: an APScheduler ``BackgroundScheduler`` on the notices' database.
 
+APScheduler is the persistent clock: one job per notice, fired by the one active scheduler,
+which only marks the notice ``due`` (``due.py``). Every process that runs a scheduler also
+runs the sending lanes (``sending.py``), which claim due notices from the table and send them,
+whichever process leads.
+
 Facts that shaped it (see the APScheduler notes in the project's references):
 - a ``BackgroundScheduler`` runs the job store's blocking calls on its own thread, where an
   ``AsyncIOScheduler`` would freeze the API's event loop during a burst;
@@ -7,16 +12,16 @@ Facts that shaped it (see the APScheduler notes in the project's references):
   or while the executor was busy, so it is disabled: whether a late notice is still useful is
   decided by the notice, not by the scheduler;
 - the notices table is the truth and the job only a trigger, so ``reconcile`` repairs the job
-  store from the table at start, and the active scheduler looks again every ``reconcile_every``
-  for due notices left without a job (a firing the database interrupted gives its notices back
-  ``scheduled``, and their jobs went when the lane took them).
+  store from the table at a takeover, and the active scheduler marks due, every
+  ``reconcile_every``, any scheduled notice whose time has passed (its job was lost: a marking
+  the database refused, a crash between a notice's commit and its job's).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -35,14 +40,14 @@ from reminders.db import in_chunks, utcnow
 from reminders.models import JOBS_TABLE, Notice, NoticeStatus, Priority, apscheduler_jobs
 from reminders.pending_jobs import JobItem
 from reminders.runtime import Runtime
+from reminders.scheduler.due import DueSignal
 from reminders.scheduler.executor import BatchingExecutor
-from reminders.scheduler.firing import still_due
 from reminders.scheduler.health import LoopHealth
-from reminders.scheduler.jobs import bind_worker, fire_notices
+from reminders.scheduler.jobs import bind_worker, mark_notices
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.loop import PollingScheduler, Watchdog
 from reminders.scheduler.retrying import reason
-from reminders.scheduler.shares import AccountShares
+from reminders.scheduler.sending import DeadProcesses, SendingLanes
 from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
@@ -90,23 +95,15 @@ def job_state(notice_id: int, send_at: datetime, priority: str = Priority.bulk) 
     }
 
 
-def _bulk_batch(runtime: Runtime | None, most: int = 200) -> int:
-    """How many jobs the bulk lane takes at a time. Under a send rate, one rate slice: a batch
-    taken is committed to its order while it waits for the budget, so a smaller one lets an
-    account whose notices come due meanwhile take its turn sooner (it costs no statements:
-    ``fire_many`` goes a slice at a time anyway)."""
-    if runtime is None:
-        return most
-    return runtime.rate.slice_size(most)
-
-
 class NoticeScheduler:
-    """Writes notices' jobs, and in the one active process also fires them.
+    """Writes notices' jobs; in the one active process also fires them (marks them due); in
+    every process it is started in, sends the due notices.
 
     Every process that creates notices has one (``reminders web`` included: it only writes
-    jobs). ``start`` runs the APScheduler loop: at once in single-instance mode, or paused
-    until a ``Leadership`` elects this process. What firing needs (the sender, the settings,
-    the send rate) comes with ``runtime``; one made without it only writes jobs.
+    jobs and marks due what is due at once). ``start`` runs the APScheduler loop (at once in
+    single-instance mode, or paused until a ``Leadership`` elects this process) and the
+    sending lanes (at once, leader or not). What sending needs (the sender, the settings, the
+    send rate) comes with ``runtime``; one made without it only writes jobs.
     """
 
     def __init__(
@@ -118,28 +115,37 @@ class NoticeScheduler:
         batch_size: int = 1000,
         stall_after: float = 30.0,
         reconcile_every: timedelta = RECONCILE_EVERY,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
         self.runtime = runtime
+        # What "already due" means to ``schedule`` (a test of planning at a pinned date sets it).
+        self.clock = clock
         self.token = runtime.token if runtime is not None else ""
         self.leadership: Leadership | None = None
         self.health = LoopHealth(stall_after=stall_after)
-        self._settle_timer: threading.Timer | None = None
         # Taking over and stepping down, one at a time (they run on different threads).
         self._term_lock = threading.Lock()
         self._store = BatchJobStore(engine=engine, tablename=JOBS_TABLE, batch_size=batch_size)
-        fire = partial(fire_notices, self)
+        settings = runtime.settings if runtime is not None else None
+        self.signal = DueSignal(engine, poll=settings.due_poll if settings else 1.0)
+        mark = partial(mark_notices, self)
+        # The jobs' executors, one per lane as the stored jobs name them: they mark due.
         self.lanes = {
-            Priority.bulk: BatchingExecutor(
-                fire,
-                lane=Priority.bulk,
-                threads=2,
-                max_batch=_bulk_batch(runtime),
-                shares=AccountShares(engine),
-            ),
-            # One thread is plenty for alerts, and keeps them in the order they came.
-            Priority.transactional: BatchingExecutor(fire, lane=Priority.transactional, threads=1),
+            lane: BatchingExecutor(mark, lane=lane, threads=1, max_batch=1000)
+            for lane in (Priority.bulk, Priority.transactional)
         }
+        self.sending = (
+            SendingLanes(
+                runtime,
+                self.signal,
+                scheduler=self,
+                threads=settings.send_threads if settings else 2,
+            )
+            if runtime is not None
+            else None
+        )
+        self._dead: DeadProcesses | None = None
         self._scheduler = PollingScheduler(
             health=self.health,
             # "local" holds this process's own periodic work, which runs only while it is the
@@ -203,20 +209,31 @@ class NoticeScheduler:
     def start(self, leadership: Leadership | None = None) -> None:
         if leadership is None:
             # Alone: whatever a previous run left in "sending" was interrupted. Settled before
-            # any job can fire, so that a notice this start claims is never mistaken for one.
+            # any lane can claim, so that a notice this start claims is never mistaken for one.
             self.settle_interrupted(alive=None)
             # Reconciled before the loop runs: a job firing meanwhile would make its notice look
             # unfired-but-jobless, and it would be given a second (harmless, useless) job.
             self.reconcile()
             self._scheduler.start()
             self._watchdog.start()
+            self._start_sending()
             return
         self.leadership = leadership
         for lane in self.lanes.values():
             lane.halt()  # until elected
         self._scheduler.start(paused=True)
         self._watchdog.start()
+        self._dead = DeadProcesses(
+            self.engine, leadership.live_tokens, own=self.token, every=leadership.alive_ttl
+        )
+        self._dead.start()
         leadership.start()
+        self._start_sending()
+
+    def _start_sending(self) -> None:
+        if self.sending is not None:
+            self.signal.listen()
+            self.sending.start()
 
     def activate(self) -> None:
         """Called when this process is elected: fire at once, and reconcile meanwhile.
@@ -244,8 +261,6 @@ class NoticeScheduler:
             for lane in self.lanes.values():
                 lane.resume()
             self._scheduler.resume()
-            if leadership is not None:
-                self._settle_later(leadership.alive_ttl)
         try:
             self.reconcile()
         except Exception as exc:
@@ -260,7 +275,6 @@ class NoticeScheduler:
         ``scheduled``; the next leader's reconcile gives them jobs again.
         """
         with self._term_lock:
-            self._cancel_settle()
             if self._scheduler.state == STATE_RUNNING:
                 self._scheduler.pause()
             dropped = sum(lane.halt() for lane in self.lanes.values())
@@ -275,43 +289,34 @@ class NoticeScheduler:
 
     def shutdown(self, *, wait: bool = True) -> None:
         self._watchdog.stop()
-        self._cancel_settle()
+        if self._dead is not None:
+            self._dead.stop()
         if self.leadership is not None:
             self.leadership.stop()
+        if self.sending is not None:
+            self.sending.stop(wait=wait)
+        self.signal.close()
         if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)
-
-    def _settle_later(self, delay: float) -> None:
-        self._cancel_settle()
-        timer = threading.Timer(delay, self._settle_dead)
-        timer.daemon = True
-        timer.name = "settle-interrupted"
-        self._settle_timer = timer
-        timer.start()
-
-    def _cancel_settle(self) -> None:
-        if self._settle_timer is not None:
-            self._settle_timer.cancel()
-            self._settle_timer = None
-
-    def _settle_dead(self) -> None:
-        leadership = self.leadership
-        if leadership is None or not leadership.is_leader:
-            return
-        try:
-            # This process's own notices are never a stopped process's, alive key or not.
-            self.settle_interrupted(alive=leadership.live_tokens() | {self.token})
-        except Exception as exc:
-            log.warning("settling stopped processes' notices failed (%s); trying again", exc)
-            self._settle_later(leadership.alive_ttl)
 
     def schedule(self, items: Iterable[JobItem], *, new: bool = False) -> None:
         """Create or replace the job of each (notice id, send time[, priority]), all in one
         transaction.
 
         ``new``: the notices were just created, so no job can exist yet; saves the deletes.
+
+        A notice whose time has already come gets no job: it is marked ``due`` at once (an
+        alert, a retry due now, an event moved into the past), so that no leader, and no
+        failover, stands between it and the lanes. If that marking fails, the notice is still
+        ``scheduled`` and the active scheduler's periodic check marks it.
         """
-        states = [job_state(*item) for item in items]
+        listed = list(items)
+        now = self.clock()
+        due_now = [item for item in listed if item[1] <= now]
+        later = [item for item in listed if item[1] > now]
+        if due_now:
+            self._mark_now(due_now, new=new, now=now)
+        states = [job_state(*item) for item in later]
         if not states:
             return
         # The store is otherwise only called by APScheduler itself, under this lock.
@@ -319,6 +324,21 @@ class NoticeScheduler:
             self._store.add_job_states(states, replace=not new)
         if self.running:
             self._scheduler.wakeup()
+
+    def _mark_now(self, items: list[JobItem], *, new: bool, now: datetime) -> None:
+        ids = [item[0] for item in items]
+        lanes = {item[2] if len(item) > 2 else Priority.bulk for item in items}  # type: ignore[misc]
+        if not new:
+            # A job written for a later time is no longer wanted (it would find nothing to do).
+            self.unschedule(ids)
+        try:
+            self.signal.mark(ids, now=now, wake=lanes)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "could not mark %d notice(s) due (%s); the periodic check will",
+                len(ids),
+                reason(exc),
+            )
 
     def schedule_source(self, source_id: int, every: timedelta) -> None:
         """The periodic job that syncs a feed: every ``every``, give or take a tenth."""
@@ -382,36 +402,14 @@ class NoticeScheduler:
             log.warning("%d notice(s) were being sent when a process stopped: now unknown", count)
         return count
 
-    def reconcile(self, *, due_by: datetime | None = None) -> dict[str, int]:
+    def reconcile(self) -> dict[str, int]:
         """Make the job store agree with the notices table after a stop or a crash.
 
         A scheduled notice without a job gets one (it fires at once if due); a job whose notice
         is no longer scheduled is removed. A job that fires twice because of a race here is
-        harmless: the second firing finds the notice already claimed.
-
-        With ``due_by`` only notices due by then are looked at, and no job is removed: the
-        cheap check ``check_due`` runs while this scheduler is active.
+        harmless: marking a notice due twice changes nothing.
         """
-        if due_by is None:
-            return self._reconcile_all()
-        scheduled = self._scheduled(due_by)
-        job_ids = self._job_ids([job_id(notice_id) for notice_id, _, _ in scheduled])
-        # A notice a lane has taken has no job any more, and is not lost: it is being fired.
-        known = job_ids.union(*(lane.holding() for lane in self.lanes.values()))
-        missing: list[JobItem] = [item for item in scheduled if job_id(item[0]) not in known]
-        if missing:
-            # The lanes fire while the check reads: a notice read as scheduled may have been
-            # taken, fired and let go before its job and the lanes were looked at (in a long
-            # burst, thousands a check, each given a useless job). Asked again now, such a
-            # notice is sent, or held by a lane; one moved later meanwhile has its new job.
-            again = self._still_due([item[0] for item in missing], due_by)
-            held = set().union(*(lane.holding() for lane in self.lanes.values()))
-            missing = [item for item in again if job_id(item[0]) not in held]
-        self.schedule(missing)
-        report = {"rescheduled": len(missing), "removed": 0}
-        if missing:
-            log.info("reconciled notices with the job store: %s", report)
-        return report
+        return self._reconcile_all()
 
     def _reconcile_all(self, chunk: int = RECONCILE_CHUNK) -> dict[str, int]:
         """Every scheduled notice and every notice job, compared in the database a chunk at a
@@ -507,27 +505,13 @@ class NoticeScheduler:
                 )
             return found
 
-    def _scheduled(self, due_by: datetime) -> list[tuple[int, datetime, str]]:
-        """(id, send time, priority) of the scheduled notices due by ``due_by``."""
-        query = select(col(Notice.id), col(Notice.send_at), col(Notice.priority)).where(
-            col(Notice.status) == NoticeStatus.scheduled, col(Notice.send_at) <= due_by
-        )
-        with Session(self.engine) as session:
-            return [(nid, at, priority) for nid, at, priority in session.execute(query)]
-
-    def _still_due(self, notice_ids: list[int], due_by: datetime) -> list[JobItem]:
-        """(id, send time, priority) of those of ``notice_ids`` still scheduled and due."""
-        query = select(col(Notice.id), col(Notice.send_at), col(Notice.priority))
-        found: list[JobItem] = []
-        with Session(self.engine) as session:
-            for chunk in in_chunks(notice_ids):
-                rows = session.execute(query.where(col(Notice.id).in_(chunk), still_due(due_by)))
-                found.extend((nid, at, priority) for nid, at, priority in rows)
-        return found
-
     def check_due(self) -> None:
-        """Give a job to every due notice left without one, while this scheduler is active."""
+        """Mark due every scheduled notice whose time has passed, while this scheduler is
+        active: those whose job was lost on the way (see the module's notes)."""
         try:
-            self.reconcile(due_by=utcnow())
+            lanes = self.signal.mark_overdue()
         except SQLAlchemyError as exc:
-            log.warning("could not look for due notices without a job (%s)", reason(exc))
+            log.warning("could not look for overdue notices (%s)", reason(exc))
+            return
+        if lanes:
+            log.info("marked %d overdue notice(s) due", sum(lanes.values()))

@@ -179,7 +179,7 @@ def _attempts_of(conn: Connection, notice_ids: list[int]) -> dict[int, int]:
 
 
 def release(engine: Engine, notice_ids: Sequence[int], token: str) -> int:
-    """Put notices this process claimed, and never handed to the sender, back to ``scheduled``.
+    """Put notices this process claimed, and never handed to the sender, back to ``due``.
 
     Only a claim still held under ``token`` is undone. Within a process no two batches hold the
     same notice (a lane takes a notice's job once until its firing ends), so the claim undone is
@@ -195,7 +195,7 @@ def release(engine: Engine, notice_ids: Sequence[int], token: str) -> int:
                     _NOTICES.c.status == NoticeStatus.sending,
                     _NOTICES.c.claimed_by.is_not_distinct_from(token or None),
                 )
-                .values(status=NoticeStatus.scheduled, claimed_by=None, updated_at=utcnow())
+                .values(status=NoticeStatus.due, claimed_by=None, updated_at=utcnow())
             )
             count += int(result.rowcount or 0)
     return count

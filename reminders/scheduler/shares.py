@@ -1,15 +1,16 @@
 """Accounts share a lane by weight: each account's ``rate_share``.
 
-A provider's bulk lane carries every account's backlog. Served first come, first served, a
-utility's 100,000 bill notices due at 09:00 would hold back a clinic's 200 reminders due a
-second later until the last bill went. Instead the lane keeps one queue per account and takes
-from them in turn, each account as often as its weight says: with weights 3 and 1, three of
-the first account's notices go for each of the second's while both wait, and an account alone
-gets the whole lane. Within an account the order stays first come, first served.
+A provider's bulk lane carries every account's backlog. Served oldest first, a utility's
+100,000 bill notices due at 09:00 would hold back a clinic's 200 reminders due a second later
+until the last bill went. Instead each claim of the bulk lane (``claims.py``) shares its batch
+among the accounts that have notices due, each as often as its weight says: with weights 3 and
+1, three of the first account's notices go for each of the second's while both wait, and an
+account alone gets the whole lane. Within an account the order stays oldest first.
 
-The turn is the smooth weighted round robin: at each pick every waiting account earns its
-weight, the richest goes and pays the sum of the weights. It interleaves rather than sending
-an account's share in one run, and needs no clock: only the order of picks.
+The turn is the smooth weighted round robin: at each slot every waiting account earns its
+weight, the richest takes the slot and pays the sum of the weights. It interleaves rather than
+giving an account its share in one run, needs no clock, and its credits carry from one batch
+to the next, so small batches share as fairly as large ones.
 """
 
 from __future__ import annotations
@@ -17,92 +18,62 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from reminders.db import in_chunks
-from reminders.models import Account, Notice
+from reminders.models import Account
 from reminders.scheduler.retrying import reason
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
-T = TypeVar("T")
 
 # How long the accounts' weights are kept before they are read again: an edited ``rate_share``
 # applies within this time, and a busy lane reads the small accounts table rarely.
 WEIGHTS_FOR = 10.0
 
 
-class FairQueue(Generic[K, T]):
-    """Items queued per key, taken in turn by the keys' weights (at least 1 each).
+class Turns(Generic[K]):
+    """The accounts' credits in the round robin, kept between batches.
 
     Not thread-safe: its owner holds a lock around it.
     """
 
     def __init__(self) -> None:
-        self._queues: dict[K, deque[T]] = {}
         self._credit: dict[K, int] = {}
 
-    def __len__(self) -> int:
-        return sum(len(q) for q in self._queues.values())
-
-    def __bool__(self) -> bool:
-        return bool(self._queues)
-
-    def put(self, key: K, item: T) -> None:
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque()
-            self._credit[key] = 0  # a key that comes back starts even, owed nothing
-        queue.append(item)
-
-    def take(self, count: int, weights: Mapping[K, int] | None = None) -> list[T]:
-        """Up to ``count`` items, the keys taking turns by ``weights`` (1 for a key not in it)."""
-        taken: list[T] = []
-        if len(self._queues) == 1:  # one key: its own order, and no turns to count
-            ((key, queue),) = self._queues.items()
-            while queue and len(taken) < count:
-                taken.append(queue.popleft())
-            if not queue:
-                self._forget(key)
-            return taken
-        weight = {key: max(1, (weights or {}).get(key, 1)) for key in self._queues}
-        while self._queues and len(taken) < count:
-            total = 0
-            for key in self._queues:
+    def allot(
+        self, count: int, waiting: Iterable[K], weights: Mapping[K, int] | None = None
+    ) -> dict[K, int]:
+        """Share ``count`` slots among the ``waiting`` keys by ``weights`` (1 for a key not in
+        it); a key that stopped waiting is forgotten, and starts even when it comes back."""
+        keys = list(dict.fromkeys(waiting))
+        for gone in set(self._credit) - set(keys):
+            del self._credit[gone]
+        if len(keys) <= 1:
+            return {keys[0]: count} if keys and count > 0 else {}
+        weight = {key: max(1, (weights or {}).get(key, 1)) for key in keys}
+        total = sum(weight.values())
+        for key in keys:
+            self._credit.setdefault(key, 0)
+        slots: dict[K, int] = {}
+        for _ in range(count):
+            for key in keys:
                 self._credit[key] += weight[key]
-                total += weight[key]
-            # max keeps the first of equals: among equal credits, the key that came first.
-            key = max(self._queues, key=self._credit.__getitem__)
+            # max keeps the first of equals: among equal credits, the key listed first.
+            key = max(keys, key=self._credit.__getitem__)
             self._credit[key] -= total
-            queue = self._queues[key]
-            taken.append(queue.popleft())
-            if not queue:
-                self._forget(key)
-        return taken
-
-    def drain(self) -> list[T]:
-        """Every item, the queues emptied."""
-        items = [item for queue in self._queues.values() for item in queue]
-        self._queues.clear()
-        self._credit.clear()
-        return items
-
-    def _forget(self, key: K) -> None:
-        del self._queues[key]
-        del self._credit[key]
+            slots[key] = slots.get(key, 0) + 1
+        return slots
 
 
 class AccountShares:
-    """Which account each notice is in, and the accounts' weights, read from the database.
+    """The accounts' weights, read from the database now and then.
 
-    If the database does not answer, the lane still fires: notices of unknown account share
-    one queue, and the weights last read stay in force.
+    If the database does not answer, the weights last read stay in force.
     """
 
     def __init__(
@@ -116,29 +87,10 @@ class AccountShares:
         self._keep_for = keep_for
         self._clock = clock
         self._lock = threading.Lock()
-        self._weights: dict[int | None, int] = {}
+        self._weights: dict[int, int] = {}
         self._read_at: float | None = None
 
-    def accounts_of(self, notice_ids: Iterable[int]) -> dict[int, int]:
-        """Notice id -> its account id; empty if the database is away."""
-        found: dict[int, int] = {}
-        try:
-            with Session(self._engine) as session:
-                for chunk in in_chunks(list(notice_ids)):
-                    rows = session.execute(
-                        select(col(Notice.id), col(Notice.account_id)).where(
-                            col(Notice.id).in_(chunk)
-                        )
-                    )
-                    found.update((int(i), int(a)) for i, a in rows)
-        except Exception as exc:
-            log.warning(
-                "could not read the accounts of notices to share the lane (%s)", reason(exc)
-            )
-            return {}
-        return found
-
-    def weights(self) -> Mapping[int | None, int]:
+    def weights(self) -> Mapping[int, int]:
         """Account id -> its ``rate_share``, read again once ``keep_for`` has passed (a new
         dict each time, never changed once returned)."""
         with self._lock:

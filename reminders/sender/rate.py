@@ -63,6 +63,10 @@ class SendRate:
         """Take the budget for ``count`` messages and return 0, or return seconds to wait."""
         return 0.0
 
+    def give_back(self, lane: str, count: int) -> None:
+        """Return the budget of ``count`` messages taken and not sent (a batch that found fewer
+        due than it asked for), so that the rate is spent on messages, not on asking."""
+
 
 class LocalRate(SendRate):
     """The rate within one process: enough when one process sends (the embedded default)."""
@@ -101,6 +105,12 @@ class LocalRate(SendRate):
             self._tat = tat + count * self._interval
             return 0.0
 
+    def give_back(self, lane: str, count: int) -> None:
+        if count <= 0:
+            return
+        with self._lock:
+            self._tat = max(self._clock(), self._tat - count * self._interval)
+
 
 # KEYS[1]: the TAT in microseconds of Redis's own clock, so every instance reads one clock.
 # ARGV: microseconds per message, messages, microseconds the lane may run ahead.
@@ -114,6 +124,21 @@ local ahead = tat - now
 local allowed = tonumber(ARGV[3])
 if ahead > allowed then return math.ceil(ahead - allowed) end
 local new = tat + tonumber(ARGV[1]) * tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1000)
+return 0
+"""
+
+
+# KEYS[1]: the TAT; ARGV: microseconds per message, messages given back. Never before now.
+_GIVE_BACK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new = tat - tonumber(ARGV[1]) * tonumber(ARGV[2])
+if new <= now then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
 redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1000)
 return 0
 """
@@ -133,6 +158,7 @@ class RedisRate(LocalRate):
         self._client = client
         self._key = key
         self._script = client.register_script(_GCRA)
+        self._give_back = client.register_script(_GIVE_BACK)
         self._degraded = False
 
     def _try(self, lane: str, count: int) -> float:
@@ -151,6 +177,17 @@ class RedisRate(LocalRate):
             log.info("send rate: shared through Redis again")
             self._degraded = False
         return int(micros) / 1_000_000
+
+    def give_back(self, lane: str, count: int) -> None:
+        if count <= 0:
+            return
+        if self._degraded:
+            super().give_back(lane, count)
+            return
+        try:
+            self._give_back(keys=[self._key], args=[round(1_000_000 * self._interval), count])
+        except redis.RedisError:
+            pass  # the budget is spent a little early: the rate is kept, only less of it used
 
 
 def make_rate(rate: float | None, client: redis.Redis | None, *, prefix: str) -> SendRate:

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 from reminders.db import utcnow
 from reminders.errors import InvalidField, NotFound
 from reminders.groups import group_contact_ids
-from reminders.models import Anchor, Contact, Notice, NoticeStatus, Source
+from reminders.models import PENDING, Anchor, Contact, Notice, Source
 from reminders.pending_jobs import JobScheduler
 from reminders.policies import get_policy_or_none
 from reminders.scheduler.anchors import cancel_for
@@ -131,7 +131,7 @@ def source_out(session: Session, source: Source) -> SourceOut:
         select(func.count())
         .select_from(Notice)
         .join(Anchor, col(Anchor.id) == col(Notice.anchor_id))
-        .where(Anchor.source_id == source.id, Notice.status == NoticeStatus.scheduled)
+        .where(Anchor.source_id == source.id, col(Notice.status).in_(PENDING))
     ).one()
     return SourceOut(
         id=source.id,

@@ -6,7 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlmodel import Session
+
+from reminders.db import utcnow
+from reminders.stats import due_now
 
 router = APIRouter(tags=["health"])
 
@@ -24,8 +27,9 @@ def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {}
     body_extra: dict[str, Any] = {}
     try:
-        with runtime.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        with Session(runtime.engine) as session:
+            # The work queue: how many wait to be sent, and for how long (all accounts').
+            body_extra["queue"] = due_now(session, utcnow())
         checks["database"] = "ok"
     except Exception as exc:  # readiness reports, it does not raise
         checks["database"] = f"error: {type(exc).__name__}"
@@ -42,6 +46,10 @@ def readyz(request: Request) -> JSONResponse:
             checks["scheduler"] = "ok" if state in ("active", "standby") else state
         body_extra["scheduler_role"] = state
         body_extra["scheduler"] = scheduler.health.snapshot()
+        if scheduler.sending is not None and state != "stopped":
+            # Every serve and worker sends, leader or not: its lanes' threads must be alive.
+            dead = scheduler.sending.dead_threads()
+            checks["sending"] = "ok" if not dead else f"error: lane threads ended: {dead}"
     else:
         body_extra["scheduler_role"] = "off"
     if runtime.settings.redis_url:

@@ -24,7 +24,7 @@ from reminders.accounts.senders import sender_for
 from reminders.db import utcnow
 from reminders.errors import DomainError, InvalidField, NotFound
 from reminders.field_errors import field_errors
-from reminders.models import Contact, Group, Message, Notice, NoticeStatus, Priority
+from reminders.models import PENDING, Contact, Group, Message, Notice, NoticeStatus, Priority
 from reminders.panel.compose import (
     FILL_AT_MOST,
     Audience,
@@ -277,7 +277,7 @@ def _summary(
 ) -> Summary:
     """``template``: the text filled in for each recipient, whose longest is counted."""
     suppressed = sum(1 for n in notices if n.status == NoticeStatus.suppressed)
-    held = sum(1 for n in notices if n.status == NoticeStatus.scheduled and n.status_reason)
+    held = sum(1 for n in notices if n.status in PENDING and n.status_reason)
     if template is not None:
         segments = template.most_latin if transliterate else template.most
     else:
