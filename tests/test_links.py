@@ -21,6 +21,7 @@ from reminders.sender.rate import LocalRate, RedisRate
 from reminders.settings import Settings, SettingsError, load_settings
 from tests.conftest import REDIS_URL, wait_for
 from tests.http_gateway import SECRET, Gateway
+from tests.test_panel import add_user, sign_in
 
 Headers = dict[str, str]
 BOTH = frozenset({"transactional", "bulk"})
@@ -505,6 +506,10 @@ def test_each_attempt_records_the_link_that_carried_it(
     assert (a1_attempt["link"], a1_attempt["provider"]) == ("a1", "http")
     assert [m["to"] for m in gateway.received] == ["+359888300100"]
     assert [m["to"] for m in second_gateway.received] == ["+359878300100"]
+    add_user(engine, "ana@clinic.bg", role="viewer")
+    assert sign_in(client, "ana@clinic.bg").status_code == 303
+    page = client.get(f"/notices/{mtel_notice}", headers={"Accept-Language": "en"}).text
+    assert "through the link <code>mtel</code>" in page
     metrics = client.get("/metrics", headers=writer).text
     assert 'reminders_link_sends_total{link="mtel",outcome="accepted"} 1.0' in metrics
     assert 'reminders_link_sends_total{link="a1",outcome="accepted"} 1.0' in metrics
