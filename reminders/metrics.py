@@ -61,6 +61,11 @@ class SendMetrics:
         if fields:
             self._add(fields)
 
+    def count_link(self, link: str, outcome: str) -> None:
+        """One try of one message on a gateway link: accepted, failed, transient, unknown, or
+        skipped (the link was down, and the message went on to the next of its route)."""
+        self._add({f"link|{link}|{outcome}": 1})
+
     def _add(self, fields: dict[str, float]) -> None:
         with self._lock:
             for field, amount in fields.items():
@@ -143,7 +148,15 @@ def _send_families(values: dict[str, float]) -> list[Metric]:
     for field in sorted(f for f in values if f.startswith("errors|")):
         _, provider, code = field.split("|", 2)
         errors.add_metric([provider, code], values[field])
-    return [latency, errors]
+    links = CounterMetricFamily(
+        "reminders_link_sends",
+        "Tries of a message on each gateway link, by outcome (REMINDERS_LINKS).",
+        labels=["link", "outcome"],
+    )
+    for field in sorted(f for f in values if f.startswith("link|")):
+        _, link, outcome = field.split("|", 2)
+        links.add_metric([link, outcome], values[field])
+    return [latency, errors, links]
 
 
 def make_metrics(client: redis.Redis | None, *, prefix: str) -> SendMetrics:

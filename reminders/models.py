@@ -458,6 +458,8 @@ class Attempt(SQLModel, Owned, table=True):
     # The id the gateway or the operator's network gave the message once it had it, when a
     # report says so (Kannel: the SMSC's id, else Kannel's own); what an operator asks for.
     gateway_reference: str | None = Field(default=None, max_length=200)
+    # The gateway link that carried it (``REMINDERS_LINKS``); null with a single sender.
+    link: str | None = Field(default=None, max_length=40)
     submitted_at: datetime = _created()
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

@@ -25,6 +25,7 @@ from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.sender import registry
+from reminders.sender.links import RoutedSender
 from reminders.sender.rate import make_rate
 from reminders.settings import Settings, SettingsError
 
@@ -130,6 +131,8 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         ),
         redis=client,
     )
+    if isinstance(sender, RoutedSender):
+        sender.metrics = rt.metrics  # its per-link counts, in /metrics beside the rest
     scheduler = NoticeScheduler(
         engine,
         runtime=rt,

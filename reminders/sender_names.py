@@ -17,6 +17,7 @@ BUILTIN = {
     "twilio": "reminders.sender.twilio:TwilioSender",
     "kannel": "reminders.sender.kannel:KannelSender",
     "http": "reminders.sender.http:HttpSender",
+    "links": "reminders.sender.links:RoutedSender",
 }
 
 

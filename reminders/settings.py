@@ -5,9 +5,10 @@ A bad value stops start-up with one sentence naming the variable (see ``load_set
 
 from __future__ import annotations
 
+import re
 from datetime import time, timedelta
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -20,6 +21,9 @@ from reminders import sender_names
 from reminders.durations import Offset
 from reminders.sender_ids import validate_sender_id
 from reminders.wall_clock import QuietHours
+
+LINK_NAME: Final = re.compile(r"[a-z0-9]+")
+ROUTED: Final = "links"  # the sender that spreads messages over ``REMINDERS_LINKS``
 
 
 class SettingsError(Exception):
@@ -62,7 +66,16 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         default="reminders:", description="Prefix of this deployment's Redis keys."
     )
-    sender: str = Field(default="outbox", description="Which sender delivers messages.")
+    sender: str = Field(
+        default="outbox",
+        description="Which sender delivers messages; 'links' (implied by REMINDERS_LINKS) "
+        "routes them over several gateway links.",
+    )
+    links: str | None = Field(
+        default=None,
+        description="Gateway links by name, in the order routes try them (mtel,a1); each is "
+        "set by REMINDERS_LINK_<NAME>_* variables (README, 'Several gateway links').",
+    )
     default_region: str = Field(
         default="BG", description="Region for phone numbers written without a country code."
     )
@@ -218,6 +231,23 @@ class Settings(BaseSettings):
             raise ValueError("must name a SQLite file such as sqlite:///./reminders.db")
         return value
 
+    @field_validator("links")
+    @classmethod
+    def _check_links(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        names = [name.strip().lower() for name in value.split(",")]
+        for name in names:
+            # Letters and digits only: a name is read back out of REMINDERS_LINK_<NAME>_<KEY>,
+            # where an underscore in it could not be told from the one after it.
+            if not LINK_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a link name (letters and digits, such as mtel or a1)"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("names a link twice")
+        return ",".join(names)
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
@@ -263,6 +293,11 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def link_names(self) -> list[str]:
+        """The links of ``REMINDERS_LINKS`` in order; none with a single sender."""
+        return self.links.split(",") if self.links else []
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, turning pydantic's report into one sentence per bad variable."""
@@ -273,6 +308,7 @@ def load_settings(**overrides: object) -> Settings:
         name = "REMINDERS_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
         reason = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
         raise SettingsError(f"Invalid setting {name}: {reason}.") from None
+    settings = _with_links(settings)
     # A built-in is found without reading every installed package's entry points (``target``
     # looks at the built-ins first), which took longer than the rest of the settings.
     if sender_names.target(settings.sender) is None:
@@ -280,6 +316,24 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(
             f"Invalid setting REMINDERS_SENDER: {settings.sender!r} is not a known sender "
             f"({known})."
+        )
+    return settings
+
+
+def _with_links(settings: Settings) -> Settings:
+    """REMINDERS_LINKS means the routed sender; a different REMINDERS_SENDER beside it is a
+    contradiction, said at once rather than one of the two silently ignored."""
+    if settings.links:
+        if "sender" in settings.model_fields_set and settings.sender != ROUTED:
+            raise SettingsError(
+                f"Invalid setting REMINDERS_SENDER: {settings.sender!r} contradicts "
+                "REMINDERS_LINKS; name each link's sender in REMINDERS_LINK_<NAME>_SENDER and "
+                "leave REMINDERS_SENDER unset."
+            )
+        return settings.model_copy(update={"sender": ROUTED})
+    if settings.sender == ROUTED:
+        raise SettingsError(
+            "Invalid setting REMINDERS_SENDER: 'links' needs REMINDERS_LINKS, the links' names."
         )
     return settings
 

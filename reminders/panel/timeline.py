@@ -123,6 +123,7 @@ def story(session: Session, notice_id: int, settings: Settings) -> Story | None:
                 "handed_over",
                 {
                     "provider": attempt.provider,
+                    "link": attempt.link,
                     "provider_message_id": attempt.provider_message_id,
                     "gateway_reference": attempt.gateway_reference,
                     "segments": attempt.segments,

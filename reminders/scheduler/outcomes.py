@@ -48,7 +48,9 @@ def from_result(
         "segments": sms.segments,
         "encoding": sms.encoding,
         "text": sms.text,
-        "provider": provider,
+        # A routed sender names the link's own sender: a delivery report is matched by it.
+        "provider": result.provider or provider,
+        "link": result.link,
         "submitted_at": now,
     }
     if isinstance(result, Accepted):
@@ -156,6 +158,7 @@ def record(
                 "segments": None,
                 "encoding": None,
                 "text": None,
+                "link": None,
                 **outcome.attempt,
             }
             for notice_id, outcome in final.items()

@@ -13,6 +13,10 @@ from reminders.models import Notice, NoticeKind, NoticeStatus, Priority
 class AttemptOut(BaseModel):
     id: int
     provider: str
+    link: str | None = Field(
+        default=None,
+        description="The gateway link that carried it (REMINDERS_LINKS); null with one sender.",
+    )
     provider_message_id: str | None
     gateway_reference: str | None = Field(
         description="The gateway's or the operator's own id for the message, once reported."

@@ -29,6 +29,9 @@ class OutgoingSms:
     sender_id: str | None
     segments: int = 1
     encoding: str = "GSM-7"
+    # Its ``Priority`` ("transactional" or "bulk"): the links that serve it, and which rate
+    # budget it spends first, depend on it (``sender.links``).
+    lane: str = "bulk"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Accepted:
 
     provider_message_id: str | None
     status: Literal["sent", "delivered"] = "sent"
+    # Set by ``RoutedSender``: the link that carried it and that link's sender, which is the
+    # provider its delivery reports come back from (the routed sender's own name is "links").
+    link: str | None = None
+    provider: str | None = None
 
 
 class SendError(Exception):
@@ -47,7 +54,14 @@ class SendError(Exception):
     """
 
     def __init__(
-        self, message: str, *, permanent: bool, code: str | None = None, ambiguous: bool = False
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: str | None = None,
+        ambiguous: bool = False,
+        link: str | None = None,
+        provider: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -56,6 +70,14 @@ class SendError(Exception):
         # The request may have reached the gateway (it timed out waiting for the answer): the
         # SMS may be on its way, so it is neither retried nor called failed, but "unknown".
         self.ambiguous = ambiguous
+        # As on ``Accepted``: the link tried last, and its sender (set by ``RoutedSender``).
+        self.link = link
+        self.provider = provider
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again, here or on another link: it surely never reached the gateway."""
+        return not self.permanent and not self.ambiguous
 
 
 def transport_error(exc: Exception, gateway: str) -> SendError:
@@ -82,8 +104,9 @@ class Sender(ABC):
 
     name: ClassVar[str]
     # How many messages ``send_many`` takes at once; results are recorded after each batch, so
-    # a crash leaves at most this many notices whose outcome is unknown.
-    batch_size: ClassVar[int] = 20
+    # a crash leaves at most this many notices whose outcome is unknown. Not a ClassVar: the
+    # routed sender sizes its own from its links' concurrency.
+    batch_size: int = 20
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings

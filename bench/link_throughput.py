@@ -1,0 +1,147 @@
+"""Link throughput: messages per second one worker hands to a real Kannel over one gateway link
+with ``--concurrency`` requests in flight, delivery reports requested.
+
+Kannel (bearerbox, smsbox, fakesmsc as the operator) runs on 127.0.0.1 through the test harness
+(tests/kannel.py); its delivery reports go to a small local app that answers 200, so that
+Kannel's DLR bookkeeping is paid as in production (each ``sendsms`` with a ``dlr-url`` takes
+Kannel about 40 ms to answer: throughput is bound by requests in flight).
+
+Measured: notices in SQLite fired by ``fire_many`` as a lane fires them (claim, load, compose,
+send through ``RoutedSender`` and its link's pool of ``KannelSender.send``, record the attempt and
+the outcome). Baseline, in the same run against the same Kannel: a bare ``httpx.Client`` with the
+same number of requests in flight sending the same queries, no database around it. Both runs
+must see every message at fakesmsc; the run fails otherwise.
+
+    .venv/bin/python -m bench.link_throughput [--n 3000] [--concurrency 16]
+Prints one JSON line: the service's msg/s, the bare client's, ratio = service/bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from bench.common import database, report
+from bench.kannel_throughput import SENDER_ID, TEXTS, messages, timed
+from reminders.accounts.scoping import scoped_session
+from reminders.messages import create_message
+from reminders.pending_jobs import commit_and_schedule
+from reminders.scheduler.firing import fire_many
+from reminders.schemas.messages import MessageCreate
+from reminders.sender.kannel import KannelSender
+from reminders.sender.kannel_dlr import new_attempt
+from reminders.sender.links import Link, RoutedSender
+from reminders.settings import Settings, load_settings
+from tests import kannel as harness
+
+
+async def _took(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+# Kannel's delivery reports land here: answered, not read (the bench measures sending).
+REPORTS = Starlette(routes=[Route("/{path:path}", _took, methods=["GET", "POST"])])
+
+
+def bare(url: str, queries: Sequence[dict[str, str | int]], concurrency: int) -> None:
+    """The baseline: one httpx client, ``concurrency`` requests in flight, nothing else."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(timeout=10, limits=limits) as client:
+
+        def get(params: dict[str, str | int]) -> None:
+            response = client.get(url, params=params)
+            if response.status_code != 202:
+                raise SystemExit(f"Kannel answered {response.status_code}: {response.text}")
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(get, queries))
+
+
+def whole_service(
+    kannel: harness.Kannel, settings: Settings, prefix: str, n: int, concurrency: int
+) -> float:
+    """Messages per second from due notices to Kannel's acceptance, recorded in SQLite."""
+    phones = [f"{prefix}{i:05d}" for i in range(n)]
+    data = MessageCreate.model_validate(
+        {"to": {"phones": phones}, "text": TEXTS["ascii"], "sender_id": SENDER_ID}
+    )
+    with database("sqlite") as engine:
+        with scoped_session(engine, 1, expire_on_commit=False) as session:
+            _, notices = create_message(session, None, data, region="BG")
+            commit_and_schedule(session)
+        ids = [notice.id for notice in notices if notice.id is not None]
+        link = Link("kannel", KannelSender(settings, engine), concurrency=concurrency)
+        sender = RoutedSender(settings, engine, links=[link])
+
+        def fire() -> None:
+            outcomes = fire_many(engine, sender, ids, settings=settings)
+            failed = [s for s in outcomes.values() if s != "sent"]
+            if len(outcomes) != n or failed:
+                raise SystemExit(f"whole service: {len(outcomes)} fired, not sent: {failed[:3]}")
+
+        try:
+            return timed(kannel, prefix, n, fire, "whole service")
+        finally:
+            sender.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        harness.running(Path(tmp)) as kannel,
+        harness.serving(REPORTS) as reports_url,
+    ):
+        settings = load_settings(
+            kannel_url=kannel.sendsms_url,
+            kannel_username=harness.USERNAME,
+            kannel_password=harness.PASSWORD,
+            kannel_max_parts=kannel.max_messages,
+            public_url=reports_url,  # with a webhook secret: every send asks for reports
+            webhook_secret="bench-secret",
+            quiet_hours="off",
+        )
+        engine = create_engine("sqlite://")  # kept by the sender, never used to send
+        sender = KannelSender(settings, engine)
+        try:
+            text = TEXTS["ascii"]
+            warm = [sender.params(m, new_attempt()) for m in messages("+3598880", 50, text)]
+            queries = [sender.params(m, new_attempt()) for m in messages("+3598881", args.n, text)]
+            assert "dlr-url" in queries[0], "the bench must ask for delivery reports"
+            bare(kannel.sendsms_url, warm, args.concurrency)
+            baseline = timed(
+                kannel,
+                "+3598881",
+                args.n,
+                lambda: bare(kannel.sendsms_url, queries, args.concurrency),
+                "bare client",
+            )
+        finally:
+            sender.close()
+            engine.dispose()
+        value = whole_service(kannel, settings, "+3598883", args.n, args.concurrency)
+    print(
+        f"{args.n} messages, {args.concurrency} in flight, delivery reports requested: bare "
+        f"httpx {baseline:.0f}/s, the service through one link {value:.0f}/s",
+        file=sys.stderr,
+        flush=True,
+    )
+    report("link_throughput", value, "msg/s", baseline, value / baseline)
+
+
+if __name__ == "__main__":
+    main()

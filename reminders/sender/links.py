@@ -1,0 +1,250 @@
+"""Several gateway links behind one sender: routing by lane and number, fallback, at most once.
+
+A message's route is the links that serve its lane and its number: the longest matching prefix
+first (a link with no prefixes takes any number, after those that name one), ties in the order
+of ``REMINDERS_LINKS``. It goes to the first; if that link fails transiently (the request surely
+never reached the gateway) or is down, it goes to the next. An ambiguous failure (the gateway
+may have the message) ends there: trying another link could send it twice. A permanent one
+(an invalid number) ends there too: another link would refuse it as well.
+
+Each link keeps at most ``concurrency`` requests in flight (a pool of threads of its own that
+calls its sender's ``send``), and at most ``rate`` messages a second when it has one, shared by
+every process through Redis when the service has it, the transactional lane first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field, replace
+
+import redis
+from sqlalchemy.engine import Engine
+
+from reminders.metrics import SendMetrics
+from reminders.models import Priority
+from reminders.sender import registry
+from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
+from reminders.sender.link_pool import COOL_OFF, DOWN_AFTER, LinkHealth, LinkPool
+from reminders.sender.link_settings import VARIABLE, LinkSpec, read_links
+from reminders.sender.rate import SendRate, make_rate
+from reminders.settings import ROUTED, Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+Result = Accepted | SendError
+
+
+@dataclass
+class Link:
+    """One gateway link: a sender of its own and what it may carry, how fast."""
+
+    name: str
+    sender: Sender
+    concurrency: int = 1  # requests in flight
+    rate: SendRate = field(default_factory=SendRate)  # messages a second; SendRate(): no limit
+    lanes: frozenset[str] = frozenset(lane.value for lane in Priority)
+    prefixes: tuple[str, ...] = ()  # none: any number
+
+    def match(self, sms: OutgoingSms) -> int | None:
+        """How well this link fits ``sms``: its longest prefix that ``sms.to`` starts with (0
+        for a link of any number), or None if it does not serve it."""
+        if sms.lane not in self.lanes:
+            return None
+        if not self.prefixes:
+            return 0
+        lengths = [len(p) for p in self.prefixes if sms.to.startswith(p)]
+        return max(lengths) if lengths else None
+
+
+class RoutedSender(Sender):
+    """Spreads messages over ``links`` (built from ``REMINDERS_LINKS`` when not given)."""
+
+    name = ROUTED
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        links: Sequence[Link] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        down_after: int = DOWN_AFTER,
+        cool_off: float = COOL_OFF,
+    ) -> None:
+        super().__init__(settings, engine)
+        self._redis: redis.Redis | None = None
+        self.links = list(links) if links is not None else self._build(settings, engine)
+        if not self.links:
+            raise SettingsError("Invalid setting REMINDERS_LINKS: names no link.")
+        # A batch big enough to keep every link's requests in flight twice over; results are
+        # recorded per batch, so this is also how many outcomes a crash may leave unknown.
+        in_flight = sum(x.concurrency for x in self.links)
+        self.batch_size = min(500, max(Sender.batch_size, 2 * in_flight))
+        self.metrics = SendMetrics()  # the process's own, once ``process.build`` sets it
+        self._health = {
+            x.name: LinkHealth(x.name, down_after=down_after, cool_off=cool_off, clock=clock)
+            for x in self.links
+        }
+        self._pools = {x.name: LinkPool(x.name, x.concurrency) for x in self.links}
+
+    def _build(self, settings: Settings, engine: Engine) -> list[Link]:
+        specs = read_links(settings)
+        if settings.redis_url and any(spec.rate for spec in specs):
+            self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        links: list[Link] = []
+        try:
+            for spec in specs:
+                links.append(self._make_link(spec, engine))
+        except BaseException:
+            for link in links:
+                link.sender.close()
+            raise
+        return links
+
+    def _make_link(self, spec: LinkSpec, engine: Engine) -> Link:
+        try:
+            sender = registry.load(spec.sender)(spec.settings, engine)
+        except SettingsError as exc:
+            # The sender names the top-level variable it checked; the operator set the link's.
+            raise SettingsError(
+                str(exc).replace("REMINDERS_", f"{VARIABLE}{spec.name.upper()}_", 1)
+            ) from None
+        except Exception as exc:
+            raise SettingsError(
+                f"Invalid setting {VARIABLE}{spec.name.upper()}_SENDER: the sender "
+                f"{spec.sender!r} of the link {spec.name} cannot start: {exc}"
+            ) from None
+        # Namespaced per link: every process that sends on a link shares its budget.
+        prefix = f"{spec.settings.redis_prefix}link:{spec.name}:"
+        return Link(
+            name=spec.name,
+            sender=sender,
+            concurrency=spec.concurrency,
+            rate=make_rate(spec.rate, self._redis, prefix=prefix),
+            lanes=spec.lanes,
+            prefixes=spec.prefixes,
+        )
+
+    def route(self, sms: OutgoingSms) -> list[Link]:
+        """The links ``sms`` may take, in the order they are tried."""
+        fits = [(fit, i, x) for i, x in enumerate(self.links) if (fit := x.match(sms)) is not None]
+        return [x for _, _, x in sorted(fits, key=lambda t: (-t[0], t[1]))]
+
+    def send(self, sms: OutgoingSms) -> Accepted:
+        result = self.send_many([sms])[0]
+        if isinstance(result, SendError):
+            raise result
+        return result
+
+    def send_many(self, messages: Sequence[OutgoingSms]) -> list[Result]:
+        """Each message through its route; one result per message, in order. Each link's
+        share goes through its own pool; a message its link failed transiently is handed to
+        the next link as soon as that answer comes, not after the batch."""
+        results: list[Result | None] = [None] * len(messages)
+        routes = [self.route(sms) for sms in messages]
+        running: dict[Future[Result | None], tuple[int, int]] = {}
+
+        def start(index: int, step: int) -> None:
+            link, sms = routes[index][step], messages[index]
+            last = step == len(routes[index]) - 1
+            future = self._pools[link.name].submit(sms.lane, lambda: self._try(link, sms, last))
+            running[future] = (index, step)
+
+        for index, route in enumerate(routes):
+            if route:
+                start(index, 0)
+            else:
+                sms = messages[index]
+                reason = f"no link serves {sms.to} in the {sms.lane} lane"
+                results[index] = SendError(reason, permanent=True, code="no_route")
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, step = running.pop(future)
+                result = future.result()
+                onward = result is None or (isinstance(result, SendError) and result.transient)
+                if onward and step + 1 < len(routes[index]):
+                    start(index, step + 1)
+                    continue
+                assert result is not None  # the last link of a route is never skipped
+                results[index] = result
+        return [r for r in results if r is not None]
+
+    def _try(self, link: Link, sms: OutgoingSms, last: bool) -> Result | None:
+        """One try of ``sms`` on ``link``; None if skipped because the link is down (never the
+        last link of a route: a message with nowhere else to go tries its last one)."""
+        health = self._health[link.name]
+        if not last and health.is_down():
+            self._count(link, "skipped")
+            return None
+        link.rate.acquire(sms.lane, 1)
+        try:
+            accepted = link.sender.send(sms)
+        except SendError as exc:
+            error = SendError(
+                exc.message,
+                permanent=exc.permanent,
+                code=exc.code,
+                ambiguous=exc.ambiguous,
+                link=link.name,
+                provider=link.sender.name,
+            )
+            return self._failed(link, health, sms, error, last)
+        except Exception as exc:  # a sender bug must not stop the others' messages
+            log.exception("link %s raised while sending notice %s", link.name, sms.notice_id)
+            error = SendError(
+                f"{type(exc).__name__}: {exc}",
+                permanent=True,
+                link=link.name,
+                provider=link.sender.name,
+            )
+            return self._failed(link, health, sms, error, last)
+        health.answered()
+        self._count(link, "accepted")
+        log.debug("notice %s went through link %s", sms.notice_id, link.name)
+        return replace(accepted, link=link.name, provider=link.sender.name)
+
+    def _failed(
+        self, link: Link, health: LinkHealth, sms: OutgoingSms, error: SendError, last: bool
+    ) -> SendError:
+        if error.transient:
+            health.failed()
+            self._count(link, "transient")
+            if not last:
+                log.info(
+                    "notice %s: link %s failed (%s); trying the next link of its route",
+                    sms.notice_id,
+                    link.name,
+                    error.message,
+                )
+        elif error.ambiguous:
+            # No answer: the link is in trouble, but the message may be out. Never elsewhere.
+            health.failed()
+            self._count(link, "unknown")
+            log.warning(
+                "notice %s: link %s may have taken it (%s); not tried on another link",
+                sms.notice_id,
+                link.name,
+                error.message,
+            )
+        else:
+            # Refused for good (a bad number): says nothing of the link's health either way.
+            self._count(link, "failed")
+        return error
+
+    def _count(self, link: Link, outcome: str) -> None:
+        try:
+            self.metrics.count_link(link.name, outcome)
+        except Exception:
+            log.exception("counting the link metrics failed")
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        for link in self.links:
+            link.sender.close()
+        if self._redis is not None:
+            self._redis.close()
