@@ -25,7 +25,7 @@ from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
 from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.sender import registry
-from reminders.sender.links import RoutedSender
+from reminders.sender.links import Link, RoutedSender
 from reminders.sender.rate import make_rate
 from reminders.settings import Settings, SettingsError
 
@@ -111,6 +111,14 @@ def build(settings: Settings, engine: Engine, *, run_scheduler: bool = True) -> 
         raise
     except Exception as exc:
         raise StartupError(f"The sender {settings.sender!r} cannot start: {exc}") from None
+    if not isinstance(sender, RoutedSender) and settings.send_concurrency > 1:
+        # One sender, several requests in flight: the one link, "default". (At 1, the sender
+        # is used as it is, its own batching kept: the outbox writes a batch in one go.)
+        sender = RoutedSender(
+            settings,
+            engine,
+            links=[Link(name="default", sender=sender, concurrency=settings.send_concurrency)],
+        )
     token = process_token()
     client = (
         redis.Redis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         description="How often the active scheduler marks due a notice whose time passed "
         "and whose job was lost (ISO 8601 duration).",
     )
+    send_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Requests in flight to the gateway from each process when REMINDERS_LINKS "
+        "is unset (the one link, called default); each link has its own otherwise.",
+    )
     send_threads: int = Field(
         default=2,
         ge=1,

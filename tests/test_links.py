@@ -219,6 +219,25 @@ def test_without_links_the_one_sender_is_built_as_before(database_url: str, engi
         plain.scheduler.shutdown(wait=True)
 
 
+def test_one_sender_with_several_requests_in_flight_is_the_link_called_default(
+    database_url: str, engine: Engine
+) -> None:
+    settings = load_settings(database_url=database_url, sender="console", send_concurrency=6)
+    one = build(settings, engine)
+    try:
+        sender = one.runtime.sender
+        assert isinstance(sender, RoutedSender)
+        [link] = sender.links
+        assert (link.name, link.sender.name, link.concurrency) == ("default", "console", 6)
+        assert sender.batch_size == 20  # twice the requests in flight, at least the default
+        [accepted] = sender.send_many([sms()])
+        assert isinstance(accepted, Accepted)
+        assert (accepted.link, accepted.provider) == ("default", "console")
+    finally:
+        one.scheduler.shutdown(wait=True)
+        one.runtime.sender.close()
+
+
 def test_each_links_rate_is_shared_through_its_own_redis_key(
     monkeypatch: pytest.MonkeyPatch, closing: list[RoutedSender]
 ) -> None:

@@ -98,4 +98,5 @@ def prepare(
         sender_id=terms.sender_for(notice.sender_id, settings.sender_id),
         segments=composed.segments,
         encoding=composed.encoding,
+        lane=notice.priority,
     )
