@@ -6,11 +6,12 @@ Kannel (bearerbox, smsbox, fakesmsc as the operator) runs on 127.0.0.1 through t
 Kannel's DLR bookkeeping is paid as in production (each ``sendsms`` with a ``dlr-url`` takes
 Kannel about 40 ms to answer: throughput is bound by requests in flight).
 
-Measured: notices in SQLite fired by ``fire_many`` as a lane fires them (claim, load, compose,
-send through ``RoutedSender`` and its link's pool of ``KannelSender.send``, record the attempt and
-the outcome). Baseline, in the same run against the same Kannel: a bare ``httpx.Client`` with the
-same number of requests in flight sending the same queries, no database around it. Both runs
-must see every message at fakesmsc; the run fails otherwise.
+Measured: due notices in PostgreSQL drained by one process's lanes, as a worker runs them (claim
+with SKIP LOCKED, load, compose, send through ``RoutedSender`` and its link's pool of
+``KannelSender.send``, record the attempt and the outcome), from the lanes' start to the last
+outcome recorded. Baseline, in the same run against the same Kannel: a bare ``httpx.Client``
+with the same number of requests in flight sending the same queries, no database around it.
+Both runs must see every message at fakesmsc; the run fails otherwise.
 
     .venv/bin/python -m bench.link_throughput [--n 3000] [--concurrency 16]
 Prints one JSON line: the service's msg/s, the bare client's, ratio = service/bare.
@@ -21,23 +22,26 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from bench.common import database, report
-from bench.kannel_throughput import SENDER_ID, TEXTS, messages, timed
+from bench.kannel_throughput import SENDER_ID, TEXTS, arrived, messages, timed
+from bench.scale_out import unfinished
 from reminders.accounts.scoping import scoped_session
 from reminders.messages import create_message
 from reminders.pending_jobs import commit_and_schedule
-from reminders.scheduler.firing import fire_many
+from reminders.runtime import Runtime
+from reminders.scheduler.notice_scheduler import NoticeScheduler
 from reminders.schemas.messages import MessageCreate
 from reminders.sender.kannel import KannelSender
 from reminders.sender.kannel_dlr import new_attempt
@@ -71,29 +75,47 @@ def bare(url: str, queries: Sequence[dict[str, str | int]], concurrency: int) ->
 def whole_service(
     kannel: harness.Kannel, settings: Settings, prefix: str, n: int, concurrency: int
 ) -> float:
-    """Messages per second from due notices to Kannel's acceptance, recorded in SQLite."""
+    """Messages per second one worker's lanes take from due notices (PostgreSQL) to Kannel's
+    acceptance through one link, each outcome recorded."""
     phones = [f"{prefix}{i:05d}" for i in range(n)]
-    data = MessageCreate.model_validate(
-        {"to": {"phones": phones}, "text": TEXTS["ascii"], "sender_id": SENDER_ID}
-    )
-    with database("sqlite") as engine:
-        with scoped_session(engine, 1, expire_on_commit=False) as session:
-            _, notices = create_message(session, None, data, region="BG")
-            commit_and_schedule(session)
-        ids = [notice.id for notice in notices if notice.id is not None]
+    with database("postgresql") as engine:
+        for start in range(0, n, 10_000):
+            data = MessageCreate.model_validate(
+                {
+                    "to": {"phones": phones[start : start + 10_000]},
+                    "text": TEXTS["ascii"],
+                    "sender_id": SENDER_ID,
+                }
+            )
+            with scoped_session(engine, 1, expire_on_commit=False) as session:
+                create_message(session, None, data, region="BG")  # written due: no job
+                commit_and_schedule(session)
         link = Link("kannel", KannelSender(settings, engine), concurrency=concurrency)
         sender = RoutedSender(settings, engine, links=[link])
-
-        def fire() -> None:
-            outcomes = fire_many(engine, sender, ids, settings=settings)
-            failed = [s for s in outcomes.values() if s != "sent"]
-            if len(outcomes) != n or failed:
-                raise SystemExit(f"whole service: {len(outcomes)} fired, not sent: {failed[:3]}")
-
+        scheduler = NoticeScheduler(
+            engine, runtime=Runtime(settings=settings, engine=engine, sender=sender)
+        )
         try:
-            return timed(kannel, prefix, n, fire, "whole service")
+            started = time.perf_counter()
+            scheduler.start()
+            deadline = time.monotonic() + 300
+            while unfinished(engine):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"whole service: {unfinished(engine)} left after 300 s")
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
         finally:
+            scheduler.shutdown()
             sender.close()
+        with engine.connect() as conn:
+            states = dict(
+                conn.execute(text("SELECT status, count(*) FROM notices GROUP BY status")).all()
+            )
+    if states != {"sent": n}:
+        raise SystemExit(f"whole service: notices ended {states}")
+    if arrived(kannel, prefix) != n:
+        raise SystemExit(f"whole service: fakesmsc got {arrived(kannel, prefix)} of {n}")
+    return n / elapsed
 
 
 def main() -> None:

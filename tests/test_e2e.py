@@ -191,7 +191,7 @@ def test_serve_sends_scheduled_messages_and_survives_a_restart(
 
         def pending_sent() -> bool:
             detail = check(api.get(f"/api/v1/notices/{pending['id']}"), 200)
-            assert detail["status"] in ("scheduled", "sending", "sent"), detail
+            assert detail["status"] in ("scheduled", "due", "sending", "sent"), detail
             return bool(detail["status"] == "sent")
 
         wait_for(pending_sent, timeout=25, what="the notice due after the restart to be sent")

@@ -241,3 +241,61 @@ def test_the_send_rate_holds_across_instances_and_a_takeover(
     assert sent_before_kill <= rate * (killed_at - posted_at) + slack
     after = final["sent"] - sent_before_takeover
     assert after <= rate * (settled_at - elected_at) + slack, after
+
+
+def test_an_alert_sent_while_the_leader_dies_goes_out_at_once(
+    cluster: tuple[Cluster, Engine],
+) -> None:
+    """A transactional message is written ``due`` and claimed by any process's lanes: it does
+    not wait for the ~11 s it takes to elect a new leader. Three times, each right after the
+    active scheduler was killed with SIGKILL."""
+    group, engine = cluster
+    key = make_key(engine, "write")
+    ports = [free_port(), free_port()]
+    roles: dict[int, tuple[str, ...]] = {}
+    for port in ports:
+        proc = group.start("serve", "--port", str(port))
+        roles[proc.pid] = ("serve", "--port", str(port))
+    proc = group.start("worker")
+    roles[proc.pid] = ("worker",)
+    for port in ports:
+        group.wait_until_up(f"http://127.0.0.1:{port}")
+    for round_ in range(3):
+        leader = wait_for(  # a live one: a killed leader's key outlives it by its TTL
+            lambda: (pid := group.leader_pid()) and group.procs[pid].poll() is None and pid,
+            timeout=40,
+            what="a live leader",
+        )
+        os.kill(leader, signal.SIGKILL)
+        group.procs[leader].wait(timeout=10)
+        assert group.leader_pid() == leader  # its lock has not expired: no leader now
+        port = next(p for p in ports if roles[leader] != ("serve", "--port", str(p)))
+        posted_at = datetime.now(UTC)
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/messages",
+            json={
+                "to": {"phones": [f"+35988830{round_:04d}"]},
+                "text": "Card payment 84.20 BGN",
+                "priority": "transactional",
+            },
+            headers=key,
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        [notice] = response.json()["notices"]
+
+        def handed_over(notice_id: int = notice["id"]) -> datetime | None:
+            with engine.connect() as conn:
+                return conn.execute(
+                    text("SELECT created_at FROM outbox WHERE notice_id = :n"), {"n": notice_id}
+                ).scalar()
+
+        at = wait_for(handed_over, timeout=10, what="the alert to reach the gateway")
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        assert (at - posted_at).total_seconds() < 2.0
+        assert group.leader_pid() in (leader, None)  # still no new leader when it went
+        proc = group.start(*roles[leader])
+        roles[proc.pid] = roles[leader]
+        if roles[leader][0] == "serve":
+            group.wait_until_up(f"http://127.0.0.1:{roles[leader][2]}")

@@ -112,7 +112,7 @@ def test_make_rate_picks_the_kind() -> None:
     assert isinstance(shared, RedisRate) and shared._key == "x:send-rate"
 
 
-def test_a_stopped_firing_leaves_the_rest_scheduled(engine: Engine, settings: Settings) -> None:
+def test_a_stopped_firing_leaves_the_rest_due(engine: Engine, settings: Settings) -> None:
     """Waiting for the budget happens before the claim: nothing is left "sending"."""
     ids = make_notices(engine, ["0888 500 001", "0888 500 002", "0888 500 003"])
     rate = LocalRate(0.001)  # the first message spends the budget for 1,000 s
@@ -128,4 +128,4 @@ def test_a_stopped_firing_leaves_the_rest_scheduled(engine: Engine, settings: Se
     sender = OutboxSender(settings, engine)
     outcomes = fire_many(engine, sender, ids, settings=settings, rate=rate, stop=stop)
     assert outcomes == {ids[0]: "sent"}
-    assert [status_of(engine, i) for i in ids[1:]] == [NoticeStatus.scheduled] * 2
+    assert [status_of(engine, i) for i in ids[1:]] == [NoticeStatus.due] * 2
