@@ -30,7 +30,7 @@ from reminders.scheduler.executor import BatchingExecutor
 from reminders.scheduler.health import LoopHealth
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_state
-from reminders.scheduler.sending import DeadProcesses
+from reminders.scheduler.sending import DeadProcesses, Suspicions
 from reminders.scheduler.store import BatchJobStore
 from reminders.sender.outbox import OutboxSender
 from reminders.settings import Settings, load_settings
@@ -460,7 +460,15 @@ def set_sending(engine: Engine, notice_id: int, token: str) -> None:
         )
 
 
-def test_a_dead_process_is_settled_only_at_the_second_look_that_misses_it(
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_dead_process_is_settled_only_once_it_was_missed_for_a_whole_grace(
     engine: Engine,
 ) -> None:
     """Redis restarted empty: a live process's alive key is back only at its next write, so a
@@ -472,9 +480,15 @@ def test_a_dead_process_is_settled_only_at_the_second_look_that_misses_it(
     for notice_id, token in ((dead, "dead"), (live, "live"), (own, "me"), (back, "back")):
         set_sending(engine, notice_id, token)
     alive = {"live"}
-    watcher = DeadProcesses(engine, lambda: set(alive), own="me", every=60)
+    clock = Clock()
+    suspicions = Suspicions()
+    suspicions.now = clock  # type: ignore[method-assign]
+    watcher = DeadProcesses(engine, lambda: set(alive), own="me", grace=10, suspicions=suspicions)
     assert watcher.look() == 0
     alive.add("back")  # it wrote its key again at its next step
+    clock.now += 9.9
+    assert watcher.look() == 0
+    clock.now += 0.1
     assert watcher.look() == 1
     assert [status_of(engine, i) for i in (dead, live, own, back)] == [
         "unknown",
@@ -482,7 +496,31 @@ def test_a_dead_process_is_settled_only_at_the_second_look_that_misses_it(
         "sending",
         "sending",
     ]
+    # "back" is forgotten: missed again later, it starts a whole grace again.
+    alive.discard("back")
+    clock.now += 100
     assert watcher.look() == 0
+
+
+def test_a_miss_seen_by_one_process_counts_for_another(engine: Engine, redis_key: str) -> None:
+    """Processes come and go (killed, restarted): the first miss is kept in Redis, so a process
+    started after it judges by it rather than starting the wait again."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    [dead] = make_notices(engine, ["0888 420 021"], send_at=later)
+    set_sending(engine, dead, "dead")
+    client = redis.Redis.from_url(REDIS_URL)
+    first = DeadProcesses(
+        engine, set, own="a", grace=0.5, suspicions=Suspicions(client, prefix=redis_key)
+    )
+    assert first.look() == 0  # first missed now, by "a", which then dies
+    time.sleep(0.6)
+    second = DeadProcesses(
+        engine, set, own="b", grace=0.5, suspicions=Suspicions(client, prefix=redis_key)
+    )
+    assert second.look() == 1
+    assert status_of(engine, dead) == "unknown"
+    assert client.hgetall(f"{redis_key}suspects") == {}
+    client.delete(f"{redis_key}suspects")
 
 
 def test_every_process_looks_for_dead_ones_leader_or_not(
@@ -499,6 +537,8 @@ def test_every_process_looks_for_dead_ones_leader_or_not(
         return set()
 
     stub = SimpleNamespace(
+        client=None,  # the misses kept in the process
+        prefix="",
         alive_ttl=0.3,
         is_leader=False,
         term=0,
@@ -514,8 +554,8 @@ def test_every_process_looks_for_dead_ones_leader_or_not(
     try:
         scheduler.start(stub)  # type: ignore[arg-type]
         wait_for(lambda: status_of(engine, dead) == "unknown", what="the dead one to be settled")
-        assert len(looks) >= 2
-        assert looks[1] - looks[0] >= stub.alive_ttl * 0.9
+        assert len(looks) >= 2  # not at the first look: missed for a whole alive-key lifetime
+        assert looks[-1] - looks[0] >= stub.alive_ttl * 0.9
         assert scheduler.state == "standby"
     finally:
         scheduler.shutdown()

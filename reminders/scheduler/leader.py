@@ -54,6 +54,7 @@ class Leadership:
         poll_every: float = 1.0,
     ) -> None:
         self.client = client
+        self.prefix = prefix
         self.key = f"{prefix}scheduler:leader"
         self.alive_prefix = f"{prefix}alive:"
         self.token = token

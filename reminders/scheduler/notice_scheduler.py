@@ -47,7 +47,7 @@ from reminders.scheduler.jobs import bind_worker, mark_notices
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.loop import PollingScheduler, Watchdog
 from reminders.scheduler.retrying import reason
-from reminders.scheduler.sending import DeadProcesses, SendingLanes
+from reminders.scheduler.sending import DeadProcesses, SendingLanes, Suspicions
 from reminders.scheduler.store import BatchJobStore
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,11 @@ class NoticeScheduler:
         self._scheduler.start(paused=True)
         self._watchdog.start()
         self._dead = DeadProcesses(
-            self.engine, leadership.live_tokens, own=self.token, every=leadership.alive_ttl
+            self.engine,
+            leadership.live_tokens,
+            own=self.token,
+            grace=leadership.alive_ttl,
+            suspicions=Suspicions(leadership.client, prefix=leadership.prefix),
         )
         self._dead.start()
         leadership.start()

@@ -5,18 +5,20 @@ records it, and claims the next, and when none is due waits to be woken (``due.D
 A process holds at most its threads' batches: nothing queues in memory, however long the
 backlog in the table.
 
-Whichever process notices that another has died (its alive key in Redis gone, at two looks an
-alive-key lifetime apart) settles that process's ``sending`` notices as ``unknown``: handed
-to the gateway or nearly, they are not sent again. Two looks, because Redis restarting empty
-drops every key at once and a live process writes its own again only at its next step.
+Whichever process notices that another has died (its alive key in Redis gone for at least an
+alive key's lifetime) settles that process's ``sending`` notices as ``unknown``: handed to the
+gateway or nearly, they are not sent again. Not at the first miss, because Redis restarting
+empty drops every key at once and a live process writes its own again only at its next step.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
+import redis
 from sqlalchemy import distinct, select, update
 from sqlalchemy.engine import Engine
 
@@ -134,11 +136,58 @@ def settle(engine: Engine, tokens: set[str] | None) -> int:
     return count
 
 
+class Suspicions:
+    """When each missing process was first seen missing, shared by every process through Redis
+    (a hash, on Redis's clock), so that one that looks once judges by another's earlier look:
+    processes that come and go (restarted, rescheduled by an orchestrator) still settle a dead
+    one's notices. Without Redis there is one process, and it keeps them itself."""
+
+    def __init__(self, client: redis.Redis | None = None, *, prefix: str = "") -> None:
+        self._client = client
+        self._key = f"{prefix}suspects"
+        self._local: dict[str, float] = {}
+
+    def now(self) -> float:
+        if self._client is None:
+            return time.monotonic()
+        seconds, micros = self._client.time()
+        return float(seconds) + micros / 1e6
+
+    def first_missed(self, missing: set[str], now: float) -> dict[str, float]:
+        """Record ``missing`` as missing since ``now`` unless already recorded; return when
+        each was first seen missing."""
+        tokens = sorted(missing)
+        if self._client is None:
+            for token in tokens:
+                self._local.setdefault(token, now)
+            return {token: self._local[token] for token in tokens}
+        if not tokens:
+            return {}
+        pipe = self._client.pipeline()
+        for token in tokens:
+            pipe.hsetnx(self._key, token, repr(now))
+        pipe.hmget(self._key, tokens)
+        values = pipe.execute()[-1]
+        return {t: float(v) for t, v in zip(tokens, values, strict=True) if v is not None}
+
+    def forget(self, tokens: set[str]) -> None:
+        """These are alive again, or settled."""
+        if not tokens:
+            return
+        if self._client is None:
+            for token in tokens:
+                self._local.pop(token, None)
+            return
+        self._client.hdel(self._key, *sorted(tokens))
+
+
 class DeadProcesses:
     """Looks now and then for ``sending`` notices of processes that are gone, and settles them.
 
-    ``live_tokens`` reads the alive keys; a token missing at two looks in a row (``every``
-    apart, at least an alive key's lifetime) is a dead process's.
+    ``live_tokens`` reads the alive keys; a token missing for at least ``grace`` (an alive key's
+    lifetime: a live process rewrites its key within it, after a Redis that restarted empty) is
+    a dead process's. When it was first missed is shared (``Suspicions``), so any process's
+    look counts.
     """
 
     def __init__(
@@ -147,13 +196,16 @@ class DeadProcesses:
         live_tokens: Callable[[], set[str]],
         *,
         own: str,
-        every: float,
+        grace: float,
+        suspicions: Suspicions | None = None,
+        every: float | None = None,
     ) -> None:
         self.engine = engine
         self.live_tokens = live_tokens
         self.own = own
-        self.every = every
-        self._suspects: set[str] = set()
+        self.grace = grace
+        self.every = every if every is not None else grace / 2
+        self.suspicions = suspicions or Suspicions()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dead-processes", daemon=True)
 
@@ -166,8 +218,8 @@ class DeadProcesses:
             self._thread.join(timeout=5)
 
     def look(self) -> int:
-        """One look: settle the tokens missing now and at the last look; return how many
-        notices were settled."""
+        """One look: settle the tokens missing for at least ``grace``; return how many notices
+        were settled."""
         with self.engine.connect() as conn:
             claimed = {
                 str(token)
@@ -178,18 +230,26 @@ class DeadProcesses:
                 ).scalars()
             }
         if not claimed:
-            self._suspects = set()
             return 0
         # Read after the claims: a process that claimed since has written its key before.
-        missing = claimed - self.live_tokens() - {self.own}
-        dead = missing & self._suspects
-        self._suspects = missing - dead
-        return settle(self.engine, dead) if dead else 0
+        live = self.live_tokens()
+        missing = claimed - live - {self.own}
+        self.suspicions.forget((claimed & live) - {self.own})
+        now = self.suspicions.now()
+        since = self.suspicions.first_missed(missing, now)
+        dead = {token for token, first in since.items() if now - first >= self.grace}
+        if not dead:
+            return 0
+        count = settle(self.engine, dead)
+        self.suspicions.forget(dead)
+        return count
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
+        while True:
             try:
                 self.look()
             except Exception as exc:
                 # Redis or the database away: look again later; a suspect stays one.
                 log.warning("could not look for stopped processes' notices (%s)", reason(exc))
+            if self._stop.wait(self.every):
+                return
