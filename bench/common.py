@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reminders.db import make_engine
@@ -64,3 +65,9 @@ def report(bench: str, value: float, unit: str, baseline: float, ratio: float) -
             }
         )
     )
+
+
+def unfinished(engine: Engine) -> int:
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM notices WHERE status IN ('scheduled', 'due', 'sending')"
+        return int(conn.execute(text(query)).scalar() or 0)

@@ -34,9 +34,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from bench.common import database, report
+from bench.common import database, report, unfinished
 from bench.kannel_throughput import SENDER_ID, TEXTS, arrived, messages, timed
-from bench.scale_out import unfinished
 from reminders.accounts.scoping import scoped_session
 from reminders.messages import create_message
 from reminders.pending_jobs import commit_and_schedule
@@ -122,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="REMINDERS_SEND_THREADS")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -136,6 +136,7 @@ def main() -> None:
             public_url=reports_url,  # with a webhook secret: every send asks for reports
             webhook_secret="bench-secret",
             quiet_hours="off",
+            send_threads=args.threads,
         )
         engine = create_engine("sqlite://")  # kept by the sender, never used to send
         sender = KannelSender(settings, engine)

@@ -29,7 +29,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from bench.common import database, report
+from bench.common import database, report, unfinished
 from bench.link_throughput import REPORTS
 from reminders.accounts.scoping import scoped_session
 from reminders.messages import create_message
@@ -48,19 +48,17 @@ def seed(engine: Engine, prefix: str, n: int, send_at: datetime) -> None:
     """``n`` bulk notices to numbers starting with ``prefix``, all due at ``send_at``."""
     scheduler = NoticeScheduler(engine)  # writes the jobs; the workers' leader fires them
     for start in range(0, n, 10_000):
-        phones = [f"{prefix}{i:05d}" for i in range(start, min(n, start + 10_000))]
+        phones = [f"{prefix}{i:06d}" for i in range(start, min(n, start + 10_000))]
         data = MessageCreate.model_validate(
-            {"to": {"phones": phones}, "text": "Bill 84.20 BGN due 15 Dec", "send_at": send_at}
+            {
+                "to": {"phones": phones},
+                "text": "Bill 84.20 BGN due 15 Dec",
+                "send_at": send_at.isoformat(),
+            }
         )
         with scoped_session(engine, 1, expire_on_commit=False) as session:
             create_message(session, scheduler, data, region="BG")
             commit_and_schedule(session)
-
-
-def unfinished(engine: Engine) -> int:
-    with engine.connect() as conn:
-        query = "SELECT count(*) FROM notices WHERE status IN ('scheduled', 'due', 'sending')"
-        return int(conn.execute(text(query)).scalar() or 0)
 
 
 def drain(
@@ -82,6 +80,7 @@ def drain(
                 "REMINDERS_KANNEL_URL": kannel.sendsms_url,
                 "REMINDERS_KANNEL_USERNAME": harness.USERNAME,
                 "REMINDERS_KANNEL_PASSWORD": harness.PASSWORD,
+                "REMINDERS_SENDER_ID": "MyShop",
                 "REMINDERS_SEND_CONCURRENCY": str(concurrency),
                 # Reports requested on every send, answered by a local app.
                 "REMINDERS_PUBLIC_URL": reports,
