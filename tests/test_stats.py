@@ -150,7 +150,7 @@ def test_csv_report_streams_every_notice(client: TestClient, writer: Headers) ->
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 5
     assert {r["phone"] for r in rows} == {f"+35988870{i:04d}" for i in range(5)}
-    assert {r["status"] for r in rows} <= {"scheduled", "sending", "sent"}
+    assert {r["status"] for r in rows} <= {"scheduled", "due", "sending", "sent"}
 
 
 def test_metrics(client: TestClient, reader: Headers) -> None:
