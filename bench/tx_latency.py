@@ -135,7 +135,8 @@ def run(kind: str, bulk: int, rate: float) -> dict[str, float]:
                             select(func.count())
                             .select_from(Notice)
                             .where(
-                                col(Notice.priority) == "bulk", col(Notice.status) == "scheduled"
+                                col(Notice.priority) == "bulk",
+                                col(Notice.status).in_(("scheduled", "due")),
                             )
                         )
                         or 0
