@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 import redis
-from sqlalchemy import distinct, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from reminders.db import in_chunks, utcnow
@@ -224,9 +224,9 @@ class DeadProcesses:
             claimed = {
                 str(token)
                 for token in conn.execute(
-                    select(distinct(_N.claimed_by)).where(
-                        _N.status == NoticeStatus.sending, _N.claimed_by.is_not(None)
-                    )
+                    select(_N.claimed_by)
+                    .distinct()
+                    .where(_N.status == NoticeStatus.sending, _N.claimed_by.is_not(None))
                 ).scalars()
             }
         if not claimed:
