@@ -29,7 +29,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import text
 
-from bench.common import database, report
+from bench.common import cluster_env, database, report
 from bench.scale_out import REDIS_URL, REMINDERS
 from reminders.scheduler.notice_scheduler import job_state
 from reminders.scheduler.store import BatchJobStore
@@ -85,14 +85,10 @@ def main() -> None:
     prefix = f"bench-backlog-{uuid.uuid4().hex[:8]}:"
     with database("postgresql") as engine, tempfile.TemporaryDirectory() as tmp:
         seed(engine, args.n)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
-        env.update(
-            {
-                "REMINDERS_DATABASE_URL": engine.url.render_as_string(hide_password=False),
-                "REMINDERS_REDIS_URL": REDIS_URL,
-                "REMINDERS_REDIS_PREFIX": prefix,
-                "REMINDERS_LOG_LEVEL": "WARNING",
-            }
+        env = cluster_env(
+            engine,
+            REDIS_URL,
+            prefix,
         )
         commands = [["serve", "--port", "18731"], ["worker"], ["worker"]]
         procs: dict[int, subprocess.Popen[bytes]] = {}

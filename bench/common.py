@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -71,3 +72,21 @@ def unfinished(engine: Engine) -> int:
     with engine.connect() as conn:
         query = "SELECT count(*) FROM notices WHERE status IN ('scheduled', 'due', 'sending')"
         return int(conn.execute(text(query)).scalar() or 0)
+
+
+def cluster_env(
+    engine: Engine, redis_url: str, redis_prefix: str, **settings: str
+) -> dict[str, str]:
+    """The environment of a ``reminders`` process of a bench's cluster: this environment
+    without any REMINDERS_ variable, the bench's database and Redis, and ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
+    env.update(
+        {
+            "REMINDERS_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+            "REMINDERS_REDIS_URL": redis_url,
+            "REMINDERS_REDIS_PREFIX": redis_prefix,
+            "REMINDERS_LOG_LEVEL": "WARNING",
+        }
+    )
+    env.update({f"REMINDERS_{name.upper()}": value for name, value in settings.items()})
+    return env

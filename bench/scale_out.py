@@ -15,7 +15,6 @@ Prints one JSON line: msg/s with the most workers, with one worker as the baseli
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from bench.common import database, report, unfinished
+from bench.common import cluster_env, database, report, unfinished
 from bench.link_throughput import REPORTS
 from reminders.accounts.scoping import scoped_session
 from reminders.messages import create_message
@@ -69,24 +68,19 @@ def drain(
     prefix = f"+35988{workers}"  # one number range per run: fakesmsc's log is shared
     with database("postgresql") as engine:
         redis_prefix = f"bench-scale-{uuid.uuid4().hex[:8]}:"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")}
-        env.update(
-            {
-                "REMINDERS_DATABASE_URL": engine.url.render_as_string(hide_password=False),
-                "REMINDERS_REDIS_URL": REDIS_URL,
-                "REMINDERS_REDIS_PREFIX": redis_prefix,
-                "REMINDERS_QUIET_HOURS": "off",
-                "REMINDERS_SENDER": "kannel",
-                "REMINDERS_KANNEL_URL": kannel.sendsms_url,
-                "REMINDERS_KANNEL_USERNAME": harness.USERNAME,
-                "REMINDERS_KANNEL_PASSWORD": harness.PASSWORD,
-                "REMINDERS_SENDER_ID": "MyShop",
-                "REMINDERS_SEND_CONCURRENCY": str(concurrency),
-                # Reports requested on every send, answered by a local app.
-                "REMINDERS_PUBLIC_URL": reports,
-                "REMINDERS_WEBHOOK_SECRET": "bench-scale-out-secret",
-                "REMINDERS_LOG_LEVEL": "WARNING",
-            }
+        env = cluster_env(
+            engine,
+            REDIS_URL,
+            redis_prefix,
+            quiet_hours="off",
+            sender="kannel",
+            kannel_url=kannel.sendsms_url,
+            kannel_username=harness.USERNAME,
+            kannel_password=harness.PASSWORD,
+            sender_id="MyShop",
+            send_concurrency=str(concurrency),
+            public_url=reports,
+            webhook_secret="bench-scale-out-secret",
         )
         procs = []
         client = redis.Redis.from_url(REDIS_URL)

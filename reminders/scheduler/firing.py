@@ -187,9 +187,10 @@ def fire_many(
             shutdown=shutdown,
         )
         if fired is None:
-            # Their jobs went when the lane took them: the periodic check gives them new ones.
+            # Left as they were (due, or scheduled and marked due by the periodic check): a
+            # lane picks them once the database answers.
             log.warning(
-                "%d notice(s) stay scheduled, to be fired again once the database answers",
+                "%d notice(s) were not sent; the lanes take them once the database answers",
                 len(unique) - start,
             )
             break
