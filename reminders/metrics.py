@@ -140,23 +140,31 @@ def _send_families(values: dict[str, float]) -> list[Metric]:
         buckets = [(f"{b:g}", values.get(f"latency|{lane}|{b}", 0.0)) for b in LATENCY_BUCKETS]
         buckets.append(("+Inf", values.get(f"latency_count|{lane}", 0.0)))
         latency.add_metric([lane], buckets, sum_value=values.get(f"latency_sum|{lane}", 0.0))
-    errors = CounterMetricFamily(
+    errors = _counters(
+        values,
+        "errors|",
         "reminders_gateway_errors",
         "Sends the gateway refused or failed, by code.",
-        labels=["provider", "code"],
+        ["provider", "code"],
     )
-    for field in sorted(f for f in values if f.startswith("errors|")):
-        _, provider, code = field.split("|", 2)
-        errors.add_metric([provider, code], values[field])
-    links = CounterMetricFamily(
+    links = _counters(
+        values,
+        "link|",
         "reminders_link_sends",
         "Tries of a message on each gateway link, by outcome (REMINDERS_LINKS).",
-        labels=["link", "outcome"],
+        ["link", "outcome"],
     )
-    for field in sorted(f for f in values if f.startswith("link|")):
-        _, link, outcome = field.split("|", 2)
-        links.add_metric([link, outcome], values[field])
     return [latency, errors, links]
+
+
+def _counters(
+    values: dict[str, float], prefix: str, name: str, documentation: str, labels: list[str]
+) -> CounterMetricFamily:
+    """A counter family from the stored fields ``<prefix><label>|<label>``."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for field in sorted(f for f in values if f.startswith(prefix)):
+        family.add_metric(field.removeprefix(prefix).split("|", 1), values[field])
+    return family
 
 
 def make_metrics(client: redis.Redis | None, *, prefix: str) -> SendMetrics:
