@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 # Seconds from the moment a notice fell due to the gateway's acceptance. The brief promises
 # transactional messages within seconds, so the buckets are fine below 10 s.
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
+# Seconds a gateway link takes to answer one request: Kannel with a dlr-url about 40 ms, a
+# hosted API a few hundred; its 10 s timeout ends the scale.
+LINK_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# One try of a message on a link: its outcome, and how long the gateway took to answer (None
+# when the link was skipped, down, and never asked).
+LinkTry = tuple[str, str, float | None]
 
 
 class SendMetrics:
@@ -61,10 +67,22 @@ class SendMetrics:
         if fields:
             self._add(fields)
 
-    def count_link(self, link: str, outcome: str) -> None:
-        """One try of one message on a gateway link: accepted, failed, transient, unknown, or
-        skipped (the link was down, and the message went on to the next of its route)."""
-        self._add({f"link|{link}|{outcome}": 1})
+    def observe_links(self, tries: Iterable[LinkTry]) -> None:
+        """Tries of messages on gateway links, each ``(link, outcome, seconds)``: accepted,
+        failed, transient, unknown, or skipped (the link was down, and the message went on to
+        the next of its route). Added in one go: one Redis round trip for a whole batch."""
+        fields: defaultdict[str, float] = defaultdict(float)
+        for link, outcome, seconds in tries:
+            fields[f"link|{link}|{outcome}"] += 1
+            if seconds is not None:
+                seconds = max(seconds, 0.0)
+                for bound in LINK_BUCKETS:
+                    if seconds <= bound:
+                        fields[f"link_latency|{link}|{bound}"] += 1
+                fields[f"link_latency_sum|{link}"] += seconds
+                fields[f"link_latency_count|{link}"] += 1
+        if fields:
+            self._add(fields)
 
     def _add(self, fields: dict[str, float]) -> None:
         with self._lock:
@@ -94,7 +112,7 @@ class RedisSendMetrics(SendMetrics):
         try:
             pipe = self._client.pipeline(transaction=False)
             for field, amount in fields.items():
-                if field.startswith("latency_sum|"):
+                if field.partition("|")[0].endswith("_sum"):  # seconds, not a count
                     pipe.hincrbyfloat(self._key, field, amount)
                 else:
                     pipe.hincrby(self._key, field, int(amount))
@@ -147,14 +165,75 @@ def _send_families(values: dict[str, float]) -> list[Metric]:
         "Sends the gateway refused or failed, by code.",
         ["provider", "code"],
     )
-    links = _counters(
-        values,
-        "link|",
-        "reminders_link_sends",
-        "Tries of a message on each gateway link, by outcome (REMINDERS_LINKS).",
-        ["link", "outcome"],
+    return [latency, errors, *_link_families(values)]
+
+
+def _link_families(values: dict[str, float]) -> list[Metric]:
+    """Each gateway link's tries (REMINDERS_LINKS): sent, errors by kind, skipped, latency."""
+    sent = CounterMetricFamily(
+        "reminders_link_sent", "Messages each gateway link accepted.", labels=["link"]
     )
-    return [latency, errors, links]
+    errors = CounterMetricFamily(
+        "reminders_link_errors",
+        "Tries on each gateway link that failed: failed (refused for good), transient (never "
+        "reached it: the next link of the route takes the message), unknown (no answer).",
+        labels=["link", "kind"],
+    )
+    skipped = CounterMetricFamily(
+        "reminders_link_skipped",
+        "Messages that passed a link while it was down, on to the next of their route.",
+        labels=["link"],
+    )
+    for field in sorted(f for f in values if f.startswith("link|")):
+        link, outcome = field.removeprefix("link|").split("|", 1)
+        if outcome == "accepted":
+            sent.add_metric([link], values[field])
+        elif outcome == "skipped":
+            skipped.add_metric([link], values[field])
+        else:
+            errors.add_metric([link, outcome], values[field])
+    latency = HistogramMetricFamily(
+        "reminders_link_latency_seconds",
+        "How long each gateway link took to answer a request, whatever the answer.",
+        labels=["link"],
+    )
+    for link in sorted({f.split("|")[1] for f in values if f.startswith("link_latency_count|")}):
+        buckets = [(f"{b:g}", values.get(f"link_latency|{link}|{b}", 0.0)) for b in LINK_BUCKETS]
+        buckets.append(("+Inf", values.get(f"link_latency_count|{link}", 0.0)))
+        latency.add_metric([link], buckets, sum_value=values.get(f"link_latency_sum|{link}", 0.0))
+    return [sent, errors, skipped, latency]
+
+
+class LinkGauges:
+    """This process's view of its gateway links, read at each scrape: requests in flight and
+    whether each link is up (``read`` gives ``(link, in_flight, up)``)."""
+
+    def __init__(self, read: Callable[[], Iterable[tuple[str, int, bool]]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return self._families([])
+
+    def collect(self) -> list[Metric]:
+        return self._families(list(self._read()))
+
+    @staticmethod
+    def _families(states: list[tuple[str, int, bool]]) -> list[Metric]:
+        in_flight = GaugeMetricFamily(
+            "reminders_link_in_flight",
+            "Requests this process has in flight on each gateway link.",
+            labels=["link"],
+        )
+        up = GaugeMetricFamily(
+            "reminders_link_up",
+            "1 while this process sends on the link, 0 while it holds the link down after "
+            "failures in a row.",
+            labels=["link"],
+        )
+        for link, busy, is_up in states:
+            in_flight.add_metric([link], busy)
+            up.add_metric([link], 1 if is_up else 0)
+        return [in_flight, up]
 
 
 def _counters(

@@ -235,6 +235,41 @@ def notice_rows(
         last_id = rows[-1][0]
 
 
+@dataclass
+class LinkCounts:
+    """The attempts one gateway link carried: by their status now, and their segments."""
+
+    link: str | None  # None: the single sender, before REMINDERS_LINKS or SEND_CONCURRENCY
+    provider: str
+    attempts: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    segments: int = 0
+
+
+def link_counts(session: Session, *, start: datetime, end: datetime) -> list[LinkCounts]:
+    """Attempts handed over from ``start`` to ``end``, per link and provider: their status now
+    (sent, delivered, undelivered, failed, unknown; a report moves it) and their segments."""
+    rows = session.execute(
+        select(
+            col(Attempt.link),
+            col(Attempt.provider),
+            col(Attempt.status),
+            func.count(),
+            func.coalesce(func.sum(col(Attempt.segments)), 0),
+        )
+        .where(col(Attempt.submitted_at) >= start, col(Attempt.submitted_at) < end)
+        .group_by(col(Attempt.link), col(Attempt.provider), col(Attempt.status))
+    ).all()
+    found: dict[tuple[str | None, str], LinkCounts] = {}
+    for link, provider, status, n, segments in rows:
+        counts = found.setdefault((link, provider), LinkCounts(link, provider))
+        counts.attempts += n
+        counts.statuses[status] = n
+        if status != NoticeStatus.failed:  # a refused message used no segment
+            counts.segments += int(segments)
+    return sorted(found.values(), key=lambda c: (c.link is None, c.link or "", c.provider))
+
+
 def status_counts(session: Session) -> dict[tuple[int, str], int]:
     """Notices by (account, status): every account's, or the one a scoped session acts for."""
     rows = session.execute(

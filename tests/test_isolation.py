@@ -609,6 +609,12 @@ def test_statistics_the_stream_and_the_report_count_the_callers_account_alone(
             n["id"] for n in ok(call(client, "GET", "/api/v1/notices", h, limit=MAX_LIMIT))["items"]
         }
         assert ids and ids <= listed, (tenant.slug, ids - listed)
+
+        carried = ok(call(client, "GET", "/api/v1/stats/links", h))["links"]
+        attempts = sum(
+            len(ok(call(client, "GET", f"/api/v1/notices/{n}", h))["attempts"]) for n in listed
+        )
+        assert sum(x["attempts"] for x in carried) == attempts > 0, (tenant.slug, carried)
     assert notice_count(client, a, *_week()) > notice_count(client, b, *_week())
 
 

@@ -81,6 +81,8 @@ MTEL_A1 = {
     "REMINDERS_LINK_MTEL_CONCURRENCY": "16",
     "REMINDERS_LINK_MTEL_LANES": "transactional,bulk",
     "REMINDERS_LINK_MTEL_PREFIXES": "+35988,+35989",
+    "REMINDERS_LINK_MTEL_DOWN_AFTER": "5",
+    "REMINDERS_LINK_MTEL_COOL_OFF": "12.5",
     "REMINDERS_LINK_A1_SENDER": "kannel",
     "REMINDERS_LINK_A1_KANNEL_URL": "http://a1:13013/cgi-bin/sendsms",
     "REMINDERS_LINK_A1_KANNEL_MAX_PARTS": "3",
@@ -98,6 +100,8 @@ def test_links_are_read_in_order_each_with_its_own_settings() -> None:
     assert mtel.settings.kannel_url == "http://mtel:13013/cgi-bin/sendsms"
     assert mtel.settings.kannel_max_parts == 10
     assert (a1.name, a1.rate, a1.concurrency, a1.prefixes) == ("a1", None, 4, ())
+    assert (mtel.down_after, mtel.cool_off) == (5, 12.5)
+    assert (a1.down_after, a1.cool_off) == (3, 30.0)  # the defaults
     assert a1.settings.kannel_url == "http://a1:13013/cgi-bin/sendsms"
     assert a1.settings.kannel_max_parts == 3
     # What a link does not replace is the deployment's: the Kannel user, for one.
@@ -147,6 +151,21 @@ def test_links_are_read_in_order_each_with_its_own_settings() -> None:
             {"REMINDERS_LINK_MTEL_CONCURRENCY": "0"},
             "Invalid setting REMINDERS_LINK_MTEL_CONCURRENCY: must be a whole number of "
             "requests in flight, 1 to 512.",
+        ),
+        (
+            {"REMINDERS_LINK_MTEL_DOWN_AFTER": "0"},
+            "Invalid setting REMINDERS_LINK_MTEL_DOWN_AFTER: must be a whole number of "
+            "transient failures in a row, 1 to 1000.",
+        ),
+        (
+            {"REMINDERS_LINK_A1_COOL_OFF": "soon"},
+            "Invalid setting REMINDERS_LINK_A1_COOL_OFF: must be seconds a down link is left "
+            "alone, above 0 and at most 3600.",
+        ),
+        (
+            {"REMINDERS_LINK_A1_COOL_OFF": "0"},
+            "Invalid setting REMINDERS_LINK_A1_COOL_OFF: must be seconds a down link is left "
+            "alone, above 0 and at most 3600.",
         ),
         (
             {"REMINDERS_LINK_MTEL_LANES": "urgent"},
@@ -348,11 +367,9 @@ def test_a_link_down_is_skipped_until_its_cool_off_ends(closing: list[RoutedSend
 
     mtel_sender, a1_sender = Fake(mtel_behaves), Fake()
     sender = routed(
-        Link("mtel", mtel_sender),
+        Link("mtel", mtel_sender, down_after=2, cool_off=30),
         Link("a1", a1_sender),
         clock=lambda: now[0],
-        down_after=2,
-        cool_off=30,
     )
     closing.append(sender)
 
@@ -375,17 +392,19 @@ def test_a_link_down_is_skipped_until_its_cool_off_ends(closing: list[RoutedSend
     assert via() == "mtel" and via() == "mtel"  # back up
     assert len(mtel_sender.sent) == 5 and len(a1_sender.sent) == 7
     counts = sender.metrics.snapshot()
-    assert counts == {
+    assert {k: v for k, v in counts.items() if k.startswith("link|")} == {
         "link|mtel|transient": 3,
         "link|mtel|skipped": 4,
         "link|mtel|accepted": 2,
         "link|a1|accepted": 7,
     }
+    # Each try that asked the gateway is timed; a skipped one asked nothing.
+    assert counts["link_latency_count|mtel"] == 5 and counts["link_latency_count|a1"] == 7
 
 
 def test_the_last_link_of_a_route_is_tried_even_when_down(closing: list[RoutedSender]) -> None:
     only = Fake(raising(**TRANSIENT))
-    sender = routed(Link("mtel", only), down_after=1, cool_off=300)
+    sender = routed(Link("mtel", only, down_after=1, cool_off=300))
     closing.append(sender)
     for _ in range(3):
         [result] = sender.send_many([sms()])
@@ -530,8 +549,22 @@ def test_each_attempt_records_the_link_that_carried_it(
     page = client.get(f"/notices/{mtel_notice}", headers={"Accept-Language": "en"}).text
     assert "through the link <code>mtel</code>" in page
     metrics = client.get("/metrics", headers=writer).text
-    assert 'reminders_link_sends_total{link="mtel",outcome="accepted"} 1.0' in metrics
-    assert 'reminders_link_sends_total{link="a1",outcome="accepted"} 1.0' in metrics
+    assert 'reminders_link_sent_total{link="mtel"} 1.0' in metrics
+    assert 'reminders_link_sent_total{link="a1"} 1.0' in metrics
+    assert 'reminders_link_latency_seconds_count{link="mtel"} 1.0' in metrics
+    assert 'reminders_link_in_flight{link="mtel"} 0.0' in metrics
+    assert 'reminders_link_up{link="a1"} 1.0' in metrics
+    assert "reminders_link_errors_total{" not in metrics  # none failed
+    ready = client.get("/readyz").json()
+    assert ready["links"] == {
+        "mtel": {"up": True, "in_flight": 0},
+        "a1": {"up": True, "in_flight": 0},
+    }
+    stats = client.get("/api/v1/stats/links", headers=writer)
+    assert stats.status_code == 200, stats.text
+    carried = {(x["link"], x["provider"], x["attempts"]) for x in stats.json()["links"]}
+    assert carried == {("mtel", "http", 1), ("a1", "http", 1)}
+    assert [x["statuses"] for x in stats.json()["links"]] == [{"sent": 1}, {"sent": 1}]
 
 
 @pytest.mark.parametrize("settings", [20], indirect=True)  # mtel: 20 a second
@@ -558,3 +591,10 @@ def test_a_link_stopped_mid_drain_hands_its_messages_to_the_other_none_twice(
     assert sorted(mtel + a1) == sorted(phones)  # each number once, on one link or the other
     links = {detail(client, writer, n)["attempts"][-1]["link"] for n in notice_ids}
     assert links == {"mtel", "a1"}
+    # The metrics tell the story: mtel's refused connections, then mtel held down.
+    metrics = client.get("/metrics", headers=writer).text
+    assert 'reminders_link_errors_total{kind="transient",link="mtel"}' in metrics
+    assert f'reminders_link_sent_total{{link="mtel"}} {len(mtel)}.0' in metrics
+    assert f'reminders_link_sent_total{{link="a1"}} {len(a1)}.0' in metrics
+    assert 'reminders_link_up{link="mtel"} 0.0' in metrics
+    assert client.get("/readyz").json()["links"]["mtel"]["up"] is False

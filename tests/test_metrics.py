@@ -162,7 +162,10 @@ FAMILIES: dict[str, tuple[str, set[str]]] = {
     "reminders_queue_depth": ("gauge", {"account", "lane"}),
     "reminders_send_latency_seconds": ("histogram", {"lane"}),  # and "le" on its buckets
     "reminders_gateway_errors": ("counter", {"provider", "code"}),
-    "reminders_link_sends": ("counter", {"link", "outcome"}),
+    "reminders_link_sent": ("counter", {"link"}),
+    "reminders_link_errors": ("counter", {"link", "kind"}),
+    "reminders_link_skipped": ("counter", {"link"}),
+    "reminders_link_latency_seconds": ("histogram", {"link"}),
     "reminders_api_in_progress": ("gauge", {"kind"}),
     "reminders_api_refused": ("counter", {"kind"}),
     "reminders_scheduler_active": ("gauge", set()),
@@ -174,7 +177,10 @@ def test_the_whole_exposition_parses_with_its_families_and_types(
     process: Process, client: TestClient, reader: Headers, writer: Headers
 ) -> None:
     process.runtime.metrics.count_errors("kannel", ["http_503"])  # as a failed send would
-    process.runtime.metrics.count_link("mtel", "accepted")  # as a routed sender's send would
+    # As a routed sender's send would; its gauges (in flight, up) are tested with links.
+    process.runtime.metrics.observe_links(
+        [("mtel", "accepted", 0.04), ("mtel", "transient", 0.002), ("a1", "skipped", None)]
+    )
     body = {"to": {"phones": ["0888 402 001"]}, "text": "Hi", "priority": "bulk"}
     assert client.post("/api/v1/messages", json=body, headers=writer).status_code == 201
     latency = "reminders_send_latency_seconds_count"

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from functools import cache
 
 from fastapi import APIRouter, FastAPI
+from prometheus_client.registry import Collector
 from starlette.routing import BaseRoute
 
 from reminders import __version__, panel
@@ -37,10 +38,11 @@ from reminders.api.routes import (
     usage,
     users,
 )
-from reminders.metrics import NoticeMetrics, SchedulerMetrics, metrics_registry
+from reminders.metrics import LinkGauges, NoticeMetrics, SchedulerMetrics, metrics_registry
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
 from reminders.scheduler.notice_scheduler import NoticeScheduler
+from reminders.sender.links import RoutedSender
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,13 @@ def create_app(
     app.state.gates = install_admission(app, runtime.settings)
     # What every caller of /metrics sees; the notices, counted per account, are added to each
     # scrape for the caller's own (``routes/stats.py``).
-    app.state.metrics = metrics_registry(
-        SchedulerMetrics(lambda: scheduler.state == "active"), runtime.metrics, app.state.gates
-    )
+    collectors: list[Collector] = [
+        SchedulerMetrics(lambda: scheduler.state == "active"),
+        runtime.metrics,
+        app.state.gates,
+    ]
+    if isinstance(runtime.sender, RoutedSender):
+        collectors.append(LinkGauges(runtime.sender.states))
+    app.state.metrics = metrics_registry(*collectors)
     app.state.notice_metrics = NoticeMetrics(app.state.engine)
     return app

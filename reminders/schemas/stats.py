@@ -22,3 +22,21 @@ class StatsOut(BaseModel):
     timezone: str = Field(description="The zone whose clock the buckets follow.")
     totals: CountsOut
     buckets: list[CountsOut]
+
+
+class LinkCountsOut(BaseModel):
+    link: str | None = Field(
+        description="The gateway link (REMINDERS_LINKS); null for the single sender."
+    )
+    provider: str = Field(description="The link's sender: kannel, twilio, http...")
+    attempts: int
+    statuses: dict[str, int] = Field(
+        description="The attempts by status now: sent, delivered, undelivered, failed, unknown."
+    )
+    segments: int
+
+
+class LinkStatsOut(BaseModel):
+    start: datetime
+    end: datetime
+    links: list[LinkCountsOut]

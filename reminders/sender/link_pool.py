@@ -35,6 +35,8 @@ class LinkPool:
     def __init__(self, name: str, size: int) -> None:
         self._queue: queue.PriorityQueue[_Work] = queue.PriorityQueue()
         self._order = itertools.count()  # first come, first served within a lane
+        self._busy_lock = threading.Lock()
+        self._busy = 0
         self._threads = [
             threading.Thread(target=self._run, name=f"link-{name}-{i}", daemon=True)
             for i in range(size)
@@ -55,10 +57,21 @@ class LinkPool:
                 return
             if not future.set_running_or_notify_cancel():
                 continue
+            with self._busy_lock:
+                self._busy += 1
             try:
                 future.set_result(work())
             except BaseException as exc:
                 future.set_exception(exc)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """How many of its threads are at work now."""
+        with self._busy_lock:
+            return self._busy
 
     def close(self) -> None:
         """Stop the threads once the work already submitted is done."""

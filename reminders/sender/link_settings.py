@@ -3,9 +3,10 @@
 Each link gets a copy of the settings with its own values in place (``..._KANNEL_URL`` replaces
 ``kannel_url``), validated by the ``Settings`` model itself, so a bad value stops start-up with
 the same one sentence a top-level setting gets, naming the link's variable. Besides the
-settings, a link has five keys of its own: ``SENDER`` (required), ``RATE`` (messages per
-second, shared by every process through Redis when there is one), ``CONCURRENCY`` (requests in
-flight, default 4), ``LANES`` (default both) and ``PREFIXES`` (default: any number).
+settings, a link has keys of its own: ``SENDER`` (required), ``RATE`` (messages per second,
+shared by every process through Redis when there is one), ``CONCURRENCY`` (requests in flight,
+default 4), ``LANES`` (default both), ``PREFIXES`` (default: any number), and when it counts as
+down: ``DOWN_AFTER`` transient failures in a row (default 3), for ``COOL_OFF`` seconds (30).
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ VARIABLE: Final = "REMINDERS_LINK_"
 DEFAULT_CONCURRENCY: Final = 4
 MAX_CONCURRENCY: Final = 512
 PREFIX: Final = re.compile(r"\+[0-9]{1,15}")
-OWN_KEYS: Final = frozenset({"sender", "rate", "concurrency", "lanes", "prefixes"})
+OWN_KEYS: Final = frozenset(
+    {"sender", "rate", "concurrency", "lanes", "prefixes", "down_after", "cool_off"}
+)
+DEFAULT_DOWN_AFTER: Final = 3  # consecutive transient failures
+DEFAULT_COOL_OFF: Final = 30.0  # seconds a down link is left alone
+MAX_DOWN_AFTER: Final = 1000
+MAX_COOL_OFF: Final = 3600.0
 # Settings of the deployment, not of a gateway: one link cannot have its own (its rate is
 # ``RATE``).
 NOT_PER_LINK: Final = frozenset({"links", "database_url", "redis_url", "redis_prefix", "send_rate"})
@@ -44,6 +51,8 @@ class LinkSpec:
     rate: float | None
     lanes: frozenset[str]
     prefixes: tuple[str, ...]
+    down_after: int = DEFAULT_DOWN_AFTER
+    cool_off: float = DEFAULT_COOL_OFF
 
     @property
     def sender(self) -> str:
@@ -114,6 +123,8 @@ def _link(base: Settings, name: str, values: dict[str, str]) -> LinkSpec:
     concurrency = _concurrency(name, values.pop("concurrency", None))
     lanes = _lanes(name, values.pop("lanes", None))
     prefixes = _prefixes(name, values.pop("prefixes", None))
+    down_after = _down_after(name, values.pop("down_after", None))
+    cool_off = _cool_off(name, values.pop("cool_off", None))
     fields: dict[str, Any] = {**base.model_dump(), **values, "sender": sender, "links": None}
     if "rate" in values:
         fields["send_rate"] = fields.pop("rate")
@@ -126,7 +137,9 @@ def _link(base: Settings, name: str, values: dict[str, str]) -> LinkSpec:
         field = str(first["loc"][0]) if first["loc"] else "sender"
         reason = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
         raise SettingsError(f"Invalid setting {variable_of(name, field)}: {reason}.") from None
-    return LinkSpec(name, settings, concurrency, settings.send_rate, lanes, prefixes)
+    return LinkSpec(
+        name, settings, concurrency, settings.send_rate, lanes, prefixes, down_after, cool_off
+    )
 
 
 def _concurrency(name: str, value: str | None) -> int:
@@ -142,6 +155,37 @@ def _concurrency(name: str, value: str | None) -> int:
             f"requests in flight, 1 to {MAX_CONCURRENCY}."
         )
     return number
+
+
+def _down_after(name: str, value: str | None) -> int:
+    if value is None:
+        return DEFAULT_DOWN_AFTER
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_DOWN_AFTER:
+        raise SettingsError(
+            f"Invalid setting {variable_of(name, 'down_after')}: must be a whole number of "
+            f"transient failures in a row, 1 to {MAX_DOWN_AFTER}."
+        )
+    return number
+
+
+def _cool_off(name: str, value: str | None) -> float:
+    if value is None:
+        return DEFAULT_COOL_OFF
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    # Not 0: a link that is never left alone is tried by every message, as if never down.
+    if not 0 < seconds <= MAX_COOL_OFF:
+        raise SettingsError(
+            f"Invalid setting {variable_of(name, 'cool_off')}: must be seconds a down link is "
+            f"left alone, above 0 and at most {MAX_COOL_OFF:g}."
+        )
+    return seconds
 
 
 def _lanes(name: str, value: str | None) -> frozenset[str]:

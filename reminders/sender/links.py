@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import redis
 from sqlalchemy.engine import Engine
 
-from reminders.metrics import SendMetrics
+from reminders.metrics import LinkTry, SendMetrics
 from reminders.models import Priority
 from reminders.sender import registry
 from reminders.sender.base import Accepted, OutgoingSms, Sender, SendError
@@ -47,6 +47,8 @@ class Link:
     rate: SendRate = field(default_factory=SendRate)  # messages a second; SendRate(): no limit
     lanes: frozenset[str] = frozenset(lane.value for lane in Priority)
     prefixes: tuple[str, ...] = ()  # none: any number
+    down_after: int = DOWN_AFTER  # transient failures in a row that make it down
+    cool_off: float = COOL_OFF  # seconds it is then left alone
 
     def match(self, sms: OutgoingSms) -> int | None:
         """How well this link fits ``sms``: its longest prefix that ``sms.to`` starts with (0
@@ -71,8 +73,6 @@ class RoutedSender(Sender):
         *,
         links: Sequence[Link] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        down_after: int = DOWN_AFTER,
-        cool_off: float = COOL_OFF,
     ) -> None:
         super().__init__(settings, engine)
         self._redis: redis.Redis | None = None
@@ -85,7 +85,7 @@ class RoutedSender(Sender):
         self.batch_size = min(500, max(Sender.batch_size, 2 * in_flight))
         self.metrics = SendMetrics()  # the process's own, once ``process.build`` sets it
         self._health = {
-            x.name: LinkHealth(x.name, down_after=down_after, cool_off=cool_off, clock=clock)
+            x.name: LinkHealth(x.name, down_after=x.down_after, cool_off=x.cool_off, clock=clock)
             for x in self.links
         }
         self._pools = {x.name: LinkPool(x.name, x.concurrency) for x in self.links}
@@ -126,6 +126,8 @@ class RoutedSender(Sender):
             rate=make_rate(spec.rate, self._redis, prefix=prefix),
             lanes=spec.lanes,
             prefixes=spec.prefixes,
+            down_after=spec.down_after,
+            cool_off=spec.cool_off,
         )
 
     def route(self, sms: OutgoingSms) -> list[Link]:
@@ -146,11 +148,14 @@ class RoutedSender(Sender):
         results: list[Result | None] = [None] * len(messages)
         routes = [self.route(sms) for sms in messages]
         running: dict[Future[Result | None], tuple[int, int]] = {}
+        tries: list[LinkTry] = []  # appended to by the pools' threads (list.append is atomic)
 
         def start(index: int, step: int) -> None:
             link, sms = routes[index][step], messages[index]
             last = step == len(routes[index]) - 1
-            future = self._pools[link.name].submit(sms.lane, lambda: self._try(link, sms, last))
+            future = self._pools[link.name].submit(
+                sms.lane, lambda: self._try(link, sms, last, tries)
+            )
             running[future] = (index, step)
 
         for index, route in enumerate(routes):
@@ -171,16 +176,19 @@ class RoutedSender(Sender):
                     continue
                 assert result is not None  # the last link of a route is never skipped
                 results[index] = result
+        self._count(tries)
         return [r for r in results if r is not None]
 
-    def _try(self, link: Link, sms: OutgoingSms, last: bool) -> Result | None:
+    def _try(self, link: Link, sms: OutgoingSms, last: bool, tries: list[LinkTry]) -> Result | None:
         """One try of ``sms`` on ``link``; None if skipped because the link is down (never the
-        last link of a route: a message with nowhere else to go tries its last one)."""
+        last link of a route: a message with nowhere else to go tries its last one). Its
+        outcome and the gateway's time to answer go to ``tries``."""
         health = self._health[link.name]
         if not last and health.is_down():
-            self._count(link, "skipped")
+            tries.append((link.name, "skipped", None))
             return None
         link.rate.acquire(sms.lane, 1)
+        started = time.perf_counter()
         try:
             accepted = link.sender.send(sms)
         except SendError as exc:
@@ -192,7 +200,8 @@ class RoutedSender(Sender):
                 link=link.name,
                 provider=link.sender.name,
             )
-            return self._failed(link, health, sms, error, last)
+            tries.append((link.name, self._failed(link, health, sms, error, last), _since(started)))
+            return error
         except Exception as exc:  # a sender bug must not stop the others' messages
             log.exception("link %s raised while sending notice %s", link.name, sms.notice_id)
             error = SendError(
@@ -201,18 +210,19 @@ class RoutedSender(Sender):
                 link=link.name,
                 provider=link.sender.name,
             )
-            return self._failed(link, health, sms, error, last)
+            tries.append((link.name, self._failed(link, health, sms, error, last), _since(started)))
+            return error
         health.answered()
-        self._count(link, "accepted")
+        tries.append((link.name, "accepted", _since(started)))
         log.debug("notice %s went through link %s", sms.notice_id, link.name)
         return replace(accepted, link=link.name, provider=link.sender.name)
 
     def _failed(
         self, link: Link, health: LinkHealth, sms: OutgoingSms, error: SendError, last: bool
-    ) -> SendError:
+    ) -> str:
+        """Note a failed try on ``link``'s health and in the log; its outcome for the metrics."""
         if error.transient:
             health.failed()
-            self._count(link, "transient")
             if not last:
                 log.info(
                     "notice %s: link %s failed (%s); trying the next link of its route",
@@ -220,26 +230,32 @@ class RoutedSender(Sender):
                     link.name,
                     error.message,
                 )
-        elif error.ambiguous:
+            return "transient"
+        if error.ambiguous:
             # No answer: the link is in trouble, but the message may be out. Never elsewhere.
             health.failed()
-            self._count(link, "unknown")
             log.warning(
                 "notice %s: link %s may have taken it (%s); not tried on another link",
                 sms.notice_id,
                 link.name,
                 error.message,
             )
-        else:
-            # Refused for good (a bad number): says nothing of the link's health either way.
-            self._count(link, "failed")
-        return error
+            return "unknown"
+        # Refused for good (a bad number): says nothing of the link's health either way.
+        return "failed"
 
-    def _count(self, link: Link, outcome: str) -> None:
+    def _count(self, tries: list[LinkTry]) -> None:
         try:
-            self.metrics.count_link(link.name, outcome)
+            self.metrics.observe_links(tries)
         except Exception:
             log.exception("counting the link metrics failed")
+
+    def states(self) -> list[tuple[str, int, bool]]:
+        """Each link as this process sees it now: ``(name, requests in flight, up)``."""
+        return [
+            (x.name, self._pools[x.name].in_flight, not self._health[x.name].is_down())
+            for x in self.links
+        ]
 
     def close(self) -> None:
         for pool in self._pools.values():
@@ -248,3 +264,7 @@ class RoutedSender(Sender):
             link.sender.close()
         if self._redis is not None:
             self._redis.close()
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started

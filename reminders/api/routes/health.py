@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from reminders.db import utcnow
+from reminders.sender.links import RoutedSender
 from reminders.stats import due_now
 
 router = APIRouter(tags=["health"])
@@ -52,6 +53,12 @@ def readyz(request: Request) -> JSONResponse:
             checks["sending"] = "ok" if not dead else f"error: lane threads ended: {dead}"
     else:
         body_extra["scheduler_role"] = "off"
+    if isinstance(runtime.sender, RoutedSender):
+        # This process's gateway links; one held down is reported, not a failed check: its
+        # messages take the next link of their route.
+        body_extra["links"] = {
+            name: {"up": up, "in_flight": busy} for name, busy, up in runtime.sender.states()
+        }
     if runtime.settings.redis_url:
         import redis
 

@@ -20,11 +20,12 @@ from reminders.api.live import LiveTotals
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.metrics import NoticeMetrics, Scrape
-from reminders.schemas.stats import CountsOut, StatsOut
+from reminders.schemas.stats import CountsOut, LinkCountsOut, LinkStatsOut, StatsOut
 from reminders.settings import Settings
 from reminders.stats import (
     CSV_COLUMNS,
     Counts,
+    link_counts,
     notice_rows,
     notice_stats,
 )
@@ -125,6 +126,27 @@ def stats(
         timezone=zone.key,
         totals=_out(totals),
         buckets=[_out(b) for b in buckets],
+    )
+
+
+@router.get("/stats/links")
+def link_stats(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: ReadKey,
+    start_text: Annotated[When, Query(alias="from")] = None,
+    end_text: Annotated[When, Query(alias="to")] = None,
+    tz: Zone = None,
+) -> LinkStatsOut:
+    """What each gateway link carried in the range (by hand-over time): attempts by their status
+    now, and segments."""
+    zone = _zone(tz, settings)
+    start, end = _range(start_text, end_text, zone)
+    counts = link_counts(session, start=start, end=end)
+    return LinkStatsOut(
+        start=start.astimezone(zone),
+        end=end.astimezone(zone),
+        links=[LinkCountsOut(**c.__dict__) for c in counts],
     )
 
 
