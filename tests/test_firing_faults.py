@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import event, text, update
 from sqlalchemy.engine import Engine
 
 from reminders.messages import create_message
@@ -19,7 +19,7 @@ from reminders.models import Notice, NoticeStatus
 from reminders.pending_jobs import commit_and_schedule
 from reminders.runtime import Runtime
 from reminders.scheduler.claims import LanePicker
-from reminders.scheduler.due import mark_due
+from reminders.scheduler.due import mark_due, mark_overdue
 from reminders.scheduler.firing import fire_many, fire_next
 from reminders.scheduler.notice_scheduler import NoticeScheduler, job_id
 from reminders.scheduler.retrying import Backoff
@@ -385,6 +385,36 @@ def test_marking_due_takes_only_scheduled_notices_whose_time_has_come(engine: En
         overdue: "due",
         future: "scheduled",
     }
+
+
+def test_overdue_notices_are_marked_in_chunks_each_its_own_transaction(engine: Engine) -> None:
+    """Five overdue notices, two a transaction: three transactions, all five due, oldest first."""
+    now = datetime.now(UTC)
+    ids = make_notices(engine, phones(5, 12), send_at=now + timedelta(hours=1))
+    with engine.begin() as conn:
+        for age, notice_id in enumerate(ids):  # the first is the oldest
+            conn.execute(
+                update(Notice)
+                .where(Notice.id == notice_id)  # type: ignore[arg-type]
+                .values(send_at=now - timedelta(minutes=10 - age))
+            )
+    with engine.begin() as conn:
+        assert sum(mark_overdue(conn, now, limit=2).values()) == 2
+    assert set(statuses(engine, ids[:2]).values()) == {"due"}  # the two oldest
+    assert set(statuses(engine, ids[2:]).values()) == {"scheduled"}
+    scheduler = NoticeScheduler(engine)
+    begun: list[object] = []
+
+    def count(conn: object) -> None:
+        begun.append(conn)
+
+    event.listen(engine, "begin", count)
+    try:
+        assert scheduler.signal.mark_overdue(now, chunk=2) == {"bulk": 3}
+    finally:
+        event.remove(engine, "begin", count)
+    assert set(statuses(engine, ids).values()) == {"due"}
+    assert len(begun) == 2  # two, then one: fewer than a chunk, so no more
 
 
 def test_the_check_interval_is_a_setting() -> None:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, text, true, update
+from sqlalchemy import Connection, and_, select, text, true, update
 from sqlalchemy.engine import Engine
 
 from reminders.db import in_chunks, utcnow
@@ -59,12 +59,32 @@ def mark_due(conn: Connection, notice_ids: Sequence[int], now: datetime) -> dict
     return lanes
 
 
-def mark_overdue(conn: Connection, now: datetime) -> dict[str, int]:
-    """Every ``scheduled`` notice whose time has passed, ``due``: those whose job was lost (a
-    marking the database refused, a crash between a notice's commit and its job's)."""
+# Overdue notices marked in one transaction: a burst of 100,000 falling due together (their
+# jobs about to mark them) must not become one statement holding 100,000 row locks.
+OVERDUE_CHUNK = 5_000
+
+
+def mark_overdue(conn: Connection, now: datetime, limit: int = OVERDUE_CHUNK) -> dict[str, int]:
+    """Up to ``limit`` ``scheduled`` notices whose time has passed, oldest first, ``due``:
+    those whose job was lost (a marking the database refused, a crash between a notice's commit
+    and its job's). Fewer than ``limit`` marked: there are no more."""
+    overdue = (
+        select(_NOTICES.c.id)
+        .where(_NOTICES.c.status == NoticeStatus.scheduled, _NOTICES.c.send_at <= now)
+        .order_by(_NOTICES.c.send_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        # Rows a job's marking holds are that job's to mark: skipped, not waited for.
+        overdue = overdue.with_for_update(skip_locked=True)
+    # The ids first, then the update: as ``IN (subquery)`` PostgreSQL may run the locking
+    # subquery again for each row, and its LIMIT then bounds nothing.
+    ids = list(conn.execute(overdue).scalars())
+    if not ids:
+        return {}
     rows = conn.execute(
         update(_NOTICES)
-        .where(_NOTICES.c.status == NoticeStatus.scheduled, _NOTICES.c.send_at <= now)
+        .where(_NOTICES.c.id.in_(ids), _NOTICES.c.status == NoticeStatus.scheduled)
         .values(status=NoticeStatus.due, updated_at=now)
         .returning(_NOTICES.c.priority)
     )
@@ -131,13 +151,22 @@ class DueSignal:
         self.wake(woken)
         return lanes
 
-    def mark_overdue(self, now: datetime | None = None) -> dict[str, int]:
+    def mark_overdue(
+        self, now: datetime | None = None, *, chunk: int = OVERDUE_CHUNK
+    ) -> dict[str, int]:
+        """Every overdue notice ``due``, ``chunk`` a transaction; the lanes start on the first
+        chunk while the next is marked."""
         now = now or utcnow()
-        with self.engine.begin() as conn:
-            lanes = mark_overdue(conn, now)
-            notify(conn, lanes)
-        self.wake(lanes)
-        return lanes
+        total: dict[str, int] = {}
+        while True:
+            with self.engine.begin() as conn:
+                lanes = mark_overdue(conn, now, chunk)
+                notify(conn, lanes)
+            self.wake(lanes)
+            for lane, n in lanes.items():
+                total[lane] = total.get(lane, 0) + n
+            if sum(lanes.values()) < chunk:
+                return total
 
     def announce(self, lanes: Iterable[str]) -> None:
         """Notices were written due by someone else's transaction (already committed)."""
