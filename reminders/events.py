@@ -15,14 +15,16 @@ from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.keylocks import lock_keys
 from reminders.messages import resolve_recipients
-from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice
+from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice, ReplyState
 from reminders.notices import notices_by_anchor
 from reminders.paging import page
 from reminders.pending_jobs import JobScheduler
 from reminders.policies import get_policy_or_none
+from reminders.replies import answers_of
 from reminders.scheduler.anchors import PlanReport, cancel_for, plan_for, set_recipients
 from reminders.schemas.events import EventCreate, EventOut, EventUpdate
 from reminders.schemas.notices import NoticeOut
+from reminders.schemas.replies import AnswerOut
 from reminders.settings import Settings
 from reminders.sources.sync import hold_cancelled
 
@@ -194,13 +196,17 @@ def events_out(
             )
         ):
             phones[anchor_id].append(phone)
-    return [_event_out(a, notices, phones, (reports or {}).get(a.id or 0)) for a in anchors]
+    answers = answers_of(session, ids)
+    return [
+        _event_out(a, notices, phones, answers, (reports or {}).get(a.id or 0)) for a in anchors
+    ]
 
 
 def _event_out(
     anchor: Anchor,
     notices: dict[int, list[Notice]],
     phones: dict[int, list[str]],
+    answers: dict[int, list[AnchorRecipient]],
     report: PlanReport | None,
 ) -> EventOut:
     assert anchor.id is not None
@@ -220,6 +226,14 @@ def _event_out(
         source_id=anchor.source_id,
         cancelled=anchor.cancelled,
         recipients=sorted(phones[anchor.id]),
+        answers=[
+            AnswerOut(
+                phone=r.phone,
+                answer=ReplyState(r.answer or ReplyState.unclear),
+                answered_at=r.answered_at,
+            )
+            for r in sorted(answers[anchor.id], key=lambda r: r.phone)
+        ],
         notices=[NoticeOut.model_validate(n, from_attributes=True) for n in notices[anchor.id]],
         planned=report.as_dict() if report else None,
     )

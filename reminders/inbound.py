@@ -1,8 +1,10 @@
-"""Inbound SMS: every one is kept; STOP opts a number out, START opts it back in."""
+"""Inbound SMS: every one is kept; STOP opts a number out, START opts it back in, and any
+other message may answer a reminder (``replies.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -20,6 +22,7 @@ from reminders.notices import suppress_pending
 from reminders.paging import page
 from reminders.pending_jobs import JobScheduler, unschedule_after_commit
 from reminders.phones import normalize_mobile
+from reminders.replies import answer
 from reminders.settings import Settings
 from reminders.storable import UNREADABLE, storable
 
@@ -29,14 +32,15 @@ def _keywords(setting: str) -> set[str]:
 
 
 def keyword_action(text: str, settings: Settings) -> str | None:
-    """ "opt_out", "opt_in" or None, from the message's first word ("Stop!", "стоп" count)."""
+    """ "opt_out", "opt_in" or None: the message is a keyword and nothing else ("Stop!" and
+    "стоп" are; "stop the 10:30 one" is not, nor is "не", which answers a reminder)."""
     words = text.strip().split()
-    if not words:
+    if len(words) != 1:
         return None
-    first = words[0].strip(".,;:!?\"'()").casefold()
-    if first in _keywords(settings.opt_out_keywords):
+    word = words[0].strip(".,;:!?\"'()").casefold()
+    if word in _keywords(settings.opt_out_keywords):
         return "opt_out"
-    if first in _keywords(settings.opt_in_keywords):
+    if word in _keywords(settings.opt_in_keywords):
         return "opt_in"
     return None
 
@@ -51,9 +55,11 @@ def receive(
     settings: Settings,
     to: str | None = None,
     provider_message_id: str | None = None,
+    received_at: datetime | None = None,
 ) -> InboundMessage:
-    """Keep the message and act on its keyword; a message the gateway sends again (same
-    provider message id, a retry after a lost answer) is returned as first stored.
+    """Keep the message and act on it: its keyword, else as the answer to a reminder that asked
+    for one (``replies.py``); a message the gateway sends again (same provider message id, a
+    retry after a lost answer) is returned as first stored, and not acted on again.
 
     It belongs to the account that owns the number it was sent to (``to``), when one does,
     else to the account that last sent to its phone; it is kept, and its keyword acts, there.
@@ -86,7 +92,12 @@ def receive(
         or replying_account(session, phone)
     )
     with acting_for(session, account_id):
-        return _keep(session, scheduler, provider, provider_message_id, phone, to, text, action)
+        message, new = _keep(
+            session, scheduler, provider, provider_message_id, phone, to, text, action, received_at
+        )
+        if new and action is None:
+            answer(session, scheduler, message, settings=settings)
+        return message
 
 
 def replying_account(session: Session, phone: str) -> int:
@@ -117,8 +128,10 @@ def _keep(
     to: str | None,
     text: str,
     action: str | None,
-) -> InboundMessage:
-    """Keep the message in the session's account and act on its keyword there."""
+    received_at: datetime | None = None,
+) -> tuple[InboundMessage, bool]:
+    """Keep the message in the session's account and act on its keyword there; with whether it
+    is new (else the one first stored under its id)."""
     keys = ContactKeys(phones=[phone])
     contacts: list[Contact] = Known.fetch(session, keys).by_phone.get(phone, [])
     now = utcnow()
@@ -150,7 +163,7 @@ def _keep(
         text=text[:2000],
         action=action,
         contact_id=contacts[0].id if contacts else None,
-        received_at=now,
+        received_at=min(received_at, now) if received_at else now,
     )
     try:
         with session.begin_nested():
@@ -160,9 +173,9 @@ def _keep(
         earlier = _already_received(session, provider, provider_message_id or "")
         if earlier is None:
             raise
-        return earlier
+        return earlier, False
     unschedule_after_commit(session, scheduler, suppressed)
-    return message
+    return message, True
 
 
 def _already_received(

@@ -81,6 +81,8 @@ class NoticeKind(StrEnum):
     bill_due = "bill_due"
     bill_overdue = "bill_overdue"
     payment_failed = "payment_failed"
+    # The short answer to a recipient's reply (a policy's ``reply_ack``).
+    reply_ack = "reply_ack"
 
 
 def _created() -> Any:
@@ -238,6 +240,14 @@ class Policy(SQLModel, Owned, table=True):
     # The lane of its notices: "transactional" ones skip quiet hours and the bulk queue.
     priority: str = Field(default="bulk", max_length=13)
     sender_id: str | None = Field(default=None, max_length=16)  # None: REMINDERS_SENDER_ID
+    # Words a recipient may answer with, ``{"confirm": [...], "cancel": [...]}``; None: its
+    # reminders ask for no answer. ``reply_ack``: a template per answer, sent back at once.
+    replies: dict[str, list[str]] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
+    reply_ack: dict[str, str] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -348,6 +358,9 @@ class AnchorRecipient(SQLModel, table=True):
         default=None,
         sa_column=Column(ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True),
     )
+    # The recipient's answer by SMS (``replies.py``): confirmed or cancelled, and when.
+    answer: str | None = Field(default=None, max_length=10)
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Notice(SQLModel, Owned, table=True):
@@ -364,6 +377,8 @@ class Notice(SQLModel, Owned, table=True):
         Index("ix_notices_message_id", "message_id", "account_id"),
         Index("ix_notices_contact_id", "contact_id", "account_id"),
         Index("ix_notices_anchor_id", "anchor_id", "account_id"),
+        # An SMS from a phone finds what was last sent to it (its account; what it answers).
+        Index("ix_notices_phone_sent_at", "phone", "sent_at"),
         # The work queue: only ``due`` rows, so they stay small however many are scheduled.
         # A lane claims by (lane, send time); the bulk lane by (lane, account, send time) too,
         # the accounts taking turns (``scheduler/claims.py``).
@@ -494,6 +509,45 @@ class InboundMessage(SQLModel, Owned, table=True):
     received_at: datetime = _created()
 
 
+class ReplyState(StrEnum):
+    confirmed = "confirmed"
+    cancelled = "cancelled"
+    unclear = "unclear"
+
+
+class Reply(SQLModel, Owned, table=True):
+    """An inbound message read as the answer to a reminder that asked for one."""
+
+    __tablename__ = "replies"
+    __table_args__ = (
+        # One message answers once, whichever way it came in twice.
+        Index("ux_replies_inbound_id", "inbound_id", unique=True),
+        Index("ix_replies_account_state", "account_id", "state", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
+    inbound_id: int = Field(
+        sa_column=Column(ForeignKey("inbound_messages.id", ondelete="CASCADE"), nullable=False)
+    )
+    # The reminder it answers, and what that reminder was about.
+    notice_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("notices.id", ondelete="SET NULL"), nullable=True),
+    )
+    anchor_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("anchors.id", ondelete="SET NULL"), nullable=True),
+    )
+    phone: str = Field(max_length=40)
+    text: str
+    state: str = Field(max_length=10)
+    # A person read it (an unclear answer needs one); confirmed and cancelled ones need none.
+    handled: bool = Field(default=False)
+    handled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+
+
 class ServiceSecret(SQLModel, table=True):
     """A random secret the service made for itself and shares between its processes (the
     control panel's session key, when ``REMINDERS_SECRET_KEY`` does not give one)."""
@@ -532,6 +586,7 @@ OWNED: tuple[type[SQLModel], ...] = (
     Notice,
     Attempt,
     InboundMessage,
+    Reply,
 )
 # SQLAlchemy builds the scoping option's criterion once against ``Owned`` itself, to learn its
 # shape; each table's own ``account_id`` takes its place when a statement is compiled. Set only

@@ -14,9 +14,11 @@ from reminders.db import utcnow
 from reminders.durations import Offset
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.models import Anchor, NoticeKind, Policy
+from reminders.reply_words import normalized
 from reminders.scheduler.context import SAMPLE_CONTEXTS, TEMPLATE_VARIABLES
 from reminders.scheduler.planning import Step
-from reminders.schemas.policies import PolicyCreate, PolicyUpdate, StepIn
+from reminders.schemas.policies import PolicyCreate, PolicyUpdate, Replies, ReplyAck, StepIn
+from reminders.settings import Settings
 from reminders.templates import check_template
 from reminders.wall_clock import parse_time
 
@@ -39,6 +41,50 @@ def _checked_steps(steps: Sequence[StepIn]) -> list[dict[str, Any]]:
     return [step.model_dump(mode="json") for step in steps]
 
 
+def _checked_replies(replies: Replies | None, settings: Settings) -> dict[str, list[str]] | None:
+    """The answer words as stored; None when the policy asks for no answer."""
+    if replies is None:
+        return None
+    if not replies.confirm and not replies.cancel:
+        raise InvalidField("name at least one word to confirm or to cancel", field="replies")
+    seen: dict[str, str] = {}
+    keywords = {
+        normalized(word)
+        for word in f"{settings.opt_out_keywords},{settings.opt_in_keywords}".split(",")
+        if word.strip()
+    }
+    for kind in ("confirm", "cancel"):
+        for index, word in enumerate(getattr(replies, kind)):
+            field = f"replies.{kind}.{index}"
+            read = normalized(word)
+            if not read:
+                raise InvalidField("must hold a letter or a digit", field=field)
+            if read in keywords:
+                # A keyword alone opts out or in, and is never read as an answer.
+                raise InvalidField(
+                    f"{word!r} is an opt-out or opt-in keyword (REMINDERS_OPT_OUT_KEYWORDS)",
+                    field=field,
+                )
+            if seen.get(read, kind) != kind:
+                raise InvalidField(f"{word!r} is also a word to {seen[read]}", field=field)
+            seen[read] = kind
+    return {"confirm": list(replies.confirm), "cancel": list(replies.cancel)}
+
+
+def _checked_acks(reply_ack: ReplyAck | None) -> dict[str, str] | None:
+    if reply_ack is None:
+        return None
+    acks = reply_ack.model_dump(exclude_none=True)
+    for kind, template in acks.items():
+        check_template(
+            template,
+            field=f"reply_ack.{kind}",
+            variables=TEMPLATE_VARIABLES,
+            samples=SAMPLE_CONTEXTS,
+        )
+    return acks or None
+
+
 def planning_steps(policy: Policy) -> list[Step]:
     """The policy's steps as the planner takes them."""
     return [
@@ -51,7 +97,7 @@ def planning_steps(policy: Policy) -> list[Step]:
     ]
 
 
-def create_policy(session: Session, data: PolicyCreate) -> Policy:
+def create_policy(session: Session, data: PolicyCreate, settings: Settings) -> Policy:
     check_sender_id(session, data.sender_id)
     if get_policy_or_none(session, data.name) is not None:
         raise Conflict(f"a policy named {data.name!r} already exists", field="name")
@@ -62,6 +108,8 @@ def create_policy(session: Session, data: PolicyCreate) -> Policy:
         transliterate=data.transliterate,
         priority=data.priority,
         sender_id=data.sender_id,
+        replies=_checked_replies(data.replies, settings),
+        reply_ack=_checked_acks(data.reply_ack),
     )
     session.add(policy)
     try:
@@ -96,7 +144,7 @@ def list_policies(session: Session) -> list[Policy]:
     return list(session.exec(select(Policy).order_by(col(Policy.name))))
 
 
-def update_policy(session: Session, name: str, data: PolicyUpdate) -> Policy:
+def update_policy(session: Session, name: str, data: PolicyUpdate, settings: Settings) -> Policy:
     policy = get_policy(session, name)
     changes = data.model_dump(exclude_unset=True)
     if "steps" in changes:
@@ -114,6 +162,10 @@ def update_policy(session: Session, name: str, data: PolicyUpdate) -> Policy:
     if "sender_id" in changes:
         check_sender_id(session, data.sender_id)
         policy.sender_id = data.sender_id
+    if "replies" in changes:
+        policy.replies = _checked_replies(data.replies, settings)
+    if "reply_ack" in changes:
+        policy.reply_ack = _checked_acks(data.reply_ack)
     policy.updated_at = utcnow()
     session.add(policy)
     session.flush()

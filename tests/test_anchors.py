@@ -432,7 +432,14 @@ def test_seeded_appointment_texts_are_true_on_the_day_they_go_out(
         sent = [
             fire_at(monkeypatch, engine, settings, n, n.send_at) for n in (day_before, two_hours)
         ]
-        assert sent == expected
+        # The day before, the seeded policy asks for an answer and says how to give it.
+        assert sent == [expected[0] + ASKS[language], expected[1]]
+
+
+ASKS = {
+    "bg": " Отговорете 1 за потвърждение, 2 за отказ.",
+    "en": " Reply 1 to confirm, 2 to cancel.",
+}
 
 
 def test_a_late_reminder_says_when_from_the_time_it_really_goes(

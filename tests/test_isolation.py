@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reminders.api.gate import ACCOUNT_HEADER, is_public
@@ -174,7 +175,7 @@ def kannel_inbound(client: TestClient, sender: str, text: str, *, to: str = "") 
     assert response.status_code == 200, response.text
 
 
-def populate(client: TestClient, tenant: Tenant, feeds: Feeds) -> None:
+def populate(client: TestClient, engine: Engine, tenant: Tenant, feeds: Feeds) -> None:
     """One of every resource in ``tenant``'s account, each naming its marker."""
     m, ids, phones = tenant.marker, tenant.ids, tenant.phones
 
@@ -220,6 +221,21 @@ def populate(client: TestClient, tenant: Tenant, feeds: Feeds) -> None:
     assert [i["text"] for i in inbound] == [f"{m} reply"], inbound
     ids["inbound"] = inbound[0]["id"]
 
+    # An answer to its event's reminder, once that went: the policy asks for one.
+    replies = {"replies": {"confirm": ["1"], "cancel": ["2"]}}
+    ok(call(client, "PATCH", f"/api/v1/policies/{tenant.policy}", tenant.headers, replies))
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE notices SET status = 'sent', sent_at = :now WHERE anchor_id = :event"),
+            {"now": datetime.now(UTC).replace(tzinfo=None), "event": ids["event"]},
+        )
+    answer = {"from": phones[0], "text": f"{m} maybe"}
+    handed = post("/api/v1/inbound", answer)
+    assert handed["reply"] == "unclear", handed
+    listed = ok(call(client, "GET", "/api/v1/replies", tenant.headers))["items"]
+    assert [r["text"] for r in listed] == [f"{m} maybe"], listed
+    ids["reply"] = listed[0]["id"]
+
 
 def day(days: int) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).date().isoformat()
@@ -235,8 +251,8 @@ def world(client: TestClient, engine: Engine, feeds: Feeds) -> tuple[Tenant, Ten
     b_phones = ["0888 222 001", "0888 222 002", "0888 222 003"]
     a = Tenant("clinic-a", make_key(engine, "admin", "clinic-a"), "alphaclinic", a_phones)
     b = Tenant("bank-b", make_key(engine, "admin", "bank-b"), "bravobank", b_phones)
-    populate(client, a, feeds)
-    populate(client, b, feeds)
+    populate(client, engine, a, feeds)
+    populate(client, engine, b, feeds)
     return a, b, provider
 
 
@@ -251,6 +267,7 @@ PATH_PARAMS: dict[str, str] = {
     "notice_id": "notice",
     "key_id": "key",
     "user_id": "user",
+    "reply_id": "reply",
     "name": "policy",
 }
 # A second object of the same kind, for operations that take it too (a feed's event).
@@ -273,6 +290,7 @@ def valid_body(method: str, path: str, b: Tenant) -> Any:
         ("PATCH", "/api/v1/policies/{name}"): {"description": f"{b.marker} renamed"},
         ("POST", "/api/v1/bills/{bill_id}/payment-failed"): {"reason": "x"},
         ("PATCH", "/api/v1/users/{user_id}"): {"role": "operator"},
+        ("PATCH", "/api/v1/replies/{reply_id}"): {"handled": True},
     }
     return bodies.get((method, path))
 
@@ -406,6 +424,7 @@ LIST_KINDS: dict[str, str] = {
     "/api/v1/notices": "notice",
     "/api/v1/inbound": "inbound",
     "/api/v1/keys": "key",
+    "/api/v1/replies": "reply",
 }
 # Query parameters that name a row: filled with clinic-a's, they must find nothing.
 QUERY_REFS: dict[str, Callable[[Tenant], Any]] = {

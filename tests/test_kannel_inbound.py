@@ -362,3 +362,29 @@ def test_the_harness_writes_the_sms_service(tmp_path: Path) -> None:
     service = config[config.index("group = sms-service") :]
     assert 'get-url = "http://x/in?a=%%41&b=%b"' in service
     assert "max-messages = 0" in service and "keyword = default" in service
+
+
+def test_an_answer_from_a_handset_confirms_the_appointment(
+    live: TestClient, kannel: harness.Kannel, writer: Headers, engine: Engine
+) -> None:
+    """ "ДА" typed on a phone (UCS-2) answers the reminder that asked: the patient confirmed."""
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).isoformat()
+    body = {"title": "Д-р Петрова", "start": start, "recipients": {"phones": ["0888 600 031"]}}
+    made = live.post("/api/v1/events", json=body, headers=writer)
+    assert made.status_code == 201, made.text
+    event_id = made.json()["id"]
+    with engine.begin() as conn:  # its day-before reminder went a minute ago
+        conn.execute(
+            text(
+                "UPDATE notices SET status = 'sent', sent_at = :at"
+                " WHERE anchor_id = :id AND step = 0"
+            ),
+            {"at": (datetime.now(UTC) - timedelta(minutes=1)).replace(tzinfo=None), "id": event_id},
+        )
+
+    handset_sends(kannel, "+359888600031", "ДА", ucs2=True)
+
+    event = live.get(f"/api/v1/events/{event_id}", headers=writer).json()
+    assert [(a["phone"], a["answer"]) for a in event["answers"]] == [("+359888600031", "confirmed")]
+    [reply] = live.get("/api/v1/replies", headers=writer).json()["items"]
+    assert (reply["text"], reply["state"], reply["event_id"]) == ("ДА", "confirmed", event_id)

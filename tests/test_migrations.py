@@ -82,16 +82,18 @@ def _migrated_to_before_appointment_when(database_url: str) -> Engine:
     return engine
 
 
-def _add_notices(engine: Engine, steps: list[dict[str, Any]]) -> None:
-    """Scheduled and sent notices with the old texts, of an appointment and of another policy."""
+def _add_notices(engine: Engine, steps: list[dict[str, Any]], *, owned: bool = False) -> None:
+    """Scheduled and sent notices with the old texts, of an appointment and of another policy
+    (``owned``: in the account 1, once rows belong to accounts)."""
     now = datetime(2026, 11, 25)
+    column, value = ("account_id, ", "1, ") if owned else ("", "")
     with engine.begin() as conn:
         for key, policy in (("a", "appointment"), ("b", "mine")):
             conn.execute(
                 text(
-                    "INSERT INTO anchors (key, kind, title, at, all_day, policy, data, cancelled,"
-                    " created_at, updated_at) VALUES (:key, 'event', 'x', :now, :no, :policy,"
-                    " '{}', :no, :now, :now)"
+                    f"INSERT INTO anchors ({column}key, kind, title, at, all_day, policy, data,"
+                    f" cancelled, created_at, updated_at) VALUES ({value}:key, 'event', 'x', :now,"
+                    " :no, :policy, '{}', :no, :now, :now)"
                 ),
                 {"key": key, "policy": policy, "now": now, "no": False},
             )
@@ -104,10 +106,10 @@ def _add_notices(engine: Engine, steps: list[dict[str, Any]]) -> None:
         ]
         conn.execute(
             text(
-                "INSERT INTO notices (key, kind, status, anchor_id, step, phone, text, is_template,"
-                " priority, transliterate, send_at, created_at, updated_at) VALUES (:key,"
-                " 'event_reminder', :status, :anchor, :step, '+359888100001', :text, :yes, 'bulk',"
-                " :no, :now, :now, :now)"
+                f"INSERT INTO notices ({column}key, kind, status, anchor_id, step, phone, text,"
+                f" is_template, priority, transliterate, send_at, created_at, updated_at) VALUES"
+                f" ({value}:key, 'event_reminder', :status, :anchor, :step, '+359888100001', :text,"
+                " :yes, 'bulk', :no, :now, :now, :now)"
             ),
             [
                 {
@@ -363,7 +365,7 @@ def test_an_upgrade_puts_every_row_in_the_default_account_and_keeps_its_links(
                 table = model.__tablename__  # type: ignore[attr-defined]
                 owners = conn.execute(text(f"SELECT DISTINCT account_id FROM {table}")).all()
                 assert [tuple(o) for o in owners] in ([(1,)], []), (table, owners)
-                if table != "users":
+                if table not in ("users", "replies"):  # tables newer than the rows
                     assert owners, f"{table} has no rows to check"
 
         # The old key works, in the account default, and the API shows its rows.
@@ -393,5 +395,96 @@ def test_an_upgrade_puts_every_row_in_the_default_account_and_keeps_its_links(
         assert "accounts" not in inspect(engine).get_table_names()
         upgrade(engine)  # and forward again
         assert _links(engine) == links
+    finally:
+        engine.dispose()
+
+
+def _appointments(engine: Engine) -> dict[int, tuple[Any, Any, Any]]:
+    """Each account's appointment policy: (steps, replies, reply_ack), JSON read back."""
+
+    def read(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT account_id, steps, replies, reply_ack FROM policies"
+                " WHERE name = 'appointment'"
+            )
+        ).all()
+    return {account: (read(s), read(r), read(a)) for account, s, r, a in rows}
+
+
+def _first_accounts_steps(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        raw = conn.execute(
+            text("SELECT steps FROM policies WHERE name = 'appointment' AND account_id = 1")
+        ).scalar_one()
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def test_the_seeded_appointment_policy_asks_for_an_answer_where_untouched(
+    database_url: str,
+) -> None:
+    """0023: an untouched appointment policy gets the answer words, the acknowledgements and a
+    day-before text that says how to answer (its notices to go too); an edited one is left
+    alone; a downgrade takes it back. A new account starts with what the migration gives."""
+    from reminders.accounts.defaults import DEFAULT_POLICIES
+
+    engine = make_engine(database_url)
+    try:
+        command.upgrade(alembic_config(engine), "0022")
+        now = datetime(2026, 11, 25)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (slug, name, sender_ids, inbound_numbers, rate_share,"
+                    " status, created_at, updated_at) VALUES ('clinic-b', 'B', '[]', '[]', 1,"
+                    " 'active', :now, :now)"
+                ),
+                {"now": now},
+            )
+            edited = conn.execute(text("SELECT id FROM accounts WHERE slug = 'clinic-b'")).scalar()
+            conn.execute(
+                text(
+                    "INSERT INTO policies (account_id, name, steps, priority, created_at,"
+                    " updated_at) VALUES (:a, 'appointment', :steps, 'bulk', :now, :now)"
+                ),
+                {
+                    "a": edited,
+                    "steps": json.dumps(
+                        [{"offset": "-P2D", "at": "09:00", "template": "Own", "kind": None}]
+                    ),
+                    "now": now,
+                },  # fmt: skip
+            )
+        old = _first_accounts_steps(engine)
+        _add_notices(engine, old, owned=True)
+        upgrade(engine)
+        after = _appointments(engine)
+        steps, replies, acks = after[1]
+        assert "Отговорете 1 за потвърждение, 2 за отказ." in steps[0]["template"]
+        assert "Reply 1 to confirm, 2 to cancel." in steps[0]["template"]
+        assert steps[1] == old[1]
+        assert replies["confirm"][:2] == ["1", "ДА"] and replies["cancel"][:2] == ["2", "НЕ"]
+        assert set(acks) == {"confirm", "cancel"}
+        assert after[edited] == (
+            [{"offset": "-P2D", "at": "09:00", "template": "Own", "kind": None}],
+            None,
+            None,
+        )
+        # The appointment's day-before notice still to go says it too; what went keeps its text.
+        assert _notice_texts(engine) == {
+            "a:0:scheduled": steps[0]["template"],
+            "a:1:scheduled": old[1]["template"],
+            "a:1:sent": old[1]["template"],
+            "b:1:scheduled": old[1]["template"],
+        }
+        [seeded] = [p for p in DEFAULT_POLICIES if p["name"] == "appointment"]
+        assert (seeded["steps"], seeded["replies"], seeded["reply_ack"]) == after[1]
+
+        command.downgrade(alembic_config(engine), "0022")
+        assert _first_accounts_steps(engine) == old
+        assert _notice_texts(engine)["a:0:scheduled"] == old[0]["template"]
     finally:
         engine.dispose()

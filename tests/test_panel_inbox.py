@@ -93,3 +93,51 @@ def test_the_inbox_pages_newest_first_and_shows_the_account_alone(
     assert 'rel="next"' not in second.text and 'href="/inbox" rel="first"' in second.text
     assert 'rel="first"' not in first.text
     assert client.get("/inbox?before=abc").status_code == 422
+
+
+def test_answers_show_what_they_said_and_unclear_ones_wait_to_be_handled(
+    client: TestClient, engine: Engine, settings: Settings, writer: dict[str, str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).isoformat()
+    body = {"title": "Д-р Петрова", "start": start, "recipients": {"phones": ["0888 720 001"]}}
+    event = client.post("/api/v1/events", json=body, headers=writer).json()
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE notices SET status = 'sent', sent_at = :at WHERE anchor_id = :id"),
+            {"at": datetime.now(UTC).replace(tzinfo=None), "id": event["id"]},
+        )
+    receive(engine, settings, "+359888720001", "Може ли в петък?")
+    receive(engine, settings, "+359888720001", "ДА")
+    add_user(engine, "ana@clinic.bg", role="viewer")
+    add_user(engine, "ivo@clinic.bg", role="operator")
+    sign_in(client, "ana@clinic.bg")
+    page = client.get("/inbox", headers={"Accept-Language": "bg"}).text
+    confirmed, unclear = rows(page)
+    assert 'data-action="confirmed"' in confirmed and "Потвърди" in confirmed
+    assert 'data-action="unclear"' in unclear and "Неясен отговор" in unclear
+    [waiting] = re.findall(r'<tr id="reply-(\d+)">(.*?)</tr>', page, re.S)
+    assert "Може ли в петък?" in waiting[1] and "Д-р Петрова" in waiting[1]
+    assert "Отбележи като обработен" not in page  # a viewer reads, an operator handles
+    forbidden = client.post(f"/inbox/replies/{waiting[0]}/handled", headers={"X-CSRF-Token": "x"})
+    assert forbidden.status_code in (403, 400)
+
+    sign_in(client, "ivo@clinic.bg")
+    page = client.get("/inbox", headers={"Accept-Language": "bg"}).text
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token is not None and "Отбележи като обработен" in page
+    done = client.post(
+        f"/inbox/replies/{waiting[0]}/handled",
+        data={"csrf": token.group(1)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    page = client.get("/inbox", headers={"Accept-Language": "bg"}).text
+    assert 'id="reply-' not in page and "Няма чакащи отговори." in page
+    assert (
+        client.post("/inbox/replies/99999/handled", data={"csrf": token.group(1)}).status_code
+        == 404
+    )

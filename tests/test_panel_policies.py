@@ -226,8 +226,9 @@ def test_the_dry_run_counts_the_next_seven_days(
     before = notices(engine)
     as_role(client, engine, "viewer")
     page = client.get("/policies/appointment")
-    # Two steps to two numbers (the one who opted out is not counted), two segments each.
-    assert "would send 4 SMS (8 segments) for 1 events and bills" in page.text
+    # Two steps to two numbers (the one who opted out is not counted): the day before's text
+    # asks for an answer too, in three segments, the other in two.
+    assert "would send 4 SMS (10 segments) for 1 events and bills" in page.text
     assert notices(engine) == before  # a dry run writes nothing
 
 
@@ -285,7 +286,8 @@ def test_the_dry_run_window_across_the_autumn_clock_change(
         policy = session.exec(select(Policy).where(Policy.name == "appointment")).one()
         week = dry_run(session, policy, settings=settings, now=now)
         # 30 Oct 18:00 and 31 Oct 08:30 are in; 1 Nov 18:00 (16:00 UTC) is past 1 Nov 09:00 UTC.
-        assert (week.sms, week.segments, week.anchors) == (2, 2, 1)
+        # The day before's text asks for an answer too: two segments, the other's one.
+        assert (week.sms, week.segments, week.anchors) == (2, 3, 1)
         longer = dry_run(session, policy, settings=settings, now=now, days=9)
         assert (longer.sms, longer.anchors) == (4, 2)
         later = dry_run(session, policy, settings=settings, now=now + timedelta(days=30))

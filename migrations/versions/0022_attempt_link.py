@@ -1,10 +1,8 @@
 """Each attempt records the gateway link that carried it (several links, issue 14).
 
 Revision ID: 0022
-Revises: 0020
-Create Date: 2026-12-09
-
-Follows 0020 for now; it is to follow 0021 once the work-queue branch that adds 0021 lands.
+Revises: 0021
+Create Date: 2026-12-02
 """
 
 from collections.abc import Sequence

@@ -1,6 +1,7 @@
 """The two policies every new account starts with, as the migrations left the first account's.
 
-A test checks that these equal what the migrations seed, so the two cannot drift apart.
+A test checks that these equal what the migrations seed, so the two cannot drift apart. The
+bill policy asks for no answer: ``replies`` and ``reply_ack`` are left out (None).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ DEFAULT_POLICIES: list[dict[str, Any]] = [
                 "offset": "-P1D",
                 "at": "18:00",
                 "template": '{% if lang == "en" %}Reminder: {{ title }} {{ when }}{% if location '
-                "%}, {{ location }}{% endif %}.{% else %}Напомняне: {{ title }} {{ "
-                "when }}{% if location %}, {{ location }}{% endif %}.{% endif %}",
+                "%}, {{ location }}{% endif %}. Reply 1 to confirm, 2 to cancel.{% else %}"
+                "Напомняне: {{ title }} {{ when }}{% if location %}, {{ location }}{% endif %}. "
+                "Отговорете 1 за потвърждение, 2 за отказ.{% endif %}",
                 "kind": None,
             },
             {
@@ -29,6 +31,17 @@ DEFAULT_POLICIES: list[dict[str, Any]] = [
                 "kind": None,
             },
         ],
+        "replies": {
+            "confirm": ["1", "ДА", "DA", "YES", "Y", "OK"],
+            "cancel": ["2", "НЕ", "NE", "NO", "N"],
+        },
+        "reply_ack": {
+            "confirm": '{% if lang == "en" %}Thank you, {{ title }} {{ when }} is confirmed.'
+            "{% else %}Благодарим! {{ title }} {{ when }} е потвърдено.{% endif %}",
+            "cancel": '{% if lang == "en" %}{{ title }} {{ when }} is cancelled. Thank you for '
+            "letting us know.{% else %}{{ title }} {{ when }} е отменено. Благодарим, че ни "
+            "уведомихте.{% endif %}",
+        },
     },
     {
         "name": "bill",

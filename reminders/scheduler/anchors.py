@@ -32,6 +32,7 @@ from reminders.models import (
     NoticeKind,
     NoticeStatus,
     Priority,
+    ReplyState,
 )
 from reminders.pending_jobs import (
     JobItem,
@@ -101,12 +102,34 @@ def set_recipients(
     replace: bool = True,
 ) -> None:
     """Make (phone, contact id) pairs the anchor's recipients; the next plan follows them."""
+    answers: dict[str, tuple[str | None, datetime | None]] = {}
     if replace:
+        # A recipient who stays keeps their answer (a feed's sync sets them all again).
+        answers = {
+            phone: (answer, at)
+            for phone, answer, at in session.exec(
+                select(
+                    AnchorRecipient.phone, AnchorRecipient.answer, AnchorRecipient.answered_at
+                ).where(
+                    col(AnchorRecipient.anchor_id) == anchor_id,
+                    col(AnchorRecipient.answer).is_not(None),
+                )
+            )
+        }
         session.exec(delete(AnchorRecipient).where(col(AnchorRecipient.anchor_id) == anchor_id))  # type: ignore[call-overload]
     if recipients:
         session.execute(
             insert(AnchorRecipient.__table__),  # type: ignore[attr-defined]
-            [{"anchor_id": anchor_id, "phone": p, "contact_id": c} for p, c in recipients],
+            [
+                {
+                    "anchor_id": anchor_id,
+                    "phone": p,
+                    "contact_id": c,
+                    "answer": answers.get(p, (None, None))[0],
+                    "answered_at": answers.get(p, (None, None))[1],
+                }
+                for p, c in recipients
+            ],
         )
 
 
@@ -287,7 +310,14 @@ class _Loaded:
             for anchor_id, phone, contact_id in session.exec(
                 select(
                     AnchorRecipient.anchor_id, AnchorRecipient.phone, AnchorRecipient.contact_id
-                ).where(col(AnchorRecipient.anchor_id).in_(chunk))
+                ).where(
+                    col(AnchorRecipient.anchor_id).in_(chunk),
+                    # One who answered that they will not come is reminded no more.
+                    or_(
+                        col(AnchorRecipient.answer).is_(None),
+                        col(AnchorRecipient.answer) != ReplyState.cancelled,
+                    ),
+                )
             ):
                 recipients[anchor_id].append(Recipient(phone, contact_id))
             for notice in session.exec(select(Notice).where(col(Notice.anchor_id).in_(chunk))):
@@ -414,8 +444,8 @@ class _Batch:
     ) -> None:
         """Cancel the scheduled notices of steps or recipients no longer planned."""
         for key, notice in existing.items():
-            if key in wanted or notice.status not in PENDING:
-                continue
+            if key in wanted or notice.status not in PENDING or notice.step is None:
+                continue  # (no step: not the policy's, such as a refused payment's alert)
             assert notice.id is not None
             if _update_if_still(
                 self.session,

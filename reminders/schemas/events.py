@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from reminders.schemas.common import ExternalId, Input, TimeZoneName, WhenText, _no_control_chars
 from reminders.schemas.messages import Recipients
 from reminders.schemas.notices import NoticeOut
+from reminders.schemas.replies import AnswerOut
 
 Title = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_control_chars)]
 
@@ -59,6 +60,10 @@ class EventOut(BaseModel):
     )
     cancelled: bool
     recipients: list[str]
+    answers: list[AnswerOut] = Field(
+        default_factory=list,
+        description="The recipients who answered by SMS: confirmed or cancelled, and when.",
+    )
     notices: list[NoticeOut]
     planned: dict[str, int] | None = Field(
         default=None, description="What this request changed: created, moved, cancelled..."

@@ -51,6 +51,30 @@ class StepIn(Input):
     )
 
 
+ReplyWord = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_control_chars)]
+
+
+class Replies(Input):
+    confirm: list[ReplyWord] = Field(
+        default_factory=list,
+        max_length=30,
+        description='Words that confirm: "1", "ДА", "YES"... (case, punctuation and '
+        "Latin/Cyrillic spelling do not matter).",
+    )
+    cancel: list[ReplyWord] = Field(
+        default_factory=list, max_length=30, description='Words that cancel: "2", "НЕ", "NO"...'
+    )
+
+
+class ReplyAck(Input):
+    confirm: Template | None = Field(
+        default=None, description="Sent back at once when a recipient confirms."
+    )
+    cancel: Template | None = Field(
+        default=None, description="Sent back at once when a recipient cancels."
+    )
+
+
 class PolicyCreate(Input):
     name: PolicyName
     description: (
@@ -68,6 +92,13 @@ class PolicyCreate(Input):
     sender_id: SenderId | None = Field(
         default=None, description="Sender ID of its messages; null: REMINDERS_SENDER_ID."
     )
+    replies: Replies | None = Field(
+        default=None,
+        description="Its reminders ask for an answer by SMS with these words; null: they do not.",
+    )
+    reply_ack: ReplyAck | None = Field(
+        default=None, description="Templates of the short answers sent back; null: none."
+    )
 
 
 class PolicyUpdate(Input):
@@ -78,6 +109,8 @@ class PolicyUpdate(Input):
     transliterate: bool | None = None
     priority: Priority | None = None
     sender_id: SenderId | None = None
+    replies: Replies | None = None
+    reply_ack: ReplyAck | None = None
 
 
 class StepOut(BaseModel):
@@ -95,6 +128,8 @@ class PolicyOut(BaseModel):
     transliterate: bool | None
     priority: Priority
     sender_id: str | None
+    replies: dict[str, list[str]] | None
+    reply_ack: dict[str, str] | None
     created_at: datetime
     updated_at: datetime
     planned: dict[str, int] | None = Field(

@@ -26,9 +26,12 @@ def list_policies(session: SessionDep, _: ReadKey) -> list[PolicyOut]:
 
 
 @router.post("", status_code=201)
-def create_policy(data: PolicyCreate, session: SessionDep, _: WriteKey) -> PolicyOut:
-    """Steps are checked when saved: offsets, times of day, and that each template compiles."""
-    policy = policies.create_policy(session, data)
+def create_policy(
+    data: PolicyCreate, session: SessionDep, settings: SettingsDep, _: WriteKey
+) -> PolicyOut:
+    """Steps are checked when saved: offsets, times of day, and that each template compiles;
+    so are the answer words (none twice, no opt-out keyword) and acknowledgements."""
+    policy = policies.create_policy(session, data, settings)
     session.commit()
     return _out(policy)
 
@@ -49,7 +52,7 @@ def update_policy(
 ) -> PolicyOut:
     """Saved, then applied at once to its anchors that still have reminders to come: moved
     steps move their notices, removed steps cancel theirs. ``planned`` says what changed."""
-    policy = policies.update_policy(session, name, data)
+    policy = policies.update_policy(session, name, data, settings)
     session.commit()  # saved first; replan_policy commits its anchors a chunk at a time
     out = _out(policy)
     out.planned = replan_policy(session, scheduler, name, settings=settings)

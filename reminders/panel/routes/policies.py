@@ -141,7 +141,7 @@ def save_policy(
             data = PolicyUpdate.model_validate(
                 {"steps": steps, "description": description.strip() or None}
             )
-            policies.update_policy(db, name, data)
+            policies.update_policy(db, name, data, panel.settings)
         except (ValidationError, DomainError) as exc:
             db.rollback()
             errors = messages_of(exc, PolicyUpdate)
