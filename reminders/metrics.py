@@ -66,6 +66,14 @@ class SendMetrics:
         skipped (the link was down, and the message went on to the next of its route)."""
         self._add({f"link|{link}|{outcome}": 1})
 
+    def count_webhooks(self, outcomes: Iterable[str]) -> None:
+        """Webhook attempts by what followed: delivered, failed (for good) or retrying."""
+        fields: defaultdict[str, float] = defaultdict(float)
+        for outcome in outcomes:
+            fields[f"webhook|{'retrying' if outcome == 'pending' else outcome}"] += 1
+        if fields:
+            self._add(fields)
+
     def _add(self, fields: dict[str, float]) -> None:
         with self._lock:
             for field, amount in fields.items():
@@ -154,7 +162,15 @@ def _send_families(values: dict[str, float]) -> list[Metric]:
         "Tries of a message on each gateway link, by outcome (REMINDERS_LINKS).",
         ["link", "outcome"],
     )
-    return [latency, errors, links]
+    webhooks = _counters(
+        values,
+        "webhook|",
+        "reminders_webhook_deliveries",
+        "Webhook attempts by outcome: delivered, failed (not retried, or retries ran out), "
+        "retrying.",
+        ["outcome"],
+    )
+    return [latency, errors, links, webhooks]
 
 
 def _counters(

@@ -36,6 +36,7 @@ from reminders.api.routes import (
     twilio_webhook,
     usage,
     users,
+    webhooks,
 )
 from reminders.metrics import NoticeMetrics, SchedulerMetrics, metrics_registry
 from reminders.runtime import Runtime
@@ -72,6 +73,7 @@ def shared_routes() -> tuple[BaseRoute, ...]:
         usage,
         keys,
         users,
+        webhooks,
     ):
         api.include_router(module.router)
     root = APIRouter()
