@@ -163,6 +163,7 @@ FAMILIES: dict[str, tuple[str, set[str]]] = {
     "reminders_send_latency_seconds": ("histogram", {"lane"}),  # and "le" on its buckets
     "reminders_gateway_errors": ("counter", {"provider", "code"}),
     "reminders_link_sends": ("counter", {"link", "outcome"}),
+    "reminders_webhook_deliveries": ("counter", {"outcome"}),
     "reminders_api_in_progress": ("gauge", {"kind"}),
     "reminders_api_refused": ("counter", {"kind"}),
     "reminders_scheduler_active": ("gauge", set()),
@@ -175,6 +176,7 @@ def test_the_whole_exposition_parses_with_its_families_and_types(
 ) -> None:
     process.runtime.metrics.count_errors("kannel", ["http_503"])  # as a failed send would
     process.runtime.metrics.count_link("mtel", "accepted")  # as a routed sender's send would
+    process.runtime.metrics.count_webhooks(["delivered", "pending"])  # as a webhook thread would
     body = {"to": {"phones": ["0888 402 001"]}, "text": "Hi", "priority": "bulk"}
     assert client.post("/api/v1/messages", json=body, headers=writer).status_code == 201
     latency = "reminders_send_latency_seconds_count"

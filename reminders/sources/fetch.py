@@ -206,6 +206,10 @@ class Watchdog:
     Timeouts bound each wait, not their sum: a server dripping its headers one byte at a time
     would otherwise hold the fetch for hours. Shutting the socket down wakes the blocked read.
     httpcore's "trace" request extension hands over each socket as soon as it is connected.
+
+    Its timer thread starts with the first socket: a webhook sent over a kept-open connection
+    connects nothing, and starting a thread per POST cost more than the POST. Such a request is
+    bounded by its per-wait timeouts (each no longer than what is left) and ``expired``.
     """
 
     def __init__(self, deadline: float) -> None:
@@ -217,7 +221,6 @@ class Watchdog:
         self._timer.daemon = True
 
     def __enter__(self) -> Watchdog:
-        self._timer.start()
         return self
 
     def __exit__(
@@ -237,7 +240,10 @@ class Watchdog:
             return
         with self._lock:
             self._sockets.append(sock)
-            if self._fired:  # connected just as time ran out
+            if not self._timer.is_alive() and not self._fired:
+                self._timer.start()
+            if self._fired or self.expired():  # connected just as time ran out
+                self._fired = True
                 _shut_down(sock)
 
     def _fire(self) -> None:

@@ -71,11 +71,13 @@ class Poster:
         self.resolver = resolver or system_resolver
         self._transport = transport
         self._clients: dict[str, httpx.Client] = {}
+        self._urls: dict[str, httpx.URL] = {}  # each endpoint's URL, normalised once
 
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+        self._urls.clear()
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         """POST ``body`` to ``url`` within ``timeout`` seconds in all; never raises for the
@@ -92,10 +94,15 @@ class Poster:
     def _post(
         self, url: str, body: bytes, headers: dict[str, str], started: float
     ) -> tuple[int, str, float | None]:
-        try:
-            current = httpx.URL(normalize_webhook_url(url))
-        except ValueError as exc:
-            raise FetchError(str(exc)) from None
+        current = self._urls.get(url)
+        if current is None:
+            try:
+                current = httpx.URL(normalize_webhook_url(url))
+            except ValueError as exc:
+                raise FetchError(str(exc)) from None
+            if len(self._urls) >= 1000:  # URLs changed many times: start again
+                self._urls.clear()
+            self._urls[url] = current
         with Watchdog(started + self.timeout) as watchdog:
             for _ in range(self.max_redirects + 1):
                 shown = redact_url(str(current))
