@@ -15,7 +15,14 @@ from reminders.db import utcnow
 from reminders.errors import Conflict, InvalidField, NotFound
 from reminders.keylocks import lock_keys
 from reminders.messages import resolve_recipients
-from reminders.models import Anchor, AnchorKind, AnchorRecipient, Notice, ReplyState
+from reminders.models import (
+    EVENT_KEY_PREFIX,
+    Anchor,
+    AnchorKind,
+    AnchorRecipient,
+    Notice,
+    ReplyState,
+)
 from reminders.notices import notices_by_anchor
 from reminders.paging import page
 from reminders.pending_jobs import JobScheduler
@@ -28,7 +35,7 @@ from reminders.schemas.replies import AnswerOut
 from reminders.settings import Settings
 from reminders.sources.sync import hold_cancelled
 
-EXTERNAL_PREFIX = "event:ext:"
+EXTERNAL_PREFIX = EVENT_KEY_PREFIX
 
 
 def _parse(text: str, zone: ZoneInfo, field: str, now: datetime) -> datetime:

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from reminders.accounts.crud import DEFAULT_SLUG
 from reminders.accounts.numbers import owner_of_number
-from reminders.accounts.scoping import account_of, acting_for
+from reminders.accounts.scoping import account_of, acting_for, current
 from reminders.contacts.matching import ContactKeys, Found, Known, new_values
 from reminders.contacts.writing import write_contacts
 from reminders.db import utcnow
@@ -25,6 +25,8 @@ from reminders.phones import normalize_mobile
 from reminders.replies import answer
 from reminders.settings import Settings
 from reminders.storable import UNREADABLE, storable
+from reminders.webhooks.events import EventType, iso
+from reminders.webhooks.outbox import Event, enqueue
 
 
 def _keywords(setting: str) -> set[str]:
@@ -174,8 +176,42 @@ def _keep(
         if earlier is None:
             raise
         return earlier, False
+    _events(session, message, contacts)
     unschedule_after_commit(session, scheduler, suppressed)
     return message, True
+
+
+def _events(session: Session, message: InboundMessage, contacts: list[Contact]) -> None:
+    """The message's events, in its transaction: received, and the opt-out or opt-in."""
+    account_id, at = current(session), message.received_at
+    data = {
+        "inbound_id": message.id,
+        "from": message.from_phone,
+        "to": message.to,
+        "text": message.text,
+        "action": message.action,
+        "contact_id": message.contact_id,
+        "contact_external_id": contacts[0].external_id if contacts else None,
+        "received_at": iso(at),
+    }
+    events = [Event(account_id, EventType.inbound_received, data, at)]
+    action = {"opt_out": EventType.contact_opted_out, "opt_in": EventType.contact_opted_in}
+    if message.action in action:
+        events.extend(
+            Event(
+                account_id,
+                action[message.action],
+                {
+                    "contact_id": contact.id,
+                    "contact_external_id": contact.external_id,
+                    "phone": contact.phone,
+                    "inbound_id": message.id,
+                },
+                at,
+            )
+            for contact in contacts
+        )
+    enqueue(session.connection(), events)
 
 
 def _already_received(

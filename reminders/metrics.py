@@ -84,6 +84,14 @@ class SendMetrics:
         if fields:
             self._add(fields)
 
+    def count_webhooks(self, outcomes: Iterable[str]) -> None:
+        """Webhook attempts by what followed: delivered, failed (for good) or retrying."""
+        fields: defaultdict[str, float] = defaultdict(float)
+        for outcome in outcomes:
+            fields[f"webhook|{'retrying' if outcome == 'pending' else outcome}"] += 1
+        if fields:
+            self._add(fields)
+
     def _add(self, fields: dict[str, float]) -> None:
         with self._lock:
             for field, amount in fields.items():
@@ -165,7 +173,15 @@ def _send_families(values: dict[str, float]) -> list[Metric]:
         "Sends the gateway refused or failed, by code.",
         ["provider", "code"],
     )
-    return [latency, errors, *_link_families(values)]
+    webhooks = _counters(
+        values,
+        "webhook|",
+        "reminders_webhook_deliveries",
+        "Webhook attempts by outcome: delivered, failed (not retried, or retries ran out), "
+        "retrying.",
+        ["outcome"],
+    )
+    return [latency, errors, *_link_families(values), webhooks]
 
 
 def _link_families(values: dict[str, float]) -> list[Metric]:

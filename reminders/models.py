@@ -316,6 +316,11 @@ class AnchorKind(StrEnum):
     bill = "bill"
 
 
+# The key of an event or a bill the API was given an ``external_id`` for: prefix and that id.
+EVENT_KEY_PREFIX = "event:ext:"
+BILL_KEY_PREFIX = "bill:ext:"
+
+
 class Anchor(SQLModel, Owned, table=True):
     """What reminders are about: an event's start or a bill's due date, with its recipients.
 
@@ -572,6 +577,97 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class WebhookEndpoint(SQLModel, Owned, table=True):
+    """A URL of the account's own that we POST its events to, signed (``reminders/webhooks``)."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_account_id", "account_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
+    url: str = Field(max_length=2000)
+    description: str | None = Field(default=None, max_length=500)
+    # The event types it gets; ["*"]: every type, those added later included.
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    enabled: bool = Field(default=True)
+    # Why it was disabled by us (it failed for days), shown until someone enables it again.
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    # The signing key (``whsec_`` and base64). Kept as it is, not hashed: every delivery is
+    # signed with it. Never logged, shown once (at creation or rotation).
+    secret: str = Field(max_length=100)
+    # Since when every delivery to it has failed; None while the last one succeeded.
+    failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class WebhookDeliveryStatus(StrEnum):
+    pending = "pending"  # waiting for its (next) attempt, or being attempted under a lease
+    delivered = "delivered"
+    failed = "failed"  # refused for good (a 4xx), or still failing when its retries ran out
+
+
+class WebhookDelivery(SQLModel, Owned, table=True):
+    """The outbox: one event for one endpoint, written in the transaction that caused the event
+    and delivered by the workers, again and again until it is taken or its retries run out."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+        # The workers' queue: only the pending rows, so it stays small whatever the history.
+        Index(
+            "ix_webhook_deliveries_pending",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
+    endpoint_id: int = Field(
+        sa_column=Column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False)
+    )
+    # Standard Webhooks' ``webhook-id``: the same at every attempt and redelivery, so that a
+    # receiver that got it twice (we cannot always know it did) can tell.
+    message_id: str = Field(max_length=40, unique=True)
+    event_type: str = Field(max_length=40)
+    # The exact JSON sent, kept as text: every attempt signs and sends the same bytes.
+    body: str = Field(sa_column=Column(Unicode, nullable=False))
+    status: str = Field(default=WebhookDeliveryStatus.pending, max_length=10)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    # Retries stop after this (3 days after the event, or after a redelivery was asked for).
+    give_up_at: datetime = Field(sa_type=UTCDateTime)
+    # The worker attempting it, until when: a worker killed mid-attempt leaves a lease that
+    # runs out, and another worker attempts it again (same ``message_id``).
+    claimed_by: str | None = Field(default=None, max_length=80)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _created()
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookAttempt(SQLModel, Owned, table=True):
+    """One POST of a delivery: the endpoint's delivery log."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery_id", "delivery_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = _owner()
+    delivery_id: int = Field(
+        sa_column=Column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False)
+    )
+    attempt: int
+    status_code: int | None = Field(default=None)  # None: no answer (a network error, a timeout)
+    latency_ms: int
+    response: str | None = Field(default=None, max_length=1024)  # the answer's first 1 KB
+    error: str | None = Field(default=None, max_length=500)
+    attempted_at: datetime = _created()
+
+
 # The tables whose rows belong to one account (``account_id``); the others belong through
 # their parent (members through groups, series through sources).
 OWNED: tuple[type[SQLModel], ...] = (
@@ -587,6 +683,9 @@ OWNED: tuple[type[SQLModel], ...] = (
     Attempt,
     InboundMessage,
     Reply,
+    WebhookEndpoint,
+    WebhookDelivery,
+    WebhookAttempt,
 )
 # SQLAlchemy builds the scoping option's criterion once against ``Owned`` itself, to learn its
 # shape; each table's own ``account_id`` takes its place when a statement is compiled. Set only

@@ -14,6 +14,7 @@ from reminders.errors import Conflict, NotFound
 from reminders.models import PENDING, Attempt, Notice, NoticeStatus
 from reminders.paging import page
 from reminders.pending_jobs import JobScheduler, unschedule_after_commit
+from reminders.webhooks.notice_events import notice_events
 
 
 def notices_by_anchor(session: Session, anchor_ids: Sequence[int]) -> dict[int, list[Notice]]:
@@ -106,15 +107,20 @@ def cancel_notice(
 def suppress_pending(session: Session, which: ColumnElement[bool], *, reason: str) -> list[int]:
     """Suppress the scheduled notices ``which`` selects; return their ids (their jobs can go).
 
-    Flushed, not committed. A notice claimed meanwhile is left to its sender.
+    Flushed, not committed, with their ``notice.suppressed`` events. A notice claimed
+    meanwhile is left to its sender.
     """
+    now = utcnow()
     result = session.execute(
         update(Notice)
         .where(which, col(Notice.status).in_(PENDING))
-        .values(status=NoticeStatus.suppressed, status_reason=reason, updated_at=utcnow())
-        .returning(col(Notice.id))
+        .values(status=NoticeStatus.suppressed, status_reason=reason, updated_at=now)
+        .returning(col(Notice.id), col(Notice.account_id))
     )
-    return [int(row[0]) for row in result]
+    owners = {int(notice_id): int(account_id) for notice_id, account_id in result}
+    changed = {i: (a, NoticeStatus.suppressed.value) for i, a in owners.items()}
+    notice_events(session.connection(), changed, now)
+    return list(owners)
 
 
 def move_pending(

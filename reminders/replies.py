@@ -19,10 +19,12 @@ from sqlmodel import Session, col, select
 from reminders.db import utcnow
 from reminders.errors import NotFound
 from reminders.models import (
+    EVENT_KEY_PREFIX,
     PENDING,
     Anchor,
     AnchorKind,
     AnchorRecipient,
+    Contact,
     InboundMessage,
     Notice,
     NoticeKind,
@@ -37,6 +39,8 @@ from reminders.pending_jobs import JobScheduler, schedule_after_commit, unschedu
 from reminders.reply_words import ANSWERS, read_answer
 from reminders.scheduler.anchors import plan_for
 from reminders.settings import Settings
+from reminders.webhooks.events import EventType
+from reminders.webhooks.outbox import Event, enqueue
 
 # The same answer again within this time, through another way in (a gateway and the API both
 # handing in one SMS), is kept as a message but not acted on twice.
@@ -114,6 +118,7 @@ def answer(
             session.add(reply)
     except IntegrityError:
         return None  # this message was read already (the same one handed in twice at once)
+    _event(session, reply, anchor, notice)
     if state == ReplyState.unclear:
         return reply
     recipient = session.get(AnchorRecipient, (anchor.id, message.from_phone))
@@ -130,6 +135,33 @@ def answer(
     if before != state.value:
         _acknowledge(session, scheduler, reply, notice, policy, state, now)
     return reply
+
+
+_EVENT_TYPES = {
+    ReplyState.confirmed: EventType.reply_confirmed,
+    ReplyState.cancelled: EventType.reply_cancelled,
+    ReplyState.unclear: EventType.reply_unclear,
+}
+
+
+def _event(session: Session, reply: Reply, anchor: Anchor, notice: Notice) -> None:
+    """``reply.<state>`` for the account's webhooks, in the reply's transaction."""
+    contact = session.get(Contact, notice.contact_id) if notice.contact_id else None
+    external = anchor.key.removeprefix(EVENT_KEY_PREFIX)
+    data = {
+        "reply_id": reply.id,
+        "state": reply.state,
+        "text": reply.text,
+        "phone": reply.phone,
+        "inbound_id": reply.inbound_id,
+        "notice_id": notice.id,
+        "event_id": anchor.id,
+        "event_external_id": external if anchor.key.startswith(EVENT_KEY_PREFIX) else None,
+        "contact_id": notice.contact_id,
+        "contact_external_id": contact.external_id if contact else None,
+    }
+    event = Event(reply.account_id, _EVENT_TYPES[ReplyState(reply.state)], data, reply.created_at)
+    enqueue(session.connection(), [event])
 
 
 def _answered_already(

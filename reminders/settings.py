@@ -206,6 +206,33 @@ class Settings(BaseSettings):
     allow_private_feeds: bool = Field(
         default=False, description="Let feed URLs reach loopback and private networks."
     )
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Let webhook URLs reach loopback and private networks (a receiver on "
+        "the same host or network).",
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="Seconds a webhook endpoint has to answer."
+    )
+    webhook_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads delivering webhooks in each serve or worker process.",
+    )
+    webhook_batch: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Webhook deliveries a thread claims at once; a claim is held for this "
+        "many timeouts, after which another process retries what a dead one had claimed.",
+    )
+    webhook_poll: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds an idle webhook thread waits before it looks for due deliveries.",
+    )
     scheduler_stall: Annotated[timedelta, _duration(timedelta(seconds=1), "PT30S")] = Field(
         default=timedelta(seconds=30),
         description="How long the scheduler's job store may keep failing before the process "

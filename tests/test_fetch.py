@@ -607,7 +607,7 @@ def test_invalid_start_url_is_a_fetch_error() -> None:
 
 def test_system_resolver_reads_localhost() -> None:
     # /etc/hosts only: no DNS query leaves the machine.
-    assert {"127.0.0.1", "::1"} & set(fetch._system_resolver("localhost", 80))
+    assert {"127.0.0.1", "::1"} & set(fetch.system_resolver("localhost", 80))
 
 
 # --- URL helpers ---------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         quiet_hours="off",
         allow_private_feeds=True,
+        allow_private_webhooks=True,
         webhook_secret=SECRET,
     )
 
@@ -188,6 +189,10 @@ def populate(client: TestClient, engine: Engine, tenant: Tenant, feeds: Feeds) -
     post(f"/api/v1/groups/{ids['group']}/members", {"contact_ids": [ids["contact"]]})
     step = {"offset": "-P1D", "at": "10:00", "template": f"{m} reminder: {{{{ title }}}}"}
     post("/api/v1/policies", {"name": tenant.policy, "steps": [step]})
+    # Its endpoint (the feed server refuses a POST: each delivery fails, and is logged).
+    hook = {"url": f"http://127.0.0.1:{feeds.httpd.server_address[1]}/{m}-hooks"}
+    hook["events"] = ["notice.sent"]
+    ids["webhook"] = ok(call(client, "POST", "/api/v1/webhooks", tenant.headers, hook))["id"]
     to = {"contacts": [ids["contact"]], "phones": [phones[1]]}
     now = post("/api/v1/messages", {"to": to, "text": f"{m} now"})
     ids["message"], ids["sent_notice"] = now["id"], now["notices"][0]["id"]
@@ -216,6 +221,12 @@ def populate(client: TestClient, engine: Engine, tenant: Tenant, feeds: Feeds) -
         return all(n["status"] == "sent" for n in ok(sent)["items"])
 
     wait_for(went, what=f"{tenant.slug}'s message to go")
+    deliveries = f"/api/v1/webhooks/{ids['webhook']}/deliveries"
+    logged = wait_for(
+        lambda: ok(call(client, "GET", deliveries, tenant.headers))["items"],
+        what=f"{tenant.slug}'s webhook delivery",
+    )
+    ids["delivery"] = logged[0]["id"]
     kannel_inbound(client, tenant.stored_phones[1], f"{m} reply")
     inbound = ok(call(client, "GET", "/api/v1/inbound", tenant.headers))["items"]
     assert [i["text"] for i in inbound] == [f"{m} reply"], inbound
@@ -268,6 +279,8 @@ PATH_PARAMS: dict[str, str] = {
     "key_id": "key",
     "user_id": "user",
     "reply_id": "reply",
+    "webhook_id": "webhook",
+    "delivery_id": "delivery",
     "name": "policy",
 }
 # A second object of the same kind, for operations that take it too (a feed's event).
@@ -291,6 +304,7 @@ def valid_body(method: str, path: str, b: Tenant) -> Any:
         ("POST", "/api/v1/bills/{bill_id}/payment-failed"): {"reason": "x"},
         ("PATCH", "/api/v1/users/{user_id}"): {"role": "operator"},
         ("PATCH", "/api/v1/replies/{reply_id}"): {"handled": True},
+        ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"description": f"{b.marker} renamed"},
     }
     return bodies.get((method, path))
 
@@ -425,6 +439,7 @@ LIST_KINDS: dict[str, str] = {
     "/api/v1/inbound": "inbound",
     "/api/v1/keys": "key",
     "/api/v1/replies": "reply",
+    "/api/v1/webhooks": "webhook",
 }
 # Query parameters that name a row: filled with clinic-a's, they must find nothing.
 QUERY_REFS: dict[str, Callable[[Tenant], Any]] = {
@@ -448,7 +463,7 @@ def own_ids(client: TestClient, tenant: Tenant, kind: str) -> set[int]:
 
 def list_params(path: str) -> dict[str, Any]:
     params = dict(LIST_QUERY.get(path, {}))
-    if path in LIST_KINDS and path not in ("/api/v1/sources", "/api/v1/keys"):
+    if path in LIST_KINDS and path not in ("/api/v1/sources", "/api/v1/keys", "/api/v1/webhooks"):
         params["limit"] = MAX_LIMIT
     return params
 

@@ -166,6 +166,7 @@ FAMILIES: dict[str, tuple[str, set[str]]] = {
     "reminders_link_errors": ("counter", {"link", "kind"}),
     "reminders_link_skipped": ("counter", {"link"}),
     "reminders_link_latency_seconds": ("histogram", {"link"}),
+    "reminders_webhook_deliveries": ("counter", {"outcome"}),
     "reminders_api_in_progress": ("gauge", {"kind"}),
     "reminders_api_refused": ("counter", {"kind"}),
     "reminders_scheduler_active": ("gauge", set()),
@@ -181,6 +182,7 @@ def test_the_whole_exposition_parses_with_its_families_and_types(
     process.runtime.metrics.observe_links(
         [("mtel", "accepted", 0.04), ("mtel", "transient", 0.002), ("a1", "skipped", None)]
     )
+    process.runtime.metrics.count_webhooks(["delivered", "pending"])  # as a webhook thread would
     body = {"to": {"phones": ["0888 402 001"]}, "text": "Hi", "priority": "bulk"}
     assert client.post("/api/v1/messages", json=body, headers=writer).status_code == 201
     latency = "reminders_send_latency_seconds_count"

@@ -365,7 +365,9 @@ def test_an_upgrade_puts_every_row_in_the_default_account_and_keeps_its_links(
                 table = model.__tablename__  # type: ignore[attr-defined]
                 owners = conn.execute(text(f"SELECT DISTINCT account_id FROM {table}")).all()
                 assert [tuple(o) for o in owners] in ([(1,)], []), (table, owners)
-                if table not in ("users", "replies"):  # tables newer than the rows
+                # Made with accounts or after them: no row of theirs predates accounts.
+                if table not in ("users", "replies", "webhook_endpoints", "webhook_deliveries",
+                                 "webhook_attempts"):  # fmt: skip
                     assert owners, f"{table} has no rows to check"
 
         # The old key works, in the account default, and the API shows its rows.

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from standardwebhooks import Webhook
 
 from reminders.models import ReplyState
 from reminders.reply_words import read_answer
@@ -27,6 +28,7 @@ from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
 from tests.http_gateway import SECRET as HTTP_SECRET
 from tests.test_http_callbacks import sign
+from tests.webhook_receiver import Receiver
 
 Headers = dict[str, str]
 TOKEN, PUBLIC = "twilio-token", "http://127.0.0.1:9"
@@ -45,6 +47,7 @@ def settings(database_url: str) -> Settings:
         public_url=PUBLIC,
         http_sender_url="http://127.0.0.1:9/send",
         http_sender_secret=HTTP_SECRET,
+        allow_private_webhooks=True,  # the receiver below runs on 127.0.0.1
     )
 
 
@@ -429,3 +432,30 @@ def test_a_bad_hand_in_names_its_field(
         ).status_code
         == 403
     )
+
+
+def test_each_answer_reaches_the_customers_webhook_signed(
+    client: TestClient, writer: Headers, engine: Engine
+) -> None:
+    event_id = appointment(client, writer, [PHONE])
+    went(engine, event_id)
+    with Receiver() as receiver:
+        body = {
+            "url": receiver.url,
+            "events": ["reply.confirmed", "reply.cancelled", "reply.unclear"],
+        }
+        hook = ok(client.post("/api/v1/webhooks", json=body, headers=writer), 201)
+        hand_in(client, writer, "1")
+        hand_in(client, writer, "Може ли по-късно?")
+        hand_in(client, writer, "НЕ")
+        received = receiver.wait_for(3)
+    documents = []
+    for request in received:
+        Webhook(hook["secret"]).verify(request.body, request.headers)
+        documents.append(json.loads(request.body))
+    by_type = {d["type"]: d["data"] for d in documents}
+    assert set(by_type) == {"reply.confirmed", "reply.unclear", "reply.cancelled"}
+    assert by_type["reply.unclear"]["text"] == "Може ли по-късно?"
+    for data in by_type.values():
+        assert (data["event_id"], data["phone"]) == (event_id, STORED)
+        assert data["notice_id"] and data["reply_id"] and data["inbound_id"]

@@ -38,6 +38,7 @@ from reminders.api.routes import (
     twilio_webhook,
     usage,
     users,
+    webhooks,
 )
 from reminders.metrics import LinkGauges, NoticeMetrics, SchedulerMetrics, metrics_registry
 from reminders.runtime import Runtime
@@ -76,6 +77,7 @@ def shared_routes() -> tuple[BaseRoute, ...]:
         usage,
         keys,
         users,
+        webhooks,
     ):
         api.include_router(module.router)
     root = APIRouter()

@@ -24,11 +24,11 @@ from reminders.contacts.matching import ContactKeys, Found, Known, Matcher, OnPh
 from reminders.dates import DateParseError, parse_date
 from reminders.db import in_chunks
 from reminders.errors import Conflict, InvalidField
-from reminders.models import Anchor
+from reminders.models import BILL_KEY_PREFIX, Anchor
 from reminders.policies import list_policies
 from reminders.settings import Settings
 
-KEY_PREFIX = "bill:ext:"
+KEY_PREFIX = BILL_KEY_PREFIX
 # Without a title a bill is called this, in its customer's language.
 DEFAULT_TITLES = {"bg": "Сметка", "en": "Bill"}
 

@@ -49,6 +49,7 @@ from reminders.scheduler.loop import PollingScheduler, Watchdog
 from reminders.scheduler.retrying import reason
 from reminders.scheduler.sending import DeadProcesses, SendingLanes, Suspicions
 from reminders.scheduler.store import BatchJobStore
+from reminders.webhooks.workers import WebhookWorkers
 
 log = logging.getLogger(__name__)
 JOB_PREFIX = "notice:"
@@ -141,6 +142,14 @@ class NoticeScheduler:
                 self.signal,
                 scheduler=self,
                 threads=settings.send_threads if settings else 2,
+            )
+            if runtime is not None
+            else None
+        )
+        # Webhooks go out from every process that sends, beside the lanes.
+        self.webhooks = (
+            WebhookWorkers(
+                runtime.engine, runtime.settings, token=runtime.token, metrics=runtime.metrics
             )
             if runtime is not None
             else None
@@ -238,6 +247,8 @@ class NoticeScheduler:
         if self.sending is not None:
             self.signal.listen()
             self.sending.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
 
     def activate(self) -> None:
         """Called when this process is elected: fire at once, and reconcile meanwhile.
@@ -299,6 +310,8 @@ class NoticeScheduler:
             self.leadership.stop()
         if self.sending is not None:
             self.sending.stop(wait=wait)
+        if self.webhooks is not None:
+            self.webhooks.stop(wait=wait)
         self.signal.close()
         if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)

@@ -19,6 +19,7 @@ from sqlmodel import col, func, select
 from reminders.db import UTCDateTime, in_chunks, utcnow
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.sender.base import Accepted, OutgoingSms, SendError
+from reminders.webhooks.notice_events import notice_events
 
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(minutes=15)
@@ -166,6 +167,9 @@ def record(
         ]
         if rows:
             conn.execute(insert(_ATTEMPTS), rows)
+        # In the same transaction: an outcome written is an event written, and none without.
+        changed = {i: (owners[i], o.status.value) for i, o in final.items()}
+        notice_events(conn, changed, now)
     return final
 
 

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, func, select
 from reminders.db import utcnow
 from reminders.models import Attempt, Notice, NoticeStatus
 from reminders.storable import UNREADABLE, storable
+from reminders.webhooks.notice_events import notice_events
 
 ReportStatus = Literal["sent", "delivered", "undelivered", "failed"]
 # How far along a notice is; a report may only move it to a higher rank. A notice in any other
@@ -104,6 +105,8 @@ def apply_report(session: Session, report: DeliveryReport, *, now: datetime | No
         attempt.error = (report.error or "")[:2000] or None
     session.add(attempt)
     session.flush()
+    assert notice.id is not None
+    notice_events(session.connection(), {notice.id: (notice.account_id, new.value)}, now)
     return "applied"
 
 

@@ -6,6 +6,9 @@ send it elsewhere. Redirects are followed by hand so that each hop is checked th
 
 Feed URLs usually carry a secret token in their path or query, so no message and no log line
 made here contains either: they use `redact_url`.
+
+Webhooks (``reminders/webhooks/posting.py``) send their POSTs through the same guard: the
+address checks, the watchdog and the requester here are shared, not copied.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ USER_AGENT = "reminders-feed-fetcher/0.1"
 # Letters, digits, hyphens and the underscores some real DNS names carry; anything else in a
 # host (a percent sign, a space) is a trick or a typo and would only fail later.
 _HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+# The setting that lets each kind of outgoing URL reach private networks, named in refusals.
+PRIVATE_FEEDS = "REMINDERS_ALLOW_PRIVATE_FEEDS"
 
 
 class FetchError(Exception):
@@ -38,6 +43,10 @@ class FetchError(Exception):
 
     It never includes the URL's path or query: feed URLs are secrets.
     """
+
+
+class AddressRefused(FetchError):
+    """The host is, or resolves to, a private or local address: trying again will not help."""
 
 
 @dataclass(frozen=True)
@@ -58,22 +67,29 @@ def normalize_feed_url(url: str) -> str:
     or webcals, when there is no valid host, or when the URL carries a user name or password
     (credentials in feed URLs end up in logs and are not ours to keep).
     """
+    return normalize_http_url(url, noun="The feed address", webcal=True)
+
+
+def normalize_http_url(url: str, *, noun: str, webcal: bool = False) -> str:
+    """`url` as ``normalize_feed_url`` reads it, for any outgoing URL; `noun` starts each
+    refusal ("The webhook URL"); webcal:// and webcals:// are read as https:// if `webcal`."""
     try:
         parsed = httpx.URL(url.strip())
     except httpx.InvalidURL:
-        raise ValueError("The feed address is not a valid URL.") from None
-    if parsed.scheme in ("webcal", "webcals"):
+        raise ValueError(f"{noun} is not a valid URL.") from None
+    if webcal and parsed.scheme in ("webcal", "webcals"):
         # Calendar apps mean "this is a feed", not "use plain HTTP"; https is the safe reading.
         parsed = parsed.copy_with(scheme="https")
     elif parsed.scheme not in ("http", "https"):
-        raise ValueError("The feed address must start with https://, http:// or webcal://.")
+        also = ", http:// or webcal://" if webcal else " or http://"
+        raise ValueError(f"{noun} must start with https://{also}.")
     if parsed.userinfo:
-        raise ValueError("The feed address must not contain a user name or password.")
+        raise ValueError(f"{noun} must not contain a user name or password.")
     host = parsed.raw_host.decode("ascii")
     if not host:
-        raise ValueError("The feed address has no host name.")
+        raise ValueError(f"{noun} has no host name.")
     if not (_HOST_NAME.fullmatch(host) or _ip_literal(host)):
-        raise ValueError("The feed address has an invalid host name.")
+        raise ValueError(f"{noun} has an invalid host name.")
     return str(parsed.copy_with(fragment=None))
 
 
@@ -127,7 +143,7 @@ def fetch_feed(
     no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
     redirects = 0
     with (
-        _Watchdog(deadline) as watchdog,
+        Watchdog(deadline) as watchdog,
         httpx.Client(
             transport=transport or httpx.HTTPTransport(retries=0),
             follow_redirects=False,
@@ -137,8 +153,8 @@ def fetch_feed(
             timeout=httpx.Timeout(timeout),
         ) as client,
     ):
-        requester = _Requester(
-            resolver=resolver or _system_resolver,
+        requester = Requester(
+            resolver=resolver or system_resolver,
             allow_private=allow_private,
             watchdog=watchdog,
             timeout=timeout,
@@ -184,12 +200,16 @@ def fetch_feed(
                 raise FetchError(_transport_message(exc, shown)) from None
 
 
-class _Watchdog:
+class Watchdog:
     """Shuts down every connection of one fetch at its deadline, whatever it is waiting for.
 
     Timeouts bound each wait, not their sum: a server dripping its headers one byte at a time
     would otherwise hold the fetch for hours. Shutting the socket down wakes the blocked read.
     httpcore's "trace" request extension hands over each socket as soon as it is connected.
+
+    Its timer thread starts with the first socket: a webhook sent over a kept-open connection
+    connects nothing, and starting a thread per POST cost more than the POST. Such a request is
+    bounded by its per-wait timeouts (each no longer than what is left) and ``expired``.
     """
 
     def __init__(self, deadline: float) -> None:
@@ -200,8 +220,7 @@ class _Watchdog:
         self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self._timer.daemon = True
 
-    def __enter__(self) -> _Watchdog:
-        self._timer.start()
+    def __enter__(self) -> Watchdog:
         return self
 
     def __exit__(
@@ -221,7 +240,10 @@ class _Watchdog:
             return
         with self._lock:
             self._sockets.append(sock)
-            if self._fired:  # connected just as time ran out
+            if not self._timer.is_alive() and not self._fired:
+                self._timer.start()
+            if self._fired or self.expired():  # connected just as time ran out
+                self._fired = True
                 _shut_down(sock)
 
     def _fire(self) -> None:
@@ -241,25 +263,37 @@ def _shut_down(sock: socket.socket) -> None:
 
 
 @dataclass(frozen=True)
-class _Requester:
-    """What every request of one fetch shares: how to resolve, what is allowed, the watchdog."""
+class Requester:
+    """What every request of one fetch shares: how to resolve, what is allowed, the watchdog.
+
+    A webhook's POST sets `method` and `content`, and `keep_alive` when its client serves one
+    host alone (so a pooled connection can only ever be that host's).
+    """
 
     resolver: Resolver
     allow_private: bool
-    watchdog: _Watchdog
+    watchdog: Watchdog
     timeout: float
     headers: dict[str, str]
+    method: str = "GET"
+    content: bytes | None = None
+    keep_alive: bool = False
+    private_setting: str = PRIVATE_FEEDS
 
     def open(self, client: httpx.Client, url: httpx.URL, shown: str) -> httpx.Response:
-        """Send a GET for `url` to one of its checked addresses; the body is left unread."""
+        """Send the request for `url` to one of its checked addresses; the body is left unread."""
         host = url.raw_host.decode("ascii")
         port = url.port or (443 if url.scheme == "https" else 80)
-        addresses = _checked_addresses(host, port, self.resolver, self.allow_private, shown)
+        addresses = _checked_addresses(
+            host, port, self.resolver, self.allow_private, shown, self.private_setting
+        )
         # The URL names the checked address; the Host header and the TLS name keep the real
         # host, so virtual hosting works and the certificate is verified against the name.
         # "Connection: close" so that no pooled connection made for one host (same address,
         # other TLS name) serves a later hop for another.
-        headers = {**self.headers, "Host": url.netloc.decode("ascii"), "Connection": "close"}
+        headers = {**self.headers, "Host": url.netloc.decode("ascii")}
+        if not self.keep_alive:
+            headers["Connection"] = "close"
         extensions: dict[str, Any] = {"trace": self.watchdog.trace}
         if url.scheme == "https" and not _ip_literal(host):
             extensions["sni_hostname"] = host
@@ -269,9 +303,10 @@ class _Requester:
             if remaining <= 0:
                 raise FetchError(_too_slow_message(shown))
             request = client.build_request(
-                "GET",
+                self.method,
                 url.copy_with(host=address),
                 headers=headers,
+                content=self.content,
                 extensions=extensions,
                 timeout=min(self.timeout, remaining),
             )
@@ -284,7 +319,7 @@ class _Requester:
         raise last_error
 
 
-def _system_resolver(host: str, port: int) -> list[str]:
+def system_resolver(host: str, port: int) -> list[str]:
     """The addresses the system resolver gives for `host`, each once, in its order."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -298,22 +333,34 @@ def check_feed_address(url: str, *, allow_private: bool, resolver: Resolver | No
     may be down for a moment, and the sync records the error on the source if it stays so.
     Raises ValueError with a sentence for the user.
     """
-    parsed = httpx.URL(normalize_feed_url(url))
+    check_address(
+        normalize_feed_url(url),
+        allow_private=allow_private,
+        resolver=resolver,
+        private_setting=PRIVATE_FEEDS,
+    )
+
+
+def check_address(
+    url: str, *, allow_private: bool, private_setting: str, resolver: Resolver | None = None
+) -> None:
+    """``check_feed_address`` for any normalised http(s) URL; refusals name `private_setting`."""
+    parsed = httpx.URL(url)
     host = parsed.raw_host.decode("ascii")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     shown = redact_url(str(parsed))
     try:
-        addresses = _resolved(host, port, resolver or _system_resolver, shown)
+        addresses = _resolved(host, port, resolver or system_resolver, shown)
     except FetchError:
         return
     try:
-        _refuse_private(addresses, allow_private, shown)
+        _refuse_private(addresses, allow_private, shown, private_setting)
     except FetchError as exc:
         raise ValueError(str(exc)) from None
 
 
 def _checked_addresses(
-    host: str, port: int, resolver: Resolver, allow_private: bool, shown: str
+    host: str, port: int, resolver: Resolver, allow_private: bool, shown: str, setting: str
 ) -> list[str]:
     """Resolve `host` (an IP literal stands for itself) and refuse it if any address is not public.
 
@@ -321,7 +368,7 @@ def _checked_addresses(
     and a name that mixes public and private addresses is a classic way around a first-only check.
     """
     addresses = _resolved(host, port, resolver, shown)
-    _refuse_private(addresses, allow_private, shown)
+    _refuse_private(addresses, allow_private, shown, setting)
     return addresses
 
 
@@ -339,12 +386,12 @@ def _resolved(host: str, port: int, resolver: Resolver, shown: str) -> list[str]
     return addresses
 
 
-def _refuse_private(addresses: list[str], allow_private: bool, shown: str) -> None:
+def _refuse_private(addresses: list[str], allow_private: bool, shown: str, setting: str) -> None:
     if not allow_private and not all(_is_public_address(a) for a in addresses):
         # The address itself is left out: it would tell a user about our internal network.
-        raise FetchError(
+        raise AddressRefused(
             f"{shown} points to a private or local network address, which is refused unless "
-            "REMINDERS_ALLOW_PRIVATE_FEEDS is true"
+            f"{setting} is true"
         )
 
 
@@ -387,7 +434,7 @@ def _redirect_target(current: httpx.URL, response: httpx.Response) -> httpx.URL:
         raise FetchError("the feed redirected to an address that cannot be fetched") from None
 
 
-def _read_body(response: httpx.Response, max_bytes: int, watchdog: _Watchdog, shown: str) -> bytes:
+def _read_body(response: httpx.Response, max_bytes: int, watchdog: Watchdog, shown: str) -> bytes:
     """Read the body, stopping as soon as it is over `max_bytes` or past the deadline."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
