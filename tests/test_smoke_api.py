@@ -1,3 +1,4 @@
+import threading
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
@@ -13,7 +14,35 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "scheduler": "ok", "sending": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "scheduler": "ok",
+        "sending": "ok",
+        "webhooks": "ok",
+    }
+
+
+def test_a_process_whose_sending_or_webhook_threads_ended_is_not_ready(
+    client: TestClient, process: Process
+) -> None:
+    """Every process sends and delivers webhooks: a thread of either that ended (a bug got out
+    of its loop) makes it unready, naming the thread, so that it is restarted."""
+    ended = threading.Thread(target=lambda: None, name="webhooks-0")
+    ended.start()
+    ended.join()
+    assert process.scheduler.webhooks is not None and process.scheduler.sending is not None
+    process.scheduler.webhooks._threads.append(ended)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["webhooks"] == "error: webhook threads ended: ['webhooks-0']"
+    assert ready.json()["checks"]["sending"] == "ok"
+    lane = threading.Thread(target=lambda: None, name="send-bulk-9")
+    lane.start()
+    lane.join()
+    process.scheduler.sending._threads.append(lane)
+    assert client.get("/readyz").json()["checks"]["sending"] == (
+        "error: lane threads ended: ['send-bulk-9']"
+    )
 
 
 def test_readyz_counts_the_due_notices_of_each_lane(

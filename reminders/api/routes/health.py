@@ -51,6 +51,10 @@ def readyz(request: Request) -> JSONResponse:
             # Every serve and worker sends, leader or not: its lanes' threads must be alive.
             dead = scheduler.sending.dead_threads()
             checks["sending"] = "ok" if not dead else f"error: lane threads ended: {dead}"
+        if scheduler.webhooks is not None and state != "stopped":
+            # So does every one deliver webhooks.
+            dead = scheduler.webhooks.dead_threads()
+            checks["webhooks"] = "ok" if not dead else f"error: webhook threads ended: {dead}"
     else:
         body_extra["scheduler_role"] = "off"
     if isinstance(runtime.sender, RoutedSender):
