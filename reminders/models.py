@@ -614,6 +614,8 @@ class WebhookDelivery(SQLModel, Owned, table=True):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+        # What the retention forgets, oldest first (``webhooks/retention.py``).
+        Index("ix_webhook_deliveries_created_at", "created_at"),
         # The workers' queue: only the pending rows, so it stays small whatever the history.
         Index(
             "ix_webhook_deliveries_pending",

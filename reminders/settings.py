@@ -227,6 +227,11 @@ class Settings(BaseSettings):
         description="Webhook deliveries a thread claims at once; a claim is held for this "
         "many timeouts, after which another process retries what a dead one had claimed.",
     )
+    webhook_retention: Annotated[timedelta, _duration(timedelta(days=1), "P30D")] = Field(
+        default=timedelta(days=30),
+        description="How long delivered and abandoned webhook deliveries, and their attempts, "
+        "are kept in the delivery log (ISO 8601 duration, at least a day).",
+    )
     webhook_poll: float = Field(
         default=1.0,
         gt=0,

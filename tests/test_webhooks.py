@@ -389,3 +389,45 @@ def test_the_guard_refuses_a_private_address_at_delivery_too(
         (step,) = deliver(engine, T0, allow_private=False)
     assert step.status == "failed" and "REMINDERS_ALLOW_PRIVATE_WEBHOOKS" in (step.reason or "")
     assert receiver.received == []
+
+
+def test_old_finished_deliveries_are_forgotten_pending_ones_never(
+    api: TestClient, engine: Engine, writer: Headers
+) -> None:
+    from reminders.webhooks.retention import prune
+
+    register(api, writer, "https://93.184.216.34/hooks")
+    names = ("old_done", "old_failed", "old_pending", "new")
+    for _ in names:
+        assert one_event(engine, at=T0) == 1
+    with engine.connect() as conn:
+        made = conn.execute(text("SELECT id FROM webhook_deliveries ORDER BY id")).scalars()
+        ids = dict(zip(names, made, strict=True))
+    with engine.begin() as conn:
+        for name, status, age in (
+            ("old_done", "delivered", 40),
+            ("old_failed", "failed", 31),
+            ("old_pending", "pending", 40),
+            ("new", "delivered", 29),
+        ):
+            conn.execute(
+                text("UPDATE webhook_deliveries SET status = :s, created_at = :at WHERE id = :id"),
+                {
+                    "s": status,
+                    "at": (T0 - timedelta(days=age)).replace(tzinfo=None),
+                    "id": ids[name],
+                },
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO webhook_attempts (account_id, delivery_id, attempt, status_code,"
+                    " latency_ms, response, attempted_at) VALUES (1, :id, 1, 200, 5, 'ok', :at)"
+                ),
+                {"id": ids[name], "at": T0.replace(tzinfo=None)},
+            )
+    assert prune(engine, T0, timedelta(days=30), chunk=1) == 2  # a chunk at a time
+    with engine.connect() as conn:
+        left = set(conn.execute(text("SELECT id FROM webhook_deliveries")).scalars())
+        logged = set(conn.execute(text("SELECT delivery_id FROM webhook_attempts")).scalars())
+    assert left == logged == {ids["old_pending"], ids["new"]}
+    assert prune(engine, T0, timedelta(days=30)) == 0

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_id"),
     )
     op.create_index("ix_webhook_deliveries_endpoint", "webhook_deliveries", ["endpoint_id", "id"])
+    op.create_index("ix_webhook_deliveries_created_at", "webhook_deliveries", ["created_at"])
     op.create_index(
         "ix_webhook_deliveries_pending",
         "webhook_deliveries",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from typing import Final
 
 from sqlalchemy.engine import Engine
 
@@ -15,8 +17,12 @@ from reminders.scheduler.retrying import reason
 from reminders.settings import Settings
 from reminders.webhooks.delivery import deliver_next
 from reminders.webhooks.posting import Poster
+from reminders.webhooks.retention import prune
 
 log = logging.getLogger(__name__)
+
+PRUNE_AFTER_START: Final = 60.0  # seconds: not in the way of a start-up's backlog
+PRUNE_EVERY: Final = 600.0
 
 
 class WebhookWorkers:
@@ -36,7 +42,9 @@ class WebhookWorkers:
         if self._threads:
             return
         for i in range(self.settings.webhook_threads):
-            thread = threading.Thread(target=self._work, name=f"webhooks-{i}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(i == 0,), name=f"webhooks-{i}", daemon=True
+            )
             self._threads.append(thread)
             thread.start()
 
@@ -52,8 +60,11 @@ class WebhookWorkers:
             return []
         return [t.name for t in self._threads if not t.is_alive()]
 
-    def _work(self) -> None:
+    def _work(self, prunes: bool) -> None:
+        """Deliver until stopped; the first thread also forgets old deliveries, now and then
+        (every process does: when there is nothing to forget it costs one index probe)."""
         settings = self.settings
+        next_prune = time.monotonic() + PRUNE_AFTER_START
         poster = Poster(
             allow_private=settings.allow_private_webhooks, timeout=settings.webhook_timeout
         )
@@ -75,6 +86,9 @@ class WebhookWorkers:
                     log.exception("delivering webhooks failed (%s)", reason(exc))
                     self._stop.wait(1.0)
                     continue
+                if prunes and time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    self._prune()
                 if self.metrics is not None and steps:
                     self.metrics.count_webhooks(
                         [WebhookDeliveryStatus(s.status).value for s in steps]
@@ -83,3 +97,12 @@ class WebhookWorkers:
                     self._stop.wait(settings.webhook_poll)
         finally:
             poster.close()
+
+    def _prune(self) -> None:
+        try:
+            gone = prune(self.engine, utcnow(), self.settings.webhook_retention)
+        except Exception as exc:  # tried again at the next turn
+            log.warning("could not forget old webhook deliveries (%s)", reason(exc))
+            return
+        if gone:
+            log.info("forgot %d webhook deliveries older than the retention", gone)
