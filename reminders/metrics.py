@@ -155,17 +155,35 @@ def _latency_fields(lane: str, latencies: Sequence[float]) -> dict[str, float]:
     return fields
 
 
+def _histogram(
+    values: dict[str, float],
+    prefix: str,
+    bounds: Sequence[float],
+    name: str,
+    documentation: str,
+    label: str,
+) -> HistogramMetricFamily:
+    """A histogram from the stored fields ``<prefix>|<label>|<bound>`` (cumulative buckets),
+    ``<prefix>_count|<label>`` and ``<prefix>_sum|<label>``."""
+    family = HistogramMetricFamily(name, documentation, labels=[label])
+    count, total = f"{prefix}_count|", f"{prefix}_sum|"
+    for key in sorted({f.split("|")[1] for f in values if f.startswith(count)}):
+        # ``le`` as it always was ("1", not "1.0"), so that queries naming a bucket still match.
+        buckets = [(f"{b:g}", values.get(f"{prefix}|{key}|{b}", 0.0)) for b in bounds]
+        buckets.append(("+Inf", values.get(count + key, 0.0)))
+        family.add_metric([key], buckets, sum_value=values.get(total + key, 0.0))
+    return family
+
+
 def _send_families(values: dict[str, float]) -> list[Metric]:
-    latency = HistogramMetricFamily(
+    latency = _histogram(
+        values,
+        "latency",
+        LATENCY_BUCKETS,
         "reminders_send_latency_seconds",
         "From a notice falling due to its gateway's acceptance.",
-        labels=["lane"],
+        "lane",
     )
-    for lane in sorted({f.split("|")[1] for f in values if f.startswith("latency_count|")}):
-        # ``le`` as it always was ("1", not "1.0"), so that queries naming a bucket still match.
-        buckets = [(f"{b:g}", values.get(f"latency|{lane}|{b}", 0.0)) for b in LATENCY_BUCKETS]
-        buckets.append(("+Inf", values.get(f"latency_count|{lane}", 0.0)))
-        latency.add_metric([lane], buckets, sum_value=values.get(f"latency_sum|{lane}", 0.0))
     errors = _counters(
         values,
         "errors|",
@@ -208,15 +226,14 @@ def _link_families(values: dict[str, float]) -> list[Metric]:
             skipped.add_metric([link], values[field])
         else:
             errors.add_metric([link, outcome], values[field])
-    latency = HistogramMetricFamily(
+    latency = _histogram(
+        values,
+        "link_latency",
+        LINK_BUCKETS,
         "reminders_link_latency_seconds",
         "How long each gateway link took to answer a request, whatever the answer.",
-        labels=["link"],
+        "link",
     )
-    for link in sorted({f.split("|")[1] for f in values if f.startswith("link_latency_count|")}):
-        buckets = [(f"{b:g}", values.get(f"link_latency|{link}|{b}", 0.0)) for b in LINK_BUCKETS]
-        buckets.append(("+Inf", values.get(f"link_latency_count|{link}", 0.0)))
-        latency.add_metric([link], buckets, sum_value=values.get(f"link_latency_sum|{link}", 0.0))
     return [sent, errors, skipped, latency]
 
 
