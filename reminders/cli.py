@@ -48,7 +48,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def one_line_errors(func: F) -> F:
     """A user's mistake ends the command with one line on stderr and a non-zero exit."""
-    from reminders.process import StartupError
+    from reminders.startup import StartupError
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -143,7 +143,7 @@ def worker() -> None:
 @one_line_errors
 def db_upgrade() -> None:
     """Apply the migrations up to the newest schema."""
-    from reminders.process import connect
+    from reminders.startup import connect
 
     engine = connect(_settings())
     upgrade(engine)
@@ -151,7 +151,7 @@ def db_upgrade() -> None:
 
 
 def _engine() -> Any:
-    from reminders.process import open_database
+    from reminders.startup import open_database
 
     return open_database(_settings())
 
@@ -433,7 +433,7 @@ def _command_logging(settings: Settings) -> None:
     """The command's own lines are its output: the log (tracebacks included) joins them only
     with REMINDERS_LOG_LEVEL=DEBUG, rather than repeat each failure in other words."""
     if settings.log_level == "DEBUG":
-        from reminders.process import configure_logging
+        from reminders.startup import configure_logging
 
         configure_logging(settings)
     else:

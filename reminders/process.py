@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 import redis
 from fastapi import FastAPI
-from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from reminders import apikeys
@@ -18,9 +16,7 @@ from reminders.api import create_app
 from reminders.api.admission import API_POOL_TIMEOUT, api_pool_size
 from reminders.db import make_engine
 from reminders.metrics import make_metrics
-from reminders.migrate import ensure_schema
 from reminders.models import Scope
-from reminders.redaction import REDACT_SECRETS
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership, process_token
 from reminders.scheduler.notice_scheduler import NoticeScheduler
@@ -28,51 +24,15 @@ from reminders.sender import registry
 from reminders.sender.links import Link, RoutedSender
 from reminders.sender.rate import make_rate
 from reminders.settings import Settings, SettingsError
+from reminders.startup import (  # noqa: F401  (their home was here: imported from here too)
+    StartupError,
+    configure_logging,
+    connect,
+    open_database,
+    redacted,
+)
 
 log = logging.getLogger(__name__)
-
-
-class StartupError(Exception):
-    """The process cannot start; the message is one sentence for the operator."""
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for name in ("uvicorn.access", "httpx", "httpcore"):
-        logging.getLogger(name).addFilter(REDACT_SECRETS)
-    # APScheduler logs every job it adds and runs at INFO: one line per notice is noise.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # httpx logs each request's URL at INFO, and a gateway's URL holds the recipient's number
-    # and the text of the SMS: personal data, one line per message.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
-def redacted(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def connect(settings: Settings) -> Engine:
-    """An engine whose database answers, or ``StartupError`` saying why not."""
-    engine = make_engine(settings.database_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StartupError(
-            f"Cannot open the database {redacted(settings.database_url)}: {reason}"
-        ) from None
-    return engine
-
-
-def open_database(settings: Settings) -> Engine:
-    """Connect and bring the schema up to date, or raise saying why not."""
-    engine = connect(settings)
-    ensure_schema(engine)
-    return engine
 
 
 def ensure_first_key(engine: Engine) -> str | None:
