@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import Final
 
 import httpx
@@ -56,10 +57,36 @@ class KannelSender(Sender):
         self.username = settings.kannel_username
         self.password = settings.kannel_password.get_secret_value()
         self.max_parts = settings.kannel_max_parts
-        # Kannel is local or near: a slow connect means it is down, not busy.
-        self.client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0))
+        # Given (a test's mock transport): that one client, shared by every sending thread.
+        self._given = client
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
         # httpx logs each request's full URL, and Kannel takes its password in the query.
         logging.getLogger("httpx").addFilter(REDACT_SECRETS)
+
+    @property
+    def client(self) -> httpx.Client:
+        """The calling thread's client: its own keep-alive connection to Kannel.
+
+        A link sends from a pool of threads; one client shared by all of them has its
+        connection pool scan every connection under one lock for each request and each
+        answer, which cost more CPU than anything else on the way to Kannel. Each thread
+        sends one request at a time, so one connection each is all it needs.
+        """
+        if self._given is not None:
+            return self._given
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            # Kannel is local or near: a slow connect means it is down, not busy.
+            client = httpx.Client(
+                timeout=httpx.Timeout(10.0, connect=3.0),
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            )
+            with self._clients_lock:
+                self._clients.append(client)
+            self._local.client = client
+        return client
 
     def send(self, sms: OutgoingSms) -> Accepted:
         attempt = new_attempt()
@@ -127,4 +154,9 @@ class KannelSender(Sender):
         raise SendError(message, permanent=True, code="kannel_rejected")
 
     def close(self) -> None:
-        self.client.close()
+        if self._given is not None:
+            self._given.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
