@@ -15,9 +15,10 @@ every process through Redis when the service has it, the transactional lane firs
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 import redis
@@ -147,8 +148,36 @@ class RoutedSender(Sender):
         the next link as soon as that answer comes, not after the batch."""
         results: list[Result | None] = [None] * len(messages)
         routes = [self.route(sms) for sms in messages]
-        running: dict[Future[Result | None], tuple[int, int]] = {}
         tries: list[LinkTry] = []  # appended to by the pools' threads (list.append is atomic)
+        # Each answer is taken where it lands, on the link's thread, and the caller is woken
+        # once, when the last one is in: waiting on the futures instead woke it for nearly
+        # every answer and set up a waiter on every future still out each time, the lanes'
+        # largest CPU cost per message after the database.
+        left = [len(messages)]
+        failure: list[BaseException] = []
+        lock = threading.Lock()
+        finished = threading.Event()
+
+        def settle(index: int, result: Result) -> None:
+            results[index] = result
+            with lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    finished.set()
+
+        def landed(index: int, step: int, future: Future[Result | None]) -> None:
+            try:
+                result = future.result()
+                onward = result is None or (isinstance(result, SendError) and result.transient)
+                if onward and step + 1 < len(routes[index]):
+                    start(index, step + 1)
+                    return
+                assert result is not None  # the last link of a route is never skipped
+            except BaseException as exc:  # a bug: raised to the caller, as ``_send`` expects
+                failure.append(exc)
+                finished.set()
+                return
+            settle(index, result)
 
         def start(index: int, step: int) -> None:
             link, sms = routes[index][step], messages[index]
@@ -156,26 +185,20 @@ class RoutedSender(Sender):
             future = self._pools[link.name].submit(
                 sms.lane, lambda: self._try(link, sms, last, tries)
             )
-            running[future] = (index, step)
+            future.add_done_callback(lambda done: landed(index, step, done))
 
+        if not messages:
+            return []
         for index, route in enumerate(routes):
             if route:
                 start(index, 0)
             else:
                 sms = messages[index]
                 reason = f"no link serves {sms.to} in the {sms.lane} lane"
-                results[index] = SendError(reason, permanent=True, code="no_route")
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                index, step = running.pop(future)
-                result = future.result()
-                onward = result is None or (isinstance(result, SendError) and result.transient)
-                if onward and step + 1 < len(routes[index]):
-                    start(index, step + 1)
-                    continue
-                assert result is not None  # the last link of a route is never skipped
-                results[index] = result
+                settle(index, SendError(reason, permanent=True, code="no_route"))
+        finished.wait()
+        if failure:
+            raise failure[0]
         self._count(tries)
         return [r for r in results if r is not None]
 
