@@ -53,7 +53,8 @@ class KannelSender(Sender):
                     f"Invalid setting REMINDERS_{setting.upper()}: the kannel sender needs it."
                 )
         assert settings.kannel_url and settings.kannel_username and settings.kannel_password
-        self.url = settings.kannel_url
+        # Parsed once: httpx parses a URL given as text again for every request.
+        self.url = httpx.URL(settings.kannel_url)
         self.username = settings.kannel_username
         self.password = settings.kannel_password.get_secret_value()
         self.max_parts = settings.kannel_max_parts
