@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, true, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from reminders.accounts.quota import Reservation, guard_for
 from reminders.accounts.terms import terms_of
@@ -72,12 +72,15 @@ def claim_many(session: Session, notice_ids: Sequence[int], now: datetime, token
     ``send_at`` and the job; the stale firing must then find the notice not due and leave it.
     """
     claimed: list[int] = []
+    table = Notice.__table__  # type: ignore[attr-defined]
     for chunk in in_chunks(notice_ids):
+        # On the table, not the model: an ORM-enabled UPDATE works out what to synchronize
+        # in the session (nothing is loaded in it here), a tenth of a lane's CPU per batch.
         result = session.execute(
-            update(Notice)
-            .where(col(Notice.id).in_(chunk), still_due(now))
+            update(table)
+            .where(table.c.id.in_(chunk), still_due(now))
             .values(status=NoticeStatus.sending, updated_at=now, claimed_by=token or None)
-            .returning(col(Notice.id))
+            .returning(table.c.id)
         )
         claimed.extend(int(row[0]) for row in result)
     # Committed here, not by a caller: the firing path's transactions are its own by design, a
