@@ -226,6 +226,32 @@ def test_answers_say_whether_to_retry(
     assert (caught.value.permanent, caught.value.code) == (permanent, code)
 
 
+def test_each_sending_thread_has_its_own_client_and_close_ends_them_all(
+    kannel: harness.Kannel, bare_engine: Engine
+) -> None:
+    sender = KannelSender(kannel_settings(kannel), bare_engine)
+    numbers = [new_number() for _ in range(4)]
+    seen: dict[str, httpx.Client] = {}
+
+    def send(number: str) -> None:
+        sender.send(sms("Hi", to=number))
+        assert sender.client is sender.client  # the same one within a thread
+        seen[number] = sender.client
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in numbers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    for number in numbers:
+        received_by(kannel, number, 1)
+    assert len({id(client) for client in seen.values()}) == 4
+    sender.close()
+    assert all(client.is_closed for client in seen.values())
+    with pytest.raises(RuntimeError, match="closed"):
+        sender.send(sms("Hi"))
+
+
 def test_missing_settings_stop_start_up(bare_engine: Engine) -> None:
     with pytest.raises(SettingsError, match="REMINDERS_KANNEL_URL: the kannel sender needs it"):
         KannelSender(load_settings(), bare_engine)

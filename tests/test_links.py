@@ -415,6 +415,32 @@ def test_the_last_link_of_a_route_is_tried_even_when_down(closing: list[RoutedSe
 # Concurrency and rates -------------------------------------------------------------------
 
 
+def test_a_batch_is_counted_once_and_a_bug_on_a_link_thread_reaches_the_caller(
+    closing: list[RoutedSender],
+) -> None:
+    writes: list[list[tuple[str, str]]] = []
+    sender = routed(Link("mtel", Fake(raising(**TRANSIENT))), Link("a1", Fake()))
+    closing.append(sender)
+    sender.metrics.observe_links = lambda tries: writes.append(  # type: ignore[method-assign]
+        sorted((link, outcome) for link, outcome, _ in tries)
+    )
+    results = sender.send_many([sms(notice_id=i) for i in range(5)])
+    assert [r.link for r in results] == ["a1"] * 5
+    # One write for the batch: three failures put mtel down, and the last two skipped it.
+    assert writes == [
+        sorted([("mtel", "transient")] * 3 + [("mtel", "skipped")] * 2 + [("a1", "accepted")] * 5)
+    ]
+
+    class Broken(LocalRate):
+        def acquire(self, lane: str, count: int, stop: threading.Event | None = None) -> bool:
+            raise ZeroDivisionError("a bug in the rate")
+
+    buggy = routed(Link("mtel", Fake(), rate=Broken(10)))
+    closing.append(buggy)
+    with pytest.raises(ZeroDivisionError, match="a bug in the rate"):
+        buggy.send_many([sms(notice_id=i) for i in range(3)])
+
+
 def test_a_link_keeps_exactly_its_concurrency_in_flight(closing: list[RoutedSender]) -> None:
     lock, gate = threading.Lock(), threading.Event()
     in_flight, most = [0], [0]

@@ -63,6 +63,7 @@ class KannelSender(Sender):
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()
+        self._closed = False
         # httpx logs each request's full URL, and Kannel takes its password in the query.
         logging.getLogger("httpx").addFilter(REDACT_SECRETS)
 
@@ -79,12 +80,15 @@ class KannelSender(Sender):
             return self._given
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
-            # Kannel is local or near: a slow connect means it is down, not busy.
-            client = httpx.Client(
-                timeout=httpx.Timeout(10.0, connect=3.0),
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            )
             with self._clients_lock:
+                if self._closed:
+                    # As httpx says of a closed client: a closed sender does not start again.
+                    raise RuntimeError("the Kannel sender has been closed")
+                # Kannel is local or near: a slow connect means it is down, not busy.
+                client = httpx.Client(
+                    timeout=httpx.Timeout(10.0, connect=3.0),
+                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                )
                 self._clients.append(client)
             self._local.client = client
         return client
@@ -158,6 +162,7 @@ class KannelSender(Sender):
         if self._given is not None:
             self._given.close()
         with self._clients_lock:
+            self._closed = True
             clients, self._clients = self._clients, []
         for client in clients:
             client.close()
