@@ -4,13 +4,17 @@ Baseline, in the same run: stock APScheduler (its own SQLAlchemy job store and t
 misfire grace so it drops nothing) firing N no-op jobs that are all due, on the same kind of
 database. Each side runs in its own process, so peak memory is its own.
 
-    .venv/bin/python -m bench.burst [--n 100000] [--db sqlite|postgresql]
+    .venv/bin/python -m bench.burst [--n 100000] [--db sqlite|postgresql] [--helpers 1]
+
+``--helpers`` (PostgreSQL): that many more processes run sending lanes beside the one whose
+scheduler marks the notices due, and claim from the same queue, as ``reminders worker``s do.
 Prints one JSON line; value and baseline are seconds (lower is better), ratio = value/baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import sys
 import time
@@ -34,7 +38,35 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(kind: str, n: int) -> dict[str, Any]:
+def helper(url: str, n: int, index: int) -> None:
+    """Another sending process: lanes only (no scheduler), until ``n`` are in the outbox."""
+    from reminders.db import make_engine
+    from reminders.runtime import Runtime
+    from reminders.scheduler.due import DueSignal
+    from reminders.scheduler.sending import SendingLanes
+    from reminders.sender.outbox import OutboxSender
+    from reminders.settings import load_settings
+
+    engine = make_engine(url)
+    settings = load_settings(database_url=url, quiet_hours="off")
+    rt = Runtime(settings, engine, OutboxSender(settings, engine), token=f"helper-{index}")
+    signal = DueSignal(engine, poll=0.2)
+    signal.listen()
+    lanes = SendingLanes(rt, signal, threads=2)
+    lanes.start()
+    try:
+        while True:
+            with engine.connect() as conn:
+                if (conn.execute(text("SELECT count(*) FROM outbox")).scalar() or 0) >= n:
+                    return
+            time.sleep(0.2)
+    finally:
+        lanes.stop()
+        signal.close()
+        engine.dispose()
+
+
+def run_ours(kind: str, n: int, helpers: int = 0) -> dict[str, Any]:
     from reminders.models import Anchor, Contact, Notice
     from reminders.runtime import Runtime
     from reminders.scheduler.notice_scheduler import NoticeScheduler
@@ -109,6 +141,13 @@ def run_ours(kind: str, n: int) -> dict[str, Any]:
         with engine.connect() as conn:
             ids = [row[0] for row in conn.execute(text("SELECT id FROM notices"))]
         scheduler.schedule([(i, due) for i in ids])
+        url = engine.url.render_as_string(hide_password=False)
+        others = [
+            multiprocessing.get_context("spawn").Process(target=helper, args=(url, n, i))
+            for i in range(helpers)
+        ]
+        for process in others:
+            process.start()
         scheduler.start()
         started = time.perf_counter()
         while True:
@@ -119,6 +158,8 @@ def run_ours(kind: str, n: int) -> dict[str, Any]:
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
         scheduler.shutdown()
+        for process in others:
+            process.join(timeout=30)
         with engine.connect() as conn:
             statuses = dict(
                 conn.execute(text("SELECT status, count(*) FROM notices GROUP BY status")).all()
@@ -175,15 +216,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument("--helpers", type=int, default=0)
     args = parser.parse_args()
+    if args.helpers and args.db != "postgresql":
+        parser.error("--helpers needs --db postgresql: SQLite is one process's database")
     stock = in_own_process(run_stock, args.db, args.n)
-    ours = in_own_process(run_ours, args.db, args.n)
+    # A pool's process may not start processes of its own: with helpers, ours runs here (its
+    # peak memory is still its own: this process has only parsed the arguments).
+    ours = (
+        run_ours(args.db, args.n, args.helpers)
+        if args.helpers
+        else in_own_process(run_ours, args.db, args.n)
+    )
     print(f"ours: {ours}\nstock: {stock}", file=sys.stderr)
     assert ours["statuses"] == {"sent": args.n}, ours["statuses"]
     assert ours["twice"] == 0
     assert stock["ran"] == args.n
     report(
-        f"burst_{args.db}",
+        f"burst_{args.db}" + (f"_{args.helpers + 1}_processes" if args.helpers else ""),
         ours["seconds"],
         "s",
         stock["seconds"],

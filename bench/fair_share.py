@@ -89,7 +89,7 @@ def run(
                     left = conn.execute(
                         text(
                             "SELECT count(*) FROM notices WHERE account_id = :b"
-                            " AND status = 'scheduled'"
+                            " AND status IN ('scheduled', 'due', 'sending')"
                         ),
                         {"b": b_id},
                     ).scalar()
