@@ -49,7 +49,7 @@ def _notices(account_id: int, count: int, due: datetime, prefix: str) -> list[di
 def run(
     kind: str, backlog: int, small: int, rate: float, later: float, fair: bool
 ) -> dict[str, Any]:
-    from reminders.models import Account, Notice, Priority
+    from reminders.models import Account, Notice
     from reminders.runtime import Runtime
     from reminders.scheduler.notice_scheduler import NoticeScheduler
     from reminders.sender.outbox import OutboxSender
@@ -79,7 +79,9 @@ def run(
         )
         scheduler = NoticeScheduler(engine, runtime=runtime)
         if not fair:
-            scheduler.lanes[Priority.bulk]._shares = None  # one queue: first come, first served
+            # One queue: first come, first served (the lanes take no turns between accounts).
+            assert scheduler.sending is not None
+            scheduler.sending._shares = None  # type: ignore[assignment]
         scheduler.schedule([(i, due_a if a == 1 else due_b) for i, a, _ in rows])
         scheduler.start()
         deadline = time.monotonic() + later + 5 + (backlog + small) / rate * 1.5 + 60

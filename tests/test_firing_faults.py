@@ -7,6 +7,7 @@ tests/test_pg_restart.py does it for real, restarting PostgreSQL under a drain.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -482,3 +483,32 @@ def test_a_takeover_reconciles_chunk_by_chunk_in_the_database(
         jobs = set(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars())
     assert jobs == {job_id(i) for i in ids[:8]} | {"source:7"}
     assert scheduler._reconcile_all(chunk=3) == {"rescheduled": 0, "removed": 0}
+
+
+def test_a_full_read_of_due_jobs_sweeps_the_bursts_notices_due_at_once(engine: Engine) -> None:
+    """A burst: the loop reads due jobs a batch at a time; a full batch means more wait, so a
+    sweep marks every notice whose time has come in one go, ahead of their jobs; at most one
+    sweep a second."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    ids = make_notices(engine, phones(12, 13), send_at=later)
+    scheduler = NoticeScheduler(engine, batch_size=5)
+    scheduler.schedule([(i, later) for i in ids])
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Notice).where(Notice.id.in_(ids)).values(send_at=past)  # type: ignore[union-attr]
+        )
+        conn.execute(
+            text("UPDATE apscheduler_jobs SET next_run_time = :t"), {"t": past.timestamp()}
+        )
+    jobs = scheduler._store.get_due_jobs(datetime.now(UTC))
+    assert len(jobs) == 5  # a full batch: the other seven wait behind it
+    wait_for(lambda: set(statuses(engine, ids).values()) == {"due"}, what="the sweep to mark them")
+    with engine.connect() as conn:  # their jobs are still there, to find them due and do nothing
+        assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == 12
+    # Another full read within the second starts no second sweep.
+    with engine.begin() as conn:
+        conn.execute(update(Notice).where(Notice.id == ids[0]).values(status="scheduled"))  # type: ignore[arg-type]
+    scheduler._store.get_due_jobs(datetime.now(UTC))
+    time.sleep(0.3)
+    assert statuses(engine, [ids[0]]) == {ids[0]: "scheduled"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,9 +33,17 @@ from reminders.db import in_chunks
 
 
 class BatchJobStore(SQLAlchemyJobStore):
-    def __init__(self, *args: Any, batch_size: int = 1000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        batch_size: int = 1000,
+        on_backlog: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.batch_size = batch_size
+        # Told when a read of due jobs comes back full: more wait behind them (a burst).
+        self.on_backlog = on_backlog
         self._handed_out: set[str] = set()
         self._fired: set[str] = set()
         # The error of the last get_due_jobs, which APScheduler catches and only logs: the
@@ -119,6 +127,8 @@ class BatchJobStore(SQLAlchemyJobStore):
             for chunk in in_chunks(broken):
                 connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.in_(chunk)))
         self._handed_out = {job.id for job in jobs}
+        if self.on_backlog is not None and len(jobs) + len(broken) >= self.batch_size:
+            self.on_backlog()
         return jobs
 
     def remove_job(self, job_id: str) -> None:
