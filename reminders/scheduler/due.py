@@ -65,13 +65,17 @@ OVERDUE_CHUNK = 5_000
 
 
 def mark_overdue(conn: Connection, now: datetime, limit: int = OVERDUE_CHUNK) -> dict[str, int]:
-    """Up to ``limit`` ``scheduled`` notices whose time has passed, oldest first, ``due``:
-    those whose job was lost (a marking the database refused, a crash between a notice's commit
-    and its job's). Fewer than ``limit`` marked: there are no more."""
+    """Up to ``limit`` ``scheduled`` notices whose time has passed, ``due``: those whose job was
+    lost (a marking the database refused, a crash between a notice's commit and its job's), or
+    a burst's (``NoticeScheduler._sweep_soon``). Fewer than ``limit`` marked: there are no more.
+
+    Newest first: in a burst, what fell due last is what nothing else is marking yet (the jobs
+    go oldest first), so another account's reminders due seconds after a big backlog are in the
+    queue at the next chunk, not after the whole backlog. The lanes still claim oldest first."""
     overdue = (
         select(_NOTICES.c.id)
         .where(_NOTICES.c.status == NoticeStatus.scheduled, _NOTICES.c.send_at <= now)
-        .order_by(_NOTICES.c.send_at)
+        .order_by(_NOTICES.c.send_at.desc())
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
@@ -155,12 +159,12 @@ class DueSignal:
         self, now: datetime | None = None, *, chunk: int = OVERDUE_CHUNK
     ) -> dict[str, int]:
         """Every overdue notice ``due``, ``chunk`` a transaction; the lanes start on the first
-        chunk while the next is marked."""
-        now = now or utcnow()
+        chunk while the next is marked. Without ``now``, each chunk reads the clock again: what
+        falls due while a long sweep runs is taken at its next chunk."""
         total: dict[str, int] = {}
         while True:
             with self.engine.begin() as conn:
-                lanes = mark_overdue(conn, now, chunk)
+                lanes = mark_overdue(conn, now or utcnow(), chunk)
                 notify(conn, lanes)
             self.wake(lanes)
             for lane, n in lanes.items():
