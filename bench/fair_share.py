@@ -64,7 +64,9 @@ def run(
                                             "created_at": datetime.now(UTC),
                                             "updated_at": datetime.now(UTC)}])  # fmt: skip
             b_id = conn.execute(text("SELECT id FROM accounts WHERE slug = 'clinic-b'")).scalar()
-            due_a = datetime.now(UTC) + timedelta(seconds=5)
+            # Far enough ahead that writing the notices and their jobs ends before A falls due
+            # (checked below): else B's wait would count the set-up too.
+            due_a = datetime.now(UTC) + timedelta(seconds=5 + backlog / 5_000)
             due_b = due_a + timedelta(seconds=later)
             for start in range(0, backlog, 10_000):
                 conn.execute(
@@ -83,6 +85,8 @@ def run(
             assert scheduler.sending is not None
             scheduler.sending._shares = None  # type: ignore[assignment]
         scheduler.schedule([(i, due_a if a == 1 else due_b) for i, a, _ in rows])
+        if datetime.now(UTC) >= due_a:
+            raise SystemExit("writing the notices and their jobs outlasted the lead before A")
         scheduler.start()
         deadline = time.monotonic() + later + 5 + (backlog + small) / rate * 1.5 + 60
         try:

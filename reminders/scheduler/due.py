@@ -162,7 +162,7 @@ class DueSignal:
         chunk while the next is marked. Without ``now``, each chunk reads the clock again: what
         falls due while a long sweep runs is taken at its next chunk."""
         total: dict[str, int] = {}
-        while True:
+        while not self._stop.is_set():  # closing: the next start's check takes the rest
             with self.engine.begin() as conn:
                 lanes = mark_overdue(conn, now or utcnow(), chunk)
                 notify(conn, lanes)
@@ -170,7 +170,8 @@ class DueSignal:
             for lane, n in lanes.items():
                 total[lane] = total.get(lane, 0) + n
             if sum(lanes.values()) < chunk:
-                return total
+                break
+        return total
 
     def announce(self, lanes: Iterable[str]) -> None:
         """Notices were written due by someone else's transaction (already committed)."""

@@ -135,6 +135,7 @@ class NoticeScheduler:
             engine=engine, tablename=JOBS_TABLE, batch_size=batch_size, on_backlog=self._sweep_soon
         )
         self._sweep_lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
         self._sweeping = False
         self._next_sweep = 0.0
         settings = runtime.settings if runtime is not None else None
@@ -321,7 +322,9 @@ class NoticeScheduler:
             self.sending.stop(wait=wait)
         if self.webhooks is not None:
             self.webhooks.stop(wait=wait)
-        self.signal.close()
+        self.signal.close()  # a sweep running stops at its next chunk
+        if wait and self._sweeper is not None:
+            self._sweeper.join(timeout=30)
         if self._scheduler.state != STATE_STOPPED:
             self._scheduler.shutdown(wait=wait)
 
@@ -545,7 +548,8 @@ class NoticeScheduler:
             if self._sweeping or now < self._next_sweep:
                 return
             self._sweeping, self._next_sweep = True, now + SWEEP_EVERY
-        threading.Thread(target=self._sweep, name="due-sweep", daemon=True).start()
+        self._sweeper = threading.Thread(target=self._sweep, name="due-sweep", daemon=True)
+        self._sweeper.start()
 
     def _sweep(self) -> None:
         try:
