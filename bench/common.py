@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,3 +91,12 @@ def cluster_env(
     )
     env.update({f"REMINDERS_{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+def wait_until_alive(client: Any, redis_prefix: str, count: int, timeout: float = 60) -> None:
+    """Wait until ``count`` processes of the cluster have written their alive keys in Redis."""
+    deadline = time.monotonic() + timeout
+    while len(list(client.scan_iter(match=f"{redis_prefix}alive:*"))) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{count} processes did not all start")
+        time.sleep(0.2)

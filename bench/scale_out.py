@@ -28,7 +28,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from bench.common import cluster_env, database, report, unfinished
+from bench.common import cluster_env, database, report, unfinished, wait_until_alive
 from bench.link_throughput import REPORTS
 from reminders.accounts.scoping import scoped_session
 from reminders.messages import create_message
@@ -41,6 +41,21 @@ ROOT = Path(__file__).resolve().parent.parent
 REMINDERS = ROOT / ".venv" / "bin" / "reminders"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LEAD = 15.0  # seconds between writing the notices and their send time
+
+
+def through_kannel(kannel: harness.Kannel, reports: str) -> dict[str, str]:
+    """The settings of a bench cluster that sends through the harness's Kannel, asking for
+    delivery reports at ``reports``."""
+    return {
+        "quiet_hours": "off",
+        "sender": "kannel",
+        "kannel_url": kannel.sendsms_url,
+        "kannel_username": harness.USERNAME,
+        "kannel_password": harness.PASSWORD,
+        "sender_id": "MyShop",
+        "public_url": reports,
+        "webhook_secret": "bench-cluster-secret",
+    }
 
 
 def seed(engine: Engine, prefix: str, n: int, send_at: datetime) -> None:
@@ -72,15 +87,8 @@ def drain(
             engine,
             REDIS_URL,
             redis_prefix,
-            quiet_hours="off",
-            sender="kannel",
-            kannel_url=kannel.sendsms_url,
-            kannel_username=harness.USERNAME,
-            kannel_password=harness.PASSWORD,
-            sender_id="MyShop",
+            **through_kannel(kannel, reports),
             send_concurrency=str(concurrency),
-            public_url=reports,
-            webhook_secret="bench-scale-out-secret",
         )
         procs = []
         client = redis.Redis.from_url(REDIS_URL)
@@ -90,11 +98,7 @@ def drain(
                 procs.append(
                     subprocess.Popen([str(REMINDERS), "worker"], env=env, stdout=log, stderr=log)
                 )
-            deadline = time.monotonic() + 60
-            while len(list(client.scan_iter(match=f"{redis_prefix}alive:*"))) < workers:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{workers} workers did not all start")
-                time.sleep(0.2)
+            wait_until_alive(client, redis_prefix, workers)
             send_at = datetime.now(UTC) + timedelta(seconds=LEAD)
             seed(engine, prefix, n, send_at)
             wait = (send_at - datetime.now(UTC)).total_seconds()

@@ -36,7 +36,7 @@ from sqlmodel import Session
 
 from bench.common import cluster_env, database, report
 from bench.link_throughput import REPORTS
-from bench.scale_out import LEAD, REDIS_URL, REMINDERS, seed
+from bench.scale_out import LEAD, REDIS_URL, REMINDERS, seed, through_kannel
 from bench.tx_latency import ALERTS, SPACING, _latencies, _percentile
 from reminders import apikeys
 from reminders.models import Scope
@@ -86,10 +86,14 @@ class Cluster:
             time.sleep(0.2)
         raise SystemExit("the cluster did not come up: see the logs")
 
-    def kill_leader(self) -> tuple[str, ...]:
-        pid = self.live_leader()
-        if pid is None:
-            raise SystemExit("no live leader to kill")
+    def kill_leader(self, timeout: float = 30) -> tuple[str, ...]:
+        """SIGKILL the active scheduler, once there is one again (an election after the last
+        kill takes the lock's TTL, longer than the alerts between two kills)."""
+        deadline = time.monotonic() + timeout
+        while (pid := self.live_leader()) is None:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no live leader to kill after {timeout:g} s")
+            time.sleep(0.2)
         proc, args = self.procs.pop(pid)
         os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -167,16 +171,9 @@ def main() -> None:
             engine,
             REDIS_URL,
             redis_prefix,
-            quiet_hours="off",
-            sender="kannel",
-            kannel_url=kannel.sendsms_url,
-            kannel_username=harness.USERNAME,
-            kannel_password=harness.PASSWORD,
-            sender_id="MyShop",
+            **through_kannel(kannel, reports),
             send_rate=str(args.rate),
             send_concurrency="8",
-            public_url=reports,
-            webhook_secret="bench-tx-failover-secret",
         )
         with Session(engine) as session:
             secret = apikeys.create_key(

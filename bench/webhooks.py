@@ -32,7 +32,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from bench.common import cluster_env, database, report
+from bench.common import cluster_env, database, report, wait_until_alive
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REMINDERS = Path(sys.executable).parent / "reminders"
@@ -120,11 +120,7 @@ def ours(engine: Engine, receiver: str, n: int, workdir: Path) -> float:
             procs.append(
                 subprocess.Popen([str(REMINDERS), "worker"], env=env, stdout=log, stderr=log)
             )
-        deadline = time.monotonic() + 60
-        while len(list(client.scan_iter(match=f"{prefix}alive:*"))) < WORKERS:
-            if time.monotonic() > deadline:
-                raise SystemExit("the workers did not all start")
-            time.sleep(0.2)
+        wait_until_alive(client, prefix, WORKERS)
         _write_events(engine, f"{receiver}/hooks", n)
         started = time.perf_counter()
         deadline = time.monotonic() + 600
