@@ -11,7 +11,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    # Installed from the wheel they are reminders/migrations; in a checkout (an editable install
+    # too) they are the repository's top-level migrations/.
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise RuntimeError(f"the migrations are missing beside {package}: reinstall reminders")
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 class SchemaError(Exception):

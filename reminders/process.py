@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from reminders import apikeys
+from reminders import apikeys, keylocks
 from reminders.accounts import crud as accounts_crud
 from reminders.api import create_app
 from reminders.api.admission import API_POOL_TIMEOUT, api_pool_size
@@ -35,9 +35,17 @@ from reminders.startup import (  # noqa: F401  (their home was here: imported fr
 log = logging.getLogger(__name__)
 
 
+FIRST_KEY_LOCK = "apikeys:first"
+
+
 def ensure_first_key(engine: Engine) -> str | None:
-    """Create an admin key if the database has none; return its secret to show once."""
+    """Create an admin key if the database has none; return its secret to show once.
+
+    Several web processes or containers may start together on a new database: the first one
+    to take the lock makes the key, and the others find it.
+    """
     with Session(engine) as session:
+        keylocks.lock_keys(session, [FIRST_KEY_LOCK])
         if apikeys.count_live_keys(session):
             return None
         # The migrations made the account ``default``: a single-organisation install needs no
