@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -70,6 +71,21 @@ HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
 PortOption = Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)]
 
 
+def _leave_now(engines: list[Any]) -> NoReturn:
+    """End a process that has stopped in order, without the interpreter's teardown.
+
+    Once the server and the scheduler have stopped, the teardown only frees memory, and its
+    garbage collection walks pydantic-core's schemas for one to two seconds: a second of each
+    ``docker-compose down`` or ``systemctl stop``. The connections are closed properly first.
+    """
+    for engine in engines:
+        engine.dispose()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _run_api(host: str, port: int, *, run_scheduler: bool) -> None:
     import uvicorn
 
@@ -90,7 +106,12 @@ def _run_api(host: str, port: int, *, run_scheduler: bool) -> None:
     # uvicorn shuts down cleanly on SIGTERM, then raises the signal again so the process dies
     # of it (status 143); the stop was orderly, so end with status 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(process.app, host=host, port=port, log_level=settings.log_level.lower())
+    try:
+        uvicorn.run(process.app, host=host, port=port, log_level=settings.log_level.lower())
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    _leave_now([engine, process.runtime.api_engine])
 
 
 @app.command()
@@ -137,6 +158,7 @@ def worker() -> None:
     finally:
         process.scheduler.shutdown(wait=True)
         process.runtime.sender.close()
+    _leave_now([process.runtime.engine, process.runtime.api_engine])
 
 
 @db_app.command("upgrade")
