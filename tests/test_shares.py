@@ -4,16 +4,17 @@ back another's notices."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import insert, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from reminders.models import Account, Attempt, Notice
 from reminders.process import Process
-from reminders.scheduler.claims import LanePicker
+from reminders.scheduler.claims import LanePicker, waiting_accounts
 from reminders.scheduler.shares import AccountShares, Turns
 from reminders.settings import Settings, load_settings
 from tests.conftest import wait_for
@@ -103,6 +104,51 @@ def test_the_bulk_lane_picks_accounts_in_turn_by_weight_oldest_first(
     assert pick(engine, picker, 4) == []
     assert pick(engine, LanePicker("bulk"), 4) == []
     assert pick(engine, LanePicker("transactional"), 4) == []
+
+
+def rows_read(plan: dict[str, Any], table: str) -> int:
+    """How many rows a plan's nodes on ``table`` returned, over all their loops."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Relation Name") == table else 0
+    return own + sum(rows_read(child, table) for child in plan.get("Plans", []))
+
+
+@pytest.mark.slow  # PostgreSQL's planner
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_finding_the_accounts_with_due_notices_does_not_read_the_backlog(engine: Engine) -> None:
+    """With statistics taken before a burst was marked due (as autovacuum leaves them in the
+    burst's first minutes), an ``EXISTS`` was planned as a read of every due row, grouped by
+    account: a cost per batch that grew with the backlog. One probe per account instead."""
+    account_id_created(engine, "clinic-b")  # a second account, with nothing due
+    now = datetime.now(UTC)
+    backlog = [
+        {"account_id": 1, "key": f"a{i}", "kind": "message", "status": "scheduled",
+         "phone": f"+3598880{i:05d}", "text": "t", "is_template": False,
+         "send_at": now - timedelta(minutes=1), "created_at": now, "updated_at": now}
+        for i in range(20_000)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(Notice), backlog)
+        conn.execute(text("ANALYZE notices"))
+        # The burst, after the statistics: most already sent, the rest due.
+        conn.execute(text("UPDATE notices SET status = 'sent' WHERE key < 'a15000'"))
+        conn.execute(text("UPDATE notices SET status = 'due' WHERE status = 'scheduled'"))
+    query = waiting_accounts("bulk", now)
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        assert list(conn.execute(query).scalars()) == [1]  # the clinic has none due
+        plan = conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")).scalar_one()
+    # One probe for each of the two accounts, each stopping at its first due row (or none);
+    # the EXISTS read all 5,000 due rows here (50,000 with a larger backlog).
+    assert rows_read(plan[0]["Plan"], "notices") <= 2, plan
+
+
+def account_id_created(engine: Engine, slug: str) -> int:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(Account).values(slug=slug, name=slug, sender_ids=[],
+                                            inbound_numbers=[], rate_share=1, status="active",
+                                            created_at=now, updated_at=now))  # fmt: skip
+    return account_id(engine, slug)
 
 
 # --- the service: two accounts' backlogs through one send rate --------------------------------

@@ -19,7 +19,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, literal_column, select
+from sqlalchemy import ColumnElement, Select, literal_column, select
 from sqlalchemy.orm import Session
 
 from reminders.models import Account, AccountStatus, Notice, Priority
@@ -70,9 +70,7 @@ class LanePicker:
 
     def waiting_accounts(self, session: Session, now: datetime) -> list[int]:
         """The active accounts with notices due in this lane (one index probe each)."""
-        has_due = exists().where(*_due(self.lane, now), _N.account_id == _A.id)
-        query = select(_A.id).where(_A.status != _SUSPENDED, has_due).order_by(_A.id)
-        return [int(i) for i in session.execute(query).scalars()]
+        return [int(i) for i in session.execute(waiting_accounts(self.lane, now)).scalars()]
 
     def _by_turns(self, session: Session, now: datetime, count: int) -> list[int]:
         accounts = self.waiting_accounts(session, now)
@@ -92,3 +90,22 @@ class LanePicker:
             )
             picked.extend(int(i) for i in session.execute(_lock(query, session)).scalars())
         return picked
+
+
+def waiting_accounts(lane: str, now: datetime) -> Select[Any]:
+    """The query for the active accounts with notices due in ``lane``.
+
+    A correlated ``LIMIT 1`` rather than ``EXISTS``: PostgreSQL may turn an ``EXISTS`` into a
+    join that reads every due row of the lane and groups them by account, and it does so when
+    its statistics lag a burst (a backlog just marked due looks empty to it). That cost grew
+    with the backlog: 50 ms a batch with 200,000 due, a quarter of the bulk lane's time at 200
+    a second. A scalar subquery runs once per account, as one probe of the due rows' index.
+    """
+    first_due = (
+        select(_N.id)
+        .where(*_due(lane, now), _N.account_id == _A.id)
+        .limit(1)
+        .correlate(Account.__table__)  # type: ignore[attr-defined]
+        .scalar_subquery()
+    )
+    return select(_A.id).where(_A.status != _SUSPENDED, first_due.is_not(None)).order_by(_A.id)
