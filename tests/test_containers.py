@@ -189,10 +189,12 @@ def compose_stack(docker: Docker, tmp_path: Path) -> dict[str, Any]:
 
     try:
         compose("up", "-d", "--no-build")
-        state = {c: s for c, s in containers(compose).items()}
-        assert state[f"{PROJECT}_migrate_1"].startswith("Exit 0"), state
+        state = containers(docker)
+        assert state.get(f"{PROJECT}_migrate_1", "").startswith("Exit 0"), (
+            state, compose("ps", "-a").stdout, compose("logs", "--no-color", "migrate").stdout
+        )  # fmt: skip
         for name in ("web_1", "web_2", "worker_1", "worker_2", "kannel_1", "fakesmsc_1"):
-            assert state[f"{PROJECT}_{name}"].startswith("Up"), state
+            assert state.get(f"{PROJECT}_{name}", "").startswith("Up"), state
         webs = [f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{web_port + 1}"]
         for web in webs:
             wait_until(lambda web=web: answers(f"{web}/readyz"), 60, f"{web}/readyz")
@@ -265,7 +267,7 @@ def compose_stack(docker: Docker, tmp_path: Path) -> dict[str, Any]:
         assert final["unknown"] <= 2 * KannelSender.batch_size, final
         assert sum(1 for p in phones if at_gateway[p]) + final["unknown"] >= DRAIN
 
-        restarted = containers(compose)[f"{PROJECT}_worker_1"]
+        restarted = containers(docker)[f"{PROJECT}_worker_1"]
         since, started = time.time(), time.monotonic()
         compose("down")
         down = time.monotonic() - started
@@ -282,30 +284,39 @@ def compose_stack(docker: Docker, tmp_path: Path) -> dict[str, Any]:
         compose("down", "-v", "-t", "1", check=False)
 
 
-def containers(compose: Callable[..., Any]) -> dict[str, str]:
-    """Each container of the project and its state as `ps` prints it ("Up", "Exit 0"...)."""
-    out = compose("ps").stdout.splitlines()
+def containers(docker: Docker) -> dict[str, str]:
+    """Each container of the project and its state: "Up", "Exit 0", "Restarting"... (read
+    from Docker, not from `docker-compose ps`, whose table wraps its cells on a busy run)."""
+    out = docker.run(
+        "ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}",
+        "--format", "{{.Names}}\t{{.State}}\t{{.Status}}",
+    ).stdout  # fmt: skip
     states: dict[str, str] = {}
-    for line in out[2:]:
-        if line.strip():
-            name = line.split()[0]
-            match = re.search(r"\s(Up.*|Exit \d+|Restarting.*)$", line.rstrip())
-            states[name] = match.group(1).strip() if match else line
+    for line in out.splitlines():
+        name, state, status = line.split("\t")
+        if state == "exited":
+            code = re.search(r"Exited \((-?\d+)\)", status)
+            states[name] = f"Exit {code.group(1) if code else '?'}"
+        else:
+            states[name] = {"running": "Up"}.get(state, state.capitalize())
     return states
 
 
 def stopped(docker: Docker, since: float) -> list[str]:
-    """When each container ended after ``since`` (seconds after it), and how: for a slow stop."""
+    """What `down` did after ``since``, in seconds after it: each container's stop (and how it
+    ended), its removal, the network's removal. For a slow `down`."""
     out = docker.run(
         "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-        "--filter", "event=die", "--format",
-        "{{.TimeNano}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+        "--filter", "event=kill", "--filter", "event=die", "--filter", "event=destroy",
+        "--format", "{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.Attributes.name}} "
+        "{{.Actor.Attributes.exitCode}}",
     ).stdout  # fmt: skip
-    ended = []
+    events = []
     for line in out.splitlines():
-        nanos, name, code = line.split()
-        ended.append(f"{name} +{int(nanos) / 1e9 - since:.1f} s (exit {code})")
-    return ended
+        nanos, kind, action, name, *code = line.split()
+        what = f"{kind} {name} {action}" + (f" {code[0]}" if code and action == "die" else "")
+        events.append(f"+{int(nanos) / 1e9 - since:.2f} {what}")
+    return events
 
 
 def health(docker: Docker, container: str) -> str:
