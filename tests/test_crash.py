@@ -40,7 +40,7 @@ def start(
         )
 
 
-# Without a rate the outbox takes batches of 200; at 500 a second a batch is a slice of 50,
+# Without a rate the outbox takes batches of 200; at 500 a second a batch is a slice of 100,
 # claimed only once its budget is there.
 @pytest.mark.parametrize("rate", [None, 500], ids=["no-rate", "rate-500"])
 def test_sigkill_mid_burst_then_restart(

@@ -61,9 +61,9 @@ def test_unlimited_never_waits() -> None:
     assert all(rate.acquire("bulk", 1000) for _ in range(100))
 
 
-def test_slices_are_a_tenth_of_a_second_of_budget() -> None:
+def test_slices_are_a_fifth_of_a_second_of_budget() -> None:
     assert LocalRate(200).slice_size(20) == 20
-    assert LocalRate(200).slice_size(500) == 20
+    assert LocalRate(200).slice_size(500) == 40
     assert LocalRate(3).slice_size(20) == 1
 
 

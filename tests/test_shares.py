@@ -153,7 +153,7 @@ def account_id_created(engine: Engine, slug: str) -> int:
 
 # --- the service: two accounts' backlogs through one send rate --------------------------------
 
-RATE = 20  # messages per second: 2 a slice
+RATE = 20  # messages per second: 4 a slice
 
 
 @pytest.fixture
