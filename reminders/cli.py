@@ -87,9 +87,15 @@ def _leave_now(engines: list[Any]) -> NoReturn:
     os._exit(0)
 
 
+# Seconds a stopping server lets requests in flight finish (a large CSV report, say) before it
+# cancels them: within Docker's 10 s between SIGTERM and SIGKILL. Live streams end at once.
+STOP_GRACE = 5
+
+
 def _run_api(host: str, port: int, *, run_scheduler: bool) -> None:
     import uvicorn
 
+    from reminders.api.stopping import StoppingServer
     from reminders.process import build, configure_logging, ensure_first_key, open_database
 
     settings = _settings()
@@ -107,11 +113,22 @@ def _run_api(host: str, port: int, *, run_scheduler: bool) -> None:
     # uvicorn shuts down cleanly on SIGTERM, then raises the signal again so the process dies
     # of it (status 143); the stop was orderly, so end with status 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    config = uvicorn.Config(
+        process.app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=STOP_GRACE,
+    )
+    server = StoppingServer(config, process.app.state.stopping)
     try:
-        uvicorn.run(process.app, host=host, port=port, log_level=settings.log_level.lower())
+        server.run()
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
+    if not server.started:
+        # uvicorn has logged why (the port is taken, say); as `uvicorn.run` would, status 3.
+        sys.exit(3)
     _leave_now([engine, process.runtime.api_engine])
 
 

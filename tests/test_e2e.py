@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from reminders.db import make_engine
 from reminders.models import Attempt, Notice, OutboxMessage
 from tests.conftest import make_key, wait_for
 from tests.served import REMINDERS, Server, cli_env, free_port
+from tests.test_panel import add_user, sign_in
 
 pytestmark = pytest.mark.slow  # real processes and clocks: not in the fast tier
 
@@ -256,4 +258,53 @@ def test_a_runaway_template_preview_answers_at_once_and_sigterm_still_stops_serv
     assert response.json()["errors"][0]["field"] == "template"
     assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
     assert server.terminate() == 0, server.stderr
+    assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_sigterm_ends_open_live_streams_and_stops_serve(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """An open dashboard used to hold a stop until the process manager's SIGKILL: uvicorn
+    waits for every response, and a live stream never ends by itself."""
+    database_url = f"sqlite:///{tmp_path / 'streams.db'}"
+    server = start(servers, database_url, free_port(), tmp_path)
+    engine = make_engine(database_url)
+    try:
+        key = make_key(engine, "read")
+        add_user(engine, "ana@clinic.bg")
+    finally:
+        engine.dispose()
+    panel = httpx.Client(base_url=server.base_url, timeout=10)
+    assert sign_in(panel, "ana@clinic.bg").status_code == 303  # type: ignore[arg-type]
+    streams = {
+        # The API's stream with a minute between events, and the control panel's (2 s): without
+        # the stop reaching them, SIGTERM would wait on them for ever (terminate() gives up
+        # after 15 s).
+        "api": (f"{server.base_url}/api/v1/stats/stream?every=60", key),
+        "panel": (f"{server.base_url}/live", {"Cookie": "; ".join(
+            f"{name}={value}" for name, value in panel.cookies.items())}),
+    }  # fmt: skip
+    panel.close()
+    events: dict[str, list[str]] = {name: [] for name in streams}
+    ended = {name: threading.Event() for name in streams}
+
+    def listen(name: str) -> None:
+        url, headers = streams[name]
+        with httpx.stream("GET", url, headers=headers, timeout=90) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith(("event:", "data:")):
+                    events[name].append(line)
+        ended[name].set()  # the server ended the response itself: a whole stream, not a reset
+
+    listeners = [threading.Thread(target=listen, args=(n,), daemon=True) for n in streams]
+    for listener in listeners:
+        listener.start()
+    wait_for(lambda: all(events.values()), timeout=10, what="each stream's first event")
+    assert server.terminate() == 0, server.stderr
+    for listener in listeners:
+        listener.join(timeout=10)
+    assert all(e.is_set() for e in ended.values()), (ended, server.stderr)
+    assert events["api"][:2] == ["event: stats", events["api"][1]], events
+    assert events["panel"][0].startswith("data: {"), events
     assert "Traceback" not in server.stderr, server.stderr

@@ -40,6 +40,7 @@ from reminders.api.routes import (
     users,
     webhooks,
 )
+from reminders.api.stopping import Stopping
 from reminders.metrics import LinkGauges, NoticeMetrics, SchedulerMetrics, metrics_registry
 from reminders.runtime import Runtime
 from reminders.scheduler.leader import Leadership
@@ -122,6 +123,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.engine = runtime.api_engine or runtime.engine
     app.state.live_totals = LiveTotals(app.state.engine, runtime.settings.dlr_timeout)
+    app.state.stopping = Stopping()
     app.state.scheduler = scheduler
     app.state.run_scheduler = run_scheduler
     install_error_handlers(app)

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from reminders.api.deps import AccountIdDep, CallerDep, ReadKey, SessionDep, SettingsDep
 from reminders.api.live import LiveTotals
+from reminders.api.stopping import Stopping
 from reminders.db import utcnow
 from reminders.errors import InvalidField
 from reminders.metrics import NoticeMetrics, Scrape
@@ -163,17 +163,19 @@ async def stats_stream(
     """Server-sent events: every few seconds, the totals of the notices due in the 24 hours up
     to now (not those still to come) and of the messages received in them."""
     live: LiveTotals = request.app.state.live_totals
+    stopping: Stopping = request.app.state.stopping
 
     async def events() -> AsyncIterator[str]:
         # Between ticks the stream only waits: no thread, no connection (see api/live.py).
+        # It ends when the server stops (api/stopping.py); the client reconnects elsewhere.
         sent = 0
-        while limit is None or sent < limit:
+        while (limit is None or sent < limit) and not stopping.begun:
             snapshot = await live.latest(account_id)
             payload: dict[str, Any] = {"at": snapshot.at.isoformat(), **snapshot.totals.__dict__}
             yield f"event: stats\ndata: {json.dumps(payload)}\n\n"
             sent += 1
-            if limit is None or sent < limit:
-                await anyio.sleep(every)
+            if (limit is None or sent < limit) and await stopping.wait(every):
+                return
 
     return StreamingResponse(events(), media_type="text/event-stream")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
@@ -10,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from reminders.api.stopping import Stopping
 from reminders.db import utcnow
 from reminders.panel.dashboard import COUNTERS, counters, dashboard
 from reminders.panel.pages import Reader, account_session, render, state_of
@@ -58,12 +58,17 @@ async def live(request: Request, who: Reader) -> Response:
     account_id = who.account.id
     assert account_id is not None
 
+    stopping: Stopping = request.app.state.stopping
+
     async def events() -> AsyncIterator[str]:
-        while True:
+        # A client that left is noticed by the response, and ends it; a stopping server ends
+        # it here (api/stopping.py), and the browser's EventSource reconnects.
+        while not stopping.begun:
             snapshot = await totals.latest(account_id)
             shown = {k: who.formats.number(v) for k, v in counters(snapshot.totals).items()}
             yield f"data: {json.dumps(shown)}\n\n"
-            await asyncio.sleep(TICK)  # a client that left is noticed by the response: it ends
+            if await stopping.wait(TICK):
+                return
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
