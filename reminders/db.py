@@ -100,4 +100,7 @@ def make_engine(
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **pool)
+    # UTF-8 whatever the database's encoding: on a SQL_ASCII database psycopg would otherwise
+    # hand back bytes, and SQLAlchemy's first look at the server failed with a traceback before
+    # startup could refuse the database in one line (startup.connect).
+    return create_engine(url, pool_pre_ping=True, connect_args={"client_encoding": "utf8"}, **pool)

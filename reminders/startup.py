@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
 from reminders.db import make_engine
@@ -47,12 +47,28 @@ def connect(settings: Settings) -> Engine:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            encoding = _server_encoding(conn)
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise StartupError(
             f"Cannot open the database {redacted(settings.database_url)}: {reason}"
         ) from None
+    if encoding not in (None, "UTF8"):
+        engine.dispose()
+        # Names, texts and replies are Bulgarian as often as not: SQL_ASCII would store the
+        # bytes but neither compare nor search them, and LATIN1 cannot hold them at all.
+        raise StartupError(
+            f"The database {redacted(settings.database_url)} uses the encoding {encoding}; "
+            "reminders needs UTF8: CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0"
+        )
     return engine
+
+
+def _server_encoding(conn: Connection) -> str | None:
+    """PostgreSQL's encoding of the database (None on SQLite, whose text is always Unicode)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return str(conn.execute(text("SHOW server_encoding")).scalar_one())
 
 
 def open_database(settings: Settings) -> Engine:

@@ -341,6 +341,28 @@ def test_the_settings_import_no_sender_and_no_scheduler() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_a_postgresql_database_not_in_utf8_is_refused_in_one_line() -> None:
+    """SQL_ASCII would keep Bulgarian text as bytes it can neither compare nor search; before
+    the check, psycopg handed SQLAlchemy bytes and every command ended in a traceback."""
+    from psycopg import sql
+
+    from tests.databases import PG, new_name
+
+    name = new_name()
+    PG.admin(
+        sql.SQL(
+            "CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ).format(sql.Identifier(name))
+    )
+    try:
+        for command in (["serve", "--port", "1"], ["db", "upgrade"], ["apikey", "list"]):
+            result = reminders(*command, database_url=PG.url(name))
+            line = assert_one_line_error(result)
+            assert "encoding SQL_ASCII" in line and "needs UTF8" in line, line
+    finally:
+        PG.drop(name)
+
+
 def test_an_unreachable_postgresql_is_one_line_without_the_password() -> None:
     url = "postgresql+psycopg://reminders:s3cret-Pa55@127.0.0.1:1/reminders"
     for command in (["serve", "--port", "1"], ["db", "upgrade"], ["apikey", "list"]):
