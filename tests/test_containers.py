@@ -201,6 +201,16 @@ def compose_stack(docker: Docker, tmp_path: Path) -> dict[str, Any]:
         )  # fmt: skip
         for name in ("web_1", "web_2", "worker_1", "worker_2", "kannel_1", "fakesmsc_1"):
             assert state.get(f"{PROJECT}_{name}", "").startswith("Up"), state
+        kannel = f"{PROJECT}_kannel_1"
+        # Quick ACKs on the Kannel container's loopback (deploy/kannel/start), and its boxes
+        # running as the user kannel with no capabilities, though the container starts as root.
+        routes = docker.run("exec", kannel, "ip", "route", "show", "table", "local").stdout
+        assert re.search(r"^local 127\.0\.0\.1 .*quickack 1", routes, re.M), routes
+        boxes = {name: status for name, status in processes(docker, kannel).items()
+                 if name in ("bearerbox", "smsbox")}  # fmt: skip
+        assert set(boxes) == {"bearerbox", "smsbox"}, boxes
+        for status in boxes.values():
+            assert status["Uid"].split()[0] != "0" and int(status["CapEff"], 16) == 0, boxes
         webs = [f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{web_port + 1}"]
         for web in webs:
             wait_until(lambda web=web: answers(f"{web}/readyz"), 60, f"{web}/readyz")
@@ -283,7 +293,6 @@ def compose_stack(docker: Docker, tmp_path: Path) -> dict[str, Any]:
             headers=headers,
         )  # fmt: skip
         assert sent.status_code == 201, sent.text
-        kannel = f"{PROJECT}_kannel_1"
 
         def spooled() -> int:
             found = docker.run("exec", kannel, "find", "/var/spool/kannel/store", "-type", "f")
@@ -315,6 +324,19 @@ def compose_stack(docker: Docker, tmp_path: Path) -> dict[str, Any]:
         }
     finally:
         compose("down", "-v", "-t", "1", check=False)
+
+
+def processes(docker: Docker, container: str) -> dict[str, dict[str, str]]:
+    """The fields Name, Uid and CapEff of /proc/PID/status for each process in ``container``,
+    by name (the image has no ps)."""
+    script = 'for f in /proc/[0-9]*/status; do grep -E "^(Name|Uid|CapEff):" "$f"; echo; done'
+    out = docker.run("exec", container, "bash", "-c", script).stdout
+    found: dict[str, dict[str, str]] = {}
+    for block in out.split("\n\n"):
+        fields = dict(line.split(":\t", 1) for line in block.strip().splitlines())
+        if "Name" in fields:
+            found[fields["Name"]] = fields
+    return found
 
 
 def containers(docker: Docker) -> dict[str, str]:
