@@ -12,31 +12,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 
 import uvicorn
 
 
 class Stopping:
-    """Set once, when the server begins to stop; awaited by the streams between their events."""
+    """Set once, when the server begins to stop; awaited by the streams between their events.
+
+    Not an ``asyncio.Event``: that binds to the first event loop that waits on it, and an app
+    may be served on more than one (each ``TestClient`` runs its own). Each wait is a future on
+    its own loop, settled through that loop from whichever thread the stop begins on.
+    """
 
     def __init__(self) -> None:
-        # asyncio.Event binds to the running loop at its first wait, not here.
-        self._event = asyncio.Event()
+        self._begun = False
+        self._lock = threading.Lock()
+        self._waiting: set[asyncio.Future[None]] = set()
 
     def begin(self) -> None:
-        """The server is stopping (call on its event loop)."""
-        self._event.set()
+        """The server is stopping: every wait ends now, and every later one at once."""
+        with self._lock:
+            self._begun = True
+            waiting, self._waiting = self._waiting, set()
+        for future in waiting:
+            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits
+                future.get_loop().call_soon_threadsafe(_settle, future)
 
     @property
     def begun(self) -> bool:
-        return self._event.is_set()
+        return self._begun
 
     async def wait(self, seconds: float) -> bool:
         """Sleep ``seconds``, less if the server begins to stop; True once it has."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._event.wait()
-        return self._event.is_set()
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._begun:
+                return True
+            self._waiting.add(future)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await future
+        finally:
+            with self._lock:
+                self._waiting.discard(future)
+        return self._begun
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class StoppingServer(uvicorn.Server):
