@@ -28,14 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import create_engine
-
 from bench.common import report
-from bench.kannel_throughput import TEXTS, messages, timed
-from bench.link_throughput import REPORTS, bare
-from reminders.sender.kannel import KannelSender
-from reminders.sender.kannel_dlr import new_attempt
-from reminders.settings import load_settings
+from bench.link_throughput import REPORTS, bare_rate, reporting_settings
 from tests import kannel as harness
 
 PRIVATE = "REMINDERS_BENCH_NETNS"  # set once the bench runs in its own network namespace
@@ -62,33 +56,7 @@ def rate(prefix: str, n: int, concurrency: int) -> float:
         harness.running(Path(tmp)) as kannel,
         harness.serving(REPORTS) as reports_url,
     ):
-        settings = load_settings(
-            kannel_url=kannel.sendsms_url,
-            kannel_username=harness.USERNAME,
-            kannel_password=harness.PASSWORD,
-            kannel_max_parts=kannel.max_messages,
-            public_url=reports_url,  # with a webhook secret: every send asks for reports
-            webhook_secret="bench-secret",
-            quiet_hours="off",
-        )
-        engine = create_engine("sqlite://")  # kept by the sender, never used to send
-        sender = KannelSender(settings, engine)
-        try:
-            text = TEXTS["ascii"]
-            warm = [sender.params(m, new_attempt()) for m in messages(f"{prefix}0", 50, text)]
-            queries = [sender.params(m, new_attempt()) for m in messages(f"{prefix}1", n, text)]
-            assert "dlr-url" in queries[0], "the bench must ask for delivery reports"
-            bare(kannel.sendsms_url, warm, concurrency)
-            return timed(
-                kannel,
-                f"{prefix}1",
-                n,
-                lambda: bare(kannel.sendsms_url, queries, concurrency),
-                prefix,
-            )
-        finally:
-            sender.close()
-            engine.dispose()
+        return bare_rate(kannel, reporting_settings(kannel, reports_url), prefix, n, concurrency)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -57,6 +58,20 @@ async def _took(request: Request) -> PlainTextResponse:
 REPORTS = Starlette(routes=[Route("/{path:path}", _took, methods=["GET", "POST"])])
 
 
+def reporting_settings(kannel: harness.Kannel, reports_url: str, **more: Any) -> Settings:
+    """Settings that send through the harness's Kannel and ask for every delivery report."""
+    return load_settings(
+        kannel_url=kannel.sendsms_url,
+        kannel_username=harness.USERNAME,
+        kannel_password=harness.PASSWORD,
+        kannel_max_parts=kannel.max_messages,
+        public_url=reports_url,  # with a webhook secret: every send asks for reports
+        webhook_secret="bench-secret",
+        quiet_hours="off",
+        **more,
+    )
+
+
 def bare(url: str, queries: Sequence[dict[str, str | int]], concurrency: int) -> None:
     """The baseline: one httpx client, ``concurrency`` requests in flight, nothing else."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -69,6 +84,31 @@ def bare(url: str, queries: Sequence[dict[str, str | int]], concurrency: int) ->
 
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(get, queries))
+
+
+def bare_rate(
+    kannel: harness.Kannel, settings: Settings, prefix: str, n: int, concurrency: int
+) -> float:
+    """Messages per second ``bare`` hands to Kannel: the ``sendsms`` queries the ``kannel``
+    sender builds with ``settings`` (after 50 to warm up), every one seen at fakesmsc."""
+    engine = create_engine("sqlite://")  # kept by the sender, never used to send
+    sender = KannelSender(settings, engine)
+    try:
+        text = TEXTS["ascii"]
+        warm = [sender.params(m, new_attempt()) for m in messages(f"{prefix}0", 50, text)]
+        queries = [sender.params(m, new_attempt()) for m in messages(f"{prefix}1", n, text)]
+        assert "dlr-url" in queries[0], "the bench must ask for delivery reports"
+        bare(kannel.sendsms_url, warm, concurrency)
+        return timed(
+            kannel,
+            f"{prefix}1",
+            n,
+            lambda: bare(kannel.sendsms_url, queries, concurrency),
+            "bare client",
+        )
+    finally:
+        sender.close()
+        engine.dispose()
 
 
 def whole_service(
@@ -128,34 +168,8 @@ def main() -> None:
         harness.running(Path(tmp)) as kannel,
         harness.serving(REPORTS) as reports_url,
     ):
-        settings = load_settings(
-            kannel_url=kannel.sendsms_url,
-            kannel_username=harness.USERNAME,
-            kannel_password=harness.PASSWORD,
-            kannel_max_parts=kannel.max_messages,
-            public_url=reports_url,  # with a webhook secret: every send asks for reports
-            webhook_secret="bench-secret",
-            quiet_hours="off",
-            send_threads=args.threads,
-        )
-        engine = create_engine("sqlite://")  # kept by the sender, never used to send
-        sender = KannelSender(settings, engine)
-        try:
-            text = TEXTS["ascii"]
-            warm = [sender.params(m, new_attempt()) for m in messages("+3598880", 50, text)]
-            queries = [sender.params(m, new_attempt()) for m in messages("+3598881", args.n, text)]
-            assert "dlr-url" in queries[0], "the bench must ask for delivery reports"
-            bare(kannel.sendsms_url, warm, args.concurrency)
-            baseline = timed(
-                kannel,
-                "+3598881",
-                args.n,
-                lambda: bare(kannel.sendsms_url, queries, args.concurrency),
-                "bare client",
-            )
-        finally:
-            sender.close()
-            engine.dispose()
+        settings = reporting_settings(kannel, reports_url, send_threads=args.threads)
+        baseline = bare_rate(kannel, settings, "+359888", args.n, args.concurrency)
         value = whole_service(kannel, settings, "+3598883", args.n, args.concurrency)
     print(
         f"{args.n} messages, {args.concurrency} in flight, delivery reports requested: bare "

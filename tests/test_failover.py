@@ -59,13 +59,21 @@ class Cluster:
         return proc
 
     def wait_until_up(self, base: str) -> None:
+        last: list[str] = ["no answer"]
+
         def up() -> bool:
             try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.TransportError:
+                answer = httpx.get(f"{base}/readyz", timeout=1)
+            except httpx.TransportError as exc:
+                last[0] = repr(exc)
                 return False
+            last[0] = f"{answer.status_code} {answer.text}"
+            return answer.status_code == 200
 
-        wait_for(up, timeout=30, what="serve to answer")
+        try:
+            wait_for(up, timeout=30, what="serve to answer")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its last answer: {last[0]}") from None
 
     def leader_pid(self) -> int | None:
         token = self.redis.get(f"{self.prefix}scheduler:leader")

@@ -131,21 +131,23 @@ def test_a_deposed_store_forgets_its_pending_deletes(engine: Engine) -> None:
 
 
 def post(client: TestClient, headers: dict[str, str], phone: str) -> int:
-    """A message due in a second: it goes through its job, and so through the job store."""
-    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    """A message due in 3 s: it goes through its job, and so through the job store.
+
+    Had the request taken longer than the lead, the message would have been written due (no
+    job), which is what one second's lead let a busy machine do.
+    """
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
     response = client.post(
         "/api/v1/messages",
         headers=headers,
         json={"to": {"phones": [phone]}, "text": "x", "send_at": soon},
     )
     assert response.status_code == 201, response.text
-    [notice_id] = [
-        n["id"]
-        for n in client.get(
-            f"/api/v1/notices?message_id={response.json()['id']}", headers=headers
-        ).json()["items"]
-    ]
-    return int(notice_id)
+    [notice] = client.get(
+        f"/api/v1/notices?message_id={response.json()['id']}", headers=headers
+    ).json()["items"]
+    assert notice["status"] == "scheduled", notice  # "due": written without a job
+    return int(notice["id"])
 
 
 def readiness(client: TestClient) -> tuple[int, dict[str, Any]]:

@@ -35,6 +35,16 @@ def reason(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
+def log_failure(logger: logging.Logger, what: str, exc: BaseException, *args: object) -> None:
+    """Log that ``what`` (a %-format of ``args``) failed with ``exc``: one line when the
+    database went away, an expected fault that the caller waits out, and the traceback for
+    anything else, which is a bug."""
+    if is_transient(exc):
+        logger.warning(f"{what} failed (%s)", *args, reason(exc))
+    else:
+        logger.exception(f"{what} failed (%s)", *args, reason(exc))
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Exponential back-off with jitter, from ``first`` to at most ``cap`` seconds a wait.

@@ -29,7 +29,7 @@ from reminders.runtime import Runtime
 from reminders.scheduler.claims import LanePicker
 from reminders.scheduler.due import DueSignal
 from reminders.scheduler.firing import fire_next
-from reminders.scheduler.retrying import reason
+from reminders.scheduler.retrying import log_failure, reason
 from reminders.scheduler.shares import AccountShares
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class SendingLanes:
             except Exception as exc:
                 # A bug or a database fault ``fire_next`` could not wait out: the notices it had
                 # not claimed stay due; look again after a pause rather than spin.
-                log.exception("the %s lane failed to send a batch (%s)", lane, reason(exc))
+                log_failure(log, "the %s lane's batch", exc, lane)
                 self._stop.wait(1.0)
                 continue
             if not picked:

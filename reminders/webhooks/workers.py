@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from reminders.db import utcnow
 from reminders.metrics import SendMetrics
 from reminders.models import WebhookDeliveryStatus
-from reminders.scheduler.retrying import reason
+from reminders.scheduler.retrying import log_failure, reason
 from reminders.settings import Settings
 from reminders.webhooks.delivery import deliver_next
 from reminders.webhooks.posting import Poster
@@ -83,7 +83,7 @@ class WebhookWorkers:
                 except Exception as exc:
                     # The database away, or a bug: what was claimed is attempted again once
                     # its lease runs out; look again after a pause rather than spin.
-                    log.exception("delivering webhooks failed (%s)", reason(exc))
+                    log_failure(log, "delivering webhooks", exc)
                     self._stop.wait(1.0)
                     continue
                 if prunes and time.monotonic() >= next_prune:
